@@ -1,0 +1,1 @@
+"""Data shipped with Spillover: example and demo configs (no code lives here)."""

@@ -1,0 +1,1 @@
+"""The self-hosted vLLM pool (see issue: fallback_engine)."""

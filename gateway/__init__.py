@@ -1,0 +1,1 @@
+"""Spillover gateway: the proxy and its request path."""

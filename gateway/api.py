@@ -1,0 +1,289 @@
+"""The OpenAI-wire HTTP surface (`/v1/*`) as plain ASGI: read the body within its limit,
+authenticate, parse once, validate, then decide → attempt → account, and answer with the
+upstream's bytes or pass its stream through event by event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from gateway.account import Accountant
+from gateway.attempt import AttemptRunner, Served
+from gateway.auth import KeyStore
+from gateway.context import RequestContext
+from gateway.decide import candidates
+from gateway.errors import (
+    AllTargetsFailed,
+    BadRequest,
+    ClientError,
+    GatewayRateLimited,
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    SpilloverError,
+    StreamInterrupted,
+    UpstreamFailure,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.providers.base import Provider
+from gateway.validate import validate
+from policies.schema import Endpoint, GatewayConfig
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+_READ_SLACK = 64 * 1024
+
+
+def error_body(exc: SpilloverError) -> bytes:
+    error: dict[str, Any] = {
+        "message": exc.message,
+        "type": exc.error_type,
+        "param": getattr(exc, "param", None),
+        "code": exc.code,
+    }
+    if isinstance(exc, AllTargetsFailed):
+        error["attempts"] = [a.as_dict() for a in exc.attempts]
+    return orjson.dumps({"error": error})
+
+
+class ProxyApp:
+    """The hot path. One instance per loaded config; swapped whole on reload."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        providers: dict[str, Provider],
+        metrics: GatewayMetrics,
+        accountant: Accountant,
+    ) -> None:
+        self.config = config
+        self._providers = providers
+        self._keys = KeyStore(config)
+        self._metrics = metrics
+        self._account = accountant
+        self._attempts = AttemptRunner(
+            providers, {name: p.timeouts for name, p in config.providers.items()}, metrics
+        )
+        self._max_body = config.server.max_body_bytes
+        self._created = int(time.time())
+
+    def handles(self, scope: Scope) -> bool:
+        path = scope["path"]
+        return path in _ENDPOINTS or path == "/v1/models"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        headers = dict(scope["headers"])
+        request_id = _request_id(headers.get(b"x-request-id"))
+        if path == "/v1/models":
+            await self._models(scope, headers, request_id, send)
+            return
+        ctx = RequestContext(request_id=request_id, endpoint=_ENDPOINTS[path])
+        self._metrics.in_flight.inc()
+        try:
+            await self._serve(ctx, scope, headers, receive, send)
+        finally:
+            self._metrics.in_flight.dec()
+            self._account.record(ctx)
+
+    async def _serve(
+        self, ctx: RequestContext, scope: Scope, headers: dict[bytes, bytes],
+        receive: Receive, send: Send,
+    ) -> None:
+        try:
+            if scope["method"] != "POST":
+                raise InvalidRequest(f"{scope['path']} accepts POST only")
+            ctx.principal = self._keys.authenticate(headers.get(b"authorization"))
+            raw = await self._read_body(headers, receive)
+            body = _parse(raw)
+            validate(ctx.endpoint, body)
+            ctx.body = body
+            ctx.route_name = body["model"]
+            route = self.config.routes.get(ctx.route_name)
+            if route is None or not ctx.principal.may_use(ctx.route_name):
+                raise ModelNotFound(
+                    f"The model '{ctx.route_name}' does not exist or you do not have access "
+                    "to it.", param="model")
+            ctx.route = route
+            ctx.stream = bool(body.get("stream"))
+            options = body.get("stream_options")
+            ctx.client_wants_usage = bool(isinstance(options, dict)
+                                          and options.get("include_usage"))
+            targets, skipped = candidates(route, ctx.endpoint, self._providers)
+            ctx.attempts.extend(skipped)
+            if not targets:
+                raise AllTargetsFailed(list(ctx.attempts), [])
+            served = await self._attempts.run(ctx, targets)
+        except SpilloverError as exc:
+            await self._reply_error(ctx, exc, send)
+            return
+        ctx.served_by = served.target
+        if served.response is not None:
+            ctx.usage = served.response.usage
+            ctx.status = 200
+            body_bytes = served.response.body
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [JSON, (b"content-length", str(len(body_bytes)).encode()),
+                                    *self._trace_headers(ctx)]})
+            await send({"type": "http.response.body", "body": body_bytes})
+            return
+        await self._stream(ctx, served, receive, send)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        limit = self._max_body
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidRequest("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _stream(
+        self, ctx: RequestContext, served: Served, receive: Receive, send: Send
+    ) -> None:
+        stream = served.stream
+        events = served.events
+        assert stream is not None and events is not None
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_SSE_HEADERS, *self._trace_headers(ctx)]})
+        await send({"type": "http.response.body", "body": served.first_event,
+                    "more_body": True})
+        ctx.bytes_sent = True
+        ctx.ttft_s = ctx.elapsed()
+        ctx.status = 200
+        watcher = asyncio.create_task(self._watch_disconnect(ctx, receive, stream.aclose))
+        try:
+            async for event in events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        except UpstreamFailure as failure:
+            if ctx.client_disconnected:
+                ctx.status = 499
+            else:
+                self._interrupted(ctx, failure)
+                interrupted = StreamInterrupted(
+                    f"upstream stream failed after output began: {failure.message}", failure)
+                await send({"type": "http.response.body",
+                            "body": b"data: " + error_body(interrupted) + b"\n\n",
+                            "more_body": True})
+        finally:
+            watcher.cancel()
+            ctx.usage = stream.usage
+            await stream.aclose()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _interrupted(self, ctx: RequestContext, failure: UpstreamFailure) -> None:
+        target = ctx.served_by
+        ctx.status = 502
+        ctx.error_class = "stream_interrupted"
+        if target is not None:
+            self._metrics.child(self._metrics.stream_interrupted, ctx.route_name,
+                                target.provider).inc()
+
+    async def _watch_disconnect(
+        self, ctx: RequestContext, receive: Receive, close: Callable[[], Awaitable[None]]
+    ) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                ctx.client_disconnected = True
+                self._metrics.child(self._metrics.client_disconnects, ctx.route_name).inc()
+                await close()
+                return
+
+    async def _reply_error(self, ctx: RequestContext, exc: SpilloverError, send: Send) -> None:
+        if isinstance(exc, BadRequest):
+            # The upstream judged the request invalid: the client's fault, said as such.
+            exc = InvalidRequest(exc.message, param=exc.param)
+        ctx.status = exc.status
+        ctx.error_class = (exc.error_class if isinstance(exc, UpstreamFailure)
+                           else exc.code or type(exc).__name__)
+        body = error_body(exc)
+        headers = [JSON, (b"content-length", str(len(body)).encode()), *self._trace_headers(ctx)]
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+        if isinstance(exc, GatewayRateLimited):
+            headers.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _trace_headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-request-id", ctx.request_id.encode()),
+                   (b"x-spillover-attempts", str(len(ctx.attempts)).encode())]
+        if ctx.route_name and ctx.route is not None:
+            headers.append((b"x-spillover-route", ctx.route_name.encode()))
+        target = ctx.served_by
+        if target is not None:
+            headers.append((b"x-spillover-provider", target.provider.encode()))
+            headers.append((b"x-spillover-model", target.model.encode()))
+        return headers
+
+    async def _models(
+        self, scope: Scope, headers: dict[bytes, bytes], request_id: str, send: Send
+    ) -> None:
+        try:
+            if scope["method"] != "GET":
+                raise InvalidRequest("/v1/models accepts GET only")
+            principal = self._keys.authenticate(headers.get(b"authorization"))
+        except ClientError as exc:
+            body = error_body(exc)
+            status = exc.status
+        else:
+            body = orjson.dumps({"object": "list", "data": [
+                {"id": name, "object": "model", "created": self._created,
+                 "owned_by": "spillover"}
+                for name in self.config.routes if principal.may_use(name)]})
+            status = 200
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [JSON, (b"content-length", str(len(body)).encode()),
+                                (b"x-request-id", request_id.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _request_id(given: bytes | None) -> str:
+    if given and len(given) <= 128 and given.isascii():
+        text = given.decode()
+        if text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest("the request body is not valid UTF-8") from None
+        raise InvalidRequest("the request body is not valid JSON") from None

@@ -1,0 +1,40 @@
+"""API key → principal. Keys are held only as SHA-256 digests, so a config may carry the
+digest instead of the secret, and no secret sits in memory longer than loading takes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from gateway.context import Principal
+from gateway.errors import AuthenticationFailed
+from policies.schema import GatewayConfig
+
+
+class KeyStore:
+    def __init__(self, config: GatewayConfig) -> None:
+        self._by_digest: dict[str, Principal] = {}
+        for key in config.keys:
+            digest = (
+                key.key_sha256.lower()
+                if key.key_sha256
+                else hashlib.sha256(key.key.get_secret_value().encode()).hexdigest()  # type: ignore[union-attr]
+            )
+            self._by_digest[digest] = Principal(
+                key_name=key.name,
+                team=key.team,
+                routes=frozenset(key.routes) if key.routes is not None else None,
+                admin=key.admin,
+            )
+
+    def authenticate(self, authorization: bytes | None) -> Principal:
+        if not authorization:
+            raise AuthenticationFailed(
+                "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key"
+            )
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
+        principal = self._by_digest.get(hashlib.sha256(token.strip()).hexdigest())
+        if principal is None:
+            raise AuthenticationFailed("invalid API key")
+        return principal

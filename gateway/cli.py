@@ -1,0 +1,211 @@
+"""The `spillover` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from policies.loader import ConfigError, load_config
+from policies.schema import GatewayConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Spillover: a reliability gateway for LLM APIs.")
+console = Console(stderr=True)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load_or_exit(path: Path) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            console.print(f"[red]error[/red] {issue}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        console.print(f"[red]error[/red] cannot read {path}: {exc.strerror}")
+        raise typer.Exit(1) from None
+
+
+@app.command("check-config")
+def check_config(file: Annotated[Path, typer.Argument(help="The YAML config to validate.")]
+                 ) -> None:
+    """Validate a config file; print every problem as file:line:column and exit 1."""
+    config = _load_or_exit(file)
+    console.print(
+        f"[green]ok[/green] {file}: {len(config.providers)} providers, "
+        f"{len(config.routes)} routes, {len(config.keys)} keys", highlight=False)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")],
+    host: Annotated[str | None, typer.Option(help="Overrides server.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides server.port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Overrides server.workers.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from gateway.app import CONFIG_ENV
+
+    _setup_logging(log_level)
+    loaded = _load_or_exit(config)
+    os.environ[CONFIG_ENV] = str(config.resolve())
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=host or loaded.server.host,
+        port=port or loaded.server.port,
+        workers=workers or loaded.server.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(loaded.server.graceful_shutdown_s),
+        server_header=False,
+    )
+
+
+@app.command("mock-provider")
+def mock_provider(
+    wire: Annotated[str, typer.Option(help="openai or anthropic.")] = "openai",
+    host: str = "127.0.0.1",
+    port: int = 9001,
+    latency_ms: Annotated[float, typer.Option(help="Delay before the answer.")] = 0.0,
+    ttft_ms: Annotated[float, typer.Option(help="Streams: delay before the 1st event.")] = 0.0,
+    tokens_per_s: Annotated[float, typer.Option(help="Streams: pacing; 0 = no pacing.")] = 0.0,
+    output_tokens: int = 16,
+    error_rate: Annotated[float, typer.Option(help="Share of requests that fail.")] = 0.0,
+    error_status: Annotated[int, typer.Option(help="429, 500, 503, 529, …")] = 500,
+    retry_after_s: float = 1.0,
+    reset_rate: Annotated[float, typer.Option(help="Share whose connection resets.")] = 0.0,
+    hang_rate: Annotated[float, typer.Option(help="Share that never get an answer.")] = 0.0,
+    cut_after: Annotated[int, typer.Option(help="Streams: cut after N events.")] = 0,
+    seed: int = 0,
+) -> None:
+    """A fake upstream speaking the OpenAI or Anthropic wire format, with fault knobs."""
+    from gateway.mock.server import Knobs, run
+
+    if wire not in ("openai", "anthropic"):
+        raise typer.BadParameter("--wire must be openai or anthropic")
+    knobs = Knobs(latency_ms=latency_ms, ttft_ms=ttft_ms, tokens_per_s=tokens_per_s,
+                  output_tokens=output_tokens, error_rate=error_rate,
+                  error_status=error_status, retry_after_s=retry_after_s,
+                  reset_rate=reset_rate, hang_rate=hang_rate, cut_after=cut_after, seed=seed)
+    console.print(f"mock {wire} provider on http://{host}:{port}", highlight=False)
+    run(wire, host, port, knobs)
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("config").joinpath("demo.yaml")))
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 4000,
+    openai_port: int = 9001,
+    anthropic_port: int = 9002,
+) -> None:
+    """The embedded demo: two mock upstreams and the gateway on config/demo.yaml."""
+    import httpx
+
+    env = {**os.environ, "SPILLOVER_PORT": str(port), "MOCK_OPENAI_PORT": str(openai_port),
+           "MOCK_ANTHROPIC_PORT": str(anthropic_port)}
+    me = [sys.executable, "-m", "gateway"]
+    commands = [
+        [*me, "mock-provider", "--wire", "openai", "--port", str(openai_port),
+         "--tokens-per-s", "200"],
+        [*me, "mock-provider", "--wire", "anthropic", "--port", str(anthropic_port),
+         "--tokens-per-s", "200"],
+        [*me, "serve", "--config", str(demo_config_path()), "--log-level", "warning"],
+    ]
+    children = [subprocess.Popen(c, env=env) for c in commands]
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    def on_term(*_: object) -> None:
+        stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(c.poll() is not None for c in children):
+            stop()
+            console.print("[red]a demo process exited early (is a port taken?)[/red]")
+            raise typer.Exit(1)
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    else:
+        stop()
+        console.print("[red]the gateway did not become ready in 30 s[/red]")
+        raise typer.Exit(1)
+    key = os.environ.get("SPILLOVER_DEMO_KEY", "sk-spillover-demo")
+    Console(soft_wrap=True).print(f"""
+[bold green]Spillover demo is up.[/bold green]
+base URL: [bold]{base}/v1[/bold]   key: [bold]{key}[/bold]
+routes: gpt-4o (mock OpenAI, then mock Anthropic), claude-sonnet-4-5, text-embedding-3-small
+
+  curl {base}/v1/chat/completions -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"model": "gpt-4o", "messages": [{{"role": "user", "content": "hi"}}]}}'
+
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}/v1", api_key="{key}")
+  print(client.chat.completions.create(model="gpt-4o",
+        messages=[{{"role": "user", "content": "hi"}}]).choices[0].message.content)
+
+  Make the primary fail and watch the fallback answer (x-spillover-provider: claude):
+  curl -X POST http://127.0.0.1:{openai_port}/_mock/config \\
+       -d '{{"error_rate": 1, "error_status": 503}}'
+
+metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everything.
+""", highlight=False)
+    try:
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        console.print("[red]a demo process exited; stopping the rest[/red]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

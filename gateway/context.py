@@ -1,0 +1,53 @@
+"""The small typed objects that flow through the request path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import AttemptRecord
+from gateway.providers.base import Usage
+from policies.schema import Endpoint, Route, Target
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from the API key, travels with the request."""
+
+    key_name: str
+    team: str | None
+    routes: frozenset[str] | None
+    admin: bool
+
+    def may_use(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: Endpoint
+    principal: Principal | None = None
+    route_name: str = ""
+    route: Route | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    client_wants_usage: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    wall_started: float = field(default_factory=time.time)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    served_by: Target | None = None
+    usage: Usage | None = None
+    status: int = 0
+    error_class: str | None = None
+    ttft_s: float | None = None
+    bytes_sent: bool = False
+    client_disconnected: bool = False
+
+    @property
+    def fell_back(self) -> bool:
+        return any(a.outcome == "failed" for a in self.attempts) and self.served_by is not None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started

@@ -1,0 +1,229 @@
+"""One error tree for the whole gateway. Retry and failover rules read these types; nothing
+ever classifies an error by its message text.
+
+    SpilloverError
+    ├── ClientError ............ the request itself is wrong; answered by us, never retried
+    │   ├── InvalidRequest ........ 400
+    │   ├── AuthenticationFailed .. 401
+    │   ├── ModelNotFound ......... 404
+    │   ├── PayloadTooLarge ....... 413
+    │   └── GatewayRateLimited .... 429 (our own limits)
+    ├── UpstreamFailure ........ one attempt at one target failed
+    │   ├── RateLimited ........... 429 upstream, with retry_after          retryable
+    │   ├── Overloaded ............ 503 / 529 upstream                      retryable
+    │   ├── Timeout ............... phase: connect | first_byte | idle | total  retryable
+    │   ├── ConnectFailed ......... refused, reset, DNS                     retryable
+    │   ├── UpstreamError ......... other status (5xx retryable, 4xx not)
+    │   ├── AuthFailed ............ the upstream refused *our* credentials  retryable
+    │   ├── Unsupported ........... the target cannot serve this endpoint   retryable
+    │   ├── ContextTooLong ........ prompt over the model's window          not retryable
+    │   ├── ContentFiltered ....... the upstream's safety filter            not retryable
+    │   └── BadRequest ............ the upstream says the request is wrong  not retryable
+    ├── StreamInterrupted ...... a failure after bytes reached the client (never retried)
+    └── AllTargetsFailed ....... every candidate failed; carries every attempt
+
+Foreign exceptions (aiohttp, litellm) are mapped into this tree in `gateway.upstream_errors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TimeoutPhase = Literal["connect", "first_byte", "idle", "total"]
+
+
+class SpilloverError(Exception):
+    status: int = 500
+    error_type: str = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(SpilloverError):
+    status = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ClientError):
+    status = 400
+
+
+class AuthenticationFailed(ClientError):
+    status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "request_too_large"
+
+
+class GatewayRateLimited(ClientError):
+    status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+class UpstreamFailure(SpilloverError):
+    """One attempt failed. `retryable` means: another target may well succeed."""
+
+    retryable: bool = True
+    error_class: str = "upstream_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream_status = status
+
+
+class RateLimited(UpstreamFailure):
+    error_class = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class Overloaded(UpstreamFailure):
+    error_class = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 503):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class Timeout(UpstreamFailure):
+    error_class = "timeout"
+
+    def __init__(self, message: str, *, phase: TimeoutPhase) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+class ConnectFailed(UpstreamFailure):
+    error_class = "connect_failed"
+
+
+class UpstreamError(UpstreamFailure):
+    error_class = "upstream_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retryable = status is None or status >= 500
+
+
+class AuthFailed(UpstreamFailure):
+    error_class = "auth_failed"
+
+
+class Unsupported(UpstreamFailure):
+    error_class = "unsupported"
+
+
+class ContextTooLong(UpstreamFailure):
+    retryable = False
+    error_class = "context_too_long"
+    code = "context_length_exceeded"
+
+
+class ContentFiltered(UpstreamFailure):
+    retryable = False
+    error_class = "content_filtered"
+    code = "content_filter"
+
+
+class BadRequest(UpstreamFailure):
+    retryable = False
+    error_class = "bad_request"
+
+    def __init__(
+        self, message: str, *, status: int | None = 400, param: str | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.param = param
+
+
+class StreamInterrupted(SpilloverError):
+    """The upstream failed after the client had bytes; the stream ends with an error event."""
+
+    status = 502
+    code = "stream_interrupted"
+
+    def __init__(self, message: str, cause: UpstreamFailure | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """What happened at one target; listed in errors, headers, metrics and the ledger."""
+
+    provider: str
+    model: str
+    outcome: Literal["ok", "failed", "skipped"]
+    error_class: str | None
+    upstream_status: int | None
+    detail: str
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "outcome": self.outcome,
+            "error": self.error_class,
+            "status": self.upstream_status,
+            "detail": self.detail,
+            "latency_ms": round(self.latency_ms, 1),
+        }
+
+
+class AllTargetsFailed(SpilloverError):
+    """Every candidate failed or was skipped. 504 when all failures were timeouts, 503 when
+    any target was rate-limited or overloaded (with the shortest Retry-After), else 502."""
+
+    def __init__(self, attempts: list[AttemptRecord], failures: list[UpstreamFailure]) -> None:
+        self.attempts = attempts
+        self.failures = failures
+        waits = [
+            f.retry_after
+            for f in failures
+            if isinstance(f, RateLimited | Overloaded) and f.retry_after is not None
+        ]
+        self.retry_after: float | None = min(waits) if waits else None
+        if failures and all(isinstance(f, Timeout) for f in failures):
+            self.status, self.code = 504, "upstream_timeout"
+        elif any(isinstance(f, RateLimited | Overloaded) for f in failures):
+            self.status, self.code = 503, "upstream_unavailable"
+            if self.retry_after is None:
+                self.retry_after = 1.0
+        else:
+            self.status, self.code = 502, "upstream_failed"
+        self.error_type = "api_error"
+        parts = [
+            f"{a.provider}/{a.model}: {a.error_class}"
+            + (f" {a.upstream_status}" if a.upstream_status else "")
+            + (f" ({a.detail})" if a.detail else "")
+            for a in attempts
+        ]
+        super().__init__(f"all {len(attempts)} targets failed: " + "; ".join(parts))

@@ -1,0 +1,221 @@
+"""What the mock answers: deterministic text, tool calls, embeddings and token counts, in
+each wire format's own shapes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+
+def estimate_tokens(value: Any) -> int:
+    """About four characters a token, as OpenAI's rule of thumb says; at least one."""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return max(1, len(text) // 4)
+
+
+def words(count: int) -> list[str]:
+    return [f"tok{i} " if i else "Hello " for i in range(count)]
+
+
+def wants_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Call a tool when tools are offered and the last turn is the user's: the named one if
+    tool_choice names one, else the first. Its arguments fill every required property."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if not tools or choice in ("none", {"type": "none"}) or not messages:
+        return None
+    if messages[-1].get("role") != "user":
+        return None
+    last = messages[-1].get("content")
+    if isinstance(last, list) and any(p.get("type") == "tool_result" for p in last):
+        return None
+    wanted = None
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name") or choice.get("name")
+    for tool in tools:
+        spec = tool.get("function") or tool
+        if wanted is None or spec.get("name") == wanted:
+            schema = spec.get("parameters") or spec.get("input_schema") or {}
+            return {"name": spec.get("name"), "arguments": _arguments(schema)}
+    return None
+
+
+def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    samples = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True,
+               "array": [], "object": {}}
+    props = schema.get("properties") or {}
+    return {name: samples.get(str(props.get(name, {}).get("type")), "sample")
+            for name in schema.get("required") or list(props)}
+
+
+def embedding(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % 32] - 128) / 128, 6) for i in range(dims)]
+
+
+def embeddings_response(body: dict[str, Any], dims: int) -> dict[str, Any]:
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    use_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for i, item in enumerate(inputs):
+        vector = embedding(str(item), int(body.get("dimensions") or dims))
+        value: Any = (base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+                      if use_base64 else vector)
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    tokens = sum(estimate_tokens(str(x)) for x in inputs)
+    return {"object": "list", "data": data, "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def openai_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def openai_chat(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
+    messages = body["messages"]
+    prompt = estimate_tokens(messages)
+    tool = wants_tool(body, messages)
+    message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+    if tool:
+        message["tool_calls"] = [{"id": openai_id("call"), "type": "function",
+                                  "function": {"name": tool["name"],
+                                               "arguments": orjson.dumps(tool["arguments"])
+                                               .decode()}}]
+        completion, finish = estimate_tokens(tool["arguments"]) + 5, "tool_calls"
+    else:
+        message["content"] = "".join(words(n_tokens)).strip()
+        completion, finish = n_tokens, "length" if _capped(body, n_tokens) else "stop"
+    return {"id": openai_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": finish}],
+            "usage": _openai_usage(prompt, completion)}
+
+
+def _capped(body: dict[str, Any], n_tokens: int) -> bool:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    return limit is not None and n_tokens >= int(limit)
+
+
+def _openai_usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+
+
+def openai_chat_chunks(body: dict[str, Any], n_tokens: int) -> list[dict[str, Any]]:
+    """Every chunk of a chat stream, the usage chunk last when include_usage is set."""
+    base = {"id": openai_id("chatcmpl"), "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": body["model"]}
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        out = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                    "finish_reason": finish}]}
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    messages = body["messages"]
+    tool = wants_tool(body, messages)
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    if tool:
+        arguments = orjson.dumps(tool["arguments"]).decode()
+        chunks.append(chunk({"tool_calls": [{"index": 0, "id": openai_id("call"),
+                                             "type": "function",
+                                             "function": {"name": tool["name"],
+                                                          "arguments": ""}}]}))
+        for i in range(0, len(arguments), 8):
+            chunks.append(chunk({"tool_calls": [{"index": 0, "function": {
+                "arguments": arguments[i:i + 8]}}]}))
+        completion, finish = estimate_tokens(tool["arguments"]) + 5, "tool_calls"
+    else:
+        chunks.extend(chunk({"content": word}) for word in words(n_tokens))
+        completion, finish = n_tokens, "length" if _capped(body, n_tokens) else "stop"
+    chunks.append(chunk({}, finish))
+    if include_usage:
+        chunks.append({**base, "choices": [],
+                       "usage": _openai_usage(estimate_tokens(messages), completion)})
+    return chunks
+
+
+def openai_completion(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
+    return {"id": openai_id("cmpl"), "object": "text_completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "text": "".join(words(n_tokens)), "logprobs": None,
+                         "finish_reason": "length" if _capped(body, n_tokens) else "stop"}],
+            "usage": _openai_usage(estimate_tokens(body["prompt"]), n_tokens)}
+
+
+def openai_completion_chunks(body: dict[str, Any], n_tokens: int) -> list[dict[str, Any]]:
+    base = {"id": openai_id("cmpl"), "object": "text_completion", "created": int(time.time()),
+            "model": body["model"]}
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    chunks = [{**base, "choices": [{"index": 0, "text": w, "logprobs": None,
+                                    "finish_reason": None}]} for w in words(n_tokens)]
+    chunks.append({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
+                                        "finish_reason": "stop"}]})
+    if include_usage:
+        chunks.append({**base, "choices": [],
+                       "usage": _openai_usage(estimate_tokens(body["prompt"]), n_tokens)})
+    return chunks
+
+
+# --- Anthropic -----------------------------------------------------------------------
+
+
+def anthropic_message(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
+    prompt = estimate_tokens([body.get("system"), body["messages"]])
+    tool = wants_tool(body, body["messages"])
+    n_tokens = min(n_tokens, int(body["max_tokens"]))
+    if tool:
+        content = [{"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}",
+                    "name": tool["name"], "input": tool["arguments"]}]
+        output, stop = estimate_tokens(tool["arguments"]) + 5, "tool_use"
+    else:
+        content = [{"type": "text", "text": "".join(words(n_tokens)).strip()}]
+        output = n_tokens
+        stop = "max_tokens" if n_tokens >= int(body["max_tokens"]) else "end_turn"
+    return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": body["model"], "content": content, "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": prompt, "output_tokens": output,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+
+
+def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dict[str, Any]]]:
+    message = anthropic_message(body, n_tokens)
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {**usage, "output_tokens": 1}}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": start})]
+    block = message["content"][0]
+    if block["type"] == "tool_use":
+        events.append(("content_block_start", {"type": "content_block_start", "index": 0,
+                       "content_block": {**block, "input": {}}}))
+        arguments = orjson.dumps(block["input"]).decode()
+        for i in range(0, len(arguments), 8):
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "input_json_delta",
+                                     "partial_json": arguments[i:i + 8]}}))
+    else:
+        events.append(("content_block_start", {"type": "content_block_start", "index": 0,
+                       "content_block": {"type": "text", "text": ""}}))
+        events.append(("ping", {"type": "ping"}))
+        for word in words(min(n_tokens, int(body["max_tokens"]))):
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "text_delta", "text": word}}))
+    events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(("message_delta", {"type": "message_delta",
+                   "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": usage["output_tokens"]}}))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events

@@ -1,0 +1,248 @@
+"""`spillover mock-provider`: an aiohttp server that answers like OpenAI or Anthropic, and
+misbehaves on demand (errors with the real headers, latency, hangs, resets, cut streams).
+
+Knobs are set at start (CLI flags) and changed live with `POST /_mock/config`; the last
+requests it received are at `GET /_mock/requests` so tests can see what the gateway sent."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.mock import content
+
+Wire = str  # "openai" | "anthropic"
+
+
+@dataclass
+class Knobs:
+    latency_ms: float = 0.0  # before the answer's headers
+    ttft_ms: float = 0.0  # streams: before the first event
+    tokens_per_s: float = 0.0  # streams: event pacing (0 = as fast as possible)
+    output_tokens: int = 16
+    error_rate: float = 0.0
+    error_status: int = 500
+    retry_after_s: float = 1.0
+    reset_rate: float = 0.0  # drop the connection without an answer
+    hang_rate: float = 0.0  # accept and never answer
+    cut_after: int = 0  # streams: drop the connection after this many events (0 = never)
+    embedding_dims: int = 8
+    seed: int = 0
+
+
+@dataclass
+class MockState:
+    wire: Wire
+    knobs: Knobs
+    rng: random.Random
+    received: deque[dict[str, Any]]
+    counts: dict[str, int]
+
+
+def _roll(state: MockState, rate: float) -> bool:
+    return rate > 0 and state.rng.random() < rate
+
+
+def _error_payload(wire: Wire, status: int) -> dict[str, Any]:
+    if wire == "anthropic":
+        kind = {429: "rate_limit_error", 529: "overloaded_error", 401: "authentication_error",
+                400: "invalid_request_error", 404: "not_found_error",
+                413: "request_too_large"}.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": f"mock {kind}"}}
+    kind = {429: "rate_limit_exceeded", 400: "invalid_request_error",
+            401: "invalid_api_key"}.get(status, "server_error")
+    return {"error": {"message": f"mock error {status}", "type": kind, "param": None,
+                      "code": kind}}
+
+
+def _error_response(state: MockState, status: int) -> web.Response:
+    headers = {"content-type": "application/json"}
+    if status in (429, 503, 529):
+        headers["retry-after"] = f"{state.knobs.retry_after_s:g}"
+    if status == 429:
+        if state.wire == "anthropic":
+            headers["anthropic-ratelimit-requests-limit"] = "50"
+            headers["anthropic-ratelimit-requests-remaining"] = "0"
+            headers["anthropic-ratelimit-requests-reset"] = "2030-01-01T00:00:00Z"
+        else:
+            headers["retry-after-ms"] = f"{state.knobs.retry_after_s * 1000:g}"
+            headers["x-ratelimit-limit-requests"] = "60"
+            headers["x-ratelimit-remaining-requests"] = "0"
+            headers["x-ratelimit-reset-requests"] = f"{state.knobs.retry_after_s:g}s"
+    return web.Response(status=status, body=orjson.dumps(_error_payload(state.wire, status)),
+                        headers=headers)
+
+
+async def _faults(state: MockState, request: web.Request) -> web.StreamResponse | None:
+    """Apply the request-level knobs; returns a response to send instead, if any."""
+    knobs = state.knobs
+    if knobs.latency_ms:
+        await asyncio.sleep(knobs.latency_ms / 1000)
+    if _roll(state, knobs.hang_rate):
+        state.counts["hangs"] = state.counts.get("hangs", 0) + 1
+        await asyncio.sleep(3600)
+    if _roll(state, knobs.reset_rate):
+        state.counts["resets"] = state.counts.get("resets", 0) + 1
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
+    if _roll(state, knobs.error_rate):
+        state.counts["errors"] = state.counts.get("errors", 0) + 1
+        return _error_response(state, knobs.error_status)
+    return None
+
+
+async def _read(state: MockState, request: web.Request) -> dict[str, Any]:
+    body = orjson.loads(await request.read())
+    state.received.append({
+        "path": request.path,
+        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "body": body,
+    })
+    state.counts[request.path] = state.counts.get(request.path, 0) + 1
+    return body  # type: ignore[no-any-return]
+
+
+async def _stream(
+    state: MockState, request: web.Request, events: list[bytes]
+) -> web.StreamResponse:
+    knobs = state.knobs
+    response = web.StreamResponse(headers={"content-type": "text/event-stream",
+                                           "cache-control": "no-cache"})
+    await response.prepare(request)
+    if knobs.ttft_ms:
+        await asyncio.sleep(knobs.ttft_ms / 1000)
+    gap = 1 / knobs.tokens_per_s if knobs.tokens_per_s else 0.0
+    for i, event in enumerate(events):
+        if knobs.cut_after and i >= knobs.cut_after:
+            state.counts["cuts"] = state.counts.get("cuts", 0) + 1
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        if i and gap:
+            await asyncio.sleep(gap)
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+def _sse(chunks: list[dict[str, Any]]) -> list[bytes]:
+    return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+def build_app(wire: Wire, knobs: Knobs) -> web.Application:
+    state = MockState(wire, knobs, random.Random(knobs.seed), deque(maxlen=200), {})
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+
+    async def openai_chat(request: web.Request) -> web.StreamResponse:
+        body = await _read(state, request)
+        fault = await _faults(state, request)
+        if fault is not None:
+            return fault
+        n = _n_tokens(state, body)
+        if body.get("stream"):
+            return await _stream(state, request, _sse(content.openai_chat_chunks(body, n)))
+        return web.json_response(content.openai_chat(body, n), dumps=_dumps)
+
+    async def openai_completions(request: web.Request) -> web.StreamResponse:
+        body = await _read(state, request)
+        fault = await _faults(state, request)
+        if fault is not None:
+            return fault
+        n = _n_tokens(state, body)
+        if body.get("stream"):
+            return await _stream(state, request,
+                                 _sse(content.openai_completion_chunks(body, n)))
+        return web.json_response(content.openai_completion(body, n), dumps=_dumps)
+
+    async def openai_embeddings(request: web.Request) -> web.StreamResponse:
+        body = await _read(state, request)
+        fault = await _faults(state, request)
+        if fault is not None:
+            return fault
+        return web.json_response(
+            content.embeddings_response(body, state.knobs.embedding_dims), dumps=_dumps)
+
+    async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+        body = await _read(state, request)
+        if "max_tokens" not in body or not isinstance(body.get("messages"), list):
+            return web.json_response(
+                {"type": "error", "error": {"type": "invalid_request_error",
+                                            "message": "max_tokens: Field required"}},
+                status=400)
+        fault = await _faults(state, request)
+        if fault is not None:
+            return fault
+        n = _n_tokens(state, body)
+        if body.get("stream"):
+            events = [f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+                      for name, data in content.anthropic_events(body, n)]
+            return await _stream(state, request, events)
+        return web.json_response(content.anthropic_message(body, n), dumps=_dumps)
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": "mock-gpt", "object": "model", "created": 0, "owned_by": "mock"}]})
+
+    async def get_config(request: web.Request) -> web.Response:
+        return web.json_response(asdict(state.knobs))
+
+    async def set_config(request: web.Request) -> web.Response:
+        changes = orjson.loads(await request.read() or b"{}")
+        names = {f.name for f in fields(Knobs)}
+        unknown = set(changes) - names
+        if unknown:
+            return web.json_response({"error": f"unknown knobs: {sorted(unknown)}"}, status=400)
+        for name, value in changes.items():
+            setattr(state.knobs, name, type(getattr(state.knobs, name))(value))
+        if "seed" in changes:
+            state.rng.seed(state.knobs.seed)
+        return web.json_response(asdict(state.knobs))
+
+    async def get_requests(request: web.Request) -> web.Response:
+        return web.json_response({"counts": state.counts, "requests": list(state.received)},
+                                 dumps=_dumps)
+
+    async def reset(request: web.Request) -> web.Response:
+        state.received.clear()
+        state.counts.clear()
+        return web.json_response({"ok": True})
+
+    if wire == "anthropic":
+        app.router.add_post("/v1/messages", anthropic_messages)
+    else:
+        app.router.add_post("/v1/chat/completions", openai_chat)
+        app.router.add_post("/v1/completions", openai_completions)
+        app.router.add_post("/v1/embeddings", openai_embeddings)
+        app.router.add_get("/v1/models", models)
+    app.router.add_get("/_mock/config", get_config)
+    app.router.add_post("/_mock/config", set_config)
+    app.router.add_get("/_mock/requests", get_requests)
+    app.router.add_post("/_mock/reset", reset)
+    app.router.add_get("/health", _ok)
+    return app
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def _n_tokens(state: MockState, body: dict[str, Any]) -> int:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    n = state.knobs.output_tokens
+    return min(n, int(limit)) if limit else n
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def run(wire: Wire, host: str, port: int, knobs: Knobs) -> None:
+    web.run_app(build_app(wire, knobs), host=host, port=port, print=None,
+                access_log=None, handle_signals=True)

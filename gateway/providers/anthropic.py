@@ -1,0 +1,96 @@
+"""`kind: anthropic` — OpenAI chat requests sent to the Anthropic Messages API and the
+answers translated back, streams included (see `gateway.translate.openai_anthropic`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import Unsupported
+from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream
+from gateway.providers.http import fetch, new_session, open_stream
+from gateway.sse import DONE, data_of, ended_early, iter_events
+from gateway.translate.openai_anthropic import (
+    StreamTranslator,
+    request_to_anthropic,
+    response_from_anthropic,
+)
+from gateway.upstream_errors import from_stream_error
+from policies.schema import AnthropicProvider
+
+
+class AnthropicAdapter(Provider):
+    supports = frozenset({"chat"})
+
+    def __init__(self, name: str, config: AnthropicProvider) -> None:
+        self.name = name
+        self._config = config
+        self._url = config.api_base.rstrip("/") + "/v1/messages"
+        self._headers = {
+            "Content-Type": "application/json",
+            "anthropic-version": config.anthropic_version,
+            **config.headers,
+        }
+        if config.api_key is not None and config.api_key.get_secret_value():
+            self._headers["x-api-key"] = config.api_key.get_secret_value()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = new_session(self._config.max_connections, self._config.timeouts)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        assert self._session is not None, "provider not started"
+        if call.endpoint != "chat":
+            raise Unsupported(f"Anthropic serves chat only, not {call.endpoint}")
+        body = request_to_anthropic(call.body, call.model, self._config.default_max_tokens)
+        if not call.stream:
+            raw, headers = await fetch(self._session, self._url, body, self._headers,
+                                       call.timeouts)
+            completion, usage = response_from_anthropic(orjson.loads(raw))
+            return UpstreamResponse(orjson.dumps(completion), usage, headers)
+        response = await open_stream(self._session, self._url, body, self._headers,
+                                     call.timeouts)
+        return _AnthropicStream(response, call)
+
+
+class _AnthropicStream(UpstreamStream):
+    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
+        self._response = response
+        self._call = call
+        self._translator = StreamTranslator(include_usage=call.client_wants_usage)
+        self.headers: Mapping[str, str] = response.headers
+        self.usage = self._translator.usage
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        timeouts = self._call.timeouts
+        translator = self._translator
+        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+            data = data_of(event)
+            if not data:
+                continue
+            payload: Any = orjson.loads(data)
+            if payload.get("type") == "error":
+                raise from_stream_error(payload.get("error") or {})
+            for chunk in translator.feed(payload):
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            self.usage = translator.usage
+            if translator.finished:
+                self._response.release()
+                yield DONE
+                return
+        await self.aclose()
+        raise ended_early()
+
+    async def aclose(self) -> None:
+        if not self._response.closed:
+            self._response.close()

@@ -1,0 +1,89 @@
+"""The provider contract: one async method, `send`, that returns a whole response or a
+stream of OpenAI-wire SSE events, and raises only `gateway.errors.UpstreamFailure`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.schema import Endpoint
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: Mapping[str, Any]) -> Usage:
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptTimeouts:
+    """Seconds for each phase of one attempt, already cut from the request's deadline."""
+
+    connect: float
+    first_byte: float
+    idle: float
+    total: float
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    endpoint: Endpoint
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    client_wants_usage: bool
+    request_id: str
+    timeouts: AttemptTimeouts
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    body: bytes
+    usage: Usage
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class UpstreamStream(ABC):
+    """OpenAI-wire SSE events (`data: …\\n\\n`, the final `data: [DONE]\\n\\n` included), exactly
+    as the client asked to see them. `usage` is filled in as the stream goes."""
+
+    usage: Usage
+    headers: Mapping[str, str]
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the upstream connection; safe to call more than once."""
+
+
+class Provider(ABC):
+    name: str
+    supports: frozenset[Endpoint]
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open pools; called once at startup."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Close pools; called once at shutdown."""
+
+    @abstractmethod
+    async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream: ...

@@ -1,0 +1,118 @@
+"""`kind: openai` — any OpenAI-wire upstream. The client's body is forwarded as received
+except for `model` (and `stream_options` when we need usage the client did not ask for)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream, Usage
+from gateway.providers.http import fetch, new_session, open_stream
+from gateway.sse import DONE, data_of, ended_early, iter_events
+from gateway.upstream_errors import from_stream_error
+from policies.schema import OpenAIProvider
+
+_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+
+
+class OpenAIAdapter(Provider):
+    supports = frozenset({"chat", "completions", "embeddings"})
+
+    def __init__(self, name: str, config: OpenAIProvider) -> None:
+        self.name = name
+        self._config = config
+        base = config.api_base.rstrip("/")
+        self._urls = {endpoint: base + path for endpoint, path in _PATHS.items()}
+        self._headers = {"Content-Type": "application/json", **config.headers}
+        if config.api_key is not None and config.api_key.get_secret_value():
+            self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = new_session(self._config.max_connections, self._config.timeouts)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        assert self._session is not None, "provider not started"
+        body = call.body
+        url = self._urls[call.endpoint]
+        headers = self._headers
+        if call.request_id:
+            headers = {**headers, "X-Request-Id": call.request_id}
+        if not call.stream:
+            raw, upstream_headers = await fetch(self._session, url, body, headers, call.timeouts)
+            usage = orjson.loads(raw).get("usage")
+            return UpstreamResponse(raw, Usage.from_openai(usage or {}), upstream_headers)
+        inject_usage = not call.client_wants_usage
+        if inject_usage:
+            options = body.get("stream_options")
+            body = {
+                **body,
+                "stream_options": {**(options if isinstance(options, dict) else {}),
+                                   "include_usage": True},
+            }
+        response = await open_stream(self._session, url, body, headers, call.timeouts)
+        return _OpenAIStream(response, call, strip_usage=inject_usage)
+
+
+class _OpenAIStream(UpstreamStream):
+    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall, strip_usage: bool):
+        self._response = response
+        self._call = call
+        self._strip_usage = strip_usage
+        self.usage = Usage()
+        self.headers: Mapping[str, str] = response.headers
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        timeouts = self._call.timeouts
+        done = False
+        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+            data = data_of(event)
+            if data is None:
+                continue  # comments and keep-alives are ours to drop
+            if data == b"[DONE]":
+                done = True
+                self._response.release()
+                yield DONE
+                break
+            out = self._visible(data)
+            if out is not None:
+                yield b"data: " + out + b"\n\n"
+        await self.aclose()
+        if not done:
+            raise ended_early()
+
+    def _visible(self, data: bytes) -> bytes | None:
+        """Capture usage; hide what the client did not ask to see; surface error events."""
+        if b'"usage"' not in data and b'"error"' not in data:
+            return data
+        if not self._strip_usage and (b'"usage":null' in data or b'"usage": null' in data):
+            return data
+        payload: Any = orjson.loads(data)
+        if not isinstance(payload, dict):
+            return data
+        error = payload.get("error")
+        if isinstance(error, dict):
+            raise from_stream_error(error)
+        usage = payload.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        if not self._strip_usage:
+            return data
+        if usage and not payload.get("choices"):
+            return None
+        payload.pop("usage", None)
+        return orjson.dumps(payload)
+
+    async def aclose(self) -> None:
+        if not self._response.closed:
+            self._response.close()

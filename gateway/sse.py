@@ -1,0 +1,58 @@
+"""Server-sent events read from an upstream response, one whole event at a time, with the
+first-byte and idle timeouts applied and connection failures mapped to our errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from gateway.errors import ConnectFailed
+from gateway.upstream_errors import from_aiohttp
+
+DONE = b"data: [DONE]\n\n"
+
+
+async def iter_events(
+    response: aiohttp.ClientResponse, first_byte_s: float, idle_s: float
+) -> AsyncIterator[bytes]:
+    """Yield each event's bytes without the blank line that ends it. Raises
+    `UpstreamFailure` on a timeout or a broken connection; returns at a clean end of body."""
+    content = response.content
+    buffer = b""
+    timeout = first_byte_s
+    phase: str = "first_byte"
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await content.readany()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise from_aiohttp(exc, "first_byte" if phase == "first_byte" else "idle") from None
+        if not chunk:
+            if buffer.strip():
+                yield buffer.strip(b"\r\n")
+            return
+        timeout, phase = idle_s, "idle"
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            event, buffer = buffer[:end], buffer[end + 2 :]
+            if event:
+                yield event
+
+
+def data_of(event: bytes) -> bytes | None:
+    """The `data:` payload of an event (multi-line data joined with newlines), or None."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        return event[5:].lstrip(b" ")
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def ended_early() -> ConnectFailed:
+    return ConnectFailed("upstream ended the stream before [DONE]")

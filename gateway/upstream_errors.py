@@ -1,0 +1,151 @@
+"""The one place where foreign failures become our error tree: HTTP statuses and error
+bodies of both wire formats, aiohttp exceptions, and litellm exceptions. By type, status,
+structured error codes and headers, never by message text."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import (
+    AuthFailed,
+    BadRequest,
+    ConnectFailed,
+    ContentFiltered,
+    ContextTooLong,
+    Overloaded,
+    RateLimited,
+    Timeout,
+    TimeoutPhase,
+    UpstreamError,
+    UpstreamFailure,
+)
+
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """`retry-after-ms` (OpenAI), else `retry-after` as seconds or an HTTP date."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _error_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def from_status(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamFailure:
+    """Map a non-2xx upstream answer (OpenAI or Anthropic error JSON) to our tree."""
+    error = _error_object(body)
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    upstream_message = str(error.get("message") or "")[:500]
+    if status == 429:
+        return RateLimited(
+            "upstream rate limit", retry_after=retry_after_seconds(headers), status=status
+        )
+    if status in (503, 529):
+        return Overloaded(
+            "upstream overloaded", retry_after=retry_after_seconds(headers), status=status
+        )
+    if status in (401, 403):
+        # Never echo the upstream's message: it may quote part of our credential.
+        return AuthFailed(f"upstream refused the gateway's credentials ({status})", status=status)
+    if status == 413 or code in _CONTEXT_CODES:
+        return ContextTooLong(upstream_message or "prompt exceeds the model's context window",
+                              status=status)
+    if code in _FILTER_CODES:
+        return ContentFiltered(upstream_message or "blocked by the upstream's content filter",
+                               status=status)
+    if status in (404, 408) or status >= 500:
+        return UpstreamError(f"upstream returned {status}", status=status)
+    param = error.get("param") if isinstance(error.get("param"), str) else None
+    return BadRequest(upstream_message or f"upstream rejected the request ({status})",
+                      status=status, param=param)
+
+
+_ANTHROPIC_EVENT_STATUS = {
+    "rate_limit_error": 429,
+    "overloaded_error": 529,
+    "api_error": 500,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "invalid_request_error": 400,
+    "timeout_error": 504,
+}
+
+
+def from_stream_error(error: Mapping[str, Any]) -> UpstreamFailure:
+    """An error event inside a stream (`{"error": {...}}` or Anthropic's `type: error`)."""
+    status = _ANTHROPIC_EVENT_STATUS.get(str(error.get("type")), 500)
+    if isinstance(error.get("code"), int):
+        status = int(error["code"])
+    return from_status(status, {}, orjson.dumps({"error": dict(error)}))
+
+
+def from_aiohttp(exc: BaseException, phase: TimeoutPhase) -> UpstreamFailure:
+    """`phase` names where we were when `exc` happened (used for timeouts)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Timeout("connect timed out", phase="connect")
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return Timeout(f"no answer within the {phase} timeout", phase=phase)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed(f"cannot connect ({type(exc.os_error).__name__})")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return ConnectFailed("upstream closed the connection mid-response")
+    if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
+        return ConnectFailed("connection reset")
+    return ConnectFailed(f"upstream connection failed ({type(exc).__name__})")
+
+
+def from_litellm(exc: BaseException) -> UpstreamFailure:
+    """litellm's exceptions carry `status_code` and `litellm_response_headers`; its classes
+    are subclasses of OpenAI's, so map by the specific classes first, then by status."""
+    from litellm import exceptions as lx  # imported by the litellm adapter already
+
+    headers = {k.lower(): str(v) for k, v in dict(
+        getattr(exc, "litellm_response_headers", None) or {}).items()}
+    if isinstance(exc, lx.ContextWindowExceededError):
+        return ContextTooLong("prompt exceeds the model's context window", status=400)
+    if isinstance(exc, lx.ContentPolicyViolationError):
+        return ContentFiltered("blocked by the upstream's content filter", status=400)
+    if isinstance(exc, lx.Timeout):
+        return Timeout("litellm call timed out", phase="total")
+    if isinstance(exc, lx.RateLimitError):
+        return RateLimited("upstream rate limit", retry_after=retry_after_seconds(headers))
+    if isinstance(exc, lx.AuthenticationError | lx.PermissionDeniedError):
+        return AuthFailed("upstream refused the gateway's credentials")
+    if isinstance(exc, lx.APIConnectionError) and not getattr(exc, "status_code", None):
+        return ConnectFailed("cannot reach the upstream")
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        body = orjson.dumps({"error": {"message": "", "code": None}})
+        failure = from_status(status, headers, body)
+        if isinstance(failure, BadRequest):
+            return BadRequest("the upstream rejected the request", status=status)
+        return failure
+    return UpstreamError(f"litellm failed ({type(exc).__name__})")
