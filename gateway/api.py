@@ -106,8 +106,12 @@ class ProxyApp:
             self._account.record(ctx)
 
     async def _serve(
-        self, ctx: RequestContext, scope: Scope, headers: dict[bytes, bytes],
-        receive: Receive, send: Send,
+        self,
+        ctx: RequestContext,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        receive: Receive,
+        send: Send,
     ) -> None:
         try:
             if scope["method"] != "POST":
@@ -121,13 +125,15 @@ class ProxyApp:
             route = self.config.routes.get(ctx.route_name)
             if route is None or not ctx.principal.may_use(ctx.route_name):
                 raise ModelNotFound(
-                    f"The model '{ctx.route_name}' does not exist or you do not have access "
-                    "to it.", param="model")
+                    f"The model '{ctx.route_name}' does not exist or you do not have access to it.",
+                    param="model",
+                )
             ctx.route = route
             ctx.stream = bool(body.get("stream"))
             options = body.get("stream_options")
-            ctx.client_wants_usage = bool(isinstance(options, dict)
-                                          and options.get("include_usage"))
+            ctx.client_wants_usage = bool(
+                isinstance(options, dict) and options.get("include_usage")
+            )
             targets, skipped = candidates(route, ctx.endpoint, self._providers)
             ctx.attempts.extend(skipped)
             if not targets:
@@ -141,9 +147,17 @@ class ProxyApp:
             ctx.usage = served.response.usage
             ctx.status = 200
             body_bytes = served.response.body
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [JSON, (b"content-length", str(len(body_bytes)).encode()),
-                                    *self._trace_headers(ctx)]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        JSON,
+                        (b"content-length", str(len(body_bytes)).encode()),
+                        *self._trace_headers(ctx),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body_bytes})
             return
         await self._stream(ctx, served, receive, send)
@@ -174,10 +188,14 @@ class ProxyApp:
         stream = served.stream
         events = served.events
         assert stream is not None and events is not None
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*_SSE_HEADERS, *self._trace_headers(ctx)]})
-        await send({"type": "http.response.body", "body": served.first_event,
-                    "more_body": True})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_SSE_HEADERS, *self._trace_headers(ctx)],
+            }
+        )
+        await send({"type": "http.response.body", "body": served.first_event, "more_body": True})
         ctx.bytes_sent = True
         ctx.ttft_s = ctx.elapsed()
         ctx.status = 200
@@ -191,10 +209,15 @@ class ProxyApp:
             else:
                 self._interrupted(ctx, failure)
                 interrupted = StreamInterrupted(
-                    f"upstream stream failed after output began: {failure.message}", failure)
-                await send({"type": "http.response.body",
-                            "body": b"data: " + error_body(interrupted) + b"\n\n",
-                            "more_body": True})
+                    f"upstream stream failed after output began: {failure.message}", failure
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + error_body(interrupted) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
         finally:
             watcher.cancel()
             ctx.usage = stream.usage
@@ -206,8 +229,9 @@ class ProxyApp:
         ctx.status = 502
         ctx.error_class = "stream_interrupted"
         if target is not None:
-            self._metrics.child(self._metrics.stream_interrupted, ctx.route_name,
-                                target.provider).inc()
+            self._metrics.child(
+                self._metrics.stream_interrupted, ctx.route_name, target.provider
+            ).inc()
 
     async def _watch_disconnect(
         self, ctx: RequestContext, receive: Receive, close: Callable[[], Awaitable[None]]
@@ -225,8 +249,9 @@ class ProxyApp:
             # The upstream judged the request invalid: the client's fault, said as such.
             exc = InvalidRequest(exc.message, param=exc.param)
         ctx.status = exc.status
-        ctx.error_class = (exc.error_class if isinstance(exc, UpstreamFailure)
-                           else exc.code or type(exc).__name__)
+        ctx.error_class = (
+            exc.error_class if isinstance(exc, UpstreamFailure) else exc.code or type(exc).__name__
+        )
         body = error_body(exc)
         headers = [JSON, (b"content-length", str(len(body)).encode()), *self._trace_headers(ctx)]
         retry_after = getattr(exc, "retry_after", None)
@@ -238,8 +263,10 @@ class ProxyApp:
         await send({"type": "http.response.body", "body": body})
 
     def _trace_headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-request-id", ctx.request_id.encode()),
-                   (b"x-spillover-attempts", str(len(ctx.attempts)).encode())]
+        headers = [
+            (b"x-request-id", ctx.request_id.encode()),
+            (b"x-spillover-attempts", str(len(ctx.attempts)).encode()),
+        ]
         if ctx.route_name and ctx.route is not None:
             headers.append((b"x-spillover-route", ctx.route_name.encode()))
         target = ctx.served_by
@@ -259,14 +286,33 @@ class ProxyApp:
             body = error_body(exc)
             status = exc.status
         else:
-            body = orjson.dumps({"object": "list", "data": [
-                {"id": name, "object": "model", "created": self._created,
-                 "owned_by": "spillover"}
-                for name in self.config.routes if principal.may_use(name)]})
+            body = orjson.dumps(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": name,
+                            "object": "model",
+                            "created": self._created,
+                            "owned_by": "spillover",
+                        }
+                        for name in self.config.routes
+                        if principal.may_use(name)
+                    ],
+                }
+            )
             status = 200
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [JSON, (b"content-length", str(len(body)).encode()),
-                                (b"x-request-id", request_id.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    JSON,
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -51,8 +51,9 @@ class Gateway:
                 log.exception("provider %s failed to start; its targets are unusable", name)
         for route, usable in self.usable_targets().items():
             self.metrics.routes.labels(route).set(usable)
-        log.info("spillover ready: %d providers, %d routes", len(self.providers),
-                 len(self.config.routes))
+        log.info(
+            "spillover ready: %d providers, %d routes", len(self.providers), len(self.config.routes)
+        )
 
     async def stop(self) -> None:
         for provider in self.providers.values():
@@ -69,7 +70,8 @@ class Gateway:
         for name, route in self.config.routes.items():
             wanted = set(route.endpoints or ("chat", "completions", "embeddings"))
             out[name] = sum(
-                1 for t in route.targets
+                1
+                for t in route.targets
                 if self.started[t.provider] and wanted & self.providers[t.provider].supports
             )
         return out
@@ -92,8 +94,7 @@ class Gateway:
 
         @app.get("/metrics", tags=["health"])
         async def metrics() -> Response:
-            return Response(generate_latest(self.metrics.registry),
-                            media_type=CONTENT_TYPE_LATEST)
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return app
 

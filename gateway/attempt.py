@@ -44,7 +44,9 @@ def _timeouts(config: Timeouts) -> AttemptTimeouts:
 
 class AttemptRunner:
     def __init__(
-        self, providers: dict[str, Provider], timeouts: dict[str, Timeouts],
+        self,
+        providers: dict[str, Provider],
+        timeouts: dict[str, Timeouts],
         metrics: GatewayMetrics,
     ) -> None:
         self._providers = providers
@@ -85,14 +87,30 @@ class AttemptRunner:
             except UpstreamFailure as failure:
                 elapsed = time.perf_counter() - started
                 failures.append(failure)
-                ctx.attempts.append(AttemptRecord(
-                    target.provider, target.model, "failed", failure.error_class,
-                    failure.upstream_status, failure.message, elapsed * 1000))
-                metrics.child(metrics.attempts, target.provider, target.model, "failed",
-                              failure.error_class).inc()
-                log.warning("attempt failed: route=%s provider=%s model=%s error=%s status=%s "
-                            "request_id=%s", ctx.route_name, target.provider, target.model,
-                            failure.error_class, failure.upstream_status, ctx.request_id)
+                ctx.attempts.append(
+                    AttemptRecord(
+                        target.provider,
+                        target.model,
+                        "failed",
+                        failure.error_class,
+                        failure.upstream_status,
+                        failure.message,
+                        elapsed * 1000,
+                    )
+                )
+                metrics.child(
+                    metrics.attempts, target.provider, target.model, "failed", failure.error_class
+                ).inc()
+                log.warning(
+                    "attempt failed: route=%s provider=%s model=%s error=%s status=%s "
+                    "request_id=%s",
+                    ctx.route_name,
+                    target.provider,
+                    target.model,
+                    failure.error_class,
+                    failure.upstream_status,
+                    ctx.request_id,
+                )
                 if not failure.retryable:
                     raise
                 continue
@@ -100,18 +118,25 @@ class AttemptRunner:
                 # A stream that ended before its first event: a failed attempt like any other.
                 empty = UpstreamFailure("upstream stream was empty")
                 failures.append(empty)
-                ctx.attempts.append(AttemptRecord(
-                    target.provider, target.model, "failed", empty.error_class, None,
-                    empty.message, (time.perf_counter() - started) * 1000))
+                ctx.attempts.append(
+                    AttemptRecord(
+                        target.provider,
+                        target.model,
+                        "failed",
+                        empty.error_class,
+                        None,
+                        empty.message,
+                        (time.perf_counter() - started) * 1000,
+                    )
+                )
                 continue
             elapsed = time.perf_counter() - started
-            ctx.attempts.append(AttemptRecord(target.provider, target.model, "ok", None, 200,
-                                              "", elapsed * 1000))
+            ctx.attempts.append(
+                AttemptRecord(target.provider, target.model, "ok", None, 200, "", elapsed * 1000)
+            )
             metrics.child(metrics.attempts, target.provider, target.model, "ok", "").inc()
-            metrics.child(metrics.attempt_seconds, target.provider, target.model).observe(
-                elapsed)
+            metrics.child(metrics.attempt_seconds, target.provider, target.model).observe(elapsed)
             if failures:
-                metrics.child(metrics.fallbacks, ctx.route_name,
-                              failures[0].error_class).inc()
+                metrics.child(metrics.fallbacks, ctx.route_name, failures[0].error_class).inc()
             return served
         raise AllTargetsFailed(list(ctx.attempts), failures)

@@ -18,8 +18,11 @@ from rich.console import Console
 from policies.loader import ConfigError, load_config
 from policies.schema import GatewayConfig
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Spillover: a reliability gateway for LLM APIs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Spillover: a reliability gateway for LLM APIs.",
+)
 console = Console(stderr=True)
 
 
@@ -44,13 +47,16 @@ def _load_or_exit(path: Path) -> GatewayConfig:
 
 
 @app.command("check-config")
-def check_config(file: Annotated[Path, typer.Argument(help="The YAML config to validate.")]
-                 ) -> None:
+def check_config(
+    file: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
+) -> None:
     """Validate a config file; print every problem as file:line:column and exit 1."""
     config = _load_or_exit(file)
     console.print(
         f"[green]ok[/green] {file}: {len(config.providers)} providers, "
-        f"{len(config.routes)} routes, {len(config.keys)} keys", highlight=False)
+        f"{len(config.routes)} routes, {len(config.keys)} keys",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -107,10 +113,19 @@ def mock_provider(
 
     if wire not in ("openai", "anthropic"):
         raise typer.BadParameter("--wire must be openai or anthropic")
-    knobs = Knobs(latency_ms=latency_ms, ttft_ms=ttft_ms, tokens_per_s=tokens_per_s,
-                  output_tokens=output_tokens, error_rate=error_rate,
-                  error_status=error_status, retry_after_s=retry_after_s,
-                  reset_rate=reset_rate, hang_rate=hang_rate, cut_after=cut_after, seed=seed)
+    knobs = Knobs(
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        tokens_per_s=tokens_per_s,
+        output_tokens=output_tokens,
+        error_rate=error_rate,
+        error_status=error_status,
+        retry_after_s=retry_after_s,
+        reset_rate=reset_rate,
+        hang_rate=hang_rate,
+        cut_after=cut_after,
+        seed=seed,
+    )
     console.print(f"mock {wire} provider on http://{host}:{port}", highlight=False)
     run(wire, host, port, knobs)
 
@@ -128,14 +143,34 @@ def demo(
     """The embedded demo: two mock upstreams and the gateway on config/demo.yaml."""
     import httpx
 
-    env = {**os.environ, "SPILLOVER_PORT": str(port), "MOCK_OPENAI_PORT": str(openai_port),
-           "MOCK_ANTHROPIC_PORT": str(anthropic_port)}
+    env = {
+        **os.environ,
+        "SPILLOVER_PORT": str(port),
+        "MOCK_OPENAI_PORT": str(openai_port),
+        "MOCK_ANTHROPIC_PORT": str(anthropic_port),
+    }
     me = [sys.executable, "-m", "gateway"]
     commands = [
-        [*me, "mock-provider", "--wire", "openai", "--port", str(openai_port),
-         "--tokens-per-s", "200"],
-        [*me, "mock-provider", "--wire", "anthropic", "--port", str(anthropic_port),
-         "--tokens-per-s", "200"],
+        [
+            *me,
+            "mock-provider",
+            "--wire",
+            "openai",
+            "--port",
+            str(openai_port),
+            "--tokens-per-s",
+            "200",
+        ],
+        [
+            *me,
+            "mock-provider",
+            "--wire",
+            "anthropic",
+            "--port",
+            str(anthropic_port),
+            "--tokens-per-s",
+            "200",
+        ],
         [*me, "serve", "--config", str(demo_config_path()), "--log-level", "warning"],
     ]
     children = [subprocess.Popen(c, env=env) for c in commands]
@@ -173,7 +208,8 @@ def demo(
         console.print("[red]the gateway did not become ready in 30 s[/red]")
         raise typer.Exit(1)
     key = os.environ.get("SPILLOVER_DEMO_KEY", "sk-spillover-demo")
-    Console(soft_wrap=True).print(f"""
+    Console(soft_wrap=True).print(
+        f"""
 [bold green]Spillover demo is up.[/bold green]
 base URL: [bold]{base}/v1[/bold]   key: [bold]{key}[/bold]
 routes: gpt-4o (mock OpenAI, then mock Anthropic), claude-sonnet-4-5, text-embedding-3-small
@@ -192,7 +228,9 @@ routes: gpt-4o (mock OpenAI, then mock Anthropic), claude-sonnet-4-5, text-embed
        -d '{{"error_rate": 1, "error_status": 503}}'
 
 metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everything.
-""", highlight=False)
+""",
+        highlight=False,
+    )
     try:
         while all(c.poll() is None for c in children):
             time.sleep(0.5)

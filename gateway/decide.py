@@ -17,6 +17,15 @@ def candidates(
         if endpoint in providers[target.provider].supports:
             usable.append(target)
         else:
-            skipped.append(AttemptRecord(target.provider, target.model, "skipped",
-                                         "unsupported", None, f"no {endpoint} endpoint", 0.0))
+            skipped.append(
+                AttemptRecord(
+                    target.provider,
+                    target.model,
+                    "skipped",
+                    "unsupported",
+                    None,
+                    f"no {endpoint} endpoint",
+                    0.0,
+                )
+            )
     return usable, skipped

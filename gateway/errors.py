@@ -125,11 +125,13 @@ class ConnectFailed(UpstreamFailure):
 
 
 class UpstreamError(UpstreamFailure):
+    """5xx, or 404/408: the target (not the request) is wrong or slow, so try another."""
+
     error_class = "upstream_error"
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, status=status)
-        self.retryable = status is None or status >= 500
+        self.retryable = status is None or status >= 500 or status in (404, 408)
 
 
 class AuthFailed(UpstreamFailure):
@@ -156,9 +158,7 @@ class BadRequest(UpstreamFailure):
     retryable = False
     error_class = "bad_request"
 
-    def __init__(
-        self, message: str, *, status: int | None = 400, param: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = 400, param: str | None = None) -> None:
         super().__init__(message, status=status)
         self.param = param
 

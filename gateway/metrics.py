@@ -15,46 +15,74 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "spillover_requests", "Client requests by route, endpoint and final status.",
-            ["route", "endpoint", "status"], registry=r)
+            "spillover_requests",
+            "Client requests by route, endpoint and final status.",
+            ["route", "endpoint", "status"],
+            registry=r,
+        )
         self.request_seconds = Histogram(
-            "spillover_request_duration_seconds", "End-to-end request latency at the gateway.",
-            ["route", "endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
+            "spillover_request_duration_seconds",
+            "End-to-end request latency at the gateway.",
+            ["route", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ttft_seconds = Histogram(
             "spillover_time_to_first_token_seconds",
             "Time from request arrival to the first streamed event sent to the client.",
-            ["route", "provider"], buckets=_LATENCY_BUCKETS, registry=r)
+            ["route", "provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.attempts = Counter(
             "spillover_upstream_attempts",
             "Upstream attempts by target and outcome (ok, failed, skipped) and error class.",
-            ["provider", "model", "outcome", "error"], registry=r)
+            ["provider", "model", "outcome", "error"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
             "spillover_upstream_attempt_duration_seconds",
             "Time to a full answer (or the first event of a stream) per target.",
-            ["provider", "model"], buckets=_LATENCY_BUCKETS, registry=r)
+            ["provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.fallbacks = Counter(
             "spillover_fallbacks",
             "Requests served by a later target, by route and the first target's error class.",
-            ["route", "reason"], registry=r)
+            ["route", "reason"],
+            registry=r,
+        )
         self.tokens = Counter(
             "spillover_tokens",
             "Tokens by route, target and kind (prompt, completion, cached, cache_write, "
-            "reasoning).", ["route", "provider", "model", "kind"], registry=r)
+            "reasoning).",
+            ["route", "provider", "model", "kind"],
+            registry=r,
+        )
         self.stream_interrupted = Counter(
             "spillover_streams_interrupted",
             "Streams that failed after bytes reached the client (ended with an error event).",
-            ["route", "provider"], registry=r)
+            ["route", "provider"],
+            registry=r,
+        )
         self.client_disconnects = Counter(
-            "spillover_client_disconnects", "Streams whose client went away.", ["route"],
-            registry=r)
+            "spillover_client_disconnects", "Streams whose client went away.", ["route"], registry=r
+        )
         self.in_flight = Gauge(
-            "spillover_requests_in_flight", "Requests being served now.", registry=r)
+            "spillover_requests_in_flight", "Requests being served now.", registry=r
+        )
         self.config_loaded = Gauge(
-            "spillover_config_loaded_timestamp_seconds", "When the serving config was loaded.",
-            registry=r)
+            "spillover_config_loaded_timestamp_seconds",
+            "When the serving config was loaded.",
+            registry=r,
+        )
         self.routes = Gauge(
-            "spillover_route_usable_targets", "Usable targets per route (readiness).",
-            ["route"], registry=r)
+            "spillover_route_usable_targets",
+            "Usable targets per route (readiness).",
+            ["route"],
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

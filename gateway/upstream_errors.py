@@ -74,16 +74,19 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
         # Never echo the upstream's message: it may quote part of our credential.
         return AuthFailed(f"upstream refused the gateway's credentials ({status})", status=status)
     if status == 413 or code in _CONTEXT_CODES:
-        return ContextTooLong(upstream_message or "prompt exceeds the model's context window",
-                              status=status)
+        return ContextTooLong(
+            upstream_message or "prompt exceeds the model's context window", status=status
+        )
     if code in _FILTER_CODES:
-        return ContentFiltered(upstream_message or "blocked by the upstream's content filter",
-                               status=status)
+        return ContentFiltered(
+            upstream_message or "blocked by the upstream's content filter", status=status
+        )
     if status in (404, 408) or status >= 500:
         return UpstreamError(f"upstream returned {status}", status=status)
     param = error.get("param") if isinstance(error.get("param"), str) else None
-    return BadRequest(upstream_message or f"upstream rejected the request ({status})",
-                      status=status, param=param)
+    return BadRequest(
+        upstream_message or f"upstream rejected the request ({status})", status=status, param=param
+    )
 
 
 _ANTHROPIC_EVENT_STATUS = {
@@ -127,8 +130,10 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
     are subclasses of OpenAI's, so map by the specific classes first, then by status."""
     from litellm import exceptions as lx  # imported by the litellm adapter already
 
-    headers = {k.lower(): str(v) for k, v in dict(
-        getattr(exc, "litellm_response_headers", None) or {}).items()}
+    headers = {
+        k.lower(): str(v)
+        for k, v in dict(getattr(exc, "litellm_response_headers", None) or {}).items()
+    }
     if isinstance(exc, lx.ContextWindowExceededError):
         return ContextTooLong("prompt exceeds the model's context window", status=400)
     if isinstance(exc, lx.ContentPolicyViolationError):

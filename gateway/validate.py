@@ -45,8 +45,9 @@ def _chat(body: dict[str, Any]) -> None:
                 param=f"messages[{i}].content",
             )
         if content is None and role in ("user", "system", "developer"):
-            raise InvalidRequest(f"messages[{i}].content is required",
-                                 param=f"messages[{i}].content")
+            raise InvalidRequest(
+                f"messages[{i}].content is required", param=f"messages[{i}].content"
+            )
     _streaming(body)
     _int(body, "max_tokens", 1)
     _int(body, "max_completion_tokens", 1)
@@ -64,8 +65,9 @@ def _chat(body: dict[str, Any]) -> None:
         for i, tool in enumerate(tools):
             function = tool.get("function") if isinstance(tool, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise InvalidRequest(f"tools[{i}].function.name is required",
-                                     param=f"tools[{i}].function.name")
+                raise InvalidRequest(
+                    f"tools[{i}].function.name is required", param=f"tools[{i}].function.name"
+                )
 
 
 def _completions(body: dict[str, Any]) -> None:
@@ -88,8 +90,9 @@ def _embeddings(body: dict[str, Any]) -> None:
     elif not isinstance(value, list) or not value:
         raise InvalidRequest("'input' must be a string or a non-empty array", param="input")
     if body.get("encoding_format") not in (None, "float", "base64"):
-        raise InvalidRequest("'encoding_format' must be 'float' or 'base64'",
-                             param="encoding_format")
+        raise InvalidRequest(
+            "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
+        )
     _int(body, "dimensions", 1)
     if body.get("stream"):
         raise InvalidRequest("embeddings cannot be streamed", param="stream")
@@ -102,8 +105,9 @@ def _streaming(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None:
         if not stream:
-            raise InvalidRequest("'stream_options' is only allowed when 'stream' is true",
-                                 param="stream_options")
+            raise InvalidRequest(
+                "'stream_options' is only allowed when 'stream' is true", param="stream_options"
+            )
         if not isinstance(options, dict):
             raise InvalidRequest("'stream_options' must be an object", param="stream_options")
 
@@ -112,8 +116,11 @@ def _int(body: dict[str, Any], name: str, low: int, high: int | None = None) -> 
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-        high is not None and value > high
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
     ):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise InvalidRequest(f"'{name}' must be an integer {bound}", param=name)
@@ -124,8 +131,7 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise InvalidRequest(f"'{name}' must be a number between {low:g} and {high:g}",
-                             param=name)
+        raise InvalidRequest(f"'{name}' must be a number between {low:g} and {high:g}", param=name)
 
 
 def _stop(body: dict[str, Any]) -> None:
@@ -133,5 +139,4 @@ def _stop(body: dict[str, Any]) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):
-        raise InvalidRequest("'stop' must be a string or an array of up to 4 strings",
-                             param="stop")
+        raise InvalidRequest("'stop' must be a string or an array of up to 4 strings", param="stop")

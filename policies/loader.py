@@ -69,7 +69,12 @@ def parse_config(text: str, filename: str, env: Mapping[str, str]) -> GatewayCon
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            [_issue_at(root, filename, tuple(e["loc"]), _message(e)) for e in exc.errors()]
+            [
+                _issue_at(
+                    root, filename, _loc(e), _message(e), at_key=e["type"] == "extra_forbidden"
+                )
+                for e in exc.errors()
+            ]
         ) from None
 
     issues = [_issue_at(root, filename, loc, msg) for loc, msg in _cross_references(config)]
@@ -126,9 +131,13 @@ def _interpolate(node: yaml.Node, env: Mapping[str, str], filename: str) -> Iter
 
 
 def _issue_at(
-    root: yaml.Node, filename: str, loc: tuple[PathKey, ...], message: str
+    root: yaml.Node,
+    filename: str,
+    loc: tuple[PathKey, ...],
+    message: str,
+    at_key: bool = False,
 ) -> ConfigIssue:
-    node, walked = _find(root, loc)
+    node, walked = _find(root, loc, at_key)
     return ConfigIssue(
         filename,
         node.start_mark.line + 1,
@@ -138,7 +147,9 @@ def _issue_at(
     )
 
 
-def _find(root: yaml.Node, loc: tuple[PathKey, ...]) -> tuple[yaml.Node, list[PathKey]]:
+def _find(
+    root: yaml.Node, loc: tuple[PathKey, ...], at_key: bool
+) -> tuple[yaml.Node, list[PathKey]]:
     """The deepest node along `loc`; parts that are not in the document (such as a union's
     tag that pydantic adds) are skipped. A missing key reports at its parent mapping."""
     node, walked = root, []
@@ -148,11 +159,13 @@ def _find(root: yaml.Node, loc: tuple[PathKey, ...]) -> tuple[yaml.Node, list[Pa
             if hit is None:
                 continue
             key_node, value_node = hit
-            # An unknown key is reported at the key itself.
-            node = value_node if part != loc[-1] else key_node
+            node = key_node if at_key and part == loc[-1] else value_node
             walked.append(part)
-        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
-              and 0 <= part < len(node.value)):
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
             node = node.value[part]
             walked.append(part)
     return node, walked
@@ -169,6 +182,11 @@ def _dotted(parts: list[PathKey]) -> str:
     return out
 
 
+def _loc(error: Any) -> tuple[PathKey, ...]:
+    loc = tuple(error["loc"])
+    return (*loc, "kind") if error["type"] == "union_tag_invalid" else loc
+
+
 def _message(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -176,7 +194,7 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown kind {error['input']!r} (expected openai, anthropic or litellm)"
+        return f"unknown kind {error['ctx']['tag']!r} (expected {error['ctx']['expected_tags']})"
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
 

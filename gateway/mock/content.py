@@ -47,11 +47,19 @@ def wants_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str
 
 
 def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
-    samples = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True,
-               "array": [], "object": {}}
+    samples = {
+        "string": "sample",
+        "integer": 1,
+        "number": 1.5,
+        "boolean": True,
+        "array": [],
+        "object": {},
+    }
     props = schema.get("properties") or {}
-    return {name: samples.get(str(props.get(name, {}).get("type")), "sample")
-            for name in schema.get("required") or list(props)}
+    return {
+        name: samples.get(str(props.get(name, {}).get("type")), "sample")
+        for name in schema.get("required") or list(props)
+    }
 
 
 def embedding(text: str, dims: int) -> list[float]:
@@ -65,12 +73,19 @@ def embeddings_response(body: dict[str, Any], dims: int) -> dict[str, Any]:
     data = []
     for i, item in enumerate(inputs):
         vector = embedding(str(item), int(body.get("dimensions") or dims))
-        value: Any = (base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-                      if use_base64 else vector)
+        value: Any = (
+            base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            if use_base64
+            else vector
+        )
         data.append({"object": "embedding", "index": i, "embedding": value})
     tokens = sum(estimate_tokens(str(x)) for x in inputs)
-    return {"object": "list", "data": data, "model": body["model"],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def openai_id(prefix: str) -> str:
@@ -83,19 +98,28 @@ def openai_chat(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
     tool = wants_tool(body, messages)
     message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
     if tool:
-        message["tool_calls"] = [{"id": openai_id("call"), "type": "function",
-                                  "function": {"name": tool["name"],
-                                               "arguments": orjson.dumps(tool["arguments"])
-                                               .decode()}}]
+        message["tool_calls"] = [
+            {
+                "id": openai_id("call"),
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "arguments": orjson.dumps(tool["arguments"]).decode(),
+                },
+            }
+        ]
         completion, finish = estimate_tokens(tool["arguments"]) + 5, "tool_calls"
     else:
         message["content"] = "".join(words(n_tokens)).strip()
         completion, finish = n_tokens, "length" if _capped(body, n_tokens) else "stop"
-    return {"id": openai_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": finish}],
-            "usage": _openai_usage(prompt, completion)}
+    return {
+        "id": openai_id("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": _openai_usage(prompt, completion),
+    }
 
 
 def _capped(body: dict[str, Any], n_tokens: int) -> bool:
@@ -104,21 +128,30 @@ def _capped(body: dict[str, Any], n_tokens: int) -> bool:
 
 
 def _openai_usage(prompt: int, completion: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
 
 
 def openai_chat_chunks(body: dict[str, Any], n_tokens: int) -> list[dict[str, Any]]:
     """Every chunk of a chat stream, the usage chunk last when include_usage is set."""
-    base = {"id": openai_id("chatcmpl"), "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": body["model"]}
+    base = {
+        "id": openai_id("chatcmpl"),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body["model"],
+    }
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        out = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                    "finish_reason": finish}]}
+        out = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if include_usage:
             out["usage"] = None
         return out
@@ -128,43 +161,79 @@ def openai_chat_chunks(body: dict[str, Any], n_tokens: int) -> list[dict[str, An
     chunks = [chunk({"role": "assistant", "content": ""})]
     if tool:
         arguments = orjson.dumps(tool["arguments"]).decode()
-        chunks.append(chunk({"tool_calls": [{"index": 0, "id": openai_id("call"),
-                                             "type": "function",
-                                             "function": {"name": tool["name"],
-                                                          "arguments": ""}}]}))
+        chunks.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": openai_id("call"),
+                            "type": "function",
+                            "function": {"name": tool["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         for i in range(0, len(arguments), 8):
-            chunks.append(chunk({"tool_calls": [{"index": 0, "function": {
-                "arguments": arguments[i:i + 8]}}]}))
+            chunks.append(
+                chunk(
+                    {"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 8]}}]}
+                )
+            )
         completion, finish = estimate_tokens(tool["arguments"]) + 5, "tool_calls"
     else:
         chunks.extend(chunk({"content": word}) for word in words(n_tokens))
         completion, finish = n_tokens, "length" if _capped(body, n_tokens) else "stop"
     chunks.append(chunk({}, finish))
     if include_usage:
-        chunks.append({**base, "choices": [],
-                       "usage": _openai_usage(estimate_tokens(messages), completion)})
+        chunks.append(
+            {**base, "choices": [], "usage": _openai_usage(estimate_tokens(messages), completion)}
+        )
     return chunks
 
 
 def openai_completion(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
-    return {"id": openai_id("cmpl"), "object": "text_completion", "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "text": "".join(words(n_tokens)), "logprobs": None,
-                         "finish_reason": "length" if _capped(body, n_tokens) else "stop"}],
-            "usage": _openai_usage(estimate_tokens(body["prompt"]), n_tokens)}
+    return {
+        "id": openai_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "text": "".join(words(n_tokens)),
+                "logprobs": None,
+                "finish_reason": "length" if _capped(body, n_tokens) else "stop",
+            }
+        ],
+        "usage": _openai_usage(estimate_tokens(body["prompt"]), n_tokens),
+    }
 
 
 def openai_completion_chunks(body: dict[str, Any], n_tokens: int) -> list[dict[str, Any]]:
-    base = {"id": openai_id("cmpl"), "object": "text_completion", "created": int(time.time()),
-            "model": body["model"]}
+    base = {
+        "id": openai_id("cmpl"),
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body["model"],
+    }
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    chunks = [{**base, "choices": [{"index": 0, "text": w, "logprobs": None,
-                                    "finish_reason": None}]} for w in words(n_tokens)]
-    chunks.append({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
-                                        "finish_reason": "stop"}]})
+    chunks = [
+        {**base, "choices": [{"index": 0, "text": w, "logprobs": None, "finish_reason": None}]}
+        for w in words(n_tokens)
+    ]
+    chunks.append(
+        {**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]}
+    )
     if include_usage:
-        chunks.append({**base, "choices": [],
-                       "usage": _openai_usage(estimate_tokens(body["prompt"]), n_tokens)})
+        chunks.append(
+            {
+                **base,
+                "choices": [],
+                "usage": _openai_usage(estimate_tokens(body["prompt"]), n_tokens),
+            }
+        )
     return chunks
 
 
@@ -176,46 +245,100 @@ def anthropic_message(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
     tool = wants_tool(body, body["messages"])
     n_tokens = min(n_tokens, int(body["max_tokens"]))
     if tool:
-        content = [{"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}",
-                    "name": tool["name"], "input": tool["arguments"]}]
+        content = [
+            {
+                "type": "tool_use",
+                "id": f"toolu_{uuid.uuid4().hex[:20]}",
+                "name": tool["name"],
+                "input": tool["arguments"],
+            }
+        ]
         output, stop = estimate_tokens(tool["arguments"]) + 5, "tool_use"
     else:
         content = [{"type": "text", "text": "".join(words(n_tokens)).strip()}]
         output = n_tokens
         stop = "max_tokens" if n_tokens >= int(body["max_tokens"]) else "end_turn"
-    return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-            "model": body["model"], "content": content, "stop_reason": stop,
-            "stop_sequence": None,
-            "usage": {"input_tokens": prompt, "output_tokens": output,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": prompt,
+            "output_tokens": output,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
 
 
 def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dict[str, Any]]]:
     message = anthropic_message(body, n_tokens)
     usage = message["usage"]
-    start = {**message, "content": [], "stop_reason": None,
-             "usage": {**usage, "output_tokens": 1}}
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     events: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"type": "message_start", "message": start})]
+        ("message_start", {"type": "message_start", "message": start})
+    ]
     block = message["content"][0]
     if block["type"] == "tool_use":
-        events.append(("content_block_start", {"type": "content_block_start", "index": 0,
-                       "content_block": {**block, "input": {}}}))
+        events.append(
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {**block, "input": {}},
+                },
+            )
+        )
         arguments = orjson.dumps(block["input"]).decode()
         for i in range(0, len(arguments), 8):
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
-                           "delta": {"type": "input_json_delta",
-                                     "partial_json": arguments[i:i + 8]}}))
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": arguments[i : i + 8]},
+                    },
+                )
+            )
     else:
-        events.append(("content_block_start", {"type": "content_block_start", "index": 0,
-                       "content_block": {"type": "text", "text": ""}}))
+        events.append(
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+        )
         events.append(("ping", {"type": "ping"}))
         for word in words(min(n_tokens, int(body["max_tokens"]))):
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
-                           "delta": {"type": "text_delta", "text": word}}))
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": word},
+                    },
+                )
+            )
     events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    events.append(("message_delta", {"type": "message_delta",
-                   "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                   "usage": {"output_tokens": usage["output_tokens"]}}))
+    events.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+    )
     events.append(("message_stop", {"type": "message_stop"}))
     return events

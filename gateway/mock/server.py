@@ -51,14 +51,19 @@ def _roll(state: MockState, rate: float) -> bool:
 
 def _error_payload(wire: Wire, status: int) -> dict[str, Any]:
     if wire == "anthropic":
-        kind = {429: "rate_limit_error", 529: "overloaded_error", 401: "authentication_error",
-                400: "invalid_request_error", 404: "not_found_error",
-                413: "request_too_large"}.get(status, "api_error")
+        kind = {
+            429: "rate_limit_error",
+            529: "overloaded_error",
+            401: "authentication_error",
+            400: "invalid_request_error",
+            404: "not_found_error",
+            413: "request_too_large",
+        }.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": f"mock {kind}"}}
-    kind = {429: "rate_limit_exceeded", 400: "invalid_request_error",
-            401: "invalid_api_key"}.get(status, "server_error")
-    return {"error": {"message": f"mock error {status}", "type": kind, "param": None,
-                      "code": kind}}
+    kind = {429: "rate_limit_exceeded", 400: "invalid_request_error", 401: "invalid_api_key"}.get(
+        status, "server_error"
+    )
+    return {"error": {"message": f"mock error {status}", "type": kind, "param": None, "code": kind}}
 
 
 def _error_response(state: MockState, status: int) -> web.Response:
@@ -75,8 +80,9 @@ def _error_response(state: MockState, status: int) -> web.Response:
             headers["x-ratelimit-limit-requests"] = "60"
             headers["x-ratelimit-remaining-requests"] = "0"
             headers["x-ratelimit-reset-requests"] = f"{state.knobs.retry_after_s:g}s"
-    return web.Response(status=status, body=orjson.dumps(_error_payload(state.wire, status)),
-                        headers=headers)
+    return web.Response(
+        status=status, body=orjson.dumps(_error_payload(state.wire, status)), headers=headers
+    )
 
 
 async def _faults(state: MockState, request: web.Request) -> web.StreamResponse | None:
@@ -86,7 +92,8 @@ async def _faults(state: MockState, request: web.Request) -> web.StreamResponse 
         await asyncio.sleep(knobs.latency_ms / 1000)
     if _roll(state, knobs.hang_rate):
         state.counts["hangs"] = state.counts.get("hangs", 0) + 1
-        await asyncio.sleep(3600)
+        await _until_client_leaves(request)
+        return web.Response(status=500)
     if _roll(state, knobs.reset_rate):
         state.counts["resets"] = state.counts.get("resets", 0) + 1
         if request.transport is not None:
@@ -98,13 +105,23 @@ async def _faults(state: MockState, request: web.Request) -> web.StreamResponse 
     return None
 
 
+async def _until_client_leaves(request: web.Request, limit_s: float = 3600) -> None:
+    """Hang like a stuck upstream, but let go once the client has given up."""
+    for _ in range(int(limit_s / 0.05)):
+        if request.transport is None or request.transport.is_closing():
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _read(state: MockState, request: web.Request) -> dict[str, Any]:
     body = orjson.loads(await request.read())
-    state.received.append({
-        "path": request.path,
-        "headers": {k.lower(): v for k, v in request.headers.items()},
-        "body": body,
-    })
+    state.received.append(
+        {
+            "path": request.path,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": body,
+        }
+    )
     state.counts[request.path] = state.counts.get(request.path, 0) + 1
     return body  # type: ignore[no-any-return]
 
@@ -113,8 +130,9 @@ async def _stream(
     state: MockState, request: web.Request, events: list[bytes]
 ) -> web.StreamResponse:
     knobs = state.knobs
-    response = web.StreamResponse(headers={"content-type": "text/event-stream",
-                                           "cache-control": "no-cache"})
+    response = web.StreamResponse(
+        headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
+    )
     await response.prepare(request)
     if knobs.ttft_ms:
         await asyncio.sleep(knobs.ttft_ms / 1000)
@@ -157,8 +175,7 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
             return fault
         n = _n_tokens(state, body)
         if body.get("stream"):
-            return await _stream(state, request,
-                                 _sse(content.openai_completion_chunks(body, n)))
+            return await _stream(state, request, _sse(content.openai_completion_chunks(body, n)))
         return web.json_response(content.openai_completion(body, n), dumps=_dumps)
 
     async def openai_embeddings(request: web.Request) -> web.StreamResponse:
@@ -167,28 +184,41 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
         if fault is not None:
             return fault
         return web.json_response(
-            content.embeddings_response(body, state.knobs.embedding_dims), dumps=_dumps)
+            content.embeddings_response(body, state.knobs.embedding_dims), dumps=_dumps
+        )
 
     async def anthropic_messages(request: web.Request) -> web.StreamResponse:
         body = await _read(state, request)
         if "max_tokens" not in body or not isinstance(body.get("messages"), list):
             return web.json_response(
-                {"type": "error", "error": {"type": "invalid_request_error",
-                                            "message": "max_tokens: Field required"}},
-                status=400)
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "max_tokens: Field required",
+                    },
+                },
+                status=400,
+            )
         fault = await _faults(state, request)
         if fault is not None:
             return fault
         n = _n_tokens(state, body)
         if body.get("stream"):
-            events = [f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
-                      for name, data in content.anthropic_events(body, n)]
+            events = [
+                f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+                for name, data in content.anthropic_events(body, n)
+            ]
             return await _stream(state, request, events)
         return web.json_response(content.anthropic_message(body, n), dumps=_dumps)
 
     async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": "mock-gpt", "object": "model", "created": 0, "owned_by": "mock"}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "mock-gpt", "object": "model", "created": 0, "owned_by": "mock"}],
+            }
+        )
 
     async def get_config(request: web.Request) -> web.Response:
         return web.json_response(asdict(state.knobs))
@@ -206,8 +236,9 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
         return web.json_response(asdict(state.knobs))
 
     async def get_requests(request: web.Request) -> web.Response:
-        return web.json_response({"counts": state.counts, "requests": list(state.received)},
-                                 dumps=_dumps)
+        return web.json_response(
+            {"counts": state.counts, "requests": list(state.received)}, dumps=_dumps
+        )
 
     async def reset(request: web.Request) -> web.Response:
         state.received.clear()
@@ -244,5 +275,11 @@ def _dumps(value: Any) -> str:
 
 
 def run(wire: Wire, host: str, port: int, knobs: Knobs) -> None:
-    web.run_app(build_app(wire, knobs), host=host, port=port, print=None,
-                access_log=None, handle_signals=True)
+    web.run_app(
+        build_app(wire, knobs),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )

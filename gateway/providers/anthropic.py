@@ -51,12 +51,10 @@ class AnthropicAdapter(Provider):
             raise Unsupported(f"Anthropic serves chat only, not {call.endpoint}")
         body = request_to_anthropic(call.body, call.model, self._config.default_max_tokens)
         if not call.stream:
-            raw, headers = await fetch(self._session, self._url, body, self._headers,
-                                       call.timeouts)
+            raw, headers = await fetch(self._session, self._url, body, self._headers, call.timeouts)
             completion, usage = response_from_anthropic(orjson.loads(raw))
             return UpstreamResponse(orjson.dumps(completion), usage, headers)
-        response = await open_stream(self._session, self._url, body, self._headers,
-                                     call.timeouts)
+        response = await open_stream(self._session, self._url, body, self._headers, call.timeouts)
         return _AnthropicStream(response, call)
 
 

@@ -18,8 +18,11 @@ from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, Ups
 from gateway.upstream_errors import from_litellm
 from policies.schema import LiteLLMProvider
 
-_OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "True",
-                "LITELLM_LOG": "ERROR"}
+_OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_OFFLINE_MODE": "True",
+    "LITELLM_LOG": "ERROR",
+}
 
 
 def import_litellm() -> Any:
@@ -65,15 +68,19 @@ class LiteLLMAdapter(Provider):
         if call.stream:
             kwargs["stream"] = True
             kwargs["stream_options"] = {"include_usage": True}
-        function = {"chat": litellm.acompletion, "completions": litellm.atext_completion,
-                    "embeddings": litellm.aembedding}[call.endpoint]
+        function = {
+            "chat": litellm.acompletion,
+            "completions": litellm.atext_completion,
+            "embeddings": litellm.aembedding,
+        }[call.endpoint]
         wait = call.timeouts.first_byte if call.stream else call.timeouts.total
         try:
             async with asyncio.timeout(wait):
                 result = await function(**kwargs)
         except TimeoutError:
-            raise Timeout("no answer in time", phase="first_byte" if call.stream else "total")\
-                from None
+            raise Timeout(
+                "no answer in time", phase="first_byte" if call.stream else "total"
+            ) from None
         except Exception as exc:
             raise from_litellm(exc) from None
         if call.stream:
@@ -114,8 +121,11 @@ class _LiteLLMStream(UpstreamStream):
             if usage:
                 self.usage = Usage.from_openai(usage)
                 if self._call.client_wants_usage:
-                    yield b"data: " + orjson.dumps(
-                        {**payload, "choices": [], "usage": usage}, default=str) + b"\n\n"
+                    yield (
+                        b"data: "
+                        + orjson.dumps({**payload, "choices": [], "usage": usage}, default=str)
+                        + b"\n\n"
+                    )
                 if not payload.get("choices"):
                     continue
             if payload.get("choices"):

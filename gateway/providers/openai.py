@@ -54,8 +54,10 @@ class OpenAIAdapter(Provider):
             options = body.get("stream_options")
             body = {
                 **body,
-                "stream_options": {**(options if isinstance(options, dict) else {}),
-                                   "include_usage": True},
+                "stream_options": {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                },
             }
         response = await open_stream(self._session, url, body, headers, call.timeouts)
         return _OpenAIStream(response, call, strip_usage=inject_usage)

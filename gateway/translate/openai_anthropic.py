@@ -58,7 +58,8 @@ def request_to_anthropic(
     out: dict[str, Any] = {
         "model": model,
         "messages": messages,
-        "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens")
+        "max_tokens": body.get("max_completion_tokens")
+        or body.get("max_tokens")
         or default_max_tokens,
     }
     if system:
@@ -117,8 +118,7 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
         elif kind == "image_url":
             blocks.append(_image(part.get("image_url") or {}))
         else:
-            raise BadRequest(f"content part {kind!r} cannot be sent to Anthropic",
-                             param="messages")
+            raise BadRequest(f"content part {kind!r} cannot be sent to Anthropic", param="messages")
     return blocks
 
 
@@ -127,8 +127,10 @@ def _image(image_url: dict[str, Any] | str) -> dict[str, Any]:
     if url.startswith("data:"):
         header, _, data = url.partition(",")
         media_type = header[5:].split(";")[0] or "image/png"
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type,
-                                            "data": data}}
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
@@ -140,10 +142,15 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
         except orjson.JSONDecodeError:
-            raise BadRequest("tool call arguments are not valid JSON",
-                             param="messages") from None
-        blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
-                       "input": parsed})
+            raise BadRequest("tool call arguments are not valid JSON", param="messages") from None
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": function.get("name"),
+                "input": parsed,
+            }
+        )
     return blocks
 
 
@@ -224,12 +231,16 @@ def response_from_anthropic(message: dict[str, Any]) -> tuple[dict[str, Any], Us
         elif kind == "thinking":
             reasoning.append(block.get("thinking", ""))
         elif kind == "tool_use":
-            tool_calls.append({
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"),
-                             "arguments": orjson.dumps(block.get("input") or {}).decode()},
-            })
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
     reply: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text else None}
     if tool_calls:
         reply["tool_calls"] = tool_calls
@@ -241,8 +252,14 @@ def response_from_anthropic(message: dict[str, Any]) -> tuple[dict[str, Any], Us
         "object": "chat.completion",
         "created": int(time.time()),
         "model": message.get("model"),
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": finish_reason(message.get("stop_reason"))}],
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "logprobs": None,
+                "finish_reason": finish_reason(message.get("stop_reason")),
+            }
+        ],
         "usage": openai_usage(usage),
     }
     return completion, usage
@@ -278,9 +295,18 @@ class StreamTranslator:
             if block.get("type") == "tool_use":
                 index = len(self._tool_index_of_block)
                 self._tool_index_of_block[int(event.get("index", 0))] = index
-                yield self._chunk({"tool_calls": [{
-                    "index": index, "id": block.get("id"), "type": "function",
-                    "function": {"name": block.get("name"), "arguments": ""}}]})
+                yield self._chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": block.get("id"),
+                                "type": "function",
+                                "function": {"name": block.get("name"), "arguments": ""},
+                            }
+                        ]
+                    }
+                )
             elif block.get("type") == "text" and block.get("text"):
                 yield self._chunk({"content": block["text"]})
         elif kind == "content_block_delta":
@@ -292,8 +318,16 @@ class StreamTranslator:
                 yield self._chunk({"reasoning_content": delta.get("thinking", "")})
             elif delta_type == "input_json_delta":
                 index = self._tool_index_of_block.get(int(event.get("index", 0)), 0)
-                yield self._chunk({"tool_calls": [{
-                    "index": index, "function": {"arguments": delta.get("partial_json", "")}}]})
+                yield self._chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "function": {"arguments": delta.get("partial_json", "")},
+                            }
+                        ]
+                    }
+                )
         elif kind == "message_delta":
             usage = {**self._input, **(event.get("usage") or {})}
             self.usage = usage_from_anthropic(usage)

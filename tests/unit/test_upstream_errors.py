@@ -1,0 +1,95 @@
+"""Foreign failures become our error tree by status, structured code, headers and type."""
+
+from __future__ import annotations
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.errors import (
+    AllTargetsFailed,
+    AttemptRecord,
+    AuthFailed,
+    BadRequest,
+    ConnectFailed,
+    ContentFiltered,
+    ContextTooLong,
+    Overloaded,
+    RateLimited,
+    Timeout,
+    UpstreamError,
+)
+from gateway.upstream_errors import from_aiohttp, from_status, from_stream_error
+
+
+def _openai_error(code: str | None, message: str = "m") -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": "x", "param": "p", "code": code}})
+
+
+def test_rate_limit_reads_retry_after_ms_before_seconds() -> None:
+    failure = from_status(429, {"retry-after-ms": "1500", "retry-after": "9"}, b"")
+    assert isinstance(failure, RateLimited) and failure.retry_after == 1.5
+    assert failure.retryable
+    failure = from_status(429, {"retry-after": "3"}, b"")
+    assert isinstance(failure, RateLimited) and failure.retry_after == 3.0
+
+
+@pytest.mark.parametrize("status", [503, 529])
+def test_overloaded(status: int) -> None:
+    failure = from_status(status, {"retry-after": "2"}, b"")
+    assert isinstance(failure, Overloaded) and failure.retry_after == 2.0
+
+
+def test_context_and_filter_by_structured_code_not_message() -> None:
+    assert isinstance(
+        from_status(400, {}, _openai_error("context_length_exceeded")), ContextTooLong
+    )
+    assert isinstance(from_status(400, {}, _openai_error("content_filter")), ContentFiltered)
+    # The same words in a message are not a classification.
+    plain = from_status(400, {}, _openai_error(None, "context_length_exceeded content_filter"))
+    assert isinstance(plain, BadRequest) and not plain.retryable
+    assert plain.param == "p"
+
+
+def test_auth_failure_never_echoes_the_upstream_message() -> None:
+    failure = from_status(401, {}, _openai_error("invalid_api_key", "Incorrect key sk-abc…xyz"))
+    assert isinstance(failure, AuthFailed) and failure.retryable
+    assert "sk-" not in failure.message
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(500, True), (502, True), (404, True), (409, False), (422, False)]
+)
+def test_other_statuses(status: int, retryable: bool) -> None:
+    failure = from_status(status, {}, b"not json")
+    assert failure.retryable is retryable
+    assert isinstance(failure, UpstreamError | BadRequest)
+
+
+def test_anthropic_stream_error_event() -> None:
+    assert isinstance(from_stream_error({"type": "overloaded_error", "message": "x"}), Overloaded)
+    assert isinstance(from_stream_error({"type": "rate_limit_error", "message": "x"}), RateLimited)
+
+
+def test_aiohttp_exceptions_by_type_and_phase() -> None:
+    assert from_aiohttp(aiohttp.ConnectionTimeoutError(), "first_byte").phase == "connect"  # type: ignore[attr-defined]
+    idle = from_aiohttp(TimeoutError(), "idle")
+    assert isinstance(idle, Timeout) and idle.phase == "idle"
+    assert isinstance(from_aiohttp(aiohttp.ServerDisconnectedError(), "total"), ConnectFailed)
+    assert isinstance(from_aiohttp(ConnectionResetError(), "total"), ConnectFailed)
+
+
+def _record(provider: str, error: str) -> AttemptRecord:
+    return AttemptRecord(provider, "m", "failed", error, None, "", 1.0)
+
+
+def test_all_targets_failed_status_choice() -> None:
+    timeouts = AllTargetsFailed([_record("a", "timeout")], [Timeout("t", phase="total")])
+    assert timeouts.status == 504
+    mixed = AllTargetsFailed(
+        [_record("a", "rate_limited"), _record("b", "timeout")],
+        [RateLimited("r", retry_after=4), Timeout("t", phase="total")],
+    )
+    assert mixed.status == 503 and mixed.retry_after == 4
+    other = AllTargetsFailed([_record("a", "connect_failed")], [ConnectFailed("c")])
+    assert other.status == 502 and "a/m: connect_failed" in other.message
