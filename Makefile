@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench clean install
+.PHONY: run test lint fmt bench clean install lock
 
 install: $(STAMP)
 
@@ -18,6 +18,8 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/spillover demo
 
+# pytest exits 5 when it collected no test; make fails on any non-zero exit, so an empty
+# run can never pass as green.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
@@ -36,6 +38,7 @@ bench: $(STAMP)
 # Regenerate the hashed lock after changing dependencies in pyproject.toml.
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

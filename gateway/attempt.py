@@ -22,6 +22,25 @@ from gateway.providers.base import (
 from policies.schema import Target, Timeouts
 
 log = logging.getLogger("spillover.attempt")
+_LOG_EVERY_S = 5.0
+
+
+class _LogThrottle:
+    """One warning per (target, error class) per interval, with the count it stood for, so
+    an outage is visible in the log without flooding it."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    def allow(self, key: tuple[str, str, str]) -> int:
+        """0 to stay quiet, else how many failures this line reports."""
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (0.0, 0))
+        if now - last < _LOG_EVERY_S:
+            self._last[key] = (last, suppressed + 1)
+            return 0
+        self._last[key] = (now, 0)
+        return suppressed + 1
 
 
 @dataclass(slots=True)
@@ -52,6 +71,7 @@ class AttemptRunner:
         self._providers = providers
         self._timeouts = {name: _timeouts(t) for name, t in timeouts.items()}
         self._metrics = metrics
+        self._throttle = _LogThrottle()
 
     async def run(self, ctx: RequestContext, targets: list[Target]) -> Served:
         failures: list[UpstreamFailure] = []
@@ -101,16 +121,7 @@ class AttemptRunner:
                 metrics.child(
                     metrics.attempts, target.provider, target.model, "failed", failure.error_class
                 ).inc()
-                log.warning(
-                    "attempt failed: route=%s provider=%s model=%s error=%s status=%s "
-                    "request_id=%s",
-                    ctx.route_name,
-                    target.provider,
-                    target.model,
-                    failure.error_class,
-                    failure.upstream_status,
-                    ctx.request_id,
-                )
+                self._log_failure(ctx, target, failure)
                 if not failure.retryable:
                     raise
                 continue
@@ -140,3 +151,18 @@ class AttemptRunner:
                 metrics.child(metrics.fallbacks, ctx.route_name, failures[0].error_class).inc()
             return served
         raise AllTargetsFailed(list(ctx.attempts), failures)
+
+    def _log_failure(self, ctx: RequestContext, target: Target, failure: UpstreamFailure) -> None:
+        count = self._throttle.allow((target.provider, target.model, failure.error_class))
+        if count:
+            log.warning(
+                "attempt failed: provider=%s model=%s error=%s status=%s route=%s "
+                "request_id=%s failures_since_last_line=%d",
+                target.provider,
+                target.model,
+                failure.error_class,
+                failure.upstream_status,
+                ctx.route_name,
+                ctx.request_id,
+                count,
+            )

@@ -141,7 +141,7 @@ def demo(
     anthropic_port: int = 9002,
 ) -> None:
     """The embedded demo: two mock upstreams and the gateway on config/demo.yaml."""
-    import httpx
+    from gateway.probe import wait_ready
 
     env = {
         **os.environ,
@@ -191,21 +191,14 @@ def demo(
 
     signal.signal(signal.SIGTERM, on_term)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(c.poll() is not None for c in children):
-            stop()
-            console.print("[red]a demo process exited early (is a port taken?)[/red]")
-            raise typer.Exit(1)
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
+    if not wait_ready(
+        f"{base}/health/ready", 30, alive=lambda: all(c.poll() is None for c in children)
+    ):
         stop()
-        console.print("[red]the gateway did not become ready in 30 s[/red]")
+        console.print(
+            "[red]the demo did not come up: a process exited or 30 s passed "
+            "(is a port taken?)[/red]"
+        )
         raise typer.Exit(1)
     key = os.environ.get("SPILLOVER_DEMO_KEY", "sk-spillover-demo")
     Console(soft_wrap=True).print(
