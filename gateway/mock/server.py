@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -158,59 +159,33 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
     state = MockState(wire, knobs, random.Random(knobs.seed), deque(maxlen=200), {})
     app = web.Application(client_max_size=64 * 1024 * 1024)
 
-    async def openai_chat(request: web.Request) -> web.StreamResponse:
-        body = await _read(state, request)
-        fault = await _faults(state, request)
-        if fault is not None:
-            return fault
-        n = _n_tokens(state, body)
-        if body.get("stream"):
-            return await _stream(state, request, _sse(content.openai_chat_chunks(body, n)))
-        return web.json_response(content.openai_chat(body, n), dumps=_dumps)
+    def endpoint(
+        whole: Callable[[dict[str, Any], int], Any],
+        events: Callable[[dict[str, Any], int], list[bytes]] | None,
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """A handler: record the request, apply the fault knobs, then answer whole or as a
+        stream of pre-rendered events."""
 
-    async def openai_completions(request: web.Request) -> web.StreamResponse:
-        body = await _read(state, request)
-        fault = await _faults(state, request)
-        if fault is not None:
-            return fault
-        n = _n_tokens(state, body)
-        if body.get("stream"):
-            return await _stream(state, request, _sse(content.openai_completion_chunks(body, n)))
-        return web.json_response(content.openai_completion(body, n), dumps=_dumps)
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await _read(state, request)
+            invalid = _invalid(wire, body)
+            if invalid is not None:
+                return invalid
+            fault = await _faults(state, request)
+            if fault is not None:
+                return fault
+            n = _n_tokens(state, body)
+            if body.get("stream") and events is not None:
+                return await _stream(state, request, events(body, n))
+            return web.json_response(whole(body, n), dumps=_dumps)
 
-    async def openai_embeddings(request: web.Request) -> web.StreamResponse:
-        body = await _read(state, request)
-        fault = await _faults(state, request)
-        if fault is not None:
-            return fault
-        return web.json_response(
-            content.embeddings_response(body, state.knobs.embedding_dims), dumps=_dumps
-        )
+        return handle
 
-    async def anthropic_messages(request: web.Request) -> web.StreamResponse:
-        body = await _read(state, request)
-        if "max_tokens" not in body or not isinstance(body.get("messages"), list):
-            return web.json_response(
-                {
-                    "type": "error",
-                    "error": {
-                        "type": "invalid_request_error",
-                        "message": "max_tokens: Field required",
-                    },
-                },
-                status=400,
-            )
-        fault = await _faults(state, request)
-        if fault is not None:
-            return fault
-        n = _n_tokens(state, body)
-        if body.get("stream"):
-            events = [
-                f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
-                for name, data in content.anthropic_events(body, n)
-            ]
-            return await _stream(state, request, events)
-        return web.json_response(content.anthropic_message(body, n), dumps=_dumps)
+    def anthropic_sse(body: dict[str, Any], n: int) -> list[bytes]:
+        return [
+            f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+            for name, data in content.anthropic_events(body, n)
+        ]
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
@@ -246,11 +221,23 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
         return web.json_response({"ok": True})
 
     if wire == "anthropic":
-        app.router.add_post("/v1/messages", anthropic_messages)
+        app.router.add_post("/v1/messages", endpoint(content.anthropic_message, anthropic_sse))
     else:
-        app.router.add_post("/v1/chat/completions", openai_chat)
-        app.router.add_post("/v1/completions", openai_completions)
-        app.router.add_post("/v1/embeddings", openai_embeddings)
+        app.router.add_post(
+            "/v1/chat/completions",
+            endpoint(content.openai_chat, lambda b, n: _sse(content.openai_chat_chunks(b, n))),
+        )
+        app.router.add_post(
+            "/v1/completions",
+            endpoint(
+                content.openai_completion,
+                lambda b, n: _sse(content.openai_completion_chunks(b, n)),
+            ),
+        )
+        app.router.add_post(
+            "/v1/embeddings",
+            endpoint(lambda b, n: content.embeddings_response(b, state.knobs.embedding_dims), None),
+        )
         app.router.add_get("/v1/models", models)
     app.router.add_get("/_mock/config", get_config)
     app.router.add_post("/_mock/config", set_config)
@@ -262,6 +249,14 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
 
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+def _invalid(wire: Wire, body: dict[str, Any]) -> web.Response | None:
+    """Anthropic insists on max_tokens and a messages list; the mock does too."""
+    if wire != "anthropic" or ("max_tokens" in body and isinstance(body.get("messages"), list)):
+        return None
+    error = {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+    return web.json_response({"type": "error", "error": error}, status=400)
 
 
 def _n_tokens(state: MockState, body: dict[str, Any]) -> int:

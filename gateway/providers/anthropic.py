@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 
 from gateway.errors import Unsupported
-from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream
-from gateway.providers.http import fetch, new_session, open_stream
+from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream
+from gateway.providers.http import PooledHTTPProvider
 from gateway.sse import DONE, data_of, ended_early, iter_events
 from gateway.translate.openai_anthropic import (
     StreamTranslator,
@@ -22,11 +22,11 @@ from gateway.upstream_errors import from_stream_error
 from policies.schema import AnthropicProvider
 
 
-class AnthropicAdapter(Provider):
+class AnthropicAdapter(PooledHTTPProvider):
     supports = frozenset({"chat"})
 
     def __init__(self, name: str, config: AnthropicProvider) -> None:
-        self.name = name
+        super().__init__(name, config)
         self._config = config
         self._url = config.api_base.rstrip("/") + "/v1/messages"
         self._headers = {
@@ -36,25 +36,16 @@ class AnthropicAdapter(Provider):
         }
         if config.api_key is not None and config.api_key.get_secret_value():
             self._headers["x-api-key"] = config.api_key.get_secret_value()
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = new_session(self._config.max_connections, self._config.timeouts)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
-        assert self._session is not None, "provider not started"
         if call.endpoint != "chat":
             raise Unsupported(f"Anthropic serves chat only, not {call.endpoint}")
         body = request_to_anthropic(call.body, call.model, self._config.default_max_tokens)
         if not call.stream:
-            raw, headers = await fetch(self._session, self._url, body, self._headers, call.timeouts)
+            raw, headers = await self._fetch(self._url, body, self._headers, call.timeouts)
             completion, usage = response_from_anthropic(orjson.loads(raw))
             return UpstreamResponse(orjson.dumps(completion), usage, headers)
-        response = await open_stream(self._session, self._url, body, self._headers, call.timeouts)
+        response = await self._open_stream(self._url, body, self._headers, call.timeouts)
         return _AnthropicStream(response, call)
 
 

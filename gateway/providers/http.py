@@ -1,6 +1,6 @@
-"""The pooled aiohttp session every hot-path adapter uses, and the two ways they call an
-upstream: a whole response within `total`, or a stream whose headers arrive within
-`first_byte`. Non-2xx answers and connection failures become our errors here."""
+"""The base of every hot-path adapter: one pooled aiohttp session per provider, and the two
+ways to call an upstream — a whole response within `total`, or a stream whose headers
+arrive within `first_byte`. Non-2xx answers and connection failures become our errors here."""
 
 from __future__ import annotations
 
@@ -11,73 +11,76 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.providers.base import AttemptTimeouts
+from gateway.providers.base import AttemptTimeouts, Provider
 from gateway.upstream_errors import from_aiohttp, from_status
-from policies.schema import Timeouts
+from policies.schema import AnthropicProvider, OpenAIProvider
 
 
-def new_session(max_connections: int, timeouts: Timeouts) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=max_connections,
-        limit_per_host=max_connections,
-        ttl_dns_cache=300,
-        enable_cleanup_closed=True,
-        keepalive_timeout=30,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_ms / 1000),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-    )
+class PooledHTTPProvider(Provider):
+    def __init__(self, name: str, config: OpenAIProvider | AnthropicProvider) -> None:
+        self.name = name
+        self._pool_size = config.max_connections
+        self._connect_s = config.timeouts.connect_ms / 1000
+        self._session: aiohttp.ClientSession | None = None
 
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=self._pool_size,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
+            keepalive_timeout=30,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
 
-async def fetch(
-    session: aiohttp.ClientSession,
-    url: str,
-    body: dict[str, Any],
-    headers: Mapping[str, str],
-    timeouts: AttemptTimeouts,
-) -> tuple[bytes, Mapping[str, str]]:
-    """POST and read the whole 2xx body within `timeouts.total`."""
-    try:
-        async with asyncio.timeout(timeouts.total):
-            async with session.post(
-                url,
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
-            ) as response:
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _post(
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], connect_s: float
+    ) -> aiohttp.ClientResponse:
+        """POST and return the response with its body unread; non-2xx raises our error."""
+        assert self._session is not None, "provider not started"
+        response = await self._session.post(
+            url,
+            data=orjson.dumps(body),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_s),
+        )
+        if response.status >= 300:
+            try:
                 raw = await response.read()
-                if response.status >= 300:
-                    raise from_status(response.status, response.headers, raw)
-                return raw, response.headers
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise from_aiohttp(exc, "total") from None
+            finally:
+                response.release()
+            raise from_status(response.status, response.headers, raw)
+        return response
 
-
-async def open_stream(
-    session: aiohttp.ClientSession,
-    url: str,
-    body: dict[str, Any],
-    headers: Mapping[str, str],
-    timeouts: AttemptTimeouts,
-) -> aiohttp.ClientResponse:
-    """POST and return a 2xx response whose body (the event stream) is still unread."""
-    try:
-        async with asyncio.timeout(timeouts.first_byte):
-            response = await session.post(
-                url,
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect),
-            )
-            if response.status >= 300:
+    async def _fetch(
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """POST and read the whole 2xx body within `t.total`."""
+        try:
+            async with asyncio.timeout(t.total):
+                response = await self._post(url, body, headers, t.connect)
                 try:
-                    raw = await response.read()
+                    return await response.read(), response.headers
                 finally:
                     response.release()
-                raise from_status(response.status, response.headers, raw)
-            return response
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise from_aiohttp(exc, "first_byte") from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise from_aiohttp(exc, "total") from None
+
+    async def _open_stream(
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts
+    ) -> aiohttp.ClientResponse:
+        """POST and return a 2xx response whose body (the event stream) is still unread."""
+        try:
+            async with asyncio.timeout(t.first_byte):
+                return await self._post(url, body, headers, t.connect)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise from_aiohttp(exc, "first_byte") from None

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream, Usage
-from gateway.providers.http import fetch, new_session, open_stream
+from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream, Usage
+from gateway.providers.http import PooledHTTPProvider
 from gateway.sse import DONE, data_of, ended_early, iter_events
 from gateway.upstream_errors import from_stream_error
 from policies.schema import OpenAIProvider
@@ -18,35 +18,26 @@ from policies.schema import OpenAIProvider
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 
 
-class OpenAIAdapter(Provider):
+class OpenAIAdapter(PooledHTTPProvider):
     supports = frozenset({"chat", "completions", "embeddings"})
 
     def __init__(self, name: str, config: OpenAIProvider) -> None:
-        self.name = name
+        super().__init__(name, config)
         self._config = config
         base = config.api_base.rstrip("/")
         self._urls = {endpoint: base + path for endpoint, path in _PATHS.items()}
         self._headers = {"Content-Type": "application/json", **config.headers}
         if config.api_key is not None and config.api_key.get_secret_value():
             self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._session = new_session(self._config.max_connections, self._config.timeouts)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
-        assert self._session is not None, "provider not started"
         body = call.body
         url = self._urls[call.endpoint]
         headers = self._headers
         if call.request_id:
             headers = {**headers, "X-Request-Id": call.request_id}
         if not call.stream:
-            raw, upstream_headers = await fetch(self._session, url, body, headers, call.timeouts)
+            raw, upstream_headers = await self._fetch(url, body, headers, call.timeouts)
             usage = orjson.loads(raw).get("usage")
             return UpstreamResponse(raw, Usage.from_openai(usage or {}), upstream_headers)
         inject_usage = not call.client_wants_usage
@@ -59,7 +50,7 @@ class OpenAIAdapter(Provider):
                     "include_usage": True,
                 },
             }
-        response = await open_stream(self._session, url, body, headers, call.timeouts)
+        response = await self._open_stream(url, body, headers, call.timeouts)
         return _OpenAIStream(response, call, strip_usage=inject_usage)
 
 
