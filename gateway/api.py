@@ -74,15 +74,14 @@ class ProxyApp:
         providers: dict[str, Provider],
         metrics: GatewayMetrics,
         accountant: Accountant,
+        attempts: AttemptRunner,
     ) -> None:
         self.config = config
         self._providers = providers
         self._keys = KeyStore(config)
         self._metrics = metrics
         self._account = accountant
-        self._attempts = AttemptRunner(
-            providers, {name: p.timeouts for name, p in config.providers.items()}, metrics
-        )
+        self._attempts = attempts
         self._max_body = config.server.max_body_bytes
         self._created = int(time.time())
 
@@ -129,6 +128,9 @@ class ProxyApp:
                     param="model",
                 )
             ctx.route = route
+            ctx.deadline = _deadline(
+                ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
+            )
             ctx.stream = bool(body.get("stream"))
             options = body.get("stream_options")
             ctx.client_wants_usage = bool(
@@ -138,7 +140,7 @@ class ProxyApp:
             ctx.attempts.extend(skipped)
             if not targets:
                 raise AllTargetsFailed(list(ctx.attempts), [])
-            served = await self._attempts.run(ctx, targets)
+            served = await self._attempts.run(ctx, route, targets)
         except SpilloverError as exc:
             await self._reply_error(ctx, exc, send)
             return
@@ -223,6 +225,10 @@ class ProxyApp:
             ctx.usage = stream.usage
             await stream.aclose()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if ctx.status == 200 and ctx.ttft_s is not None:
+            self._attempts.stream_finished(
+                served.target, ctx.ttft_s, ctx.elapsed(), ctx.usage.completion_tokens
+            )
 
     def _interrupted(self, ctx: RequestContext, failure: UpstreamFailure) -> None:
         target = ctx.served_by
@@ -314,6 +320,18 @@ class ProxyApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _deadline(ctx: RequestContext, budget_ms: int | None, header: bytes | None) -> float | None:
+    """The route's latency budget, tightened (never loosened) by `x-spillover-budget-ms`."""
+    if header is not None:
+        if not header.isdigit() or int(header) <= 0:
+            raise InvalidRequest(
+                "x-spillover-budget-ms must be a positive integer", param="x-spillover-budget-ms"
+            )
+        asked = int(header)
+        budget_ms = asked if budget_ms is None else min(budget_ms, asked)
+    return None if budget_ms is None else ctx.started + budget_ms / 1000
 
 
 def _request_id(given: bytes | None) -> str:

@@ -8,19 +8,26 @@ import gc
 import logging
 import os
 import time
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.account import Accountant
 from gateway.api import ProxyApp, Receive, Scope, Send
+from gateway.attempt import AttemptRunner
+from gateway.auth import KeyStore
+from gateway.errors import AuthenticationFailed
 from gateway.metrics import GatewayMetrics
 from gateway.providers import build_provider
 from gateway.providers.base import Provider
+from gateway.state.memory import MemoryState
+from gateway.state.redis import RedisState
 from policies.loader import load_config
-from policies.schema import GatewayConfig
+from policies.routing import target_key
+from policies.schema import GatewayConfig, StateConfig
 
 log = logging.getLogger("spillover")
 
@@ -39,7 +46,14 @@ class Gateway:
         }
         self.started: dict[str, bool] = dict.fromkeys(self.providers, False)
         self.accountant = Accountant(self.metrics, log_access=config.server.access_log)
-        self.proxy = ProxyApp(config, self.providers, self.metrics, self.accountant)
+        self.state = build_state(config.state, self.metrics)
+        self.attempts = AttemptRunner(
+            self.providers,
+            {name: p.timeouts for name, p in config.providers.items()},
+            self.metrics,
+            self.state,
+        )
+        self.proxy = ProxyApp(config, self.providers, self.metrics, self.accountant, self.attempts)
         self.admin = self._admin_app()
         self.metrics.config_loaded.set(time.time())
 
@@ -61,6 +75,7 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        await self.state.close()
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -97,6 +112,49 @@ class Gateway:
                 status_code=200 if ok else 503,
             )
 
+        keys = KeyStore(self.config)
+
+        def admin_key(authorization: str | None = Header(default=None)) -> None:
+            try:
+                principal = keys.authenticate(authorization.encode() if authorization else None)
+            except AuthenticationFailed as exc:
+                raise HTTPException(401, exc.message) from None
+            if not principal.admin:
+                raise HTTPException(403, "this key is not an admin key")
+
+        @app.get("/admin/targets", tags=["admin"], dependencies=[Depends(admin_key)])
+        async def targets() -> dict[str, Any]:
+            """Each target's breaker, window, cool-down and latency estimates."""
+            now = time.time()
+            known = self.state.describe(now, 60.0)
+            out: dict[str, Any] = {}
+            for name, route in self.config.routes.items():
+                for target in route.targets:
+                    key = target_key(target)
+                    view = (await self.state.views([key], now, route.fail_over_when.window_s))[key]
+                    out[key] = {
+                        "provider": target.provider,
+                        "model": target.model,
+                        "routes": sorted({*out.get(key, {}).get("routes", []), name}),
+                        "breaker": asdict(view.breaker),
+                        "window": asdict(view.stats),
+                        "cooldown_remaining_s": max(0.0, view.cooldown_until - now),
+                        "headroom_blocked_s": max(0.0, view.headroom_until - now),
+                        "seen": key in known,
+                    }
+            return {
+                "state_backend": self.state.backend,
+                "shared": getattr(self.state, "available", False),
+                "targets": out,
+            }
+
+        @app.post("/admin/targets/reset", tags=["admin"], dependencies=[Depends(admin_key)])
+        async def reset_targets() -> dict[str, str]:
+            """Close every breaker and end every cool-down (after fixing an upstream)."""
+            await self.state.reset()
+            log.warning("routing state reset through the admin API")
+            return {"status": "reset"}
+
         @app.get("/metrics", tags=["health"])
         async def metrics() -> Response:
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -126,6 +184,13 @@ class Gateway:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def build_state(config: StateConfig, metrics: GatewayMetrics) -> MemoryState | RedisState:
+    if config.backend == "memory":
+        return MemoryState()
+    metrics.state_backend_up.set(1)
+    return RedisState(config, on_change=lambda up: metrics.state_backend_up.set(1 if up else 0))
 
 
 def app_from_env() -> Any:

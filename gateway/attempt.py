@@ -1,16 +1,29 @@
-"""Try the candidate targets in order. The only place that moves a request on to another
-target: a retryable failure before the first byte reached the client goes to the next
-candidate; anything else ends the request."""
+"""Try the route's targets; the only module that retries or moves a request to another
+target. Before the first byte reaches the client, a retryable failure goes to the next
+target at once, or back to one already tried after a jittered backoff (at least its
+Retry-After) — never past the request's deadline, never beyond the retry budget. Every
+outcome feeds the routing state (windows, breakers, cool-downs, headroom)."""
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
 from gateway.context import RequestContext
-from gateway.errors import AllTargetsFailed, AttemptRecord, UpstreamFailure
+from gateway.errors import (
+    AllTargetsFailed,
+    AttemptRecord,
+    Overloaded,
+    RateLimited,
+    UpstreamFailure,
+)
+from gateway.headroom import exhausted_for
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import (
     AttemptTimeouts,
@@ -19,10 +32,18 @@ from gateway.providers.base import (
     UpstreamResponse,
     UpstreamStream,
 )
-from policies.schema import Target, Timeouts
+from gateway.state.memory import MemoryState
+from gateway.state.redis import RedisState
+from gateway.state.windows import Outcome
+from policies import routing
+from policies.routing import Skip, target_key
+from policies.schema import Route, Target, Timeouts
 
 log = logging.getLogger("spillover.attempt")
 _LOG_EVERY_S = 5.0
+_MIN_ATTEMPT_S = 0.005  # below this much time left, another attempt cannot succeed
+
+State = MemoryState | RedisState
 
 
 class _LogThrottle:
@@ -43,6 +64,30 @@ class _LogThrottle:
         return suppressed + 1
 
 
+class RetryBudget:
+    """Requests and retries per route over a short window (this process)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, deque[tuple[float, bool]]] = {}
+
+    def _window(self, route: str, now: float, span: float) -> deque[tuple[float, bool]]:
+        events = self._events.setdefault(route, deque())
+        while events and events[0][0] < now - span:
+            events.popleft()
+        return events
+
+    def request(self, route: str, now: float, span: float) -> None:
+        self._window(route, now, span).append((now, False))
+
+    def try_retry(self, route: Route, name: str, now: float) -> bool:
+        events = self._window(name, now, route.retry.budget_window_s)
+        retries = sum(1 for _, is_retry in events if is_retry)
+        if not routing.retry_allowed(len(events) - retries, retries, route.retry):
+            return False
+        events.append((now, True))
+        return True
+
+
 @dataclass(slots=True)
 class Served:
     target: Target
@@ -50,6 +95,11 @@ class Served:
     stream: UpstreamStream | None = None
     events: AsyncIterator[bytes] | None = None
     first_event: bytes = b""
+    started: float = 0.0
+
+
+class _NoTargetLeft(Exception):
+    """Every candidate was skipped or used up; ends the retry loop."""
 
 
 def _timeouts(config: Timeouts) -> AttemptTimeouts:
@@ -61,96 +111,302 @@ def _timeouts(config: Timeouts) -> AttemptTimeouts:
     )
 
 
+def _cut(
+    base: AttemptTimeouts, remaining: float | None, ttft_budget: float | None
+) -> AttemptTimeouts:
+    if remaining is None and ttft_budget is None:
+        return base
+    left = remaining if remaining is not None else float("inf")
+    first = min(base.first_byte, left, ttft_budget or float("inf"))
+    return AttemptTimeouts(
+        connect=min(base.connect, left),
+        first_byte=first,
+        idle=base.idle,
+        total=min(base.total, left),
+    )
+
+
 class AttemptRunner:
     def __init__(
         self,
         providers: dict[str, Provider],
         timeouts: dict[str, Timeouts],
         metrics: GatewayMetrics,
+        state: State,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self._providers = providers
         self._timeouts = {name: _timeouts(t) for name, t in timeouts.items()}
         self._metrics = metrics
+        self.state = state
+        self._clock = clock
+        self._rng = rng or random.Random()
         self._throttle = _LogThrottle()
+        self._budget = RetryBudget()
 
-    async def run(self, ctx: RequestContext, targets: list[Target]) -> Served:
+    async def run(self, ctx: RequestContext, route: Route, targets: list[Target]) -> Served:
+        now = self._clock()
+        self._budget.request(ctx.route_name, now, route.retry.budget_window_s)
+        keys = [target_key(t) for t in targets]
+        views = await self.state.views(keys, now, route.fail_over_when.window_s)
+        ordered = routing.order(route, views, self._rng)
+        ordered = [t for t in ordered if t in targets]
+        usable, skips = routing.plan(
+            route, ordered, views, now, ctx.remaining(), self._output_tokens(ctx, route), ctx.stream
+        )
+        for skip in skips:
+            self._skipped(ctx, skip)
         failures: list[UpstreamFailure] = []
-        metrics = self._metrics
-        for target in targets:
-            provider = self._providers[target.provider]
-            body = ctx.body
-            if body.get("model") != target.model:
-                body = {**body, "model": target.model}
-            call = UpstreamCall(
-                endpoint=ctx.endpoint,
-                body=body,
-                model=target.model,
-                stream=ctx.stream,
-                client_wants_usage=ctx.client_wants_usage,
-                request_id=ctx.request_id,
-                timeouts=self._timeouts[target.provider],
+        tries: dict[str, int] = {}
+        queue = deque(usable)
+
+        def next_target() -> Target | None:
+            # Fresh targets first, then the tried ones again in order.
+            for target in queue:
+                if tries.get(target_key(target), 0) == 0:
+                    return target
+            return min(queue, key=lambda t: tries[target_key(t)]) if queue else None
+
+        def should_retry(exc: BaseException) -> bool:
+            if not isinstance(exc, UpstreamFailure) or not exc.retryable:
+                return False
+            if exc.error_class not in route.retry.retry_on or next_target() is None:
+                return False
+            remaining = ctx.remaining()
+            if remaining is not None and remaining < _MIN_ATTEMPT_S:
+                self._metrics.child(self._metrics.deadline_exceeded, ctx.route_name).inc()
+                return False
+            allowed = self._budget.try_retry(route, ctx.route_name, self._clock())
+            self._metrics.child(
+                self._metrics.retries, ctx.route_name, "allowed" if allowed else "budget_exhausted"
+            ).inc()
+            return allowed
+
+        def wait(state: RetryCallState) -> float:
+            target = next_target()
+            if target is None:
+                return 0.0
+            failure = state.outcome.exception() if state.outcome else None
+            retry_after = (
+                failure.retry_after
+                if isinstance(failure, RateLimited | Overloaded) and failure.retry_after is not None
+                else None
             )
-            started = time.perf_counter()
-            try:
-                result = await provider.send(call)
-                served = Served(target)
-                if isinstance(result, UpstreamStream):
-                    served.stream = result
-                    served.events = result.__aiter__()
+            pause = routing.backoff_seconds(
+                tries.get(target_key(target), 0), route.retry, self._rng, retry_after
+            )
+            remaining = ctx.remaining()
+            return pause if remaining is None else max(0.0, min(pause, remaining - 0.001))
+
+        retrying = AsyncRetrying(
+            stop=lambda s: s.attempt_number >= route.retry.max_attempts,
+            wait=wait,
+            retry=retry_if_exception(should_retry),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    target = await self._admitted(ctx, route, queue, next_target)
+                    if target is None:
+                        raise _NoTargetLeft
+                    tries[target_key(target)] = tries.get(target_key(target), 0) + 1
                     try:
-                        served.first_event = await served.events.__anext__()
-                    except BaseException:
-                        await result.aclose()
+                        return await self._one(ctx, route, target)
+                    except UpstreamFailure as failure:
+                        failures.append(failure)
+                        if target in queue and await self._breaker_opened(target):
+                            queue.remove(target)
                         raise
-                else:
-                    served.response = result
-            except UpstreamFailure as failure:
-                elapsed = time.perf_counter() - started
-                failures.append(failure)
-                ctx.attempts.append(
-                    AttemptRecord(
-                        target.provider,
-                        target.model,
-                        "failed",
-                        failure.error_class,
-                        failure.upstream_status,
-                        failure.message,
-                        elapsed * 1000,
-                    )
-                )
-                metrics.child(
-                    metrics.attempts, target.provider, target.model, "failed", failure.error_class
-                ).inc()
-                self._log_failure(ctx, target, failure)
-                if not failure.retryable:
+        except _NoTargetLeft:
+            pass
+        except UpstreamFailure as failure:
+            if not failure.retryable:
+                raise
+        raise self._all_failed(ctx, failures, skips)
+
+    async def _admitted(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        queue: deque[Target],
+        next_target: Callable[[], Target | None],
+    ) -> Target | None:
+        """The next target whose breaker lets this request through (a half-open breaker
+        lets only a few probes); refused ones leave the queue as skips."""
+        while (target := next_target()) is not None:
+            key = target_key(target)
+            if await self.state.admit(key, self._clock(), route.breaker) != "deny":
+                return target
+            queue.remove(target)
+            view = (await self.state.views([key], self._clock(), 1.0))[key]
+            self._skipped(ctx, Skip(target, "breaker_open", view.breaker.open_until))
+        return None
+
+    async def _one(self, ctx: RequestContext, route: Route, target: Target) -> Served:
+        key = target_key(target)
+        provider = self._providers[target.provider]
+        body = (
+            ctx.body
+            if ctx.body.get("model") == target.model
+            else {**ctx.body, "model": target.model}
+        )
+        ttft_budget = route.ttft_budget_ms / 1000 if ctx.stream and route.ttft_budget_ms else None
+        call = UpstreamCall(
+            endpoint=ctx.endpoint,
+            body=body,
+            model=target.model,
+            stream=ctx.stream,
+            client_wants_usage=ctx.client_wants_usage,
+            request_id=ctx.request_id,
+            timeouts=_cut(self._timeouts[target.provider], ctx.remaining(), ttft_budget),
+        )
+        started = time.perf_counter()
+        served = Served(target, started=started)
+        try:
+            result = await provider.send(call)
+            if isinstance(result, UpstreamStream):
+                served.stream = result
+                served.events = result.__aiter__()
+                try:
+                    served.first_event = await served.events.__anext__()
+                except StopAsyncIteration:
+                    await result.aclose()
+                    raise UpstreamFailure("upstream stream was empty") from None
+                except BaseException:
+                    await result.aclose()
                     raise
-                continue
-            except StopAsyncIteration:
-                # A stream that ended before its first event: a failed attempt like any other.
-                empty = UpstreamFailure("upstream stream was empty")
-                failures.append(empty)
-                ctx.attempts.append(
-                    AttemptRecord(
-                        target.provider,
-                        target.model,
-                        "failed",
-                        empty.error_class,
-                        None,
-                        empty.message,
-                        (time.perf_counter() - started) * 1000,
-                    )
-                )
-                continue
-            elapsed = time.perf_counter() - started
-            ctx.attempts.append(
-                AttemptRecord(target.provider, target.model, "ok", None, 200, "", elapsed * 1000)
+            else:
+                served.response = result
+        except UpstreamFailure as failure:
+            await self._failed(ctx, route, target, failure, time.perf_counter() - started)
+            raise
+        elapsed = time.perf_counter() - started
+        usage = served.response.usage if served.response else None
+        breaker = await self.state.record(
+            key,
+            Outcome(
+                ok=True,
+                ttft_s=elapsed if ctx.stream else None,
+                latency_s=None if ctx.stream else elapsed,
+                output_tokens=usage.completion_tokens if usage else 0,
+            ),
+            self._clock(),
+            route.fail_over_when,
+            route.breaker,
+        )
+        self._show_breaker(target, breaker)
+        headers = (served.response or served.stream).headers  # type: ignore[union-attr]
+        wait = exhausted_for(headers, self._clock())
+        if wait:
+            await self.state.limit_headroom(key, self._clock() + wait)
+        ctx.attempts.append(
+            AttemptRecord(target.provider, target.model, "ok", None, 200, "", elapsed * 1000)
+        )
+        m = self._metrics
+        m.child(m.attempts, target.provider, target.model, "ok", "").inc()
+        m.child(m.attempt_seconds, target.provider, target.model).observe(elapsed)
+        if any(a.outcome == "failed" for a in ctx.attempts):
+            first = next(a for a in ctx.attempts if a.outcome == "failed")
+            m.child(m.fallbacks, ctx.route_name, first.error_class or "").inc()
+        return served
+
+    async def _failed(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        target: Target,
+        failure: UpstreamFailure,
+        elapsed: float,
+    ) -> None:
+        key = target_key(target)
+        now = self._clock()
+        # A failure that is the request's fault says nothing about the target.
+        breaker = await self.state.record(
+            key,
+            Outcome(
+                ok=False, rate_limited=isinstance(failure, RateLimited), counts=failure.retryable
+            ),
+            now,
+            route.fail_over_when,
+            route.breaker,
+        )
+        self._show_breaker(target, breaker)
+        if isinstance(failure, RateLimited | Overloaded) and failure.retry_after:
+            await self.state.cool_down(key, now + failure.retry_after)
+        ctx.attempts.append(
+            AttemptRecord(
+                target.provider,
+                target.model,
+                "failed",
+                failure.error_class,
+                failure.upstream_status,
+                failure.message,
+                elapsed * 1000,
             )
-            metrics.child(metrics.attempts, target.provider, target.model, "ok", "").inc()
-            metrics.child(metrics.attempt_seconds, target.provider, target.model).observe(elapsed)
-            if failures:
-                metrics.child(metrics.fallbacks, ctx.route_name, failures[0].error_class).inc()
-            return served
-        raise AllTargetsFailed(list(ctx.attempts), failures)
+        )
+        self._metrics.child(
+            self._metrics.attempts, target.provider, target.model, "failed", failure.error_class
+        ).inc()
+        self._log_failure(ctx, target, failure)
+
+    def _show_breaker(self, target: Target, breaker: routing.BreakerState) -> None:
+        value = {"closed": 0, "half_open": 1, "open": 2}[breaker.phase]
+        self._metrics.child(self._metrics.breaker_state, target.provider, target.model).set(value)
+
+    async def _breaker_opened(self, target: Target) -> bool:
+        key = target_key(target)
+        view = (await self.state.views([key], self._clock(), 1.0))[key]
+        return view.breaker.phase == "open" or view.cooldown_until > self._clock()
+
+    def stream_finished(
+        self, target: Target, ttft_s: float, total_s: float, output_tokens: int
+    ) -> None:
+        """Teach the local window this target's time per output token."""
+        window = (self.state.local if isinstance(self.state, RedisState) else self.state).window(
+            target_key(target)
+        )
+        window.add(
+            Outcome(
+                ok=True, counts=False, ttft_s=ttft_s, latency_s=total_s, output_tokens=output_tokens
+            ),
+            self._clock(),
+        )
+
+    def _output_tokens(self, ctx: RequestContext, route: Route) -> int:
+        body = ctx.body
+        value = body.get("max_completion_tokens") or body.get("max_tokens")
+        return int(value) if isinstance(value, int) else route.typical_output_tokens
+
+    def _skipped(self, ctx: RequestContext, skip: Skip) -> None:
+        target = skip.target
+        until = max(0.0, skip.until - self._clock()) if skip.until else 0.0
+        detail = skip.reason + (f" for {until:.1f}s" if until else "")
+        ctx.attempts.append(
+            AttemptRecord(target.provider, target.model, "skipped", skip.reason, None, detail, 0.0)
+        )
+        ctx.skips.append(skip)
+        self._metrics.child(
+            self._metrics.skips, ctx.route_name, target.provider, target.model, skip.reason
+        ).inc()
+
+    def _all_failed(
+        self, ctx: RequestContext, failures: list[UpstreamFailure], skips: list[Skip]
+    ) -> AllTargetsFailed:
+        now = self._clock()
+        waits = [s.until - now for s in ctx.skips if s.until > now]
+        deadline = any(s.reason == "deadline" for s in ctx.skips) or (
+            ctx.remaining() is not None and (ctx.remaining() or 0.0) < _MIN_ATTEMPT_S
+        )
+        if deadline:
+            self._metrics.child(self._metrics.deadline_exceeded, ctx.route_name).inc()
+        return AllTargetsFailed(
+            list(ctx.attempts),
+            failures,
+            skipped_retry_after=min(waits) if waits else None,
+            deadline=deadline,
+        )
 
     def _log_failure(self, ctx: RequestContext, target: Target, failure: UpstreamFailure) -> None:
         count = self._throttle.allow((target.provider, target.model, failure.error_class))

@@ -189,7 +189,9 @@ def demo(
         stop()
         sys.exit(0)
 
+    # Installed explicitly: a parent that ignores SIGINT would otherwise make Ctrl-C a no-op.
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     base = f"http://127.0.0.1:{port}"
     if not wait_ready(
         f"{base}/health/ready", 30, alive=lambda: all(c.poll() is None for c in children)

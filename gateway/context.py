@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.errors import AttemptRecord
 from gateway.providers.base import Usage
+from policies.routing import Skip
 from policies.schema import Endpoint, Route, Target
 
 
@@ -37,6 +38,8 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     wall_started: float = field(default_factory=time.time)
     attempts: list[AttemptRecord] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    deadline: float | None = None  # perf_counter() value; None: no latency budget
     served_by: Target | None = None
     usage: Usage | None = None
     status: int = 0
@@ -51,3 +54,6 @@ class RequestContext:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.perf_counter()

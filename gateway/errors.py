@@ -199,10 +199,17 @@ class AttemptRecord:
 
 
 class AllTargetsFailed(SpilloverError):
-    """Every candidate failed or was skipped. 504 when all failures were timeouts, 503 when
-    any target was rate-limited or overloaded (with the shortest Retry-After), else 502."""
+    """Every candidate failed or was skipped. 504 when the deadline ran out or every failure
+    was a timeout; 503 when a target was rate-limited, overloaded, cooling down or had its
+    circuit open (with the shortest Retry-After); else 502."""
 
-    def __init__(self, attempts: list[AttemptRecord], failures: list[UpstreamFailure]) -> None:
+    def __init__(
+        self,
+        attempts: list[AttemptRecord],
+        failures: list[UpstreamFailure],
+        skipped_retry_after: float | None = None,
+        deadline: bool = False,
+    ) -> None:
         self.attempts = attempts
         self.failures = failures
         waits = [
@@ -210,10 +217,14 @@ class AllTargetsFailed(SpilloverError):
             for f in failures
             if isinstance(f, RateLimited | Overloaded) and f.retry_after is not None
         ]
+        if skipped_retry_after is not None:
+            waits.append(skipped_retry_after)
         self.retry_after: float | None = min(waits) if waits else None
-        if failures and all(isinstance(f, Timeout) for f in failures):
+        if deadline or (failures and all(isinstance(f, Timeout) for f in failures)):
             self.status, self.code = 504, "upstream_timeout"
-        elif any(isinstance(f, RateLimited | Overloaded) for f in failures):
+        elif skipped_retry_after is not None or any(
+            isinstance(f, RateLimited | Overloaded) for f in failures
+        ):
             self.status, self.code = 503, "upstream_unavailable"
             if self.retry_after is None:
                 self.retry_after = 1.0

@@ -83,6 +83,37 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.skips = Counter(
+            "spillover_target_skips",
+            "Targets passed over before an attempt, by reason (breaker_open, cooldown, "
+            "no_headroom, deadline, unsupported).",
+            ["route", "provider", "model", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "spillover_retries",
+            "Retries asked for, by whether the retry budget allowed them.",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.deadline_exceeded = Counter(
+            "spillover_deadline_exceeded",
+            "Requests that ran out of their latency budget before a target answered.",
+            ["route"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "spillover_breaker_state",
+            "Circuit state per target as this replica last saw it: 0 closed, 1 half-open, 2 open.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.state_backend_up = Gauge(
+            "spillover_state_backend_up",
+            "1 while the shared state backend (Redis) answers; 0 while routing runs on "
+            "local state.",
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

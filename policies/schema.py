@@ -68,15 +68,87 @@ ProviderConfig = Annotated[
 ]
 
 
+ErrorClass = Literal[
+    "rate_limited",
+    "overloaded",
+    "timeout",
+    "connect_failed",
+    "upstream_error",
+    "auth_failed",
+    "unsupported",
+]
+Strategy = Literal["priority", "weighted", "lowest_latency", "lowest_cost"]
+
+
+class Price(Strict):
+    """USD per million tokens; used by `lowest_cost` (the cost issue adds litellm's map)."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
 class Target(Strict):
     provider: str
     model: str
+    weight: float = Field(1.0, gt=0)
+    price: Price | None = None
+
+
+class RetryPolicy(Strict):
+    """Upstream attempts per request, across targets. Moving to a fresh target is immediate;
+    coming back to one already tried waits a jittered exponential backoff (at least its
+    Retry-After). Retries are capped by a budget so an outage cannot multiply load."""
+
+    max_attempts: int = Field(3, ge=1, le=10)
+    retry_on: tuple[ErrorClass, ...] = (
+        "rate_limited",
+        "overloaded",
+        "timeout",
+        "connect_failed",
+        "upstream_error",
+        "auth_failed",
+        "unsupported",
+    )
+    backoff_base_ms: int = Field(100, ge=0)
+    backoff_cap_ms: int = Field(2_000, ge=0)
+    budget_ratio: float = Field(0.2, ge=0, le=1)  # retries ≤ this share of recent requests
+    budget_min_retries: int = Field(10, ge=0)  # … but always allow this many per window
+    budget_window_s: float = Field(10.0, gt=0)
+
+
+class FailOverWhen(Strict):
+    """When a target's circuit opens. Counts come from a sliding window per target."""
+
+    window_s: float = Field(30.0, gt=0)
+    min_requests: int = Field(10, ge=1)
+    error_rate: float | None = Field(0.5, gt=0, le=1)
+    consecutive_failures: int | None = Field(5, ge=1)
+    rate_limited_share: float | None = Field(None, gt=0, le=1)
+    p95_ttft_ms: int | None = Field(None, ge=1)
+    p95_latency_ms: int | None = Field(None, ge=1)
+
+
+class Breaker(Strict):
+    """Envoy-style ejection: base times the number of ejections, capped; then half-open
+    lets a few probes through."""
+
+    base_ejection_s: float = Field(5.0, gt=0)
+    max_ejection_s: float = Field(300.0, gt=0)
+    half_open_probes: int = Field(1, ge=1)
 
 
 class Route(Strict):
     targets: list[Target] = Field(min_length=1)
     # Which endpoints this route serves; by default every endpoint its targets support.
     endpoints: list[Endpoint] | None = None
+    strategy: Strategy = "priority"
+    latency_budget_ms: int | None = Field(None, ge=1)
+    ttft_budget_ms: int | None = Field(None, ge=1)
+    # Expected output when the request sets no max_tokens (feasibility estimates).
+    typical_output_tokens: int = Field(256, ge=1)
+    retry: RetryPolicy = RetryPolicy()
+    fail_over_when: FailOverWhen = FailOverWhen()
+    breaker: Breaker = Breaker()
 
 
 class KeyConfig(Strict):
@@ -97,8 +169,19 @@ class KeyConfig(Strict):
         return self
 
 
+class StateConfig(Strict):
+    """Where shared routing state lives: this process, or Redis for many replicas."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "spillover:"
+    # Redis calls on the request path give up after this long and fall back to local state.
+    timeout_ms: int = Field(50, ge=1)
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    state: StateConfig = StateConfig()
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     routes: dict[str, Route] = Field(min_length=1)
     keys: list[KeyConfig] = Field(min_length=1)

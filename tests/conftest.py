@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_KEY = "sk-test-gateway-key"
+ADMIN_KEY = "sk-test-admin-key"
 OPENAI_UPSTREAM_KEY = "sk-upstream-openai-secret"
 ANTHROPIC_UPSTREAM_KEY = "sk-ant-upstream-secret"
 
@@ -206,6 +207,7 @@ def gateway_config(
           - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}",
               routes: [gpt-4o, only-primary, claude-first, text-embedding-3-small]}}
           - {{name: other, team: ops, key_sha256: "{"a" * 64}"}}
+          - {{name: admin, team: ops, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
         """)
         + extra
     )
@@ -221,12 +223,21 @@ def start_gateway(config_text: str, tmp: Path, name: str = "gateway") -> Proc:
         f"http://127.0.0.1:{port}",
         "/health/ready",
         tmp,
-        env={"TEST_GATEWAY_KEY": GATEWAY_KEY},
+        env={"TEST_GATEWAY_KEY": GATEWAY_KEY, "TEST_ADMIN_KEY": ADMIN_KEY},
     )
 
 
+def reset_routing(proc: Proc) -> None:
+    """Close breakers and end cool-downs left by earlier tests."""
+    httpx.post(
+        proc.url + "/admin/targets/reset",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=5,
+    ).raise_for_status()
+
+
 @pytest.fixture(scope="session")
-def gateway(
+def gateway_proc(
     openai_upstream_proc: MockUpstream, anthropic_upstream_proc: MockUpstream, logs_dir: Path
 ) -> Iterator[Proc]:
     proc = start_gateway(
@@ -239,3 +250,9 @@ def gateway(
         # Secrets never reach the logs.
         text = proc.output()
         assert OPENAI_UPSTREAM_KEY not in text and GATEWAY_KEY not in text
+
+
+@pytest.fixture
+def gateway(gateway_proc: Proc) -> Proc:
+    reset_routing(gateway_proc)
+    return gateway_proc

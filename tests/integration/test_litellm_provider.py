@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, Proc, start_gateway
+from tests.conftest import GATEWAY_KEY, MockUpstream, Proc, reset_routing, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +39,7 @@ def litellm_gateway(
               - {{provider: tail, model: openai/text-embedding-3-small}}
         keys:
           - {{name: tests, key: "${{TEST_GATEWAY_KEY}}"}}
+          - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true}}
         """)
     proc = start_gateway(config, logs_dir, name="litellm-gateway")
     yield proc
@@ -48,6 +49,7 @@ def litellm_gateway(
 
 @pytest.fixture
 def client(litellm_gateway: Proc) -> openai.OpenAI:
+    reset_routing(litellm_gateway)
     return openai.OpenAI(
         base_url=litellm_gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0, timeout=20
     )

@@ -388,6 +388,9 @@ def test_every_target_failing_lists_every_attempt(
     assert [(a["provider"], a["error"], a["status"]) for a in attempts] == [
         ("primary", "overloaded", 503),
         ("claude", "upstream_error", 500),
+        # The default retry policy (3 attempts) comes back to claude after a backoff; the
+        # primary is cooling down for its Retry-After and is not asked again.
+        ("claude", "upstream_error", 500),
     ]
 
 

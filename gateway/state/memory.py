@@ -1,0 +1,100 @@
+"""Routing state for one process. The Redis backend keeps one of these as its local copy
+and its fallback, so both speak exactly the same decisions (`policies.routing`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from gateway.state.windows import Outcome, TargetWindow
+from policies import routing
+from policies.routing import Admission, BreakerState, TargetView
+from policies.schema import Breaker, FailOverWhen
+
+
+class MemoryState:
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self.windows: dict[str, TargetWindow] = {}
+        self.breakers: dict[str, BreakerState] = {}
+        self.cooldowns: dict[str, float] = {}
+        self.headroom: dict[str, float] = {}
+
+    def window(self, key: str) -> TargetWindow:
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = TargetWindow()
+        return window
+
+    async def views(self, keys: list[str], now: float, window_s: float) -> dict[str, TargetView]:
+        return self.local_views(keys, now, window_s)
+
+    def local_views(self, keys: list[str], now: float, window_s: float) -> dict[str, TargetView]:
+        out: dict[str, TargetView] = {}
+        for key in keys:
+            window = self.windows.get(key)
+            out[key] = TargetView(
+                breaker=self.breakers.get(key, BreakerState()),
+                stats=window.stats(now, window_s) if window else routing.WindowStats(),
+                cooldown_until=self.cooldowns.get(key, 0.0),
+                headroom_until=self.headroom.get(key, 0.0),
+            )
+        return out
+
+    async def admit(self, key: str, now: float, config: Breaker) -> Admission:
+        decision, state = routing.admit(self.breakers.get(key, BreakerState()), now, config)
+        self.breakers[key] = state
+        return decision
+
+    async def record(
+        self, key: str, outcome: Outcome, now: float, rules: FailOverWhen, config: Breaker
+    ) -> BreakerState:
+        window = self.window(key)
+        window.add(outcome, now)
+        return self.apply(key, outcome, window.stats(now, rules.window_s), now, rules, config)
+
+    def apply(
+        self,
+        key: str,
+        outcome: Outcome,
+        stats: routing.WindowStats,
+        now: float,
+        rules: FailOverWhen,
+        config: Breaker,
+    ) -> BreakerState:
+        state = self.breakers.get(key, BreakerState())
+        if outcome.ok:
+            state = routing.on_success(state, now, config)
+        elif outcome.counts:
+            state = routing.on_failure(state, stats, now, rules, config)
+        self.breakers[key] = state
+        return state
+
+    async def cool_down(self, key: str, until: float) -> None:
+        self.cooldowns[key] = max(until, self.cooldowns.get(key, 0.0))
+
+    async def limit_headroom(self, key: str, until: float) -> None:
+        self.headroom[key] = max(until, self.headroom.get(key, 0.0))
+
+    async def reset(self) -> None:
+        """Forget everything observed: close every breaker, end every cool-down."""
+        self.windows.clear()
+        self.breakers.clear()
+        self.cooldowns.clear()
+        self.headroom.clear()
+
+    async def close(self) -> None:
+        return None
+
+    def describe(self, now: float, window_s: float) -> dict[str, Any]:
+        keys = sorted(set(self.windows) | set(self.breakers) | set(self.cooldowns))
+        return {
+            key: {
+                "breaker": asdict(view.breaker),
+                "window": asdict(view.stats),
+                "cooldown_remaining_s": max(0.0, view.cooldown_until - now),
+                "headroom_blocked_s": max(0.0, view.headroom_until - now),
+            }
+            for key, view in self.local_views(keys, now, window_s).items()
+        }
