@@ -126,6 +126,10 @@ def _cut(
     )
 
 
+def _share(remaining: float | None, parts: int) -> float | None:
+    return None if remaining is None else max(0.0, remaining) / parts
+
+
 class AttemptRunner:
     def __init__(
         self,
@@ -212,8 +216,9 @@ class AttemptRunner:
                     if target is None:
                         raise _NoTargetLeft
                     tries[target_key(target)] = tries.get(target_key(target), 0) + 1
+                    fresh = sum(1 for t in queue if tries.get(target_key(t), 0) == 0)
                     try:
-                        return await self._one(ctx, route, target)
+                        return await self._one(ctx, route, target, share=1 + fresh)
                     except UpstreamFailure as failure:
                         failures.append(failure)
                         if target in queue and await self._breaker_opened(target):
@@ -244,7 +249,11 @@ class AttemptRunner:
             self._skipped(ctx, Skip(target, "breaker_open", view.breaker.open_until))
         return None
 
-    async def _one(self, ctx: RequestContext, route: Route, target: Target) -> Served:
+    async def _one(
+        self, ctx: RequestContext, route: Route, target: Target, share: int = 1
+    ) -> Served:
+        """One attempt. With a deadline, it gets 1/`share` of what remains, so the targets
+        still untried keep their turn within the budget."""
         key = target_key(target)
         provider = self._providers[target.provider]
         body = (
@@ -260,7 +269,9 @@ class AttemptRunner:
             stream=ctx.stream,
             client_wants_usage=ctx.client_wants_usage,
             request_id=ctx.request_id,
-            timeouts=_cut(self._timeouts[target.provider], ctx.remaining(), ttft_budget),
+            timeouts=_cut(
+                self._timeouts[target.provider], _share(ctx.remaining(), share), ttft_budget
+            ),
         )
         started = time.perf_counter()
         served = Served(target, started=started)

@@ -256,3 +256,38 @@ def gateway_proc(
 def gateway(gateway_proc: Proc) -> Proc:
     reset_routing(gateway_proc)
     return gateway_proc
+
+
+def counts(upstream: MockUpstream) -> dict[str, int]:
+    data: dict[str, int] = httpx.get(f"{upstream.url}/_mock/requests", timeout=5).json()["counts"]
+    return data
+
+
+def failover_config(
+    openai_port: int, anthropic_port: int, route_extra: str = "", state: str = ""
+) -> str:
+    """A gateway with one failover route whose policies the test sets."""
+    return (
+        textwrap.dedent(f"""\
+        {state}
+        providers:
+          primary:
+            kind: openai
+            api_base: http://127.0.0.1:{openai_port}/v1
+            timeouts: {{connect_ms: 1000, first_byte_ms: 5000, idle_ms: 5000, total_ms: 5000}}
+          claude:
+            kind: anthropic
+            api_base: http://127.0.0.1:{anthropic_port}
+        routes:
+          chat:
+            targets:
+              - {{provider: primary, model: gpt-4o}}
+              - {{provider: claude, model: claude-sonnet-4-5}}
+        """)
+        + textwrap.indent(textwrap.dedent(route_extra), "    ")
+        + textwrap.dedent("""\
+        keys:
+          - {name: tests, key: "${TEST_GATEWAY_KEY}"}
+          - {name: admin, key: "${TEST_ADMIN_KEY}", admin: true}
+        """)
+    )

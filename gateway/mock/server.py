@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
@@ -94,6 +95,7 @@ async def _faults(state: MockState, request: web.Request) -> web.StreamResponse 
     if _roll(state, knobs.hang_rate):
         state.counts["hangs"] = state.counts.get("hangs", 0) + 1
         await _until_client_leaves(request)
+        state.counts["hangs_released"] = state.counts.get("hangs_released", 0) + 1
         return web.Response(status=500)
     if _roll(state, knobs.reset_rate):
         state.counts["resets"] = state.counts.get("resets", 0) + 1
@@ -110,7 +112,7 @@ async def _until_client_leaves(request: web.Request, limit_s: float = 3600) -> N
     """Hang like a stuck upstream, but let go once the client has given up."""
     for _ in range(int(limit_s / 0.05)):
         if request.transport is None or request.transport.is_closing():
-            return
+            break
         await asyncio.sleep(0.05)
 
 
@@ -118,6 +120,7 @@ async def _read(state: MockState, request: web.Request) -> dict[str, Any]:
     body = orjson.loads(await request.read())
     state.received.append(
         {
+            "t": time.time(),
             "path": request.path,
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "body": body,
