@@ -137,7 +137,9 @@ class Gateway:
                         "model": target.model,
                         "routes": sorted({*out.get(key, {}).get("routes", []), name}),
                         "breaker": asdict(view.breaker),
-                        "window": asdict(view.stats),
+                        "window": asdict(
+                            self.state.window_stats(key, now, route.fail_over_when.window_s)
+                        ),
                         "cooldown_remaining_s": max(0.0, view.cooldown_until - now),
                         "headroom_blocked_s": max(0.0, view.headroom_until - now),
                         "seen": key in known,

@@ -6,6 +6,7 @@ outcome feeds the routing state (windows, breakers, cool-downs, headroom)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -13,7 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import AsyncRetrying, retry_if_exception
 
 from gateway.context import RequestContext
 from gateway.errors import (
@@ -96,6 +97,7 @@ class Served:
     events: AsyncIterator[bytes] | None = None
     first_event: bytes = b""
     started: float = 0.0
+    elapsed: float = 0.0
 
 
 class _NoTargetLeft(Exception):
@@ -148,6 +150,7 @@ class AttemptRunner:
         self._rng = rng or random.Random()
         self._throttle = _LogThrottle()
         self._budget = RetryBudget()
+        self._shown: dict[Target, str] = {}
 
     async def run(self, ctx: RequestContext, route: Route, targets: list[Target]) -> Served:
         now = self._clock()
@@ -187,11 +190,10 @@ class AttemptRunner:
             ).inc()
             return allowed
 
-        def wait(state: RetryCallState) -> float:
+        def wait_after(failure: BaseException | None) -> float:
             target = next_target()
             if target is None:
                 return 0.0
-            failure = state.outcome.exception() if state.outcome else None
             retry_after = (
                 failure.retry_after
                 if isinstance(failure, RateLimited | Overloaded) and failure.retry_after is not None
@@ -203,27 +205,37 @@ class AttemptRunner:
             remaining = ctx.remaining()
             return pause if remaining is None else max(0.0, min(pause, remaining - 0.001))
 
-        retrying = AsyncRetrying(
-            stop=lambda s: s.attempt_number >= route.retry.max_attempts,
-            wait=wait,
-            retry=retry_if_exception(should_retry),
-            reraise=True,
-        )
+        async def attempt_once() -> Served:
+            target = await self._admitted(ctx, route, queue, next_target)
+            if target is None:
+                raise _NoTargetLeft
+            tries[target_key(target)] = tries.get(target_key(target), 0) + 1
+            fresh = sum(1 for t in queue if tries.get(target_key(t), 0) == 0)
+            try:
+                return await self._one(ctx, route, target, share=1 + fresh)
+            except UpstreamFailure as failure:
+                failures.append(failure)
+                if target in queue and await self._breaker_opened(target):
+                    queue.remove(target)
+                raise
+
         try:
+            # Most requests succeed at once: the retry machinery starts only on a failure.
+            try:
+                return await attempt_once()
+            except UpstreamFailure as failure:
+                if route.retry.max_attempts <= 1 or not should_retry(failure):
+                    raise
+                await asyncio.sleep(wait_after(failure))
+            retrying = AsyncRetrying(
+                stop=lambda s: s.attempt_number >= route.retry.max_attempts - 1,
+                wait=lambda s: wait_after(s.outcome.exception() if s.outcome else None),
+                retry=retry_if_exception(should_retry),
+                reraise=True,
+            )
             async for attempt in retrying:
                 with attempt:
-                    target = await self._admitted(ctx, route, queue, next_target)
-                    if target is None:
-                        raise _NoTargetLeft
-                    tries[target_key(target)] = tries.get(target_key(target), 0) + 1
-                    fresh = sum(1 for t in queue if tries.get(target_key(t), 0) == 0)
-                    try:
-                        return await self._one(ctx, route, target, share=1 + fresh)
-                    except UpstreamFailure as failure:
-                        failures.append(failure)
-                        if target in queue and await self._breaker_opened(target):
-                            queue.remove(target)
-                        raise
+                    return await attempt_once()
         except _NoTargetLeft:
             pass
         except UpstreamFailure as failure:
@@ -254,7 +266,6 @@ class AttemptRunner:
     ) -> Served:
         """One attempt. With a deadline, it gets 1/`share` of what remains, so the targets
         still untried keep their turn within the budget."""
-        key = target_key(target)
         provider = self._providers[target.provider]
         body = (
             ctx.body
@@ -293,7 +304,17 @@ class AttemptRunner:
         except UpstreamFailure as failure:
             await self._failed(ctx, route, target, failure, time.perf_counter() - started)
             raise
-        elapsed = time.perf_counter() - started
+        served.elapsed = time.perf_counter() - started
+        ctx.attempts.append(
+            AttemptRecord(target.provider, target.model, "ok", None, 200, "", served.elapsed * 1000)
+        )
+        return served
+
+    async def settle(self, ctx: RequestContext, route: Route, served: Served) -> None:
+        """The success bookkeeping, done once the first bytes are on their way to the
+        client: windows and breaker, provider headroom, metrics."""
+        target, elapsed = served.target, served.elapsed
+        key = target_key(target)
         usage = served.response.usage if served.response else None
         breaker = await self.state.record(
             key,
@@ -312,16 +333,12 @@ class AttemptRunner:
         wait = exhausted_for(headers, self._clock())
         if wait:
             await self.state.limit_headroom(key, self._clock() + wait)
-        ctx.attempts.append(
-            AttemptRecord(target.provider, target.model, "ok", None, 200, "", elapsed * 1000)
-        )
         m = self._metrics
         m.child(m.attempts, target.provider, target.model, "ok", "").inc()
         m.child(m.attempt_seconds, target.provider, target.model).observe(elapsed)
-        if any(a.outcome == "failed" for a in ctx.attempts):
-            first = next(a for a in ctx.attempts if a.outcome == "failed")
+        first = next((a for a in ctx.attempts if a.outcome == "failed"), None)
+        if first is not None:
             m.child(m.fallbacks, ctx.route_name, first.error_class or "").inc()
-        return served
 
     async def _failed(
         self,
@@ -363,6 +380,9 @@ class AttemptRunner:
         self._log_failure(ctx, target, failure)
 
     def _show_breaker(self, target: Target, breaker: routing.BreakerState) -> None:
+        if self._shown.get(target) == breaker.phase:
+            return
+        self._shown[target] = breaker.phase
         value = {"closed": 0, "half_open": 1, "open": 2}[breaker.phase]
         self._metrics.child(self._metrics.breaker_state, target.provider, target.model).set(value)
 

@@ -11,6 +11,8 @@ from policies import routing
 from policies.routing import Admission, BreakerState, TargetView
 from policies.schema import Breaker, FailOverWhen
 
+_CLOSED = BreakerState()
+
 
 class MemoryState:
     backend = "memory"
@@ -36,7 +38,7 @@ class MemoryState:
             window = self.windows.get(key)
             out[key] = TargetView(
                 breaker=self.breakers.get(key, BreakerState()),
-                stats=window.stats(now, window_s) if window else routing.WindowStats(),
+                stats=window.estimates() if window else routing.WindowStats(),
                 cooldown_until=self.cooldowns.get(key, 0.0),
                 headroom_until=self.headroom.get(key, 0.0),
             )
@@ -52,6 +54,11 @@ class MemoryState:
     ) -> BreakerState:
         window = self.window(key)
         window.add(outcome, now)
+        if outcome.ok:
+            state = self.breakers.get(key)
+            if state is None or (state.phase == "closed" and not state.ejections):
+                return state or _CLOSED  # the common case: nothing to decide
+            return self.apply(key, outcome, window.estimates(), now, rules, config)
         return self.apply(key, outcome, window.stats(now, rules.window_s), now, rules, config)
 
     def apply(
@@ -87,12 +94,16 @@ class MemoryState:
     async def close(self) -> None:
         return None
 
+    def window_stats(self, key: str, now: float, window_s: float) -> routing.WindowStats:
+        window = self.windows.get(key)
+        return window.stats(now, window_s) if window else routing.WindowStats()
+
     def describe(self, now: float, window_s: float) -> dict[str, Any]:
         keys = sorted(set(self.windows) | set(self.breakers) | set(self.cooldowns))
         return {
             key: {
                 "breaker": asdict(view.breaker),
-                "window": asdict(view.stats),
+                "window": asdict(self.window_stats(key, now, window_s)),
                 "cooldown_remaining_s": max(0.0, view.cooldown_until - now),
                 "headroom_blocked_s": max(0.0, view.headroom_until - now),
             }

@@ -249,6 +249,9 @@ class RedisState:
     def describe(self, now: float, window_s: float) -> dict[str, Any]:
         return self.local.describe(now, window_s)
 
+    def window_stats(self, key: str, now: float, window_s: float) -> routing.WindowStats:
+        return self.local.window_stats(key, now, window_s)
+
     async def reset(self) -> None:
         """Forget everything observed, here and for every replica sharing this prefix."""
         await self.local.reset()

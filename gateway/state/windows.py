@@ -67,10 +67,21 @@ class TargetWindow:
                     self.tpot_s = (
                         per_token if self.tpot_s is None else (0.8 * self.tpot_s + 0.2 * per_token)
                     )
+            # Sorting the samples is the costly part: redo it every 50 answers, or sooner
+            # while the estimate does not exist yet.
             self._since_p95 += 1
-            if self._since_p95 >= 10 or self._p95_ttft is None:
+            if self._since_p95 >= 50 or (self._p95_ttft is None and self._p95_latency is None):
                 self._p95_ttft, self._p95_latency = _p95(self.ttft), _p95(self.latency)
                 self._since_p95 = 0
+
+    def estimates(self) -> WindowStats:
+        """Latency estimates only: what routing needs on every request (no window sums)."""
+        return WindowStats(
+            consecutive_failures=self.consecutive_failures,
+            p95_ttft_s=self._p95_ttft,
+            p95_latency_s=self._p95_latency,
+            tpot_s=self.tpot_s,
+        )
 
     def stats(self, now: float, window_s: float) -> WindowStats:
         start = int(now / BUCKET_S) - int(window_s / BUCKET_S)
