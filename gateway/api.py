@@ -79,7 +79,8 @@ class ProxyApp:
     ) -> None:
         self.config = config
         self._providers = providers
-        self._keys = KeyStore(config)
+        self.keys = KeyStore(config)
+        self.in_flight = 0
         self._metrics = metrics
         self._account = accountant
         self._attempts = attempts
@@ -99,9 +100,11 @@ class ProxyApp:
             return
         ctx = RequestContext(request_id=request_id, endpoint=_ENDPOINTS[path])
         self._metrics.in_flight.inc()
+        self.in_flight += 1
         try:
             await self._serve(ctx, scope, headers, receive, send)
         finally:
+            self.in_flight -= 1
             self._metrics.in_flight.dec()
             self._account.record(ctx)
 
@@ -116,7 +119,7 @@ class ProxyApp:
         try:
             if scope["method"] != "POST":
                 raise InvalidRequest(f"{scope['path']} accepts POST only")
-            ctx.principal = self._keys.authenticate(headers.get(b"authorization"))
+            ctx.principal = self.keys.authenticate(headers.get(b"authorization"))
             raw = await self._read_body(headers, receive)
             body = _parse(raw)
             validate(ctx.endpoint, body)
@@ -290,7 +293,7 @@ class ProxyApp:
         try:
             if scope["method"] != "GET":
                 raise InvalidRequest("/v1/models accepts GET only")
-            principal = self._keys.authenticate(headers.get(b"authorization"))
+            principal = self.keys.authenticate(headers.get(b"authorization"))
         except ClientError as exc:
             body = error_body(exc)
             status = exc.status

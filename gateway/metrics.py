@@ -114,6 +114,17 @@ class GatewayMetrics:
             "local state.",
             registry=r,
         )
+        self.config_reloads = Counter(
+            "spillover_config_reloads",
+            "Config reloads by trigger (sighup, file_changed, admin_api) and outcome.",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.config_reload_ok = Gauge(
+            "spillover_config_last_reload_ok",
+            "1 when the last reload (or the start) succeeded; 0 while a rejected file waits.",
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

@@ -21,6 +21,8 @@ class ServerConfig(Strict):
     access_log: bool = False
     # Stop accepting, then give in-flight requests this long to finish on shutdown.
     graceful_shutdown_s: float = Field(30.0, ge=0)
+    # How often to look for a changed config file (0: only SIGHUP and POST /admin/reload).
+    reload_poll_s: float = Field(2.0, ge=0)
 
 
 class Timeouts(Strict):

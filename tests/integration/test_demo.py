@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from gateway.probe import wait_ready
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def _port_open(port: int) -> bool:
 
 
 def test_demo_serves_fails_over_and_stops_on_ctrl_c() -> None:
-    gateway_port, openai_port, anthropic_port = free_port(), free_port(), free_port()
+    gateway_port, openai_port, anthropic_port = free_ports(3)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -46,7 +46,9 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c() -> None:
     )
     base = f"http://127.0.0.1:{gateway_port}"
     try:
-        assert wait_ready(base + "/health/ready", 30, alive=lambda: process.poll() is None)
+        if not wait_ready(base + "/health/ready", 30, alive=lambda: process.poll() is None):
+            process.kill()
+            pytest.fail(f"the demo did not come up:\n{process.communicate()[0]}")
         client = openai.OpenAI(base_url=base + "/v1", api_key="sk-spillover-demo", max_retries=0)
         reply = client.chat.completions.with_raw_response.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]

@@ -1,0 +1,101 @@
+"""Health, metrics and the admin API (FastAPI, with its OpenAPI document). Admin routes
+take an admin key in `Authorization: Bearer …`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.errors import AuthenticationFailed
+from policies.routing import target_key
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("spillover")
+
+
+def admin_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(title="Spillover", version="0.1.0", docs_url="/docs", redoc_url=None)
+
+    def admin_key(authorization: str | None = Header(default=None)) -> None:
+        keys = gateway.current.proxy.keys
+        try:
+            principal = keys.authenticate(authorization.encode() if authorization else None)
+        except AuthenticationFailed as exc:
+            raise HTTPException(401, exc.message) from None
+        if not principal.admin:
+            raise HTTPException(403, "this key is not an admin key")
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        usable = gateway.current.usable_targets()
+        ok = all(n > 0 for n in usable.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "routes": usable},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/admin/targets", tags=["admin"], dependencies=[Depends(admin_key)])
+    async def targets() -> dict[str, Any]:
+        """Each target's breaker, window, cool-down, headroom and latency estimates."""
+        now = time.time()
+        state = gateway.state
+        out: dict[str, Any] = {}
+        for name, route in gateway.current.config.routes.items():
+            for target in route.targets:
+                key = target_key(target)
+                view = (await state.views([key], now, route.fail_over_when.window_s))[key]
+                entry = out.setdefault(
+                    key, {"provider": target.provider, "model": target.model, "routes": []}
+                )
+                entry["routes"].append(name)
+                entry.update(
+                    {
+                        "breaker": asdict(view.breaker),
+                        "window": asdict(
+                            state.window_stats(key, now, route.fail_over_when.window_s)
+                        ),
+                        "cooldown_remaining_s": max(0.0, view.cooldown_until - now),
+                        "headroom_blocked_s": max(0.0, view.headroom_until - now),
+                    }
+                )
+        return {
+            "state_backend": state.backend,
+            "shared": getattr(state, "available", False),
+            "targets": out,
+        }
+
+    @app.post("/admin/targets/reset", tags=["admin"], dependencies=[Depends(admin_key)])
+    async def reset_targets() -> dict[str, str]:
+        """Close every breaker and end every cool-down (after fixing an upstream)."""
+        await gateway.state.reset()
+        log.warning("routing state reset through the admin API")
+        return {"status": "reset"}
+
+    @app.post("/admin/reload", tags=["admin"], dependencies=[Depends(admin_key)])
+    async def reload() -> JSONResponse:
+        """Validate the config file and swap it in; on errors keep serving the old one."""
+        result = await gateway.reloader.reload("admin_api")
+        body = {
+            "status": "reloaded" if result.ok else "rejected",
+            "errors": result.errors,
+            "notes": result.notes,
+        }
+        return JSONResponse(body, status_code=200 if result.ok else 400)
+
+    return app

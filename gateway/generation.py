@@ -1,0 +1,82 @@
+"""One loaded config and everything built from it: providers, the attempt runner, the hot
+path app. A reload builds a new generation and swaps it in whole; requests in flight finish
+on the generation they started with, whose pools close once they are done."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from gateway.account import Accountant
+from gateway.api import ProxyApp
+from gateway.attempt import AttemptRunner
+from gateway.metrics import GatewayMetrics
+from gateway.providers import build_provider
+from gateway.providers.base import Provider
+from gateway.state.memory import MemoryState
+from gateway.state.redis import RedisState
+from policies.schema import GatewayConfig
+
+log = logging.getLogger("spillover")
+
+
+@dataclass
+class Generation:
+    config: GatewayConfig
+    providers: dict[str, Provider]
+    proxy: ProxyApp
+    started: dict[str, bool] = field(default_factory=dict)
+
+    def usable_targets(self) -> dict[str, int]:
+        """A target is usable when its provider started and serves one of the route's
+        endpoints. Upstream health is not readiness: a degraded upstream must not pull every
+        gateway replica out of the load balancer; failover handles it."""
+        out: dict[str, int] = {}
+        for name, route in self.config.routes.items():
+            wanted = set(route.endpoints or ("chat", "completions", "embeddings"))
+            out[name] = sum(
+                1
+                for t in route.targets
+                if self.started.get(t.provider) and wanted & self.providers[t.provider].supports
+            )
+        return out
+
+
+async def build_generation(
+    config: GatewayConfig,
+    metrics: GatewayMetrics,
+    accountant: Accountant,
+    state: MemoryState | RedisState,
+) -> Generation:
+    providers = {name: build_provider(name, p) for name, p in config.providers.items()}
+    attempts = AttemptRunner(
+        providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
+    )
+    generation = Generation(
+        config, providers, ProxyApp(config, providers, metrics, accountant, attempts)
+    )
+    for name, provider in providers.items():
+        try:
+            await provider.start()
+            generation.started[name] = True
+        except Exception:
+            log.exception("provider %s failed to start; its targets are unusable", name)
+            generation.started[name] = False
+    for route, usable in generation.usable_targets().items():
+        metrics.routes.labels(route).set(usable)
+    metrics.config_loaded.set(time.time())
+    return generation
+
+
+async def close_generation(generation: Generation, grace_s: float) -> None:
+    """Close the pools once the requests still running on this generation are done."""
+    deadline = time.monotonic() + grace_s
+    while generation.proxy.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    for provider in generation.providers.values():
+        try:
+            await provider.close()
+        except Exception:
+            log.exception("closing provider %s failed", provider.name)
