@@ -4,7 +4,6 @@ upstream's bytes or pass its stream through event by event."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import time
@@ -27,11 +26,11 @@ from gateway.errors import (
     ModelNotFound,
     PayloadTooLarge,
     SpilloverError,
-    StreamInterrupted,
     UpstreamFailure,
 )
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
+from gateway.relay import relay
 from gateway.validate import validate
 from policies.schema import Endpoint, GatewayConfig, Route
 
@@ -207,54 +206,16 @@ class ProxyApp:
         ctx.ttft_s = ctx.elapsed()
         ctx.status = 200
         await self._attempts.settle(ctx, route, served)
-        watcher = asyncio.create_task(self._watch_disconnect(ctx, receive, stream.aclose))
         try:
-            async for event in events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-        except UpstreamFailure as failure:
-            if ctx.client_disconnected:
-                ctx.status = 499
-            else:
-                self._interrupted(ctx, failure)
-                interrupted = StreamInterrupted(
-                    f"upstream stream failed after output began: {failure.message}", failure
-                )
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + error_body(interrupted) + b"\n\n",
-                        "more_body": True,
-                    }
-                )
+            ctx.usage = await relay(
+                ctx, route, served, self._attempts, self._metrics, send, receive, error_body
+            )
         finally:
-            watcher.cancel()
-            ctx.usage = stream.usage
-            await stream.aclose()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if ctx.status == 200 and ctx.ttft_s is not None:
+        if ctx.status == 200 and ctx.ttft_s is not None and not ctx.resumed:
             self._attempts.stream_finished(
                 served.target, ctx.ttft_s, ctx.elapsed(), ctx.usage.completion_tokens
             )
-
-    def _interrupted(self, ctx: RequestContext, failure: UpstreamFailure) -> None:
-        target = ctx.served_by
-        ctx.status = 502
-        ctx.error_class = "stream_interrupted"
-        if target is not None:
-            self._metrics.child(
-                self._metrics.stream_interrupted, ctx.route_name, target.provider
-            ).inc()
-
-    async def _watch_disconnect(
-        self, ctx: RequestContext, receive: Receive, close: Callable[[], Awaitable[None]]
-    ) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                ctx.client_disconnected = True
-                self._metrics.child(self._metrics.client_disconnects, ctx.route_name).inc()
-                await close()
-                return
 
     async def _reply_error(self, ctx: RequestContext, exc: SpilloverError, send: Send) -> None:
         if isinstance(exc, BadRequest):

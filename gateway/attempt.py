@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception
 
@@ -152,7 +153,16 @@ class AttemptRunner:
         self._budget = RetryBudget()
         self._shown: dict[Target, str] = {}
 
-    async def run(self, ctx: RequestContext, route: Route, targets: list[Target]) -> Served:
+    async def run(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        targets: list[Target],
+        body: dict[str, Any] | None = None,
+        continuation: bool = False,
+    ) -> Served:
+        """Serve `ctx` from `targets`; `body` replaces the client's body (a continuation of
+        a broken stream sends the partial answer along)."""
         now = self._clock()
         self._budget.request(ctx.route_name, now, route.retry.budget_window_s)
         keys = [target_key(t) for t in targets]
@@ -212,7 +222,7 @@ class AttemptRunner:
             tries[target_key(target)] = tries.get(target_key(target), 0) + 1
             fresh = sum(1 for t in queue if tries.get(target_key(t), 0) == 0)
             try:
-                return await self._one(ctx, route, target, share=1 + fresh)
+                return await self._one(ctx, route, target, 1 + fresh, body, continuation)
             except UpstreamFailure as failure:
                 failures.append(failure)
                 if target in queue and await self._breaker_opened(target):
@@ -262,16 +272,19 @@ class AttemptRunner:
         return None
 
     async def _one(
-        self, ctx: RequestContext, route: Route, target: Target, share: int = 1
+        self,
+        ctx: RequestContext,
+        route: Route,
+        target: Target,
+        share: int = 1,
+        request_body: dict[str, Any] | None = None,
+        continuation: bool = False,
     ) -> Served:
         """One attempt. With a deadline, it gets 1/`share` of what remains, so the targets
         still untried keep their turn within the budget."""
         provider = self._providers[target.provider]
-        body = (
-            ctx.body
-            if ctx.body.get("model") == target.model
-            else {**ctx.body, "model": target.model}
-        )
+        source = ctx.body if request_body is None else request_body
+        body = source if source.get("model") == target.model else {**source, "model": target.model}
         ttft_budget = route.ttft_budget_ms / 1000 if ctx.stream and route.ttft_budget_ms else None
         call = UpstreamCall(
             endpoint=ctx.endpoint,
@@ -283,6 +296,7 @@ class AttemptRunner:
             timeouts=_cut(
                 self._timeouts[target.provider], _share(ctx.remaining(), share), ttft_budget
             ),
+            continuation=continuation,
         )
         started = time.perf_counter()
         served = Served(target, started=started)

@@ -47,6 +47,7 @@ class RequestContext:
     ttft_s: float | None = None
     bytes_sent: bool = False
     client_disconnected: bool = False
+    resumed: bool = False  # a broken stream was continued on another target
 
     @property
     def fell_back(self) -> bool:

@@ -66,6 +66,13 @@ class GatewayMetrics:
             ["route", "provider"],
             registry=r,
         )
+        self.streams_resumed = Counter(
+            "spillover_streams_resumed",
+            "Broken streams continued on another target (resume_streams), by route, the "
+            "provider that broke and the one that continued.",
+            ["route", "from_provider", "to_provider"],
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "spillover_client_disconnects", "Streams whose client went away.", ["route"], registry=r
         )

@@ -151,6 +151,8 @@ class Route(Strict):
     retry: RetryPolicy = RetryPolicy()
     fail_over_when: FailOverWhen = FailOverWhen()
     breaker: Breaker = Breaker()
+    # Continue a stream that broke after output began on another target (see README).
+    resume_streams: bool = False
 
 
 class KeyConfig(Strict):

@@ -19,8 +19,22 @@ def estimate_tokens(value: Any) -> int:
     return max(1, len(text) // 4)
 
 
-def words(count: int) -> list[str]:
-    return [f"tok{i} " if i else "Hello " for i in range(count)]
+def words(count: int, start: int = 0) -> list[str]:
+    """The mock's answer, word by word; `start` continues an answer already begun."""
+    return [f"tok{i} " if i else "Hello " for i in range(start, start + count)]
+
+
+def continued_from(body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
+    """How many words of its answer a continuation request already holds: an assistant turn
+    last (Anthropic prefill, or OpenAI-wire with `continue_final_message`)."""
+    if not messages or messages[-1].get("role") != "assistant":
+        return 0
+    if "continue_final_message" in body and not body["continue_final_message"]:
+        return 0
+    content = messages[-1].get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return len(str(content or "").split())
 
 
 def wants_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -110,7 +124,7 @@ def openai_chat(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
         ]
         completion, finish = estimate_tokens(tool["arguments"]) + 5, "tool_calls"
     else:
-        message["content"] = "".join(words(n_tokens)).strip()
+        message["content"] = "".join(words(n_tokens, continued_from(body, messages))).strip()
         completion, finish = n_tokens, "length" if _capped(body, n_tokens) else "stop"
     return {
         "id": openai_id("chatcmpl"),
@@ -183,7 +197,8 @@ def openai_chat_chunks(body: dict[str, Any], n_tokens: int) -> list[dict[str, An
             )
         completion, finish = estimate_tokens(tool["arguments"]) + 5, "tool_calls"
     else:
-        chunks.extend(chunk({"content": word}) for word in words(n_tokens))
+        start = continued_from(body, messages)
+        chunks.extend(chunk({"content": word}) for word in words(n_tokens, start))
         completion, finish = n_tokens, "length" if _capped(body, n_tokens) else "stop"
     chunks.append(chunk({}, finish))
     if include_usage:
@@ -255,7 +270,8 @@ def anthropic_message(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
         ]
         output, stop = estimate_tokens(tool["arguments"]) + 5, "tool_use"
     else:
-        content = [{"type": "text", "text": "".join(words(n_tokens)).strip()}]
+        start = continued_from(body, body["messages"])
+        content = [{"type": "text", "text": "".join(words(n_tokens, start)).strip()}]
         output = n_tokens
         stop = "max_tokens" if n_tokens >= int(body["max_tokens"]) else "end_turn"
     return {
@@ -318,7 +334,8 @@ def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dic
             )
         )
         events.append(("ping", {"type": "ping"}))
-        for word in words(min(n_tokens, int(body["max_tokens"]))):
+        offset = continued_from(body, body["messages"])
+        for word in words(min(n_tokens, int(body["max_tokens"])), offset):
             events.append(
                 (
                     "content_block_delta",

@@ -263,8 +263,11 @@ def _invalid(wire: Wire, body: dict[str, Any]) -> web.Response | None:
 
 
 def _n_tokens(state: MockState, body: dict[str, Any]) -> int:
+    """Words still to say: the answer has `output_tokens` words in all, so a continuation
+    says only the rest; `max_tokens` caps it."""
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    n = state.knobs.output_tokens
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    n = max(0, state.knobs.output_tokens - content.continued_from(body, messages or []))
     return min(n, int(limit)) if limit else n
 
 

@@ -51,6 +51,8 @@ class UpstreamCall:
     client_wants_usage: bool
     request_id: str
     timeouts: AttemptTimeouts
+    # The body's last turn is a partial assistant answer to be continued, not answered.
+    continuation: bool = False
 
 
 @dataclass(slots=True)

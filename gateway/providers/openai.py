@@ -32,6 +32,9 @@ class OpenAIAdapter(PooledHTTPProvider):
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
         body = call.body
+        if call.continuation:
+            # vLLM's (and other servers') way to continue the final assistant message.
+            body = {**body, "continue_final_message": True, "add_generation_prompt": False}
         url = self._urls[call.endpoint]
         headers = self._headers
         if call.request_id:

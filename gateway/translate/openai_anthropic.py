@@ -55,6 +55,7 @@ def request_to_anthropic(
         else:
             raise BadRequest(f"role {role!r} cannot be sent to Anthropic", param="messages")
 
+    _trim_prefill(messages)
     out: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -82,6 +83,15 @@ def request_to_anthropic(
     if choice is not None and tools:
         out["tool_choice"] = choice
     return out
+
+
+def _trim_prefill(messages: list[dict[str, Any]]) -> None:
+    """A conversation that ends with the assistant is a prefill to continue; Anthropic
+    rejects one that ends in white space, which carries no meaning there."""
+    if messages and messages[-1]["role"] == "assistant":
+        blocks = messages[-1]["content"]
+        if blocks and blocks[-1].get("type") == "text":
+            blocks[-1]["text"] = blocks[-1]["text"].rstrip()
 
 
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:

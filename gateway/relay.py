@@ -1,0 +1,212 @@
+"""Relay an upstream SSE stream to the client event by event, and decide what happens when
+it breaks after output has begun: end it with an OpenAI error event, or — when the route
+opts in with `resume_streams` — ask another target to continue the partial answer and keep
+streaming on the same connection, so the client sees one answer.
+
+A continuation sends the original request plus the partial assistant output as the last
+turn: Anthropic continues an assistant prefill natively; OpenAI-wire servers that support
+it (vLLM) get `continue_final_message: true, add_generation_prompt: false`. OpenAI's own
+API has no prefill, so a continuation there fails and the stream ends with the error event
+as it would without resuming. Answers that had begun a tool call are never resumed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from gateway.attempt import AttemptRunner, Served
+from gateway.context import RequestContext
+from gateway.errors import SpilloverError, StreamInterrupted, UpstreamFailure
+from gateway.metrics import GatewayMetrics
+from gateway.providers.base import Usage
+from policies.schema import Route
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ErrorBody = Callable[[SpilloverError], bytes]
+
+
+class PartialAnswer:
+    """The assistant text the client has received so far (only parsed when resumable)."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.deltas = 0
+        self.resumable = True
+
+    def see(self, event: bytes) -> None:
+        if not event.startswith(b"data: {"):
+            return
+        choices = orjson.loads(event[6:]).get("choices") or []
+        if not choices:
+            return
+        delta = choices[0].get("delta") or {}
+        if delta.get("tool_calls") or delta.get("function_call"):
+            self.resumable = False
+        content = delta.get("content")
+        if content:
+            self.text.append(content)
+            self.deltas += 1
+
+    def continuation(self, body: dict[str, Any]) -> dict[str, Any]:
+        out = {
+            **body,
+            "messages": [*body["messages"], {"role": "assistant", "content": "".join(self.text)}],
+        }
+        for name in ("max_tokens", "max_completion_tokens"):
+            if isinstance(out.get(name), int):
+                out[name] = max(1, out[name] - self.deltas)
+        return out
+
+
+def _role_only(event: bytes) -> bool:
+    """The opening chunk of a continuation (`role: assistant`, empty content)."""
+    if not event.startswith(b"data: {") or b'"role"' not in event:
+        return False
+    choices = orjson.loads(event[6:]).get("choices") or []
+    delta = choices[0].get("delta") if choices else None
+    return isinstance(delta, dict) and not delta.get("content") and not delta.get("tool_calls")
+
+
+async def relay(
+    ctx: RequestContext,
+    route: Route,
+    served: Served,
+    attempts: AttemptRunner,
+    metrics: GatewayMetrics,
+    send: Send,
+    receive: Receive,
+    error_body: ErrorBody,
+) -> Usage:
+    """Forward events until the stream ends; returns the usage of every segment. A watcher
+    notices the client leaving and closes whichever upstream stream is current."""
+    segments = [served]
+
+    async def close_current() -> None:
+        stream = segments[-1].stream
+        if stream is not None:
+            await stream.aclose()
+
+    watcher = asyncio.create_task(watch_disconnect(ctx, receive, close_current, metrics))
+    try:
+        return await _forward(ctx, route, segments, attempts, metrics, send, error_body)
+    finally:
+        watcher.cancel()
+        for segment in segments:
+            if segment.stream is not None:
+                await segment.stream.aclose()
+
+
+async def _forward(
+    ctx: RequestContext,
+    route: Route,
+    segments: list[Served],
+    attempts: AttemptRunner,
+    metrics: GatewayMetrics,
+    send: Send,
+    error_body: ErrorBody,
+) -> Usage:
+    served = segments[0]
+    partial = PartialAnswer() if route.resume_streams and ctx.endpoint == "chat" else None
+    if partial is not None:
+        partial.see(served.first_event)
+    usage = Usage()
+    current = served
+    while True:
+        assert current.events is not None and current.stream is not None
+        try:
+            async for event in current.events:
+                if partial is not None:
+                    partial.see(event)
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            _add(usage, current.stream.usage)
+            return usage
+        except UpstreamFailure as failure:
+            _add(usage, current.stream.usage)
+            await current.stream.aclose()
+            if ctx.client_disconnected:
+                ctx.status = 499
+                return usage
+            resumed = None
+            if partial is not None and partial.resumable:
+                resumed = await _resume(ctx, route, current, partial, attempts, metrics)
+            if resumed is None:
+                _interrupted(ctx, current, failure, metrics)
+                interrupted = StreamInterrupted(
+                    f"upstream stream failed after output began: {failure.message}", failure
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + error_body(interrupted) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+                return usage
+            current = resumed
+            segments.append(resumed)
+            ctx.served_by = resumed.target
+            if not _role_only(resumed.first_event):
+                partial.see(resumed.first_event)  # type: ignore[union-attr]
+                await send(
+                    {"type": "http.response.body", "body": resumed.first_event, "more_body": True}
+                )
+
+
+async def _resume(
+    ctx: RequestContext,
+    route: Route,
+    broken: Served,
+    partial: PartialAnswer,
+    attempts: AttemptRunner,
+    metrics: GatewayMetrics,
+) -> Served | None:
+    others = [t for t in route.targets if t != broken.target]
+    if not others:
+        return None
+    body = partial.continuation(ctx.body)
+    try:
+        resumed = await attempts.run(ctx, route, others, body=body, continuation=True)
+    except SpilloverError:
+        return None
+    ctx.resumed = True
+    metrics.child(
+        metrics.streams_resumed, ctx.route_name, broken.target.provider, resumed.target.provider
+    ).inc()
+    await attempts.settle(ctx, route, resumed)
+    return resumed
+
+
+def _interrupted(
+    ctx: RequestContext, current: Served, failure: UpstreamFailure, metrics: GatewayMetrics
+) -> None:
+    ctx.status = 502
+    ctx.error_class = "stream_interrupted"
+    metrics.child(metrics.stream_interrupted, ctx.route_name, current.target.provider).inc()
+
+
+def _add(total: Usage, part: Usage) -> None:
+    total.prompt_tokens += part.prompt_tokens
+    total.completion_tokens += part.completion_tokens
+    total.cached_tokens += part.cached_tokens
+    total.cache_write_tokens += part.cache_write_tokens
+    total.reasoning_tokens += part.reasoning_tokens
+
+
+async def watch_disconnect(
+    ctx: RequestContext,
+    receive: Receive,
+    close: Callable[[], Awaitable[None]],
+    metrics: GatewayMetrics,
+) -> None:
+    """Notice the client leaving mid-stream and close the upstream at once."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            ctx.client_disconnected = True
+            metrics.child(metrics.client_disconnects, ctx.route_name).inc()
+            await close()
+            return
