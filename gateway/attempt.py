@@ -39,7 +39,7 @@ from gateway.state.redis import RedisState
 from gateway.state.windows import Outcome
 from policies import routing
 from policies.routing import Skip, target_key
-from policies.schema import Route, Target, Timeouts
+from policies.schema import Hedge, Route, Target, Timeouts
 
 log = logging.getLogger("spillover.attempt")
 _LOG_EVERY_S = 5.0
@@ -67,7 +67,8 @@ class _LogThrottle:
 
 
 class RetryBudget:
-    """Requests and retries per route over a short window (this process)."""
+    """Requests and extra attempts (retries, or hedges) per route over a short window in
+    this process; an extra attempt is allowed while it stays within the route's share."""
 
     def __init__(self) -> None:
         self._events: dict[str, deque[tuple[float, bool]]] = {}
@@ -81,13 +82,19 @@ class RetryBudget:
     def request(self, route: str, now: float, span: float) -> None:
         self._window(route, now, span).append((now, False))
 
-    def try_retry(self, route: Route, name: str, now: float) -> bool:
-        events = self._window(name, now, route.retry.budget_window_s)
-        retries = sum(1 for _, is_retry in events if is_retry)
-        if not routing.retry_allowed(len(events) - retries, retries, route.retry):
+    def try_spend(self, name: str, now: float, window_s: float, ratio: float, minimum: int) -> bool:
+        events = self._window(name, now, window_s)
+        extra = sum(1 for _, is_extra in events if is_extra)
+        if not routing.within_budget(len(events) - extra, extra, ratio, minimum):
             return False
         events.append((now, True))
         return True
+
+    def try_retry(self, route: Route, name: str, now: float) -> bool:
+        policy = route.retry
+        return self.try_spend(
+            name, now, policy.budget_window_s, policy.budget_ratio, policy.budget_min_retries
+        )
 
 
 @dataclass(slots=True)
@@ -151,6 +158,7 @@ class AttemptRunner:
         self._rng = rng or random.Random()
         self._throttle = _LogThrottle()
         self._budget = RetryBudget()
+        self._hedge_budget = RetryBudget()
         self._shown: dict[Target, str] = {}
 
     async def run(
@@ -229,9 +237,21 @@ class AttemptRunner:
                     queue.remove(target)
                 raise
 
+        async def hedged_once(hedge: Hedge) -> Served:
+            first = await self._admitted(ctx, route, queue, next_target)
+            if first is None:
+                raise _NoTargetLeft
+            tries[target_key(first)] = 1
+            stats = views.get(target_key(first), routing.TargetView()).stats
+            return await self._hedged(
+                ctx, route, hedge, first, stats, queue, tries, failures, body, continuation
+            )
+
         try:
             # Most requests succeed at once: the retry machinery starts only on a failure.
             try:
+                if route.hedge is not None and len(queue) > 1 and not continuation:
+                    return await hedged_once(route.hedge)
                 return await attempt_once()
             except UpstreamFailure as failure:
                 if route.retry.max_attempts <= 1 or not should_retry(failure):
@@ -252,6 +272,95 @@ class AttemptRunner:
             if not failure.retryable:
                 raise
         raise self._all_failed(ctx, failures, skips)
+
+    async def _hedged(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        hedge: Hedge,
+        first: Target,
+        stats: routing.WindowStats,
+        queue: deque[Target],
+        tries: dict[str, int],
+        failures: list[UpstreamFailure],
+        body: dict[str, Any] | None,
+        continuation: bool,
+    ) -> Served:
+        """The first attempt, and a second one on the next target if the first has nothing
+        by the hedge delay. The first to answer wins; the other is cancelled (its connection
+        closed) and both stay in the attempts list as they happened."""
+        m = self._metrics
+        tasks = {asyncio.create_task(self._one(ctx, route, first, 2, body, continuation)): first}
+        done, _ = await asyncio.wait(tasks, timeout=routing.hedge_delay(hedge, stats, ctx.stream))
+        second: Target | None = None
+        if not done:
+            if not self._hedge_budget.try_spend(
+                ctx.route_name,
+                self._clock(),
+                hedge.budget_window_s,
+                hedge.budget_ratio,
+                hedge.budget_min,
+            ):
+                m.child(m.hedges, ctx.route_name, "no_budget").inc()
+            else:
+                second = await self._admitted(
+                    ctx,
+                    route,
+                    queue,
+                    lambda: next((t for t in queue if tries.get(target_key(t), 0) == 0), None),
+                )
+            if second is not None:
+                tries[target_key(second)] = 1
+                m.child(m.hedges, ctx.route_name, "started").inc()
+                tasks[asyncio.create_task(self._one(ctx, route, second, 1, body, continuation))] = (
+                    second
+                )
+        pending = set(tasks)
+        last: UpstreamFailure | None = None
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                failure = task.exception()
+                if failure is None:
+                    winner = task.result()
+                    await self._cancel_losers(ctx, pending, tasks)
+                    if second is not None:
+                        m.child(
+                            m.hedges, ctx.route_name, "won" if winner.target == second else "lost"
+                        ).inc()
+                    return winner
+                if not isinstance(failure, UpstreamFailure):
+                    await self._cancel_losers(ctx, pending, tasks)
+                    raise failure
+                failures.append(failure)
+                target = tasks[task]
+                if target in queue and await self._breaker_opened(target):
+                    queue.remove(target)
+                last = failure
+        assert last is not None
+        raise last
+
+    async def _cancel_losers(
+        self,
+        ctx: RequestContext,
+        pending: set[asyncio.Task[Served]],
+        tasks: dict[asyncio.Task[Served], Target],
+    ) -> None:
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            try:
+                served = await task
+            except (asyncio.CancelledError, UpstreamFailure):
+                target = tasks[task]
+                ctx.attempts.append(
+                    AttemptRecord(
+                        target.provider, target.model, "cancelled", "hedge_lost", None, "", 0.0
+                    )
+                )
+                continue
+            if served.stream is not None:  # it answered in the same instant: close it
+                await served.stream.aclose()
 
     async def _admitted(
         self,

@@ -180,7 +180,7 @@ class AttemptRecord:
 
     provider: str
     model: str
-    outcome: Literal["ok", "failed", "skipped"]
+    outcome: Literal["ok", "failed", "skipped", "cancelled"]
     error_class: str | None
     upstream_status: int | None
     detail: str

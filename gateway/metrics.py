@@ -66,6 +66,13 @@ class GatewayMetrics:
             ["route", "provider"],
             registry=r,
         )
+        self.hedges = Counter(
+            "spillover_hedges",
+            "Hedged requests: started, won (the hedge answered first), lost (the first "
+            "target answered first), no_budget (a hedge was due but the budget was spent).",
+            ["route", "outcome"],
+            registry=r,
+        )
         self.streams_resumed = Counter(
             "spillover_streams_resumed",
             "Broken streams continued on another target (resume_streams), by route, the "

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from policies.schema import Breaker, FailOverWhen, RetryPolicy, Route, Target
+from policies.schema import Breaker, FailOverWhen, Hedge, RetryPolicy, Route, Target
 
 BreakerPhase = Literal["closed", "open", "half_open"]
 Admission = Literal["allow", "probe", "deny"]
@@ -208,6 +208,19 @@ def backoff_seconds(
     return max(wait, retry_after or 0.0)
 
 
+def within_budget(requests: int, spent: int, ratio: float, minimum: int) -> bool:
+    """Envoy/SRE-style budget: extra attempts stay under a share of recent requests."""
+    return spent < max(minimum, ratio * requests)
+
+
 def retry_allowed(requests: int, retries: int, policy: RetryPolicy) -> bool:
-    """Envoy/SRE-style retry budget over the recent window."""
-    return retries < max(policy.budget_min_retries, policy.budget_ratio * requests)
+    return within_budget(requests, retries, policy.budget_ratio, policy.budget_min_retries)
+
+
+def hedge_delay(hedge: Hedge, stats: WindowStats, stream: bool) -> float:
+    """When to start the hedge: the configured delay, else the first target's recent p95
+    (time to first token for streams, to the whole answer otherwise)."""
+    if hedge.delay_ms is not None:
+        return hedge.delay_ms / 1000
+    p95 = stats.p95_ttft_s if stream else stats.p95_latency_s
+    return p95 if p95 is not None else hedge.default_delay_ms / 1000

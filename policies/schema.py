@@ -139,6 +139,18 @@ class Breaker(Strict):
     half_open_probes: int = Field(1, ge=1)
 
 
+class Hedge(Strict):
+    """Start a second attempt on the next target when the first has produced nothing (no
+    first token) by `delay_ms`, or by the first target's recent p95 when unset; the first to
+    answer wins and the other is cancelled. A budget caps the duplicate requests."""
+
+    delay_ms: int | None = Field(None, ge=1)
+    default_delay_ms: int = Field(1_000, ge=1)  # until the target has a p95
+    budget_ratio: float = Field(0.05, gt=0, le=1)
+    budget_min: int = Field(1, ge=0)
+    budget_window_s: float = Field(60.0, gt=0)
+
+
 class Route(Strict):
     targets: list[Target] = Field(min_length=1)
     # Which endpoints this route serves; by default every endpoint its targets support.
@@ -151,6 +163,7 @@ class Route(Strict):
     retry: RetryPolicy = RetryPolicy()
     fail_over_when: FailOverWhen = FailOverWhen()
     breaker: Breaker = Breaker()
+    hedge: Hedge | None = None
     # Continue a stream that broke after output began on another target (see README).
     resume_streams: bool = False
 
