@@ -226,6 +226,7 @@ metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everythi
 """,
         highlight=False,
     )
+    sys.stdout.flush()
     try:
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
