@@ -120,6 +120,8 @@ class MockUpstream:
             reset_rate=0,
             hang_rate=0,
             cut_after=0,
+            ratelimit_remaining=-1,
+            ratelimit_reset_s=1,
             seed=0,
         )
 

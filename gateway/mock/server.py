@@ -34,6 +34,9 @@ class Knobs:
     reset_rate: float = 0.0  # drop the connection without an answer
     hang_rate: float = 0.0  # accept and never answer
     cut_after: int = 0  # streams: drop the connection after this many events (0 = never)
+    # Rate-limit headroom reported on successful answers (-1: no such headers).
+    ratelimit_remaining: int = -1
+    ratelimit_reset_s: float = 1.0
     embedding_dims: int = 8
     seed: int = 0
 
@@ -135,7 +138,11 @@ async def _stream(
 ) -> web.StreamResponse:
     knobs = state.knobs
     response = web.StreamResponse(
-        headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
+        headers={
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            **_headroom(state),
+        }
     )
     await response.prepare(request)
     if knobs.ttft_ms:
@@ -152,6 +159,26 @@ async def _stream(
         await response.write(event)
     await response.write_eof()
     return response
+
+
+def _headroom(state: MockState) -> dict[str, str]:
+    knobs = state.knobs
+    if knobs.ratelimit_remaining < 0:
+        return {}
+    if state.wire == "anthropic":
+        reset = time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + knobs.ratelimit_reset_s)
+        )
+        return {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": str(knobs.ratelimit_remaining),
+            "anthropic-ratelimit-requests-reset": reset,
+        }
+    return {
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": str(knobs.ratelimit_remaining),
+        "x-ratelimit-reset-requests": f"{knobs.ratelimit_reset_s:g}s",
+    }
 
 
 def _sse(chunks: list[dict[str, Any]]) -> list[bytes]:
@@ -180,7 +207,7 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
             n = _n_tokens(state, body)
             if body.get("stream") and events is not None:
                 return await _stream(state, request, events(body, n))
-            return web.json_response(whole(body, n), dumps=_dumps)
+            return web.json_response(whole(body, n), dumps=_dumps, headers=_headroom(state))
 
         return handle
 

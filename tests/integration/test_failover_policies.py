@@ -191,3 +191,25 @@ def test_single_target_route_fails_fast_while_open(
         assert counts(openai_upstream).get("/v1/chat/completions", 0) == 5
     finally:
         proc.stop()
+
+
+def test_exhausted_headroom_steers_away_before_any_429(
+    policy_gateway: Proc, openai_upstream: MockUpstream, anthropic_upstream: MockUpstream
+) -> None:
+    # The primary still answers, but says it has no requests left for 1.5 s.
+    openai_upstream.configure(ratelimit_remaining=0, ratelimit_reset_s=1.5)
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    with httpx.Client(base_url=policy_gateway.url, headers=headers, timeout=10) as client:
+        assert _ask(client).headers["x-spillover-provider"] == "primary"
+        started = time.monotonic()
+        providers = []
+        while time.monotonic() - started < 1.2:
+            providers.append(_ask(client).headers["x-spillover-provider"])
+            time.sleep(0.02)
+        assert set(providers) == {"claude"}
+        openai_upstream.configure(ratelimit_remaining=-1)
+        time.sleep(0.5)
+        assert _ask(client).headers["x-spillover-provider"] == "primary"
+    assert openai_upstream.count("/v1/chat/completions") == 2
+    metrics = httpx.get(policy_gateway.url + "/metrics").text
+    assert 'reason="no_headroom",route="chat"}' in metrics
