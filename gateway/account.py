@@ -1,28 +1,61 @@
-"""The last stage: every request, whatever its outcome, is counted exactly once here —
-metrics, the access log line and (when configured) the ledger row."""
+"""The last stage: every request, whatever its outcome, is counted exactly once here — its
+cost (integer micro-dollars), its ledger row, its metrics and the access log line."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Protocol
+import os
+from typing import Any, Protocol
+
+import orjson
 
 from gateway.context import RequestContext
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import ModelPrice, PriceTable
+from policies.schema import GatewayConfig
 
 access_log = logging.getLogger("spillover.access")
 
+_UID_PREFIX = os.urandom(8).hex()
+_UID_COUNTER = itertools.count(1)
+
 
 class LedgerSink(Protocol):
-    def add(self, ctx: RequestContext) -> None: ...
+    def add(self, row: dict[str, Any]) -> None: ...
 
 
 class Accountant:
     def __init__(
-        self, metrics: GatewayMetrics, ledger: LedgerSink | None = None, log_access: bool = False
+        self,
+        metrics: GatewayMetrics,
+        prices: PriceTable,
+        ledger: LedgerSink | None = None,
+        log_access: bool = False,
     ) -> None:
         self._metrics = metrics
+        self._prices = prices
         self._ledger = ledger
         self._log_access = log_access
+        self._kinds: dict[str, str] = {}
+
+    def configure(self, config: GatewayConfig) -> None:
+        """Provider kinds and price overrides of the config being served."""
+        self._kinds = {name: p.kind for name, p in config.providers.items()}
+        self._prices = PriceTable.with_overrides(
+            self._prices,
+            {
+                (name, model): ModelPrice.per_million(
+                    o.input_per_mtok,
+                    o.output_per_mtok,
+                    o.cached_input_per_mtok,
+                    o.cache_write_per_mtok,
+                    o.reasoning_per_mtok,
+                )
+                for name, p in config.providers.items()
+                for model, o in p.prices.items()
+            },
+        )
 
     def record(self, ctx: RequestContext) -> None:
         m = self._metrics
@@ -30,10 +63,12 @@ class Accountant:
         m.child(m.requests, route, ctx.endpoint, str(ctx.status)).inc()
         m.child(m.request_seconds, route, ctx.endpoint).observe(ctx.elapsed())
         target = ctx.served_by
+        usage = ctx.usage
+        cost: int | None = 0
+        team = (ctx.principal.team if ctx.principal else None) or "-"
         if target is not None:
             if ctx.ttft_s is not None:
                 m.child(m.ttft_seconds, route, target.provider).observe(ctx.ttft_s)
-            usage = ctx.usage
             if usage is not None:
                 for kind, value in (
                     ("prompt", usage.prompt_tokens),
@@ -44,8 +79,17 @@ class Accountant:
                 ):
                     if value:
                         m.child(m.tokens, route, target.provider, target.model, kind).inc(value)
+                cost = self._prices.cost(
+                    target.provider, self._kinds.get(target.provider, ""), target.model, usage
+                )
+                if cost is None:
+                    m.child(m.cost_unknown, target.provider, target.model).inc()
+                elif cost:
+                    m.child(m.cost_usd, team, route, target.provider, target.model).inc(
+                        cost / 1_000_000
+                    )
         if self._ledger is not None:
-            self._ledger.add(ctx)
+            self._ledger.add(self._row(ctx, cost))
         if self._log_access:
             access_log.info(
                 "request_id=%s key=%s route=%s endpoint=%s status=%s provider=%s attempts=%d "
@@ -59,3 +103,34 @@ class Accountant:
                 len(ctx.attempts),
                 ctx.elapsed() * 1000,
             )
+
+    def _row(self, ctx: RequestContext, cost: int | None) -> dict[str, Any]:
+        usage = ctx.usage
+        target = ctx.served_by
+        return {
+            "uid": f"{_UID_PREFIX}{next(_UID_COUNTER):012x}",
+            "ts": ctx.wall_started,
+            "request_id": ctx.request_id,
+            "key_name": ctx.principal.key_name if ctx.principal else None,
+            "team": ctx.principal.team if ctx.principal else None,
+            "route": ctx.route_name or None,
+            "endpoint": ctx.endpoint,
+            "provider": target.provider if target else None,
+            "model": target.model if target else None,
+            "status": ctx.status,
+            "error_class": ctx.error_class,
+            "stream": ctx.stream,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+            "cost_micro_usd": cost,
+            "latency_ms": round(ctx.elapsed() * 1000, 3),
+            "ttft_ms": round(ctx.ttft_s * 1000, 3) if ctx.ttft_s is not None else None,
+            "attempts": len(ctx.attempts),
+            "attempts_detail": orjson.dumps([a.as_dict() for a in ctx.attempts]).decode(),
+            "fell_back": ctx.fell_back,
+            "resumed": ctx.resumed,
+            "partial_stream": ctx.bytes_sent and ctx.status != 200,
+        }

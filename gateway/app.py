@@ -14,7 +14,9 @@ from gateway.account import Accountant
 from gateway.admin import admin_app
 from gateway.api import Receive, Scope, Send
 from gateway.generation import Generation, build_generation, close_generation
+from gateway.ledger import LedgerWriter
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import PriceTable
 from gateway.reload import Reloader, ReloadResult
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
@@ -40,7 +42,10 @@ class Gateway:
         self.boot_config = config
         self.config_path = config_path
         self.metrics = GatewayMetrics()
-        self.accountant = Accountant(self.metrics, log_access=config.server.access_log)
+        self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
+        self.accountant = Accountant(
+            self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
+        )
         self.state = build_state(config.state, self.metrics)
         self.admin = admin_app(self)
         self.reloader = Reloader(
@@ -57,7 +62,14 @@ class Gateway:
         assert self._current is not None, "gateway not started"
         return self._current
 
+    def _ledger_state(self, queued: int, spooled: int, up: bool) -> None:
+        self.metrics.ledger_queue.set(queued)
+        self.metrics.ledger_spooled.set(spooled)
+        self.metrics.ledger_up.set(1 if up else 0)
+
     async def start(self) -> None:
+        await self.ledger.start()
+        self.accountant.configure(self.boot_config)
         self._current = await build_generation(
             self.boot_config, self.metrics, self.accountant, self.state
         )
@@ -81,6 +93,7 @@ class Gateway:
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
         new = await build_generation(config, self.metrics, self.accountant, self.state)
+        self.accountant.configure(config)
         old, self._current = self._current, new
         if old is not None:
             task = asyncio.get_running_loop().create_task(
@@ -102,6 +115,7 @@ class Gateway:
             await task
         if self._current is not None:
             await close_generation(self._current, 0)
+        await self.ledger.close()
         await self.state.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

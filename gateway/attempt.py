@@ -21,6 +21,7 @@ from gateway.context import RequestContext
 from gateway.errors import (
     AllTargetsFailed,
     AttemptRecord,
+    ContextTooLong,
     Overloaded,
     RateLimited,
     UpstreamFailure,
@@ -268,6 +269,17 @@ class AttemptRunner:
                     return await attempt_once()
         except _NoTargetLeft:
             pass
+        except ContextTooLong:
+            larger = route.on_context_too_long
+            if (
+                larger is None
+                or continuation
+                or ctx.endpoint not in (self._providers[larger.provider].supports)
+            ):
+                raise
+            # A bigger window is the only thing that helps: one attempt there, no retries.
+            self._metrics.child(self._metrics.fallbacks, ctx.route_name, "context_too_long").inc()
+            return await self._one(ctx, route, larger, 1, body, continuation)
         except UpstreamFailure as failure:
             if not failure.retryable:
                 raise

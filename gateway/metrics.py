@@ -139,6 +139,31 @@ class GatewayMetrics:
             "1 when the last reload (or the start) succeeded; 0 while a rejected file waits.",
             registry=r,
         )
+        self.cost_usd = Counter(
+            "spillover_cost_usd",
+            "Spend in USD by team, route and target (from the ledger's integer micro-dollars).",
+            ["team", "route", "provider", "model"],
+            registry=r,
+        )
+        self.cost_unknown = Counter(
+            "spillover_cost_unknown",
+            "Requests served by a model with no known price (priced 'unknown', never $0).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.ledger_queue = Gauge(
+            "spillover_ledger_queue_depth", "Ledger rows waiting to be written.", registry=r
+        )
+        self.ledger_spooled = Gauge(
+            "spillover_ledger_spooled_rows",
+            "Ledger rows in the local spool file, waiting for the database.",
+            registry=r,
+        )
+        self.ledger_up = Gauge(
+            "spillover_ledger_database_up",
+            "1 while the ledger database accepts writes.",
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

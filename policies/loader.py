@@ -202,6 +202,12 @@ def _message(error: Any) -> str:
 def _cross_references(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ...], str]]:
     known = sorted(config.providers)
     for route_name, route in config.routes.items():
+        larger = route.on_context_too_long
+        if larger is not None and larger.provider not in config.providers:
+            yield (
+                ("routes", route_name, "on_context_too_long", "provider"),
+                f"unknown provider {larger.provider!r} (known: {', '.join(known)})",
+            )
         for i, target in enumerate(route.targets):
             if target.provider not in config.providers:
                 yield (

@@ -34,12 +34,24 @@ class Timeouts(Strict):
     total_ms: int = Field(600_000, ge=1)
 
 
+class PriceOverride(Strict):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    cache_write_per_mtok: float | None = Field(None, ge=0)
+    reasoning_per_mtok: float | None = Field(None, ge=0)
+
+
 class _ProviderBase(Strict):
     api_base: str | None = None
     api_key: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(512, ge=1)
+    # Prices per upstream model, over litellm's map (e.g. negotiated or self-hosted).
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
 
 class OpenAIProvider(_ProviderBase):
@@ -164,6 +176,8 @@ class Route(Strict):
     fail_over_when: FailOverWhen = FailOverWhen()
     breaker: Breaker = Breaker()
     hedge: Hedge | None = None
+    # Where a request goes when a target says its prompt is over the context window.
+    on_context_too_long: Target | None = None
     # Continue a stream that broke after output began on another target (see README).
     resume_streams: bool = False
 
@@ -196,9 +210,20 @@ class StateConfig(Strict):
     timeout_ms: int = Field(50, ge=1)
 
 
+class LedgerConfig(Strict):
+    """One row per request. SQLite by default; `postgresql://…` for many replicas."""
+
+    url: str = "sqlite:///spillover-ledger.sqlite"
+    batch_size: int = Field(500, ge=1)
+    flush_ms: int = Field(200, ge=1)
+    queue_size: int = Field(50_000, ge=1)
+    spool_path: str = "spillover-ledger.spool.jsonl"
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     state: StateConfig = StateConfig()
+    ledger: LedgerConfig = LedgerConfig()
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     routes: dict[str, Route] = Field(min_length=1)
     keys: list[KeyConfig] = Field(min_length=1)

@@ -116,6 +116,7 @@ class MockUpstream:
             output_tokens=16,
             error_rate=0,
             error_status=500,
+            error_code="",
             retry_after_s=1,
             reset_rate=0,
             hang_rate=0,

@@ -30,6 +30,7 @@ class Knobs:
     output_tokens: int = 16
     error_rate: float = 0.0
     error_status: int = 500
+    error_code: str = ""  # OpenAI wire: the error's `code` (e.g. context_length_exceeded)
     retry_after_s: float = 1.0
     reset_rate: float = 0.0  # drop the connection without an answer
     hang_rate: float = 0.0  # accept and never answer
@@ -54,7 +55,7 @@ def _roll(state: MockState, rate: float) -> bool:
     return rate > 0 and state.rng.random() < rate
 
 
-def _error_payload(wire: Wire, status: int) -> dict[str, Any]:
+def _error_payload(wire: Wire, status: int, code: str = "") -> dict[str, Any]:
     if wire == "anthropic":
         kind = {
             429: "rate_limit_error",
@@ -68,7 +69,14 @@ def _error_payload(wire: Wire, status: int) -> dict[str, Any]:
     kind = {429: "rate_limit_exceeded", 400: "invalid_request_error", 401: "invalid_api_key"}.get(
         status, "server_error"
     )
-    return {"error": {"message": f"mock error {status}", "type": kind, "param": None, "code": kind}}
+    return {
+        "error": {
+            "message": f"mock error {status}",
+            "type": kind,
+            "param": None,
+            "code": code or kind,
+        }
+    }
 
 
 def _error_response(state: MockState, status: int) -> web.Response:
@@ -86,7 +94,9 @@ def _error_response(state: MockState, status: int) -> web.Response:
             headers["x-ratelimit-remaining-requests"] = "0"
             headers["x-ratelimit-reset-requests"] = f"{state.knobs.retry_after_s:g}s"
     return web.Response(
-        status=status, body=orjson.dumps(_error_payload(state.wire, status)), headers=headers
+        status=status,
+        body=orjson.dumps(_error_payload(state.wire, status, state.knobs.error_code)),
+        headers=headers,
     )
 
 

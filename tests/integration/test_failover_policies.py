@@ -213,3 +213,33 @@ def test_exhausted_headroom_steers_away_before_any_429(
     assert openai_upstream.count("/v1/chat/completions") == 2
     metrics = httpx.get(policy_gateway.url + "/metrics").text
     assert 'reason="no_headroom",route="chat"}' in metrics
+
+
+def test_context_too_long_goes_to_the_larger_window(
+    openai_upstream: MockUpstream, anthropic_upstream: MockUpstream, logs_dir: Path
+) -> None:
+    config = failover_config(
+        openai_upstream.port,
+        anthropic_upstream.port,
+        "on_context_too_long: {provider: claude, model: claude-1m-context}\n",
+    )
+    proc = start_gateway(config, logs_dir, name="context")
+    try:
+        openai_upstream.configure(
+            error_rate=1, error_status=400, error_code="context_length_exceeded"
+        )
+        client = openai.OpenAI(base_url=proc.url + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat", max_tokens=2, messages=[{"role": "user", "content": "long"}]
+        )
+        assert raw.headers["x-spillover-provider"] == "claude"
+        assert raw.headers["x-spillover-model"] == "claude-1m-context"
+        assert anthropic_upstream.received()[-1]["body"]["model"] == "claude-1m-context"
+        # Another kind of bad request is not "too long": no detour, the client's 400.
+        openai_upstream.configure(error_code="")
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "x"}]
+            )
+    finally:
+        proc.stop()

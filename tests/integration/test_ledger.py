@@ -1,0 +1,224 @@
+"""The ledger through the HTTP surface: exactly one row per request whatever its outcome,
+exact costs that agree with the Prometheus counter, spooling while the database is away,
+a flush on shutdown, and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.pricing import PriceTable
+from gateway.providers.base import Usage
+from tests.conftest import (
+    GATEWAY_KEY,
+    MockUpstream,
+    failover_config,
+    gateway_config,
+    start_gateway,
+)
+
+pytestmark = pytest.mark.e2e
+AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+
+
+def _ledger(url: str, tmp: Path, flush_ms: int = 50) -> str:
+    return f"ledger: {{url: '{url}', flush_ms: {flush_ms}, spool_path: '{tmp / 'spool.jsonl'}'}}\n"
+
+
+def _rows(db: Path, expected: int, timeout: float = 10) -> list[sqlite3.Row]:
+    deadline = time.monotonic() + timeout
+    while True:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                conn.row_factory = sqlite3.Row
+                try:
+                    rows = conn.execute("SELECT * FROM spillover_ledger ORDER BY id").fetchall()
+                except sqlite3.OperationalError:
+                    rows = []
+            if len(rows) >= expected:
+                return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"ledger has {len(rows) if db.exists() else 0} rows, expected {expected}"
+            )
+        time.sleep(0.05)
+
+
+def test_one_row_per_request_whatever_happened(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    tmp_path: Path,
+    logs_dir: Path,
+) -> None:
+    db = tmp_path / "ledger.sqlite"
+    config = gateway_config(
+        openai_upstream.port, anthropic_upstream.port, extra=_ledger(f"sqlite:///{db}", tmp_path)
+    )
+    proc = start_gateway(config, logs_dir, name="ledger-sqlite")
+    url = proc.url + "/v1/chat/completions"
+    chat = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    sent = 0
+    try:
+        with httpx.Client(headers=AUTH, timeout=10) as client:
+            for _ in range(3):
+                assert client.post(url, json=chat).status_code == 200
+            with client.stream("POST", url, json={**chat, "stream": True}) as r:
+                assert r.status_code == 200 and r.read()
+            assert client.post(url, json={"model": "gpt-4o", "messages": "x"}).status_code == 400
+            assert httpx.post(url, json=chat).status_code == 401
+            assert client.post(url, json={**chat, "model": "nope"}).status_code == 404
+            sent = 7
+            openai_upstream.configure(cut_after=3)
+            with client.stream("POST", url, json={**chat, "stream": True}) as r:
+                r.read()  # ends with the error event
+            openai_upstream.configure(cut_after=0, error_rate=1, error_status=500)
+            anthropic_upstream.configure(error_rate=1, error_status=500)
+            assert client.post(url, json=chat).status_code == 502
+            openai_upstream.configure(error_rate=0, tokens_per_s=20, output_tokens=40)
+            anthropic_upstream.configure(error_rate=0)
+            with client.stream("POST", url, json={**chat, "stream": True, "max_tokens": 40}) as r:
+                next(r.iter_bytes())  # the client walks away mid-stream
+            sent = 10
+        rows = _rows(db, sent)
+        time.sleep(0.3)  # nothing more arrives late
+        rows = _rows(db, sent)
+        assert len(rows) == sent
+        assert len({r["uid"] for r in rows}) == sent
+        assert [r["status"] for r in rows] == [200, 200, 200, 200, 400, 401, 404, 502, 502, 499]
+        assert rows[5]["key_name"] is None and rows[0]["team"] == "qa"
+        assert [bool(r["partial_stream"]) for r in rows] == [False] * 7 + [True, False, True]
+        assert json.loads(rows[7]["attempts_detail"])[0]["provider"] == "primary"
+        table = PriceTable.load({})
+        for row in rows[:4]:
+            usage = Usage(
+                prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"]
+            )
+            assert row["completion_tokens"] == 5
+            assert row["cost_micro_usd"] == table.cost("primary", "openai", "gpt-4o", usage)
+        total = sum(r["cost_micro_usd"] or 0 for r in rows)
+        metrics = httpx.get(proc.url + "/metrics").text
+        counted = sum(
+            float(v) for v in re.findall(r"^spillover_cost_usd_total\{.*\} (\S+)$", metrics, re.M)
+        )
+        assert round(counted * 1_000_000) == total > 0
+    finally:
+        proc.stop()
+
+
+def test_rows_are_spooled_while_the_database_is_away_and_replayed(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    tmp_path: Path,
+    logs_dir: Path,
+) -> None:
+    missing = tmp_path / "not-yet"
+    db = missing / "ledger.sqlite"
+    config = failover_config(openai_upstream.port, anthropic_upstream.port) + _ledger(
+        f"sqlite:///{db}", tmp_path
+    )
+    proc = start_gateway(config, logs_dir, name="ledger-spool")
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+    try:
+        for _ in range(5):
+            assert (
+                httpx.post(proc.url + "/v1/chat/completions", json=body, headers=AUTH).status_code
+                == 200
+            )
+        spool = tmp_path / "spool.jsonl"
+        deadline = time.monotonic() + 5
+        while not spool.exists() or len(spool.read_text().splitlines()) < 5:
+            assert time.monotonic() < deadline, "rows were not spooled"
+            time.sleep(0.05)
+        assert "spillover_ledger_database_up 0.0" in httpx.get(proc.url + "/metrics").text
+        missing.mkdir()  # the database becomes reachable
+        time.sleep(1.1)
+        assert (
+            httpx.post(proc.url + "/v1/chat/completions", json=body, headers=AUTH).status_code
+            == 200
+        )
+        rows = _rows(db, 6)
+        assert len(rows) == 6 and len({r["uid"] for r in rows}) == 6
+        assert not spool.exists()
+    finally:
+        proc.stop()
+
+
+def test_shutdown_flushes_what_is_queued(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    tmp_path: Path,
+    logs_dir: Path,
+) -> None:
+    db = tmp_path / "ledger.sqlite"
+    config = failover_config(openai_upstream.port, anthropic_upstream.port) + _ledger(
+        f"sqlite:///{db}", tmp_path, flush_ms=60_000
+    )  # only a flush can write them
+    proc = start_gateway(config, logs_dir, name="ledger-flush")
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+    for _ in range(7):
+        assert (
+            httpx.post(proc.url + "/v1/chat/completions", json=body, headers=AUTH).status_code
+            == 200
+        )
+    proc.stop()  # SIGTERM: graceful shutdown
+    assert len(_rows(db, 7, timeout=1)) == 7
+
+
+def _postgres_url() -> str:
+    return os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _pg_count(url: str, prefix: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        value = await conn.fetchval(
+            "SELECT count(*) FROM spillover_ledger WHERE request_id LIKE $1", prefix + "%"
+        )
+        return int(value)
+    finally:
+        await conn.close()
+
+
+def test_postgresql_ledger(
+    openai_upstream: MockUpstream, anthropic_upstream: MockUpstream, tmp_path: Path, logs_dir: Path
+) -> None:
+    url = _postgres_url()
+    try:
+        asyncio.run(_pg_count(url, "probe"))
+    except OSError as exc:
+        pytest.fail(f"no PostgreSQL at {url} ({exc}); start it or set DATABASE_URL")
+    except Exception:
+        pass
+    config = failover_config(openai_upstream.port, anthropic_upstream.port) + _ledger(url, tmp_path)
+    proc = start_gateway(config, logs_dir, name="ledger-postgres")
+    prefix = f"pg-{uuid.uuid4().hex[:8]}-"
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+    try:
+        for i in range(20):
+            # The same client request id twice: two requests, two rows, none lost.
+            headers = {**AUTH, "x-request-id": f"{prefix}{i // 2}"}
+            assert (
+                httpx.post(
+                    proc.url + "/v1/chat/completions", json=body, headers=headers
+                ).status_code
+                == 200
+            )
+        deadline = time.monotonic() + 10
+        while asyncio.run(_pg_count(url, prefix)) < 20:
+            assert time.monotonic() < deadline, "rows did not reach PostgreSQL"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        assert asyncio.run(_pg_count(url, prefix)) == 20
+    finally:
+        proc.stop()

@@ -1,0 +1,51 @@
+"""Cost arithmetic against hand-computed cases, in integer micro-dollars."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gateway.pricing import ModelPrice, PriceTable, cost_micro_usd, self_hosted_price
+from gateway.providers.base import Usage
+
+TABLE = PriceTable.load({("tuned", "my-reasoner"): ModelPrice.per_million(1, 2, reasoning=3)})
+
+
+def test_gpt_4o_with_cached_tokens() -> None:
+    # $2.50/M input, $1.25/M cached input, $10/M output (litellm's map):
+    # 976 x 2.50 + 1,024 x 1.25 + 500 x 10 = 2,440 + 1,280 + 5,000 = 8,720 µ$
+    usage = Usage(prompt_tokens=2_000, cached_tokens=1_024, completion_tokens=500)
+    assert TABLE.cost("primary", "openai", "gpt-4o", usage) == 8_720
+
+
+def test_claude_with_cache_reads_and_writes() -> None:
+    # Anthropic: input_tokens 100, cache_read 5,000, cache_creation 2,000, output 300 at
+    # $3 / $0.30 / $3.75 / $15 per M: 300 + 1,500 + 7,500 + 4,500 = 13,800 µ$
+    usage = Usage(
+        prompt_tokens=7_100, cached_tokens=5_000, cache_write_tokens=2_000, completion_tokens=300
+    )
+    assert TABLE.cost("claude", "anthropic", "claude-sonnet-4-5", usage) == 13_800
+
+
+def test_reasoning_tokens_are_output_tokens_unless_priced_apart() -> None:
+    # o3-mini: $1.10/M in, $4.40/M out; 1,500 of the 2,000 completion tokens are reasoning,
+    # billed as output and not twice: 1,000 x 1.10 + 2,000 x 4.40 = 9,900 µ$
+    usage = Usage(prompt_tokens=1_000, completion_tokens=2_000, reasoning_tokens=1_500)
+    assert TABLE.cost("primary", "openai", "o3-mini", usage) == 9_900
+    # A model whose reasoning has its own price (YAML override): 10 x 1 + 40 x 2 + 60 x 3
+    usage = Usage(prompt_tokens=10, completion_tokens=100, reasoning_tokens=60)
+    assert TABLE.cost("tuned", "openai", "my-reasoner", usage) == 270
+
+
+def test_self_hosted_target_amortises_the_gpus() -> None:
+    # 2 replicas x $3.50/h serving 7,000,000 tokens/h → $1 per M tokens → 500 tokens = 500 µ$
+    price = self_hosted_price(3.5, 2, 7_000_000)
+    assert price.input == Decimal("0.000001")
+    assert cost_micro_usd(Usage(prompt_tokens=300, completion_tokens=200), price) == 500
+
+
+def test_rounding_is_half_even_once_per_request_and_unknown_is_not_zero() -> None:
+    price = ModelPrice.per_million("0.15", "0.60")
+    assert cost_micro_usd(Usage(prompt_tokens=10), price) == 2  # 1.5 µ$ → 2
+    assert cost_micro_usd(Usage(prompt_tokens=5), price) == 1  # 0.75 µ$ → 1
+    assert cost_micro_usd(Usage(prompt_tokens=30), price) == 4  # 4.5 µ$ → 4 (even)
+    assert TABLE.cost("x", "openai", "no-such-model-anywhere", Usage(prompt_tokens=9)) is None
