@@ -28,7 +28,7 @@ from sqlalchemy import (
     Text,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -70,6 +70,12 @@ ledger_table = Table(
     Column("fell_back", Boolean, nullable=False),
     Column("resumed", Boolean, nullable=False),
     Column("partial_stream", Boolean, nullable=False),
+)
+
+_COLUMNS = [c.name for c in ledger_table.columns if c.name != "id"]
+_SQLITE_INSERT = (
+    f"INSERT OR IGNORE INTO spillover_ledger ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 
 schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
@@ -183,10 +189,17 @@ class LedgerWriter:
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         assert self._engine is not None
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(ledger_table).on_conflict_do_nothing(index_elements=["uid"])
         async with self._engine.begin() as conn:
-            await conn.execute(statement, rows)
+            if self._engine.dialect.name == "sqlite":
+                # SQLite runs in this process: the plain statement costs half the CPU.
+                await conn.exec_driver_sql(
+                    _SQLITE_INSERT, [tuple(row[c] for c in _COLUMNS) for row in rows]
+                )
+            else:
+                statement = postgresql.insert(ledger_table).on_conflict_do_nothing(
+                    index_elements=["uid"]
+                )
+                await conn.execute(statement, rows)
         self.written += len(rows)
 
     def _to_spool(self, rows: list[dict[str, Any]]) -> None:
