@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.account import Accountant
+from gateway.admit import Admitter
 from gateway.attempt import AttemptRunner, Served
 from gateway.auth import KeyStore
 from gateway.context import RequestContext
@@ -75,6 +76,7 @@ class ProxyApp:
         metrics: GatewayMetrics,
         accountant: Accountant,
         attempts: AttemptRunner,
+        admitter: Admitter,
     ) -> None:
         self.config = config
         self._providers = providers
@@ -83,6 +85,7 @@ class ProxyApp:
         self._metrics = metrics
         self._account = accountant
         self._attempts = attempts
+        self._admit = admitter
         self._max_body = config.server.max_body_bytes
         self._created = int(time.time())
 
@@ -105,6 +108,8 @@ class ProxyApp:
         finally:
             self.in_flight -= 1
             self._metrics.in_flight.dec()
+            if ctx.admission is not None:
+                await self._admit.release(ctx, ctx.admission)
             self._account.record(ctx)
 
     async def _serve(
@@ -131,6 +136,7 @@ class ProxyApp:
                     param="model",
                 )
             ctx.route = route
+            ctx.admission = await self._admit.admit(ctx, route)
             ctx.deadline = _deadline(
                 ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
             )

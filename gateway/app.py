@@ -12,12 +12,14 @@ from typing import Any
 
 from gateway.account import Accountant
 from gateway.admin import admin_app
+from gateway.admit import Admitter
 from gateway.api import Receive, Scope, Send
 from gateway.generation import Generation, build_generation, close_generation
 from gateway.ledger import LedgerWriter
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceTable
 from gateway.reload import Reloader, ReloadResult
+from gateway.state.limits import MemoryLimiter, RedisLimiter
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from policies.loader import load_config
@@ -35,6 +37,13 @@ def build_state(config: StateConfig, metrics: GatewayMetrics) -> MemoryState | R
     return RedisState(config, on_change=lambda up: metrics.state_backend_up.set(1 if up else 0))
 
 
+def build_limiter(config: StateConfig, metrics: GatewayMetrics) -> MemoryLimiter | RedisLimiter:
+    if config.backend == "memory":
+        return MemoryLimiter()
+    metrics.limits_shared.set(1)
+    return RedisLimiter(config, on_change=lambda up: metrics.limits_shared.set(1 if up else 0))
+
+
 class Gateway:
     """The running gateway. `current` is swapped whole on reload."""
 
@@ -47,6 +56,7 @@ class Gateway:
             self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
         )
         self.state = build_state(config.state, self.metrics)
+        self.admitter = Admitter(build_limiter(config.state, self.metrics), self.metrics)
         self.admin = admin_app(self)
         self.reloader = Reloader(
             config_path,
@@ -69,9 +79,11 @@ class Gateway:
 
     async def start(self) -> None:
         await self.ledger.start()
+        await self.admitter.limiter.start()
         self.accountant.configure(self.boot_config)
+        self.admitter.configure(self.boot_config)
         self._current = await build_generation(
-            self.boot_config, self.metrics, self.accountant, self.state
+            self.boot_config, self.metrics, self.accountant, self.state, self.admitter
         )
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
@@ -92,8 +104,11 @@ class Gateway:
             for part in ("server", "state")
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
-        new = await build_generation(config, self.metrics, self.accountant, self.state)
+        new = await build_generation(
+            config, self.metrics, self.accountant, self.state, self.admitter
+        )
         self.accountant.configure(config)
+        self.admitter.configure(config)
         old, self._current = self._current, new
         if old is not None:
             task = asyncio.get_running_loop().create_task(
@@ -116,6 +131,7 @@ class Gateway:
         if self._current is not None:
             await close_generation(self._current, 0)
         await self.ledger.close()
+        await self.admitter.limiter.close()
         await self.state.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -48,6 +48,7 @@ class RequestContext:
     bytes_sent: bool = False
     client_disconnected: bool = False
     resumed: bool = False  # a broken stream was continued on another target
+    admission: Any = None  # gateway.admit.Admission: limits to release at the end
 
     @property
     def fell_back(self) -> bool:

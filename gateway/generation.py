@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.account import Accountant
+from gateway.admit import Admitter
 from gateway.api import ProxyApp
 from gateway.attempt import AttemptRunner
 from gateway.metrics import GatewayMetrics
@@ -49,13 +50,14 @@ async def build_generation(
     metrics: GatewayMetrics,
     accountant: Accountant,
     state: MemoryState | RedisState,
+    admitter: Admitter,
 ) -> Generation:
     providers = {name: build_provider(name, p) for name, p in config.providers.items()}
     attempts = AttemptRunner(
         providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
     )
     generation = Generation(
-        config, providers, ProxyApp(config, providers, metrics, accountant, attempts)
+        config, providers, ProxyApp(config, providers, metrics, accountant, attempts, admitter)
     )
     for name, provider in providers.items():
         try:

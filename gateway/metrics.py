@@ -164,6 +164,19 @@ class GatewayMetrics:
             "1 while the ledger database accepts writes.",
             registry=r,
         )
+        self.limit_rejections = Counter(
+            "spillover_limit_rejections",
+            "Requests refused by a gateway-side limit, by scope (key, team, route) and kind "
+            "(requests, tokens, concurrent).",
+            ["scope", "kind"],
+            registry=r,
+        )
+        self.limits_shared = Gauge(
+            "spillover_limits_shared",
+            "1 while limits are counted in Redis for every replica; 0 while each replica "
+            "enforces its share (limit / replicas).",
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

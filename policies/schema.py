@@ -13,6 +13,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Limits(Strict):
+    """Gateway-side limits. rpm and tpm are GCRA rates (any 60 s window admits at most the
+    limit plus its burst); concurrent caps requests in flight."""
+
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    concurrent: int | None = Field(None, ge=1)
+    # Extra requests (or tokens) allowed at once; default: 2% of the per-minute limit.
+    burst_share: float = Field(0.02, ge=0, le=1)
+
+
+class TeamConfig(Strict):
+    limits: Limits = Limits()
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=1, le=65535)
@@ -176,6 +191,7 @@ class Route(Strict):
     fail_over_when: FailOverWhen = FailOverWhen()
     breaker: Breaker = Breaker()
     hedge: Hedge | None = None
+    limits: Limits = Limits()
     # Where a request goes when a target says its prompt is over the context window.
     on_context_too_long: Target | None = None
     # Continue a stream that broke after output began on another target (see README).
@@ -190,6 +206,7 @@ class KeyConfig(Strict):
     # Route names this key may use; None means every route.
     routes: list[str] | None = None
     admin: bool = False
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _exactly_one_secret(self) -> KeyConfig:
@@ -227,3 +244,4 @@ class GatewayConfig(Strict):
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     routes: dict[str, Route] = Field(min_length=1)
     keys: list[KeyConfig] = Field(min_length=1)
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)

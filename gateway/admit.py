@@ -1,0 +1,128 @@
+"""The admit stage: gateway-side limits per key, per team and per route — requests per
+minute, tokens per minute (estimated at admission, settled to the real usage afterwards)
+and requests in flight. Over a limit: 429 in OpenAI's format with Retry-After and OpenAI's
+own `x-ratelimit-*` headers, naming the limit that refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.context import RequestContext
+from gateway.errors import GatewayRateLimited
+from gateway.metrics import GatewayMetrics
+from gateway.state.limits import Check, MemoryLimiter, RedisLimiter
+from gateway.tokens import expected_output, prompt_tokens
+from policies.limits import Rate, Verdict
+from policies.schema import GatewayConfig, Limits, Route
+
+Limiter = MemoryLimiter | RedisLimiter
+
+
+@dataclass(slots=True)
+class Admission:
+    token_checks: list[Check] = field(default_factory=list)
+    slots: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+class Admitter:
+    def __init__(self, limiter: Limiter, metrics: GatewayMetrics) -> None:
+        self.limiter = limiter
+        self._metrics = metrics
+        self._keys: dict[str, Limits] = {}
+        self._teams: dict[str, Limits] = {}
+
+    def configure(self, config: GatewayConfig) -> None:
+        self._keys = {k.name: k.limits for k in config.keys}
+        self._teams = {name: t.limits for name, t in config.teams.items()}
+
+    def _scopes(self, ctx: RequestContext, route: Route) -> list[tuple[str, Limits]]:
+        principal = ctx.principal
+        assert principal is not None
+        scopes = [(f"key:{principal.key_name}", self._keys.get(principal.key_name, Limits()))]
+        if principal.team is not None and principal.team in self._teams:
+            scopes.append((f"team:{principal.team}", self._teams[principal.team]))
+        scopes.append((f"route:{ctx.route_name}", route.limits))
+        return [
+            (name, limits)
+            for name, limits in scopes
+            if limits.rpm or limits.tpm or limits.concurrent
+        ]
+
+    async def admit(self, ctx: RequestContext, route: Route) -> Admission | None:
+        scopes = self._scopes(ctx, route)
+        if not scopes:
+            return None
+        checks: list[Check] = []
+        kinds: list[str] = []
+        tokens = 0
+        if any(limits.tpm for _, limits in scopes):
+            tokens = prompt_tokens(ctx.body, route.targets[0].model) + expected_output(
+                ctx.body, route.typical_output_tokens
+            )
+        for name, limits in scopes:
+            if limits.rpm:
+                checks.append(Check(f"{name}:rpm", Rate.of(limits.rpm, limits), 1))
+                kinds.append("requests")
+            if limits.tpm:
+                checks.append(Check(f"{name}:tpm", Rate.of(limits.tpm, limits), tokens))
+                kinds.append("tokens")
+        if checks:
+            verdicts = await self.limiter.acquire(checks)
+            if not all(v.allowed for v in verdicts):
+                raise self._refused(ctx, checks, kinds, verdicts)
+        admission = Admission(
+            token_checks=[c for c, k in zip(checks, kinds, strict=True) if k == "tokens"]
+        )
+        slots = [
+            (f"{name}:concurrent", limits.concurrent)
+            for name, limits in scopes
+            if limits.concurrent
+        ]
+        if slots:
+            refused = await self.limiter.enter(slots)
+            if refused is not None:
+                scope = refused.rsplit(":", 1)[0]
+                self._metrics.child(
+                    self._metrics.limit_rejections, scope.split(":")[0], "concurrent"
+                ).inc()
+                raise GatewayRateLimited(
+                    f"Too many concurrent requests for {scope}; wait for one to finish.",
+                    retry_after=1.0,
+                )
+            admission.slots = slots
+        return admission
+
+    def _refused(
+        self, ctx: RequestContext, checks: list[Check], kinds: list[str], verdicts: list[Verdict]
+    ) -> GatewayRateLimited:
+        worst = max(
+            (i for i, v in enumerate(verdicts) if not v.allowed),
+            key=lambda i: verdicts[i].retry_after,
+        )
+        check, verdict, kind = checks[worst], verdicts[worst], kinds[worst]
+        scope = check.name.rsplit(":", 1)[0]
+        self._metrics.child(self._metrics.limit_rejections, scope.split(":")[0], kind).inc()
+        headers: dict[str, str] = {}
+        for c, v, k in zip(checks, verdicts, kinds, strict=True):
+            headers.setdefault(f"x-ratelimit-limit-{k}", str(c.rate.per_minute))
+            headers.setdefault(f"x-ratelimit-remaining-{k}", str(v.remaining))
+            headers.setdefault(f"x-ratelimit-reset-{k}", _duration(v.reset_after))
+        unit = "requests" if kind == "requests" else "tokens"
+        return GatewayRateLimited(
+            f"Rate limit reached for {scope}: {check.rate.per_minute} {unit} per minute. "
+            f"Try again in {verdict.retry_after:.3f}s.",
+            retry_after=verdict.retry_after,
+            headers=headers,
+        )
+
+    async def release(self, ctx: RequestContext, admission: Admission) -> None:
+        if admission.slots:
+            await self.limiter.leave(admission.slots)
+        usage = ctx.usage
+        actual = usage.prompt_tokens + usage.completion_tokens if usage else 0
+        for check in admission.token_checks:
+            await self.limiter.settle(check, actual)

@@ -1,0 +1,272 @@
+"""Limit counters: GCRA rates (rpm, tpm) and concurrency, checked all-or-nothing — a
+request refused by one limit is charged to none. `MemoryLimiter` for one process;
+`RedisLimiter` runs one Lua script per decision (Redis's own clock, so replicas agree) and,
+while Redis is away, falls back to per-process shares: each limit divided by the number of
+gateway replicas last seen alive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from policies.limits import Rate, Verdict, gcra, settle
+from policies.schema import StateConfig
+
+log = logging.getLogger("spillover.limits")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str  # e.g. "key:app:rpm"
+    rate: Rate
+    cost: int
+
+
+class MemoryLimiter:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._tat: dict[str, float] = {}
+        self._inflight: dict[str, int] = {}
+        self._clock = clock
+
+    async def acquire(self, checks: list[Check]) -> list[Verdict]:
+        now = self._clock()
+        verdicts = [gcra(self._tat.get(c.name, 0.0), now, c.rate, c.cost) for c in checks]
+        if all(v.allowed for v in verdicts):
+            for check, verdict in zip(checks, verdicts, strict=True):
+                self._tat[check.name] = verdict.tat
+        return verdicts
+
+    async def settle(self, check: Check, actual: int) -> None:
+        now = self._clock()
+        if check.name in self._tat:
+            self._tat[check.name] = settle(
+                self._tat[check.name], now, check.rate, check.cost, actual
+            )
+
+    async def enter(self, slots: list[tuple[str, int]]) -> str | None:
+        """Take one concurrency slot under each (name, limit); the first full one refuses."""
+        for name, limit in slots:
+            if self._inflight.get(name, 0) >= limit:
+                return name
+        for name, _ in slots:
+            self._inflight[name] = self._inflight.get(name, 0) + 1
+        return None
+
+    async def leave(self, slots: list[tuple[str, int]]) -> None:
+        for name, _ in slots:
+            self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local n = #KEYS
+local out = {1}
+local news = {}
+for i = 1, n do
+  local interval, burst, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local base = math.max(tat, now)
+  local debt = base - now
+  local tolerance = interval * burst
+  if debt > tolerance + 1e-9 then
+    out[1] = 0
+    table.insert(out, 0); table.insert(out, tostring(debt - tolerance))
+    table.insert(out, 0); table.insert(out, tostring(debt))
+  else
+    local new = base + interval * cost
+    news[i] = new
+    table.insert(out, 1); table.insert(out, '0')
+    table.insert(out, math.max(0, math.floor((tolerance - (new - now)) / interval) + 1))
+    table.insert(out, tostring(new - now))
+  end
+end
+if out[1] == 1 then
+  for i = 1, n do
+    redis.call('SET', KEYS[i], tostring(news[i]), 'PX', math.ceil((news[i] - now) * 1000) + 60000)
+  end
+end
+return out
+"""
+
+_SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = now - tonumber(ARGV[1]) * tonumber(ARGV[2])
+local new = math.max(floor, tat + tonumber(ARGV[1]) * tonumber(ARGV[3]))
+redis.call('SET', KEYS[1], tostring(new), 'PX', math.ceil(math.max(0, new - now) * 1000) + 60000)
+return 1
+"""
+
+_ENTER = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i]) then return i end
+end
+for i = 1, #KEYS do
+  redis.call('INCR', KEYS[i]); redis.call('EXPIRE', KEYS[i], 600)
+end
+return 0
+"""
+
+_LEAVE = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('DECR', KEYS[i])) < 0 then redis.call('SET', KEYS[i], 0) end
+end
+return 1
+"""
+
+
+class RedisLimiter:
+    def __init__(
+        self,
+        config: StateConfig,
+        on_change: Callable[[bool], None] | None = None,
+        heartbeat_s: float = 5.0,
+    ) -> None:
+        timeout = config.timeout_ms / 1000
+        self._redis = aioredis.from_url(
+            config.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        self._prefix = config.key_prefix + "limit:"
+        self._replicas_key = config.key_prefix + "replicas"
+        self._me = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._enter = self._redis.register_script(_ENTER)
+        self._leave = self._redis.register_script(_LEAVE)
+        self.local = MemoryLimiter()
+        self.available = True
+        self.replicas = 1
+        self._heartbeat_s = heartbeat_s
+        self._on_change = on_change
+        self._task: asyncio.Task[None] | None = None
+        self._local_slots: dict[tuple[str, ...], int] = {}  # slots taken while degraded
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        """Register this replica and learn how many are alive (for the fallback shares)."""
+        while True:
+            try:
+                now = time.time()
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.zadd(self._replicas_key, {self._me: now})
+                    pipe.zremrangebyscore(self._replicas_key, 0, now - 3 * self._heartbeat_s)
+                    pipe.zcard(self._replicas_key)
+                    *_, alive = await pipe.execute()
+                self.replicas = max(1, int(alive))
+                self._up()
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+            await asyncio.sleep(self._heartbeat_s if self.available else 1.0)
+
+    def _up(self) -> None:
+        if not self.available:
+            self.available = True
+            log.warning("redis is back; limits are shared again")
+            if self._on_change:
+                self._on_change(True)
+
+    def _down(self, exc: BaseException) -> None:
+        if self.available:
+            self.available = False
+            log.warning(
+                "redis unreachable (%s); limits fall back to 1/%d of each limit per replica",
+                type(exc).__name__,
+                self.replicas,
+            )
+            if self._on_change:
+                self._on_change(False)
+
+    def _share(self, check: Check) -> Check:
+        share = max(1, check.rate.per_minute // self.replicas)
+        return replace(check, rate=Rate(share, max(1, check.rate.burst // self.replicas)))
+
+    async def acquire(self, checks: list[Check]) -> list[Verdict]:
+        if self.available:
+            try:
+                args: list[Any] = []
+                for c in checks:
+                    args += [repr(c.rate.interval), c.rate.burst, c.cost]
+                raw = await self._acquire(keys=[self._prefix + c.name for c in checks], args=args)
+                return [
+                    Verdict(
+                        bool(int(raw[1 + 4 * i])),
+                        0.0,
+                        float(raw[2 + 4 * i]),
+                        int(raw[3 + 4 * i]),
+                        float(raw[4 + 4 * i]),
+                    )
+                    for i in range(len(checks))
+                ]
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+        return await self.local.acquire([self._share(c) for c in checks])
+
+    async def settle(self, check: Check, actual: int) -> None:
+        if self.available:
+            try:
+                await self._settle(
+                    keys=[self._prefix + check.name],
+                    args=[repr(check.rate.interval), check.rate.burst, actual - check.cost],
+                )
+                return
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+        await self.local.settle(self._share(check), actual)
+
+    async def enter(self, slots: list[tuple[str, int]]) -> str | None:
+        if self.available:
+            try:
+                index = int(
+                    await self._enter(
+                        keys=[self._prefix + n for n, _ in slots], args=[lim for _, lim in slots]
+                    )
+                )
+                return slots[index - 1][0] if index else None
+            except (RedisError, OSError) as exc:
+                self._down(exc)
+        shares = [(n, max(1, lim // self.replicas)) for n, lim in slots]
+        refused = await self.local.enter(shares)
+        if refused is None:
+            names = tuple(n for n, _ in slots)
+            self._local_slots[names] = self._local_slots.get(names, 0) + 1
+        return refused
+
+    async def leave(self, slots: list[tuple[str, int]]) -> None:
+        names = tuple(n for n, _ in slots)
+        if self._local_slots.get(names):
+            self._local_slots[names] -= 1
+            await self.local.leave(slots)
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await self._leave(keys=[self._prefix + n for n in names])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.zrem(self._replicas_key, self._me)
+        await self._redis.aclose()

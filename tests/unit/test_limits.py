@@ -1,0 +1,50 @@
+"""GCRA against a fake clock: the burst, the steady rate and the any-window bound."""
+
+from __future__ import annotations
+
+import random
+
+from policies.limits import Rate, gcra, settle
+from policies.schema import Limits
+
+
+def _run(rate: Rate, arrivals: list[float], cost: int = 1) -> list[float]:
+    tat, admitted = 0.0, []
+    for now in arrivals:
+        verdict = gcra(tat, now, rate, cost)
+        if verdict.allowed:
+            tat = verdict.tat
+            admitted.append(now)
+    return admitted
+
+
+def test_burst_then_steady_rate() -> None:
+    rate = Rate.of(600, Limits())  # 10/s, burst 12
+    assert rate.burst == 12
+    admitted = _run(rate, [0.0] * 100)
+    assert len(admitted) == 13  # the limit's own unit plus the burst
+    refused = gcra(0.0 + 0.1 * 13, 0.0, rate, 1)
+    assert not refused.allowed and 0.09 < refused.retry_after <= 0.1 + 1e-9
+
+
+def test_any_60_second_window_admits_between_limit_and_limit_plus_burst() -> None:
+    rng = random.Random(3)
+    arrivals = sorted(rng.uniform(0, 300) for _ in range(6000))  # 20/s offered vs 10/s
+    admitted = _run(Rate.of(600, Limits()), arrivals)
+    starts = [a for a in admitted if a <= 240]
+    counts = [sum(1 for t in admitted if s <= t < s + 60) for s in starts[::50]]
+    assert max(counts) <= 612
+    assert min(counts) >= 570
+
+
+def test_a_large_cost_passes_when_idle_and_holds_back_the_next() -> None:
+    rate = Rate.of(6000, Limits())  # 100 tokens/s, burst 120
+    first = gcra(0.0, 0.0, rate, 1_000)
+    assert first.allowed and first.reset_after == 10.0
+    second = gcra(first.tat, 1.0, rate, 10)
+    assert not second.allowed and round(second.retry_after, 6) == 7.8  # 9 s of debt - 1.2
+    # The real usage was 400 tokens, not 1,000: the debt shrinks by 6 s.
+    tat = settle(first.tat, 1.0, rate, 1_000, 400)
+    assert tat == 4.0
+    assert round(gcra(tat, 1.0, rate, 10).retry_after, 6) == 1.8
+    assert gcra(tat, 2.8, rate, 10).allowed
