@@ -57,7 +57,12 @@ class Accountant:
             },
         )
 
-    def record(self, ctx: RequestContext) -> None:
+    @property
+    def prices(self) -> PriceTable:
+        return self._prices
+
+    def record(self, ctx: RequestContext) -> int | None:
+        """Count the request once; returns its cost in micro-dollars (None: unknown)."""
         m = self._metrics
         route = ctx.route_name or "-"
         m.child(m.requests, route, ctx.endpoint, str(ctx.status)).inc()
@@ -103,6 +108,7 @@ class Accountant:
                 len(ctx.attempts),
                 ctx.elapsed() * 1000,
             )
+        return cost
 
     def _row(self, ctx: RequestContext, cost: int | None) -> dict[str, Any]:
         usage = ctx.usage

@@ -16,6 +16,7 @@ from gateway.account import Accountant
 from gateway.admit import Admitter
 from gateway.attempt import AttemptRunner, Served
 from gateway.auth import KeyStore
+from gateway.budgets import Budgets
 from gateway.context import RequestContext
 from gateway.decide import candidates
 from gateway.errors import (
@@ -77,6 +78,7 @@ class ProxyApp:
         accountant: Accountant,
         attempts: AttemptRunner,
         admitter: Admitter,
+        budgets: Budgets,
     ) -> None:
         self.config = config
         self._providers = providers
@@ -86,6 +88,7 @@ class ProxyApp:
         self._account = accountant
         self._attempts = attempts
         self._admit = admitter
+        self._budgets = budgets
         self._max_body = config.server.max_body_bytes
         self._created = int(time.time())
 
@@ -110,7 +113,9 @@ class ProxyApp:
             self._metrics.in_flight.dec()
             if ctx.admission is not None:
                 await self._admit.release(ctx, ctx.admission)
-            self._account.record(ctx)
+            cost = self._account.record(ctx)
+            if ctx.reservation is not None:
+                await self._budgets.settle(ctx.reservation, cost)
 
     async def _serve(
         self,
@@ -137,6 +142,7 @@ class ProxyApp:
                 )
             ctx.route = route
             ctx.admission = await self._admit.admit(ctx, route)
+            ctx.reservation = await self._budgets.reserve(ctx, route)
             ctx.deadline = _deadline(
                 ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
             )
@@ -248,6 +254,9 @@ class ProxyApp:
         ]
         if ctx.route_name and ctx.route is not None:
             headers.append((b"x-spillover-route", ctx.route_name.encode()))
+        if ctx.reservation is not None and ctx.reservation.warnings:
+            warning = "; ".join(ctx.reservation.warnings)
+            headers.append((b"x-spillover-budget-warning", warning.encode()))
         target = ctx.served_by
         if target is not None:
             headers.append((b"x-spillover-provider", target.provider.encode()))

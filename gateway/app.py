@@ -14,6 +14,7 @@ from gateway.account import Accountant
 from gateway.admin import admin_app
 from gateway.admit import Admitter
 from gateway.api import Receive, Scope, Send
+from gateway.budgets import Budgets, MemoryLedgerOfSpend, RedisLedgerOfSpend
 from gateway.generation import Generation, build_generation, close_generation
 from gateway.ledger import LedgerWriter
 from gateway.metrics import GatewayMetrics
@@ -57,6 +58,12 @@ class Gateway:
         )
         self.state = build_state(config.state, self.metrics)
         self.admitter = Admitter(build_limiter(config.state, self.metrics), self.metrics)
+        self.budgets = Budgets(
+            MemoryLedgerOfSpend()
+            if config.state.backend == "memory"
+            else RedisLedgerOfSpend(config.state),
+            self.metrics,
+        )
         self.admin = admin_app(self)
         self.reloader = Reloader(
             config_path,
@@ -82,8 +89,14 @@ class Gateway:
         await self.admitter.limiter.start()
         self.accountant.configure(self.boot_config)
         self.admitter.configure(self.boot_config)
+        self.budgets.configure(self.boot_config, self.accountant.prices)
         self._current = await build_generation(
-            self.boot_config, self.metrics, self.accountant, self.state, self.admitter
+            self.boot_config,
+            self.metrics,
+            self.accountant,
+            self.state,
+            self.admitter,
+            self.budgets,
         )
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
@@ -105,10 +118,11 @@ class Gateway:
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
         new = await build_generation(
-            config, self.metrics, self.accountant, self.state, self.admitter
+            config, self.metrics, self.accountant, self.state, self.admitter, self.budgets
         )
         self.accountant.configure(config)
         self.admitter.configure(config)
+        self.budgets.configure(config, self.accountant.prices)
         old, self._current = self._current, new
         if old is not None:
             task = asyncio.get_running_loop().create_task(
@@ -132,6 +146,7 @@ class Gateway:
             await close_generation(self._current, 0)
         await self.ledger.close()
         await self.admitter.limiter.close()
+        await self.budgets.spend.close()
         await self.state.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -49,6 +49,7 @@ class RequestContext:
     client_disconnected: bool = False
     resumed: bool = False  # a broken stream was continued on another target
     admission: Any = None  # gateway.admit.Admission: limits to release at the end
+    reservation: Any = None  # gateway.budgets.Reservation: money to settle at the end
 
     @property
     def fell_back(self) -> bool:

@@ -79,8 +79,15 @@ class GatewayRateLimited(ClientError):
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str] | None = None):
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, code=code)
         self.retry_after = retry_after
         self.headers = headers or {}
 

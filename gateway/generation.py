@@ -13,6 +13,7 @@ from gateway.account import Accountant
 from gateway.admit import Admitter
 from gateway.api import ProxyApp
 from gateway.attempt import AttemptRunner
+from gateway.budgets import Budgets
 from gateway.metrics import GatewayMetrics
 from gateway.providers import build_provider
 from gateway.providers.base import Provider
@@ -51,13 +52,16 @@ async def build_generation(
     accountant: Accountant,
     state: MemoryState | RedisState,
     admitter: Admitter,
+    budgets: Budgets,
 ) -> Generation:
     providers = {name: build_provider(name, p) for name, p in config.providers.items()}
     attempts = AttemptRunner(
         providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
     )
     generation = Generation(
-        config, providers, ProxyApp(config, providers, metrics, accountant, attempts, admitter)
+        config,
+        providers,
+        ProxyApp(config, providers, metrics, accountant, attempts, admitter, budgets),
     )
     for name, provider in providers.items():
         try:

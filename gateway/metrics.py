@@ -177,6 +177,18 @@ class GatewayMetrics:
             "enforces its share (limit / replicas).",
             registry=r,
         )
+        self.budget_rejections = Counter(
+            "spillover_budget_rejections",
+            "Requests refused because a hard budget was spent, by scope (key, team).",
+            ["scope"],
+            registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "spillover_budget_remaining_usd",
+            "What is left of a budget in its current period (negative once overspent).",
+            ["scope", "owner", "period"],
+            registry=r,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:

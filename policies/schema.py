@@ -24,8 +24,18 @@ class Limits(Strict):
     burst_share: float = Field(0.02, ge=0, le=1)
 
 
+class Budget(Strict):
+    """Spend limits in USD per calendar day and month (in `GatewayConfig.timezone`). `hard`
+    refuses requests once spent; `soft` only warns (metric, log, response header)."""
+
+    daily_usd: float | None = Field(None, gt=0)
+    monthly_usd: float | None = Field(None, gt=0)
+    mode: Literal["hard", "soft"] = "hard"
+
+
 class TeamConfig(Strict):
     limits: Limits = Limits()
+    budget: Budget = Budget()
 
 
 class ServerConfig(Strict):
@@ -207,6 +217,7 @@ class KeyConfig(Strict):
     routes: list[str] | None = None
     admin: bool = False
     limits: Limits = Limits()
+    budget: Budget = Budget()
 
     @model_validator(mode="after")
     def _exactly_one_secret(self) -> KeyConfig:
@@ -245,3 +256,15 @@ class GatewayConfig(Strict):
     routes: dict[str, Route] = Field(min_length=1)
     keys: list[KeyConfig] = Field(min_length=1)
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
+    # Budget days and months are calendar periods in this time zone.
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> GatewayConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self

@@ -1,0 +1,254 @@
+"""Budgets per key and per team, per calendar day and month, with reservations: before a
+request is sent its largest possible cost (the prompt at the input price plus max_tokens at
+the output price, on the dearest target of the route) is reserved; afterwards the
+reservation becomes the real cost, or is released when nothing was billed. A hard budget
+admits a request only while spent + reserved is under the limit, so concurrent requests —
+on one replica or many — overspend by at most one reservation. Money is integer
+micro-dollars; in Redis one Lua script reserves across every period and scope at once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.context import RequestContext
+from gateway.errors import GatewayRateLimited
+from gateway.metrics import GatewayMetrics
+from gateway.pricing import MILLION, PriceTable
+from gateway.tokens import expected_output, prompt_tokens
+from policies.schema import Budget, GatewayConfig, Route, StateConfig
+
+log = logging.getLogger("spillover.budgets")
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str  # e.g. "key:app:day:2026-11-29"
+    limit: int  # micro-dollars
+    hard: bool
+    resets_in: float  # seconds until the period ends
+    label: str  # "key app daily budget ($10.00)"
+
+
+@dataclass(slots=True)
+class Reservation:
+    buckets: list[Bucket]
+    amount: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def periods(now: float, tz: ZoneInfo) -> dict[str, tuple[str, float]]:
+    """Current day and month ids in `tz`, and the seconds left in each."""
+    local = datetime.fromtimestamp(now, tz)
+    day_end = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    month_end = (local.replace(day=28) + timedelta(days=4)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    return {
+        "day": (local.strftime("%Y-%m-%d"), day_end.timestamp() - now),
+        "month": (local.strftime("%Y-%m"), month_end.timestamp() - now),
+    }
+
+
+class MemoryLedgerOfSpend:
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+
+    async def reserve(self, buckets: list[Bucket], amount: int) -> list[bool]:
+        """Which buckets are already full; nothing is reserved when a hard one is."""
+        full = [
+            self.spent.get(b.name, 0) + self.reserved.get(b.name, 0) >= b.limit for b in buckets
+        ]
+        if any(f and b.hard for f, b in zip(full, buckets, strict=True)):
+            return full
+        for b in buckets:
+            self.reserved[b.name] = self.reserved.get(b.name, 0) + amount
+        return full
+
+    async def settle(self, buckets: list[Bucket], amount: int, actual: int) -> list[int]:
+        out = []
+        for b in buckets:
+            self.reserved[b.name] = max(0, self.reserved.get(b.name, 0) - amount)
+            self.spent[b.name] = self.spent.get(b.name, 0) + actual
+            out.append(self.spent[b.name])
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+_RESERVE = """
+local amount = tonumber(ARGV[1])
+local full, refuse = {}, false
+for i = 1, #KEYS do
+  local hard, limit = ARGV[1 + 3*i - 2], tonumber(ARGV[1 + 3*i - 1])
+  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
+  full[i] = (spent + reserved >= limit) and 1 or 0
+  if full[i] == 1 and hard == '1' then refuse = true end
+end
+if not refuse then
+  for i = 1, #KEYS do
+    redis.call('HINCRBY', KEYS[i], 'reserved', amount)
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1 + 3*i]))
+  end
+end
+return full
+"""
+
+_SETTLE = """
+local out = {}
+for i = 1, #KEYS do
+  local left = redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(ARGV[1]))
+  if left < 0 then redis.call('HSET', KEYS[i], 'reserved', 0) end
+  table.insert(out, redis.call('HINCRBY', KEYS[i], 'spent', tonumber(ARGV[2])))
+end
+return out
+"""
+
+
+class RedisLedgerOfSpend:
+    """Shared spend counters; while Redis is away, this replica counts locally."""
+
+    def __init__(self, config: StateConfig) -> None:
+        timeout = config.timeout_ms / 1000
+        self._redis = aioredis.from_url(
+            config.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        self._prefix = config.key_prefix + "budget:"
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._settle = self._redis.register_script(_SETTLE)
+        self.local = MemoryLedgerOfSpend()
+
+    async def reserve(self, buckets: list[Bucket], amount: int) -> list[bool]:
+        args: list[str | int] = [amount]
+        for b in buckets:
+            args += ["1" if b.hard else "0", b.limit, int(b.resets_in) + 86_400 * 35]
+        try:
+            full = await self._reserve(keys=[self._prefix + b.name for b in buckets], args=args)
+        except (RedisError, OSError):
+            return await self.local.reserve(buckets, amount)
+        return [bool(int(f)) for f in full]
+
+    async def settle(self, buckets: list[Bucket], amount: int, actual: int) -> list[int]:
+        try:
+            return [
+                int(v)
+                for v in await self._settle(
+                    keys=[self._prefix + b.name for b in buckets], args=[amount, actual]
+                )
+            ]
+        except (RedisError, OSError):
+            return await self.local.settle(buckets, amount, actual)
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+
+class Budgets:
+    def __init__(
+        self, spend: MemoryLedgerOfSpend | RedisLedgerOfSpend, metrics: GatewayMetrics
+    ) -> None:
+        self.spend = spend
+        self._metrics = metrics
+        self._keys: dict[str, Budget] = {}
+        self._teams: dict[str, Budget] = {}
+        self._tz = ZoneInfo("UTC")
+        self._prices: PriceTable | None = None
+        self._kinds: dict[str, str] = {}
+
+    def configure(self, config: GatewayConfig, prices: PriceTable) -> None:
+        self._keys = {k.name: k.budget for k in config.keys}
+        self._teams = {name: t.budget for name, t in config.teams.items()}
+        self._tz = ZoneInfo(config.timezone)
+        self._prices = prices
+        self._kinds = {name: p.kind for name, p in config.providers.items()}
+
+    def _buckets(self, ctx: RequestContext, now: float) -> list[Bucket]:
+        principal = ctx.principal
+        assert principal is not None
+        owners = [("key", principal.key_name, self._keys.get(principal.key_name))]
+        if principal.team:
+            owners.append(("team", principal.team, self._teams.get(principal.team)))
+        current = periods(now, self._tz)
+        out = []
+        for scope, name, budget in owners:
+            if budget is None:
+                continue
+            for period, usd, word in (
+                ("day", budget.daily_usd, "daily"),
+                ("month", budget.monthly_usd, "monthly"),
+            ):
+                if usd is None:
+                    continue
+                period_id, left = current[period]
+                out.append(
+                    Bucket(
+                        f"{scope}:{name}:{period}:{period_id}",
+                        int(usd * 1_000_000),
+                        budget.mode == "hard",
+                        left,
+                        f"{scope} {name} {word} budget (${usd:,.2f})",
+                    )
+                )
+        return out
+
+    def _max_cost(self, ctx: RequestContext, route: Route) -> int:
+        """The most this request can cost on any target of its route."""
+        assert self._prices is not None
+        worst = 0
+        tokens_in = prompt_tokens(ctx.body, route.targets[0].model)
+        tokens_out = expected_output(ctx.body, route.typical_output_tokens)
+        for target in route.targets:
+            price = self._prices.price(
+                target.provider, self._kinds.get(target.provider, ""), target.model
+            )
+            if price is not None:
+                usd = tokens_in * price.input + tokens_out * price.output
+                worst = max(worst, int(usd * MILLION) + 1)
+        return worst
+
+    async def reserve(self, ctx: RequestContext, route: Route) -> Reservation | None:
+        now = time.time()
+        buckets = self._buckets(ctx, now)
+        if not buckets:
+            return None
+        amount = self._max_cost(ctx, route)
+        full = await self.spend.reserve(buckets, amount)
+        hard = [b for b, f in zip(buckets, full, strict=True) if f and b.hard]
+        if hard:
+            self._metrics.child(self._metrics.budget_rejections, hard[0].name.split(":")[0]).inc()
+            raise GatewayRateLimited(
+                f"The {hard[0].label} is spent; it resets in {hard[0].resets_in / 3600:.1f} h.",
+                retry_after=hard[0].resets_in,
+                code="budget_exceeded",
+            )
+        warnings = [f"{b.label} exceeded" for b, f in zip(buckets, full, strict=True) if f]
+        return Reservation(buckets, amount, warnings)
+
+    async def settle(self, reservation: Reservation, cost: int | None) -> list[str]:
+        """Turn the reservation into the real cost; returns soft-budget warnings."""
+        totals = await self.spend.settle(reservation.buckets, reservation.amount, cost or 0)
+        warnings = []
+        for bucket, total in zip(reservation.buckets, totals, strict=True):
+            remaining = (bucket.limit - total) / 1_000_000
+            scope, owner, period = bucket.name.split(":")[:3]
+            self._metrics.child(self._metrics.budget_remaining, scope, owner, period).set(remaining)
+            if total >= bucket.limit and not bucket.hard:
+                warnings.append(f"{bucket.label} exceeded")
+                log.warning(
+                    "soft budget exceeded: %s (spent $%.6f)", bucket.label, total / 1_000_000
+                )
+        return warnings
