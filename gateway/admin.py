@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import AuthenticationFailed
+from gateway.reports import parse_when, spend
 from policies.routing import target_key
 
 if TYPE_CHECKING:
@@ -86,6 +87,27 @@ def admin_app(gateway: Gateway) -> FastAPI:
         await gateway.state.reset()
         log.warning("routing state reset through the admin API")
         return {"status": "reset"}
+
+    @app.get("/admin/spend", tags=["admin"], dependencies=[Depends(admin_key)])
+    async def admin_spend(
+        by: str = "team", since: str = "30d", until: str | None = None
+    ) -> JSONResponse:
+        """The figures of `spillover costs`, as JSON."""
+        config = gateway.current.config
+        dims = [d.strip() for d in by.split(",") if d.strip()]
+        now = time.time()
+        try:
+            rows = await spend(
+                config.ledger.url,
+                dims,
+                parse_when(since, now),
+                parse_when(until, now),
+                gateway.accountant.prices,
+                {n: p.kind for n, p in config.providers.items()},
+            )
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return JSONResponse({"by": dims, "rows": [r.as_dict() for r in rows]})
 
     @app.post("/admin/reload", tags=["admin"], dependencies=[Depends(admin_key)])
     async def reload() -> JSONResponse:
