@@ -168,6 +168,7 @@ class Budgets:
         self._tz = ZoneInfo("UTC")
         self._prices: PriceTable | None = None
         self._kinds: dict[str, str] = {}
+        self._outstanding = 0  # micro-dollars reserved here and not yet settled
 
     def configure(self, config: GatewayConfig, prices: PriceTable) -> None:
         self._keys = {k.name: k.budget for k in config.keys}
@@ -236,10 +237,14 @@ class Budgets:
                 code="budget_exceeded",
             )
         warnings = [f"{b.label} exceeded" for b, f in zip(buckets, full, strict=True) if f]
+        self._outstanding += amount
+        self._metrics.budget_reserved.set(self._outstanding / 1_000_000)
         return Reservation(buckets, amount, warnings)
 
     async def settle(self, reservation: Reservation, cost: int | None) -> list[str]:
         """Turn the reservation into the real cost; returns soft-budget warnings."""
+        self._outstanding -= reservation.amount
+        self._metrics.budget_reserved.set(self._outstanding / 1_000_000)
         totals = await self.spend.settle(reservation.buckets, reservation.amount, cost or 0)
         warnings = []
         for bucket, total in zip(reservation.buckets, totals, strict=True):

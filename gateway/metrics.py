@@ -183,6 +183,12 @@ class GatewayMetrics:
             ["scope"],
             registry=r,
         )
+        self.budget_reserved = Gauge(
+            "spillover_budget_reserved_usd",
+            "The reservation backlog: money reserved by requests in flight here, not yet "
+            "settled to their real cost.",
+            registry=r,
+        )
         self.budget_remaining = Gauge(
             "spillover_budget_remaining_usd",
             "What is left of a budget in its current period (negative once overspent).",
