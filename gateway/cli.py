@@ -181,7 +181,9 @@ def costs(
                 rows, dims, query(["day", "model"]), query(["provider", "model"]), "Spillover spend"
             )
     if format == "table":
-        target = Console(file=out.open("w")) if out else Console()
+        # Off a terminal (a pipe, a file) Rich would squeeze the table into 80 columns.
+        wide = out is not None or not sys.stdout.isatty()
+        target = Console(file=out.open("w") if out else None, width=220 if wide else None)
         target.print(render.as_table(rows, dims))
         return
     if format != "html":

@@ -53,7 +53,12 @@ class RequestContext:
 
     @property
     def fell_back(self) -> bool:
-        return any(a.outcome == "failed" for a in self.attempts) and self.served_by is not None
+        """Served by a later target because an earlier one failed, was cooling down or had
+        its circuit open (a target that cannot serve the endpoint at all does not count)."""
+        return self.served_by is not None and any(
+            a.outcome in ("failed", "skipped") and a.error_class != "unsupported"
+            for a in self.attempts
+        )
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

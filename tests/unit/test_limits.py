@@ -48,3 +48,22 @@ def test_a_large_cost_passes_when_idle_and_holds_back_the_next() -> None:
     assert tat == 4.0
     assert round(gcra(tat, 1.0, rate, 10).retry_after, 6) == 1.8
     assert gcra(tat, 2.8, rate, 10).allowed
+
+
+def test_tokens_per_minute_window_bound_with_weighted_costs() -> None:
+    """tpm is the same GCRA with each request weighted by its tokens: any 60 s window admits
+    at most the limit plus the burst plus one request (a request is admitted whole)."""
+    rng = random.Random(5)
+    rate = Rate.of(60_000, Limits())  # burst 1,200 tokens
+    tat, admitted = 0.0, []
+    for now in sorted(rng.uniform(0, 300) for _ in range(9000)):  # ~1,800 tokens/s offered
+        cost = rng.randint(50, 300)
+        verdict = gcra(tat, now, rate, cost)
+        if verdict.allowed:
+            tat = verdict.tat
+            admitted.append((now, cost))
+    windows = [
+        sum(c for t, c in admitted if s <= t < s + 60) for s, _ in admitted[::40] if s <= 240
+    ]
+    assert max(windows) <= 60_000 + 1_200 + 300
+    assert min(windows) >= 57_000
