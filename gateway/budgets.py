@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import MILLION, PriceTable
+from gateway.state.redis import connect
 from gateway.tokens import expected_output, prompt_tokens
 from policies.schema import Budget, GatewayConfig, Route, StateConfig
 
@@ -119,13 +119,7 @@ class RedisLedgerOfSpend:
     """Shared spend counters; while Redis is away, this replica counts locally."""
 
     def __init__(self, config: StateConfig) -> None:
-        timeout = config.timeout_ms / 1000
-        self._redis = aioredis.from_url(
-            config.url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-        )
+        self._redis = connect(config)
         self._prefix = config.key_prefix + "budget:"
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.state.redis import connect
 from policies.limits import Rate, Verdict, gcra, settle
 from policies.schema import StateConfig
 
@@ -139,13 +139,7 @@ class RedisLimiter:
         on_change: Callable[[bool], None] | None = None,
         heartbeat_s: float = 5.0,
     ) -> None:
-        timeout = config.timeout_ms / 1000
-        self._redis = aioredis.from_url(
-            config.url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-        )
+        self._redis = connect(config)
         self._prefix = config.key_prefix + "limit:"
         self._replicas_key = config.key_prefix + "replicas"
         self._me = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"

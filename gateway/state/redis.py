@@ -68,6 +68,19 @@ return 1
 _STATE_TTL_S = 24 * 3600
 
 
+def connect(config: StateConfig) -> aioredis.Redis:
+    """A client whose every call gives up after `timeout_ms`: Redis must never stall a
+    request for longer than it takes to decide to do without it."""
+    timeout = config.timeout_ms / 1000
+    return aioredis.from_url(
+        config.url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        retry_on_timeout=False,
+    )
+
+
 def _encode(state: BreakerState) -> str:
     return json.dumps(asdict(state), separators=(",", ":"))
 
@@ -80,14 +93,7 @@ class RedisState:
     backend = "redis"
 
     def __init__(self, config: StateConfig, on_change: Any = None) -> None:
-        timeout = config.timeout_ms / 1000
-        self._redis = aioredis.from_url(
-            config.url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-            retry_on_timeout=False,
-        )
+        self._redis = connect(config)
         self._prefix = config.key_prefix
         self.local = MemoryState()
         self.available = True
