@@ -17,6 +17,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception
 
+from gateway.attempt_support import LogThrottle, RetryBudget, cut, share_of, timeouts_of
 from gateway.context import RequestContext
 from gateway.errors import (
     AllTargetsFailed,
@@ -29,7 +30,6 @@ from gateway.errors import (
 from gateway.headroom import exhausted_for
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import (
-    AttemptTimeouts,
     Provider,
     UpstreamCall,
     UpstreamResponse,
@@ -43,59 +43,9 @@ from policies.routing import Skip, target_key
 from policies.schema import Hedge, Route, Target, Timeouts
 
 log = logging.getLogger("spillover.attempt")
-_LOG_EVERY_S = 5.0
 _MIN_ATTEMPT_S = 0.005  # below this much time left, another attempt cannot succeed
 
 State = MemoryState | RedisState
-
-
-class _LogThrottle:
-    """One warning per (target, error class) per interval, with the count it stood for, so
-    an outage is visible in the log without flooding it."""
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
-
-    def allow(self, key: tuple[str, str, str]) -> int:
-        """0 to stay quiet, else how many failures this line reports."""
-        now = time.monotonic()
-        last, suppressed = self._last.get(key, (0.0, 0))
-        if now - last < _LOG_EVERY_S:
-            self._last[key] = (last, suppressed + 1)
-            return 0
-        self._last[key] = (now, 0)
-        return suppressed + 1
-
-
-class RetryBudget:
-    """Requests and extra attempts (retries, or hedges) per route over a short window in
-    this process; an extra attempt is allowed while it stays within the route's share."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, deque[tuple[float, bool]]] = {}
-
-    def _window(self, route: str, now: float, span: float) -> deque[tuple[float, bool]]:
-        events = self._events.setdefault(route, deque())
-        while events and events[0][0] < now - span:
-            events.popleft()
-        return events
-
-    def request(self, route: str, now: float, span: float) -> None:
-        self._window(route, now, span).append((now, False))
-
-    def try_spend(self, name: str, now: float, window_s: float, ratio: float, minimum: int) -> bool:
-        events = self._window(name, now, window_s)
-        extra = sum(1 for _, is_extra in events if is_extra)
-        if not routing.within_budget(len(events) - extra, extra, ratio, minimum):
-            return False
-        events.append((now, True))
-        return True
-
-    def try_retry(self, route: Route, name: str, now: float) -> bool:
-        policy = route.retry
-        return self.try_spend(
-            name, now, policy.budget_window_s, policy.budget_ratio, policy.budget_min_retries
-        )
 
 
 @dataclass(slots=True)
@@ -113,34 +63,6 @@ class _NoTargetLeft(Exception):
     """Every candidate was skipped or used up; ends the retry loop."""
 
 
-def _timeouts(config: Timeouts) -> AttemptTimeouts:
-    return AttemptTimeouts(
-        connect=config.connect_ms / 1000,
-        first_byte=config.first_byte_ms / 1000,
-        idle=config.idle_ms / 1000,
-        total=config.total_ms / 1000,
-    )
-
-
-def _cut(
-    base: AttemptTimeouts, remaining: float | None, ttft_budget: float | None
-) -> AttemptTimeouts:
-    if remaining is None and ttft_budget is None:
-        return base
-    left = remaining if remaining is not None else float("inf")
-    first = min(base.first_byte, left, ttft_budget or float("inf"))
-    return AttemptTimeouts(
-        connect=min(base.connect, left),
-        first_byte=first,
-        idle=base.idle,
-        total=min(base.total, left),
-    )
-
-
-def _share(remaining: float | None, parts: int) -> float | None:
-    return None if remaining is None else max(0.0, remaining) / parts
-
-
 class AttemptRunner:
     def __init__(
         self,
@@ -152,12 +74,12 @@ class AttemptRunner:
         rng: random.Random | None = None,
     ) -> None:
         self._providers = providers
-        self._timeouts = {name: _timeouts(t) for name, t in timeouts.items()}
+        self._timeouts = {name: timeouts_of(t) for name, t in timeouts.items()}
         self._metrics = metrics
         self.state = state
         self._clock = clock
         self._rng = rng or random.Random()
-        self._throttle = _LogThrottle()
+        self._throttle = LogThrottle()
         self._budget = RetryBudget()
         self._hedge_budget = RetryBudget()
         self._shown: dict[Target, str] = {}
@@ -414,8 +336,8 @@ class AttemptRunner:
             stream=ctx.stream,
             client_wants_usage=ctx.client_wants_usage,
             request_id=ctx.request_id,
-            timeouts=_cut(
-                self._timeouts[target.provider], _share(ctx.remaining(), share), ttft_budget
+            timeouts=cut(
+                self._timeouts[target.provider], share_of(ctx.remaining(), share), ttft_budget
             ),
             continuation=continuation,
         )
