@@ -3,6 +3,8 @@ fails over when the mock primary breaks, and Ctrl-C stops everything it started.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -43,14 +45,20 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         cwd=ROOT,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # so a failing test can stop the demo and its children
     )
+
+    def kill_all() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
     base = f"http://127.0.0.1:{gateway_port}"
     try:
         # Up means: the demo itself printed its banner (it prints once it saw readiness).
         deadline = time.monotonic() + 30
         while "Ctrl-C stops everything" not in log.read_text():
             if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
+                kill_all()
                 pytest.fail(f"the demo did not come up:\n{log.read_text()}")
             time.sleep(0.1)
         client = openai.OpenAI(base_url=base + "/v1", api_key="sk-spillover-demo", max_retries=0)
@@ -72,7 +80,7 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         try:
             process.wait(timeout=40)
         except subprocess.TimeoutExpired:
-            process.kill()
+            kill_all()
             pytest.fail(f"the demo did not stop on Ctrl-C:\n{log.read_text()}")
         output = log.read_text()
     assert f"{base}/v1" in output and "sk-spillover-demo" in output
