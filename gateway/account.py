@@ -3,22 +3,18 @@ cost (integer micro-dollars), its ledger row, its metrics and the access log lin
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 from typing import Any, Protocol
 
 import orjson
 
 from gateway.context import RequestContext
+from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import ModelPrice, PriceTable
 from policies.schema import GatewayConfig
 
 access_log = logging.getLogger("spillover.access")
-
-_UID_PREFIX = os.urandom(8).hex()
-_UID_COUNTER = itertools.count(1)
 
 
 class LedgerSink(Protocol):
@@ -114,7 +110,7 @@ class Accountant:
         usage = ctx.usage
         target = ctx.served_by
         return {
-            "uid": f"{_UID_PREFIX}{next(_UID_COUNTER):012x}",
+            "uid": new_id(),
             "ts": ctx.wall_started,
             "request_id": ctx.request_id,
             "key_name": ctx.principal.key_name if ctx.principal else None,

@@ -11,7 +11,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.state.limits import Check, MemoryLimiter, RedisLimiter
-from gateway.tokens import expected_output, prompt_tokens
+from gateway.tokens import expected_output
 from policies.limits import Rate, Verdict
 from policies.schema import GatewayConfig, Limits, Route
 
@@ -60,7 +60,7 @@ class Admitter:
         kinds: list[str] = []
         tokens = 0
         if any(limits.tpm for _, limits in scopes):
-            tokens = prompt_tokens(ctx.body, route.targets[0].model) + expected_output(
+            tokens = ctx.prompt_tokens(route.targets[0].model) + expected_output(
                 ctx.body, route.typical_output_tokens
             )
         for name, limits in scopes:

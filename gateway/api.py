@@ -4,8 +4,6 @@ upstream's bytes or pass its stream through event by event."""
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -30,6 +28,7 @@ from gateway.errors import (
     SpilloverError,
     UpstreamFailure,
 )
+from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
 from gateway.relay import relay
@@ -316,18 +315,13 @@ def _deadline(ctx: RequestContext, budget_ms: int | None, header: bytes | None) 
     return None if budget_ms is None else ctx.started + budget_ms / 1000
 
 
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
 def _request_id(given: bytes | None) -> str:
-    """The client's id when it is sane; else a per-process random prefix and a counter
-    (unique across replicas, and much cheaper than uuid4 on the hot path)."""
+    """The client's id when it is sane; else one of ours."""
     if given and len(given) <= 128 and given.isascii():
         text = given.decode()
         if text.isprintable():
             return text
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
+    return new_id()
 
 
 def _parse(raw: bytes) -> Any:

@@ -14,7 +14,7 @@ from gateway.account import Accountant
 from gateway.admin import admin_app
 from gateway.admit import Admitter
 from gateway.api import Receive, Scope, Send
-from gateway.budgets import Budgets, MemoryLedgerOfSpend, RedisLedgerOfSpend
+from gateway.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
 from gateway.generation import Generation, build_generation, close_generation
 from gateway.ledger import LedgerWriter
 from gateway.metrics import GatewayMetrics
@@ -59,9 +59,9 @@ class Gateway:
         self.state = build_state(config.state, self.metrics)
         self.admitter = Admitter(build_limiter(config.state, self.metrics), self.metrics)
         self.budgets = Budgets(
-            MemoryLedgerOfSpend()
+            MemorySpendCounters()
             if config.state.backend == "memory"
-            else RedisLedgerOfSpend(config.state),
+            else RedisSpendCounters(config.state),
             self.metrics,
         )
         self.admin = admin_app(self)

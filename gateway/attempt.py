@@ -28,6 +28,7 @@ from gateway.errors import (
     UpstreamFailure,
 )
 from gateway.headroom import exhausted_for
+from gateway.hedge import first_answer
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import (
     Provider,
@@ -38,6 +39,7 @@ from gateway.providers.base import (
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from gateway.state.windows import Outcome
+from gateway.tokens import expected_output
 from policies import routing
 from policies.routing import Skip, target_key
 from policies.schema import Hedge, Route, Target, Timeouts
@@ -98,10 +100,15 @@ class AttemptRunner:
         self._budget.request(ctx.route_name, now, route.retry.budget_window_s)
         keys = [target_key(t) for t in targets]
         views = await self.state.views(keys, now, route.fail_over_when.window_s)
-        ordered = routing.order(route, views, self._rng)
-        ordered = [t for t in ordered if t in targets]
+        ordered = routing.order(route, views, self._rng, targets)
         usable, skips = routing.plan(
-            route, ordered, views, now, ctx.remaining(), self._output_tokens(ctx, route), ctx.stream
+            route,
+            ordered,
+            views,
+            now,
+            ctx.remaining(),
+            expected_output(ctx.body, route.typical_output_tokens),
+            ctx.stream,
         )
         for skip in skips:
             self._skipped(ctx, skip)
@@ -249,52 +256,17 @@ class AttemptRunner:
                 tasks[asyncio.create_task(self._one(ctx, route, second, 1, body, continuation))] = (
                     second
                 )
-        pending = set(tasks)
-        last: UpstreamFailure | None = None
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                failure = task.exception()
-                if failure is None:
-                    winner = task.result()
-                    await self._cancel_losers(ctx, pending, tasks)
-                    if second is not None:
-                        m.child(
-                            m.hedges, ctx.route_name, "won" if winner.target == second else "lost"
-                        ).inc()
-                    return winner
-                if not isinstance(failure, UpstreamFailure):
-                    await self._cancel_losers(ctx, pending, tasks)
-                    raise failure
-                failures.append(failure)
-                target = tasks[task]
-                if target in queue and await self._breaker_opened(target):
-                    queue.remove(target)
-                last = failure
-        assert last is not None
-        raise last
 
-    async def _cancel_losers(
-        self,
-        ctx: RequestContext,
-        pending: set[asyncio.Task[Served]],
-        tasks: dict[asyncio.Task[Served], Target],
-    ) -> None:
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            try:
-                served = await task
-            except (asyncio.CancelledError, UpstreamFailure):
-                target = tasks[task]
-                ctx.attempts.append(
-                    AttemptRecord(
-                        target.provider, target.model, "cancelled", "hedge_lost", None, "", 0.0
-                    )
-                )
-                continue
-            if served.stream is not None:  # it answered in the same instant: close it
-                await served.stream.aclose()
+        async def failed(target: Target, failure: UpstreamFailure) -> None:
+            failures.append(failure)
+            if target in queue and await self._breaker_opened(target):
+                queue.remove(target)
+
+        winner = await first_answer(ctx, tasks, failed)
+        if second is not None:
+            outcome = "won" if winner.target == second else "lost"
+            m.child(m.hedges, ctx.route_name, outcome).inc()
+        return winner
 
     async def _admitted(
         self,
@@ -461,11 +433,6 @@ class AttemptRunner:
             ),
             self._clock(),
         )
-
-    def _output_tokens(self, ctx: RequestContext, route: Route) -> int:
-        body = ctx.body
-        value = body.get("max_completion_tokens") or body.get("max_tokens")
-        return int(value) if isinstance(value, int) else route.typical_output_tokens
 
     def _skipped(self, ctx: RequestContext, skip: Skip) -> None:
         target = skip.target

@@ -22,7 +22,7 @@ from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import MILLION, PriceTable
 from gateway.state.redis import connect
-from gateway.tokens import expected_output, prompt_tokens
+from gateway.tokens import expected_output
 from policies.schema import Budget, GatewayConfig, Route, StateConfig
 
 log = logging.getLogger("spillover.budgets")
@@ -57,7 +57,7 @@ def periods(now: float, tz: ZoneInfo) -> dict[str, tuple[str, float]]:
     }
 
 
-class MemoryLedgerOfSpend:
+class MemorySpendCounters:
     def __init__(self) -> None:
         self.spent: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
@@ -115,7 +115,7 @@ return out
 """
 
 
-class RedisLedgerOfSpend:
+class RedisSpendCounters:
     """Shared spend counters; while Redis is away, this replica counts locally."""
 
     def __init__(self, config: StateConfig) -> None:
@@ -123,7 +123,7 @@ class RedisLedgerOfSpend:
         self._prefix = config.key_prefix + "budget:"
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
-        self.local = MemoryLedgerOfSpend()
+        self.local = MemorySpendCounters()
 
     async def reserve(self, buckets: list[Bucket], amount: int) -> list[bool]:
         args: list[str | int] = [amount]
@@ -153,7 +153,7 @@ class RedisLedgerOfSpend:
 
 class Budgets:
     def __init__(
-        self, spend: MemoryLedgerOfSpend | RedisLedgerOfSpend, metrics: GatewayMetrics
+        self, spend: MemorySpendCounters | RedisSpendCounters, metrics: GatewayMetrics
     ) -> None:
         self.spend = spend
         self._metrics = metrics
@@ -204,7 +204,7 @@ class Budgets:
         """The most this request can cost on any target of its route."""
         assert self._prices is not None
         worst = 0
-        tokens_in = prompt_tokens(ctx.body, route.targets[0].model)
+        tokens_in = ctx.prompt_tokens(route.targets[0].model)
         tokens_out = expected_output(ctx.body, route.typical_output_tokens)
         for target in route.targets:
             price = self._prices.price(

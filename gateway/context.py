@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.errors import AttemptRecord
 from gateway.providers.base import Usage
+from gateway.tokens import prompt_tokens as estimate_prompt_tokens
 from policies.routing import Skip
 from policies.schema import Endpoint, Route, Target
 
@@ -50,6 +51,7 @@ class RequestContext:
     resumed: bool = False  # a broken stream was continued on another target
     admission: Any = None  # gateway.admit.Admission: limits to release at the end
     reservation: Any = None  # gateway.budgets.Reservation: money to settle at the end
+    prompt_estimate: int | None = None  # counted once, for limits and budgets alike
 
     @property
     def fell_back(self) -> bool:
@@ -62,6 +64,12 @@ class RequestContext:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def prompt_tokens(self, model: str) -> int:
+        """The prompt's token estimate (tokenising is the costly part: done once)."""
+        if self.prompt_estimate is None:
+            self.prompt_estimate = estimate_prompt_tokens(self.body, model)
+        return self.prompt_estimate
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.perf_counter()

@@ -59,7 +59,8 @@ def _column(dimension: str) -> Any:
     if dimension == "key":
         return table.key_name
     if dimension == "day":
-        return func.strftime("%Y-%m-%d", table.ts, "unixepoch")  # SQLite; see _day_expr
+        return func.strftime("%Y-%m-%d", table.ts, "unixepoch")  # SQLite; spend() swaps in
+        # PostgreSQL's to_char for that dialect
     return getattr(table, dimension)
 
 

@@ -136,8 +136,15 @@ def estimated_seconds(stats: WindowStats, output_tokens: int, stream: bool) -> f
     return stats.p95_ttft_s + (stats.tpot_s or 0.0) * output_tokens
 
 
-def order(route: Route, views: dict[str, TargetView], rng: random.Random) -> list[Target]:
-    targets = list(route.targets)
+def order(
+    route: Route,
+    views: dict[str, TargetView],
+    rng: random.Random,
+    targets: list[Target] | None = None,
+) -> list[Target]:
+    """`targets` (the route's own by default, e.g. those that serve the endpoint) in the
+    order the route's strategy prefers."""
+    targets = list(route.targets if targets is None else targets)
     if route.strategy == "weighted":
         # Weighted sampling without replacement (Efraimidis-Spirakis keys).
         return sorted(targets, key=lambda t: -(rng.random() ** (1.0 / t.weight)))
