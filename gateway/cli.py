@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Spillover: a reliability gateway for LLM APIs.",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _setup_logging(level: str) -> None:

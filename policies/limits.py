@@ -1,6 +1,6 @@
 """GCRA (the generic cell rate algorithm) as a pure function: one timestamp of state per
 limit (the theoretical arrival time), any cost per request, a burst tolerance. In any
-window of W seconds it admits at most rate * W + burst units."""
+window of W seconds it admits at most rate * W + burst units plus one request's cost."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class Rate:
 
     @classmethod
     def of(cls, limit: int, limits: Limits) -> Rate:
-        return cls(limit, max(1, int(limit * limits.burst_share)))
+        # The request that lands on a full window is the burst's last unit, so any 60 s
+        # window admits at most limit * (1 + burst_share).
+        return cls(limit, max(0, int(limit * limits.burst_share) - 1))
 
 
 @dataclass(frozen=True, slots=True)

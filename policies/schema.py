@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
+
+from policies.pool import VllmPoolProvider
+from policies.schema_base import PriceOverride, Strict, Timeouts
 
 Endpoint = Literal["chat", "completions", "embeddings"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Limits(Strict):
@@ -20,8 +19,8 @@ class Limits(Strict):
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
     concurrent: int | None = Field(None, ge=1)
-    # Extra requests (or tokens) allowed at once; default: 2% of the per-minute limit.
-    burst_share: float = Field(0.02, ge=0, le=1)
+    # Requests (or tokens) allowed at once; any 60 s window admits at most limit * (1 + share).
+    burst_share: float = Field(0.01, ge=0, le=1)
 
 
 class Budget(Strict):
@@ -48,25 +47,6 @@ class ServerConfig(Strict):
     graceful_shutdown_s: float = Field(30.0, ge=0)
     # How often to look for a changed config file (0: only SIGHUP and POST /admin/reload).
     reload_poll_s: float = Field(2.0, ge=0)
-
-
-class Timeouts(Strict):
-    """Per-attempt phases; the route's deadline (a later issue) cuts these shorter."""
-
-    connect_ms: int = Field(5_000, ge=1)
-    first_byte_ms: int = Field(120_000, ge=1)
-    idle_ms: int = Field(60_000, ge=1)
-    total_ms: int = Field(600_000, ge=1)
-
-
-class PriceOverride(Strict):
-    """USD per million tokens."""
-
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
-    cached_input_per_mtok: float | None = Field(None, ge=0)
-    cache_write_per_mtok: float | None = Field(None, ge=0)
-    reasoning_per_mtok: float | None = Field(None, ge=0)
 
 
 class _ProviderBase(Strict):
@@ -103,7 +83,8 @@ class LiteLLMProvider(_ProviderBase):
 
 
 ProviderConfig = Annotated[
-    OpenAIProvider | AnthropicProvider | LiteLLMProvider, Field(discriminator="kind")
+    OpenAIProvider | AnthropicProvider | LiteLLMProvider | VllmPoolProvider,
+    Field(discriminator="kind"),
 ]
 
 

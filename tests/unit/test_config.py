@@ -68,7 +68,7 @@ def _issues(name: str) -> list[str]:
             "invalid_kind.yaml",
             [
                 "invalid_kind.yaml:3:11: providers.primary.kind: unknown kind 'openia' (expected "
-                "'openai', 'anthropic', 'litellm')"
+                "'openai', 'anthropic', 'litellm', 'vllm_pool')"
             ],
         ),
         (
