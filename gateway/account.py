@@ -4,6 +4,7 @@ cost (integer micro-dollars), its ledger row, its metrics and the access log lin
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -35,8 +36,13 @@ class Accountant:
         self._log_access = log_access
         self._kinds: dict[str, str] = {}
 
-    def configure(self, config: GatewayConfig) -> None:
-        """Provider kinds and price overrides of the config being served."""
+    def configure(
+        self,
+        config: GatewayConfig,
+        self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
+    ) -> None:
+        """Provider kinds and price overrides of the config being served, and the pools'
+        amortised prices."""
         self._kinds = {name: p.kind for name, p in config.providers.items()}
         self._prices = PriceTable.with_overrides(
             self._prices,
@@ -51,6 +57,7 @@ class Accountant:
                 for name, p in config.providers.items()
                 for model, o in p.prices.items()
             },
+            self_hosted,
         )
 
     @property

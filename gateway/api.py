@@ -33,6 +33,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
 from gateway.relay import relay
 from gateway.validate import validate
+from policies.pool import Priority
 from policies.schema import Endpoint, GatewayConfig, Route
 
 Scope = MutableMapping[str, Any]
@@ -145,6 +146,7 @@ class ProxyApp:
             ctx.deadline = _deadline(
                 ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
             )
+            ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
             ctx.stream = bool(body.get("stream"))
             options = body.get("stream_options")
             ctx.client_wants_usage = bool(
@@ -313,6 +315,27 @@ def _deadline(ctx: RequestContext, budget_ms: int | None, header: bytes | None) 
         asked = int(header)
         budget_ms = asked if budget_ms is None else min(budget_ms, asked)
     return None if budget_ms is None else ctx.started + budget_ms / 1000
+
+
+_PRIORITIES: dict[bytes, Priority] = {
+    b"critical": "critical",
+    b"standard": "standard",
+    b"sheddable": "sheddable",
+}
+_RANK = {"critical": 0, "standard": 1, "sheddable": 2}
+
+
+def _priority(granted: Priority, header: bytes | None) -> Priority:
+    """The key's priority, lowered (never raised) by `x-spillover-priority`."""
+    if header is None:
+        return granted
+    asked = _PRIORITIES.get(header.strip().lower())
+    if asked is None:
+        raise InvalidRequest(
+            "x-spillover-priority must be critical, standard or sheddable",
+            param="x-spillover-priority",
+        )
+    return asked if _RANK[asked] > _RANK[granted] else granted
 
 
 def _request_id(given: bytes | None) -> str:

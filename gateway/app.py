@@ -87,9 +87,6 @@ class Gateway:
     async def start(self) -> None:
         await self.ledger.start()
         await self.admitter.limiter.start()
-        self.accountant.configure(self.boot_config)
-        self.admitter.configure(self.boot_config)
-        self.budgets.configure(self.boot_config, self.accountant.prices)
         self._current = await build_generation(
             self.boot_config,
             self.metrics,
@@ -98,6 +95,9 @@ class Gateway:
             self.admitter,
             self.budgets,
         )
+        self.accountant.configure(self.boot_config, self._current.self_hosted_prices())
+        self.admitter.configure(self.boot_config)
+        self.budgets.configure(self.boot_config, self.accountant.prices)
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
             self.reloader.start()
@@ -120,7 +120,7 @@ class Gateway:
         new = await build_generation(
             config, self.metrics, self.accountant, self.state, self.admitter, self.budgets
         )
-        self.accountant.configure(config)
+        self.accountant.configure(config, new.self_hosted_prices())
         self.admitter.configure(config)
         self.budgets.configure(config, self.accountant.prices)
         old, self._current = self._current, new

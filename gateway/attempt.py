@@ -25,6 +25,7 @@ from gateway.errors import (
     ContextTooLong,
     Overloaded,
     RateLimited,
+    Shed,
     UpstreamFailure,
 )
 from gateway.headroom import exhausted_for
@@ -42,7 +43,8 @@ from gateway.state.windows import Outcome
 from gateway.tokens import expected_output
 from policies import routing
 from policies.routing import Skip, target_key
-from policies.schema import Hedge, Route, Target, Timeouts
+from policies.schema import Hedge, Route, Target
+from policies.schema_base import Timeouts
 
 log = logging.getLogger("spillover.attempt")
 _MIN_ATTEMPT_S = 0.005  # below this much time left, another attempt cannot succeed
@@ -128,6 +130,8 @@ class AttemptRunner:
                 return False
             if exc.error_class not in route.retry.retry_on or next_target() is None:
                 return False
+            if isinstance(exc, Shed) and all(tries.get(target_key(t), 0) for t in queue):
+                return False  # the pool decided by its policy: only a fresh target may help
             remaining = ctx.remaining()
             if remaining is not None and remaining < _MIN_ATTEMPT_S:
                 self._metrics.child(self._metrics.deadline_exceeded, ctx.route_name).inc()
@@ -312,6 +316,10 @@ class AttemptRunner:
                 self._timeouts[target.provider], share_of(ctx.remaining(), share), ttft_budget
             ),
             continuation=continuation,
+            prompt_tokens=ctx.prompt_estimate or 0,
+            output_tokens=expected_output(ctx.body, route.typical_output_tokens),
+            priority=ctx.priority,
+            allow_cap_context=route.allow_cap_context,
         )
         started = time.perf_counter()
         served = Served(target, started=started)
@@ -383,14 +391,20 @@ class AttemptRunner:
         breaker = await self.state.record(
             key,
             Outcome(
-                ok=False, rate_limited=isinstance(failure, RateLimited), counts=failure.retryable
+                ok=False,
+                rate_limited=isinstance(failure, RateLimited),
+                counts=failure.retryable and failure.counts_against_target,
             ),
             now,
             route.fail_over_when,
             route.breaker,
         )
         self._show_breaker(target, breaker)
-        if isinstance(failure, RateLimited | Overloaded) and failure.retry_after:
+        if (
+            isinstance(failure, RateLimited | Overloaded)
+            and failure.retry_after
+            and failure.counts_against_target
+        ):
             await self.state.cool_down(key, now + failure.retry_after)
         ctx.attempts.append(
             AttemptRecord(

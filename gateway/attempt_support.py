@@ -8,7 +8,8 @@ from collections import deque
 
 from gateway.providers.base import AttemptTimeouts
 from policies import routing
-from policies.schema import Route, Timeouts
+from policies.schema import Route
+from policies.schema_base import Timeouts
 
 _LOG_EVERY_S = 5.0
 

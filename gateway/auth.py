@@ -24,6 +24,7 @@ class KeyStore:
                 team=key.team,
                 routes=frozenset(key.routes) if key.routes is not None else None,
                 admin=key.admin,
+                priority=key.priority,
             )
 
     def authenticate(self, authorization: bytes | None) -> Principal:

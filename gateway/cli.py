@@ -32,9 +32,11 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # One line per health check or scrape would drown the log; failures are logged by us.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _load_or_exit(path: Path) -> GatewayConfig:
+def load_or_exit(path: Path) -> GatewayConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -51,7 +53,7 @@ def check_config(
     file: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
 ) -> None:
     """Validate a config file; print every problem as file:line:column and exit 1."""
-    config = _load_or_exit(file)
+    config = load_or_exit(file)
     console.print(
         f"[green]ok[/green] {file}: {len(config.providers)} providers, "
         f"{len(config.routes)} routes, {len(config.keys)} keys",
@@ -73,7 +75,7 @@ def serve(
     from gateway.app import CONFIG_ENV
 
     _setup_logging(log_level)
-    loaded = _load_or_exit(config)
+    loaded = load_or_exit(config)
     os.environ[CONFIG_ENV] = str(config.resolve())
     uvicorn.run(
         "gateway.app:app_from_env",
@@ -153,7 +155,7 @@ def costs(
     from gateway.pricing import PriceTable
     from gateway.reports import parse_when, spend
 
-    loaded = _load_or_exit(config)
+    loaded = load_or_exit(config)
     formats = ("table", "csv", "json", "markdown", "html")
     if format not in formats:
         raise typer.BadParameter(f"--format must be one of {', '.join(formats)}")
@@ -305,6 +307,10 @@ metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everythi
 
 
 def main() -> None:
+    from gateway.cli_pool import pool_app, sim_vllm
+
+    app.command("sim-vllm")(sim_vllm)
+    app.add_typer(pool_app, name="pool")
     app()
 
 

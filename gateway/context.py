@@ -9,6 +9,7 @@ from typing import Any
 from gateway.errors import AttemptRecord
 from gateway.providers.base import Usage
 from gateway.tokens import prompt_tokens as estimate_prompt_tokens
+from policies.pool import Priority
 from policies.routing import Skip
 from policies.schema import Endpoint, Route, Target
 
@@ -21,6 +22,7 @@ class Principal:
     team: str | None
     routes: frozenset[str] | None
     admin: bool
+    priority: Priority = "standard"
 
     def may_use(self, route: str) -> bool:
         return self.routes is None or route in self.routes
@@ -52,6 +54,7 @@ class RequestContext:
     admission: Any = None  # gateway.admit.Admission: limits to release at the end
     reservation: Any = None  # gateway.budgets.Reservation: money to settle at the end
     prompt_estimate: int | None = None  # counted once, for limits and budgets alike
+    priority: Priority = "standard"  # for the self-hosted pool's shedding
 
     @property
     def fell_back(self) -> bool:

@@ -16,6 +16,7 @@ ever classifies an error by its message text.
     │   ├── UpstreamError ......... other status (5xx retryable, 4xx not)
     │   ├── AuthFailed ............ the upstream refused *our* credentials  retryable
     │   ├── Unsupported ........... the target cannot serve this endpoint   retryable
+    │   ├── Shed .................. our own pool is full (by its YAML policy) retryable
     │   ├── ContextTooLong ........ prompt over the model's window          not retryable
     │   ├── ContentFiltered ....... the upstream's safety filter            not retryable
     │   └── BadRequest ............ the upstream says the request is wrong  not retryable
@@ -97,6 +98,9 @@ class UpstreamFailure(SpilloverError):
 
     retryable: bool = True
     error_class: str = "upstream_error"
+    # False when the failure says nothing about the target as a whole (a pool that shed by
+    # policy, or one replica of a pool that has others): no breaker count, no cool-down.
+    counts_against_target: bool = True
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -147,6 +151,19 @@ class AuthFailed(UpstreamFailure):
 
 class Unsupported(UpstreamFailure):
     error_class = "unsupported"
+
+
+class Shed(UpstreamFailure):
+    """The self-hosted pool refused the request under its admission policy. Another target
+    may take it; the pool is not unhealthy for it (no breaker count, no cool-down)."""
+
+    error_class = "shed"
+    counts_against_target = False
+
+    def __init__(self, message: str, *, reason: str, retry_after: float) -> None:
+        super().__init__(message, status=503)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class ContextTooLong(UpstreamFailure):
@@ -222,7 +239,7 @@ class AllTargetsFailed(SpilloverError):
         waits = [
             f.retry_after
             for f in failures
-            if isinstance(f, RateLimited | Overloaded) and f.retry_after is not None
+            if isinstance(f, RateLimited | Overloaded | Shed) and f.retry_after is not None
         ]
         if skipped_retry_after is not None:
             waits.append(skipped_retry_after)
@@ -230,7 +247,7 @@ class AllTargetsFailed(SpilloverError):
         if deadline or (failures and all(isinstance(f, Timeout) for f in failures)):
             self.status, self.code = 504, "upstream_timeout"
         elif skipped_retry_after is not None or any(
-            isinstance(f, RateLimited | Overloaded) for f in failures
+            isinstance(f, RateLimited | Overloaded | Shed) for f in failures
         ):
             self.status, self.code = 503, "upstream_unavailable"
             if self.retry_after is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.account import Accountant
@@ -15,8 +16,10 @@ from gateway.api import ProxyApp
 from gateway.attempt import AttemptRunner
 from gateway.budgets import Budgets
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import ModelPrice
 from gateway.providers import build_provider
 from gateway.providers.base import Provider
+from gateway.providers.vllm_pool import VllmPoolAdapter
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from policies.schema import GatewayConfig
@@ -45,6 +48,14 @@ class Generation:
             )
         return out
 
+    def self_hosted_prices(self) -> dict[str, Callable[[], ModelPrice]]:
+        """Each pool's price, amortised over the tokens it serves (changes as it runs)."""
+        return {
+            name: provider.price
+            for name, provider in self.providers.items()
+            if isinstance(provider, VllmPoolAdapter)
+        }
+
 
 async def build_generation(
     config: GatewayConfig,
@@ -54,7 +65,9 @@ async def build_generation(
     admitter: Admitter,
     budgets: Budgets,
 ) -> Generation:
-    providers = {name: build_provider(name, p) for name, p in config.providers.items()}
+    providers = {
+        name: build_provider(name, p, metrics.pool) for name, p in config.providers.items()
+    }
     attempts = AttemptRunner(
         providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
     )

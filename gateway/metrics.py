@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from fallback_engine.metrics import PoolMetrics
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -196,6 +198,7 @@ class GatewayMetrics:
             registry=r,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.pool = PoolMetrics(r)
 
     def child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -114,10 +115,14 @@ def litellm_price_file() -> Path | None:
 
 class PriceTable:
     def __init__(
-        self, base: dict[str, ModelPrice], overrides: dict[tuple[str, str], ModelPrice]
+        self,
+        base: dict[str, ModelPrice],
+        overrides: dict[tuple[str, str], ModelPrice],
+        self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
     ) -> None:
         self._base = base
         self._overrides = overrides
+        self._self_hosted = dict(self_hosted or {})
 
     @classmethod
     def load(
@@ -136,15 +141,21 @@ class PriceTable:
 
     @classmethod
     def with_overrides(
-        cls, table: PriceTable, overrides: dict[tuple[str, str], ModelPrice]
+        cls,
+        table: PriceTable,
+        overrides: dict[tuple[str, str], ModelPrice],
+        self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
     ) -> PriceTable:
         """The same base map (loaded once) under another config's overrides."""
-        return cls(table._base, overrides)
+        return cls(table._base, overrides, self_hosted)
 
     def price(self, provider: str, provider_kind: str, model: str) -> ModelPrice | None:
         override = self._overrides.get((provider, model))
         if override is not None:
             return override
+        pool = self._self_hosted.get(provider)
+        if pool is not None:
+            return pool()
         return (
             self._base.get(model)
             or self._base.get(f"{provider_kind}/{model}")

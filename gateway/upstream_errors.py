@@ -1,5 +1,6 @@
 """The one place where foreign failures become our error tree: HTTP statuses and error
-bodies of both wire formats, aiohttp exceptions, and litellm exceptions. By type, status,
+bodies of both wire formats, aiohttp exceptions, litellm exceptions, and the self-hosted
+pool's refusals. By type, status,
 structured error codes and headers, never by message text."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from fallback_engine.pool import PoolShed
 from gateway.errors import (
     AuthFailed,
     BadRequest,
@@ -20,6 +22,7 @@ from gateway.errors import (
     ContextTooLong,
     Overloaded,
     RateLimited,
+    Shed,
     Timeout,
     TimeoutPhase,
     UpstreamError,
@@ -154,3 +157,7 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
             return BadRequest("the upstream rejected the request", status=status)
         return failure
     return UpstreamError(f"litellm failed ({type(exc).__name__})")
+
+
+def from_pool_shed(exc: PoolShed) -> Shed:
+    return Shed(str(exc), reason=exc.reason, retry_after=exc.retry_after)

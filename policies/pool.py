@@ -63,8 +63,9 @@ class Admission(Strict):
     max_waiting: int = Field(4, ge=0)
     # Prompts above this size go only where the KV cache has room for the prompt and output.
     long_context_tokens: int = Field(8_000, ge=1)
-    # Sheddable traffic stops once the pool's mean KV usage passes this.
-    sheddable_kv_usage: float = Field(0.75, gt=0, le=1)
+    # Sheddable traffic stops once the pool's mean KV usage passes this (default: 80% of
+    # max_kv_usage).
+    sheddable_kv_usage: float | None = Field(None, gt=0, le=1)
     when_full: WhenFull = "queue"
     queue: QueuePolicy = QueuePolicy()
     # For `cap_context`: the output cap a request gets when the pool is full (routes opt in).
@@ -72,9 +73,13 @@ class Admission(Strict):
 
     @model_validator(mode="after")
     def _sheddable_below_max(self) -> Admission:
-        if self.sheddable_kv_usage > self.max_kv_usage:
+        if self.sheddable_kv_usage is not None and self.sheddable_kv_usage > self.max_kv_usage:
             raise ValueError("sheddable_kv_usage must not be above max_kv_usage")
         return self
+
+    @property
+    def sheddable_threshold(self) -> float:
+        return self.sheddable_kv_usage or 0.8 * self.max_kv_usage
 
 
 class Routing(Strict):

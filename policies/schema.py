@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from policies.pool import VllmPoolProvider
+from policies.pool import Priority, VllmPoolProvider
 from policies.schema_base import PriceOverride, Strict, Timeouts
 
 Endpoint = Literal["chat", "completions", "embeddings"]
@@ -96,6 +96,7 @@ ErrorClass = Literal[
     "upstream_error",
     "auth_failed",
     "unsupported",
+    "shed",
 ]
 Strategy = Literal["priority", "weighted", "lowest_latency", "lowest_cost"]
 
@@ -128,6 +129,7 @@ class RetryPolicy(Strict):
         "upstream_error",
         "auth_failed",
         "unsupported",
+        "shed",
     )
     backoff_base_ms: int = Field(100, ge=0)
     backoff_cap_ms: int = Field(2_000, ge=0)
@@ -187,6 +189,8 @@ class Route(Strict):
     on_context_too_long: Target | None = None
     # Continue a stream that broke after output began on another target (see README).
     resume_streams: bool = False
+    # A full self-hosted pool with `when_full: cap_context` may cap this route's max_tokens.
+    allow_cap_context: bool = False
 
 
 class KeyConfig(Strict):
@@ -197,6 +201,9 @@ class KeyConfig(Strict):
     # Route names this key may use; None means every route.
     routes: list[str] | None = None
     admin: bool = False
+    # The self-hosted pool sheds sheddable traffic first and queues critical traffic first;
+    # a request's `x-spillover-priority` header may lower it, never raise it.
+    priority: Priority = "standard"
     limits: Limits = Limits()
     budget: Budget = Budget()
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from fallback_engine.metrics import PoolMetrics
 from gateway.providers.base import Provider
+from policies.pool import VllmPoolProvider
 from policies.schema import AnthropicProvider, LiteLLMProvider, OpenAIProvider
 
 
 def build_provider(
-    name: str, config: OpenAIProvider | AnthropicProvider | LiteLLMProvider
+    name: str,
+    config: OpenAIProvider | AnthropicProvider | LiteLLMProvider | VllmPoolProvider,
+    pool_metrics: PoolMetrics | None = None,
 ) -> Provider:
     if isinstance(config, OpenAIProvider):
         from gateway.providers.openai import OpenAIAdapter
@@ -17,6 +21,10 @@ def build_provider(
         from gateway.providers.anthropic import AnthropicAdapter
 
         return AnthropicAdapter(name, config)
+    if isinstance(config, VllmPoolProvider):
+        from gateway.providers.vllm_pool import VllmPoolAdapter
+
+        return VllmPoolAdapter(name, config, pool_metrics)
     from gateway.providers.litellm import LiteLLMAdapter
 
     return LiteLLMAdapter(name, config)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies.pool import Priority
 from policies.schema import Endpoint
 
 
@@ -53,6 +54,12 @@ class UpstreamCall:
     timeouts: AttemptTimeouts
     # The body's last turn is a partial assistant answer to be continued, not answered.
     continuation: bool = False
+    # For the self-hosted pool: the request's size in tokens, its priority, and whether its
+    # route lets the pool cap max_tokens when full.
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    priority: Priority = "standard"
+    allow_cap_context: bool = False
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from gateway.sse import DONE, data_of, ended_early, iter_events
 from gateway.upstream_errors import from_stream_error
 from policies.schema import OpenAIProvider
 
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 
 
 class OpenAIAdapter(PooledHTTPProvider):
@@ -25,17 +25,20 @@ class OpenAIAdapter(PooledHTTPProvider):
         super().__init__(name, config)
         self._config = config
         base = config.api_base.rstrip("/")
-        self._urls = {endpoint: base + path for endpoint, path in _PATHS.items()}
+        self._urls = {endpoint: base + path for endpoint, path in PATHS.items()}
         self._headers = {"Content-Type": "application/json", **config.headers}
         if config.api_key is not None and config.api_key.get_secret_value():
             self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        return await self.send_to(self._urls[call.endpoint], call)
+
+    async def send_to(self, url: str, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        """Send to this URL instead of the configured base (a pool replica)."""
         body = call.body
         if call.continuation:
             # vLLM's (and other servers') way to continue the final assistant message.
             body = {**body, "continue_final_message": True, "add_generation_prompt": False}
-        url = self._urls[call.endpoint]
         headers = self._headers
         if call.request_id:
             headers = {**headers, "X-Request-Id": call.request_id}

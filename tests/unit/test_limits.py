@@ -32,15 +32,18 @@ def test_any_60_second_window_admits_between_limit_and_limit_plus_burst() -> Non
     rng = random.Random(3)
     arrivals = sorted(rng.uniform(0, 300) for _ in range(6000))  # 20/s offered vs 10/s
     admitted = _run(Rate.of(600, Limits()), arrivals)
-    counts = [
-        bisect.bisect_left(admitted, s + 60) - i for i, s in enumerate(admitted) if s <= 240
-    ]
+    counts = [bisect.bisect_left(admitted, s + 60) - i for i, s in enumerate(admitted) if s <= 240]
     assert max(counts) <= 606  # limit * (1 + burst_share)
     assert min(counts) >= 594
     two_percent = _run(Rate.of(600, Limits(burst_share=0.02)), arrivals)
-    assert max(
-        bisect.bisect_left(two_percent, s + 60) - i for i, s in enumerate(two_percent) if s <= 240
-    ) <= 612
+    assert (
+        max(
+            bisect.bisect_left(two_percent, s + 60) - i
+            for i, s in enumerate(two_percent)
+            if s <= 240
+        )
+        <= 612
+    )
 
 
 def test_a_large_cost_passes_when_idle_and_holds_back_the_next() -> None:

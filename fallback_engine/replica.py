@@ -1,0 +1,127 @@
+"""One vLLM replica: its lifecycle, what the gateway has in flight there, its last scrape, and
+the probes that move it between states.
+
+    starting ──/health 200 + model listed──▶ warming ──warm-up answered──▶ ready
+        ▲                                       │ fails                     │ health fails N x
+        │                                       ▼                           ▼  or a request
+        └──────────────────────────────────── unhealthy ◀─────────────────┘  cannot connect
+    draining: out of discovery (or the pool closing); takes no new request, then removed.
+
+A replica that leaves rotation comes back only through warming.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import httpx
+
+from fallback_engine.load import ReplicaLoad
+from fallback_engine.scrape import Rates, Snapshot, parse, rates
+from policies.pool import VllmPoolProvider
+
+State = Literal["starting", "warming", "ready", "draining", "unhealthy"]
+
+
+class Replica:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.state: State = "starting"
+        self.since = time.monotonic()
+        self.health_failures = 0
+        self.outstanding_tokens = 0
+        self.outstanding_requests = 0
+        self.unscraped_tokens = 0
+        self.snapshot: Snapshot | None = None
+        self.rates = Rates()
+        self.last_error = ""
+
+    def __repr__(self) -> str:
+        return f"Replica({self.url}, {self.state})"
+
+    def load(self, now: float, stale_after_s: float) -> ReplicaLoad:
+        snap = self.snapshot
+        fresh = snap is not None and now - snap.at <= stale_after_s
+        return ReplicaLoad(
+            name=self.url,
+            outstanding_tokens=self.outstanding_tokens,
+            outstanding_requests=self.outstanding_requests,
+            kv_usage=snap.kv_usage if fresh and snap else None,
+            waiting=int(snap.waiting) if fresh and snap else None,
+            running=int(snap.running) if fresh and snap else None,
+            kv_capacity_tokens=snap.kv_capacity_tokens if snap else None,
+            unscraped_tokens=self.unscraped_tokens if fresh else 0,
+        )
+
+    def observe(self, snapshot: Snapshot) -> None:
+        if self.snapshot is not None:
+            self.rates = rates(self.snapshot, snapshot)
+        self.snapshot = snapshot
+        self.unscraped_tokens = 0
+
+
+class Prober:
+    """The HTTP side of a replica's lifecycle: health, model listing, warm-up, scrape."""
+
+    def __init__(self, config: VllmPoolProvider, client: httpx.AsyncClient) -> None:
+        self._config = config
+        self._client = client
+        self._headers = (
+            {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
+            if config.api_key is not None
+            else {}
+        )
+
+    async def healthy(self, replica: Replica) -> bool:
+        """/health is 200 and /v1/models lists the pool's model."""
+        timeout = self._config.health.timeout_s
+        try:
+            health = await self._client.get(replica.url + "/health", timeout=timeout)
+            if health.status_code != 200:
+                replica.last_error = f"/health {health.status_code}"
+                return False
+            models = await self._client.get(
+                replica.url + "/v1/models", headers=self._headers, timeout=timeout
+            )
+            listed = {m.get("id") for m in models.json().get("data", [])}
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            replica.last_error = type(exc).__name__
+            return False
+        if self._config.model not in listed:
+            replica.last_error = f"model {self._config.model!r} not listed"
+            return False
+        return True
+
+    async def warm_up(self, replica: Replica) -> bool:
+        warm = self._config.warm_up
+        body = {
+            "model": self._config.model,
+            "messages": [{"role": "user", "content": warm.prompt}],
+            "max_tokens": warm.max_tokens,
+        }
+        try:
+            reply = await self._client.post(
+                replica.url + "/v1/chat/completions",
+                json=body,
+                headers=self._headers,
+                timeout=warm.timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            replica.last_error = f"warm-up: {type(exc).__name__}"
+            return False
+        if reply.status_code != 200:
+            replica.last_error = f"warm-up: {reply.status_code}"
+            return False
+        return True
+
+    async def scrape(self, replica: Replica) -> Snapshot | None:
+        try:
+            reply = await self._client.get(
+                replica.url + "/metrics", timeout=self._config.scrape.timeout_s
+            )
+            if reply.status_code != 200:
+                return None
+            return parse(reply.text, time.monotonic())
+        except (httpx.HTTPError, ValueError):
+            return None

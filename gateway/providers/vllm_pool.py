@@ -1,0 +1,133 @@
+"""`kind: vllm_pool` — the self-hosted pool as a provider: ask the pool for a lease (admission
+and the replica choice live in `fallback_engine`), send over the OpenAI wire to that replica
+(or to the pool's router), and give the lease back when the answer or the stream ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fallback_engine.load import PoolRequest
+from fallback_engine.metrics import PoolMetrics
+from fallback_engine.pool import Lease, Pool, PoolShed
+from fallback_engine.prefix import CHARS_PER_TOKEN, block_hashes, prompt_text
+from gateway.errors import ConnectFailed, Timeout, UpstreamFailure
+from gateway.pricing import ModelPrice, self_hosted_price
+from gateway.providers.base import (
+    Provider,
+    UpstreamCall,
+    UpstreamResponse,
+    UpstreamStream,
+    Usage,
+)
+from gateway.providers.openai import PATHS, OpenAIAdapter
+from gateway.upstream_errors import from_pool_shed
+from policies.pool import VllmPoolProvider
+from policies.schema import OpenAIProvider
+
+
+class VllmPoolAdapter(Provider):
+    supports = frozenset({"chat", "completions"})
+
+    def __init__(self, name: str, config: VllmPoolProvider, metrics: PoolMetrics | None) -> None:
+        self.name = name
+        self.config = config
+        self.pool = Pool(name, config, metrics)
+        self._wire = OpenAIAdapter(
+            name,
+            OpenAIProvider(
+                kind="openai",
+                api_base="http://pool.invalid/v1",  # never used: every call names its replica
+                api_key=config.api_key,
+                timeouts=config.timeouts,
+                max_connections=config.max_connections,
+            ),
+        )
+
+    async def start(self) -> None:
+        await self._wire.start()
+        await self.pool.start()
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self._wire.close()
+
+    def price(self) -> ModelPrice:
+        """The pool's GPUs amortised over the tokens it served in the last hour."""
+        return self_hosted_price(
+            self.config.gpu_cost_per_hour, self.pool.paid_replicas(), self.pool.tokens_per_hour()
+        )
+
+    def _request(self, call: UpstreamCall) -> PoolRequest:
+        text = prompt_text(call.body)
+        routing = self.config.routing
+        return PoolRequest(
+            prompt_tokens=call.prompt_tokens or len(text) // CHARS_PER_TOKEN + 1,
+            output_tokens=max(1, call.output_tokens),
+            prefix=block_hashes(text, routing.block_tokens, routing.max_prefix_blocks),
+            priority=call.priority,
+        )
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        try:
+            lease = await self.pool.acquire(
+                self._request(call), call.timeouts.total, call.allow_cap_context
+            )
+        except PoolShed as shed:
+            raise from_pool_shed(shed) from None
+        if lease.max_tokens is not None:
+            call.body = {**call.body, "max_tokens": lease.max_tokens}
+            call.body.pop("max_completion_tokens", None)
+        url = lease.base_url + "/v1" + PATHS[call.endpoint]
+        try:
+            result = await self._wire.send_to(url, call)
+        except UpstreamFailure as failure:
+            self._failed(lease, failure)
+            lease.release()
+            raise
+        except BaseException:
+            lease.release()
+            raise
+        if isinstance(result, UpstreamResponse):
+            lease.release()
+            return result
+        return _LeasedStream(result, lease, self)
+
+    def _failed(self, lease: Lease, failure: UpstreamFailure) -> None:
+        if isinstance(failure, ConnectFailed) or (
+            isinstance(failure, Timeout) and failure.phase == "connect"
+        ):
+            self.pool.report_unreachable(lease, failure.error_class)
+            # One replica down is the pool's business (it left rotation); the target stays
+            # healthy for the breaker while other replicas serve.
+            failure.counts_against_target = not self.pool.ready()
+
+
+class _LeasedStream(UpstreamStream):
+    """The replica's stream; the lease goes back when it ends, fails or is closed."""
+
+    def __init__(self, inner: UpstreamStream, lease: Lease, adapter: VllmPoolAdapter) -> None:
+        self._inner = inner
+        self._lease = lease
+        self._adapter = adapter
+        self.headers = inner.headers
+
+    @property
+    def usage(self) -> Usage:  # type: ignore[override]
+        return self._inner.usage
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        try:
+            async for event in self._inner:
+                yield event
+        except UpstreamFailure as failure:
+            self._adapter._failed(self._lease, failure)
+            raise
+        finally:
+            self._lease.release()
+
+    async def aclose(self) -> None:
+        self._lease.release()
+        await self._inner.aclose()

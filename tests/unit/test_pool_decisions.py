@@ -1,0 +1,114 @@
+"""The pool's pure parts: prefix hashing, the prefix table, admission and the replica choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from fallback_engine import admission
+from fallback_engine.choose import choose
+from fallback_engine.load import PoolRequest, ReplicaLoad
+from fallback_engine.prefix import PrefixTable, block_hashes, prompt_text
+from policies.pool import Admission, Routing
+
+SYSTEM = "You are the support assistant of a large bank. " * 40
+
+
+def _chat(system: str, user: str) -> dict[str, object]:
+    return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+
+
+def test_shared_prefix_gives_the_same_leading_hashes() -> None:
+    a = block_hashes(prompt_text(_chat(SYSTEM, "my card is lost")), 16, 256)
+    b = block_hashes(prompt_text(_chat(SYSTEM, "what is my balance")), 16, 256)
+    other = block_hashes(prompt_text(_chat("Different. " + SYSTEM, "my card is lost")), 16, 256)
+    shared = len(SYSTEM) // 64  # 16 tokens x 4 characters per block
+    assert len(a) >= shared and a[: shared - 1] == b[: shared - 1]
+    assert a[0] != other[0]  # a chain: one changed byte early changes every later hash
+    assert len(block_hashes("x" * 63, 16, 256)) == 0  # only full blocks count
+    assert len(block_hashes(SYSTEM, 16, 3)) == 3
+
+
+def test_prefix_table_finds_the_deepest_owner_and_forgets_a_restarted_replica() -> None:
+    table = PrefixTable(max_entries=100)
+    long = block_hashes(SYSTEM + "tail one", 16, 256)
+    table.record(long[:10], "r1")
+    table.record(long, "r2")  # the same chain, deeper, sent to r2 later
+    assert table.deepest(long, {"r1", "r2"}) == ("r2", len(long))
+    assert table.deepest(long, {"r1"}) is None  # r2 now owns every block of the chain
+    table.forget("r2")
+    assert table.deepest(long, {"r1", "r2"}) is None and len(table) == 0
+    many = block_hashes(SYSTEM * 5, 16, 1000)
+    table.record(many, "r1")
+    assert len(table) == 100  # bounded: the oldest entries went first
+    assert table.deepest(many, {"r1"}) == ("r1", len(many))
+
+
+def _load(name: str, tokens: int = 0, requests: int = 0, **kw: object) -> ReplicaLoad:
+    return ReplicaLoad(name, tokens, requests, **kw)  # type: ignore[arg-type]
+
+
+def test_admission_refuses_by_kv_usage_waiting_and_room_for_long_prompts() -> None:
+    policy = Admission(max_kv_usage=0.9, max_waiting=2, long_context_tokens=1_000)
+    replicas = [
+        _load("full", kv_usage=0.95, waiting=0, kv_capacity_tokens=10_000),
+        _load("queued", kv_usage=0.1, waiting=3, kv_capacity_tokens=10_000),
+        _load("some-room", kv_usage=0.8, waiting=0, kv_capacity_tokens=10_000),
+        _load("roomy", kv_usage=0.2, waiting=1, kv_capacity_tokens=10_000),
+        _load("unknown"),  # stale metrics: judged on what we sent it
+    ]
+    short = PoolRequest(prompt_tokens=200, output_tokens=100)
+    fit, refused = admission.eligible(replicas, short, policy)
+    assert [r.name for r in fit] == ["some-room", "roomy", "unknown"]
+    assert {(r.replica, r.reason) for r in refused} == {("full", "kv_usage"), ("queued", "waiting")}
+    long = PoolRequest(prompt_tokens=2_500, output_tokens=500)  # needs 3,000 of 2,000 free
+    fit, refused = admission.eligible(replicas, long, policy)
+    assert [r.name for r in fit] == ["roomy", "unknown"]
+    assert ("some-room", "kv_room") in {(r.replica, r.reason) for r in refused}
+
+
+def test_tokens_sent_since_the_last_scrape_count_as_kv_in_use() -> None:
+    policy = Admission(max_kv_usage=0.9)
+    busy = _load("r", kv_usage=0.5, kv_capacity_tokens=1_000, unscraped_tokens=450)
+    assert busy.kv_estimate == pytest.approx(0.95)
+    assert admission.eligible([busy], PoolRequest(10, 10), policy)[0] == []
+
+
+def test_sheddable_traffic_stops_first_and_retry_after_follows_the_drain_rate() -> None:
+    policy = Admission(max_kv_usage=0.92, sheddable_kv_usage=0.7)
+    calm = [_load("a", kv_usage=0.5), _load("b", kv_usage=0.6)]
+    hot = [_load("a", kv_usage=0.8), _load("b", kv_usage=0.7)]
+    assert not admission.shed_sheddable(calm, policy)
+    assert admission.shed_sheddable(hot, policy)
+    assert admission.retry_after_s(30_000, 10_000) == 3
+    assert admission.retry_after_s(10, 10_000) == 1  # at least a second
+    assert admission.retry_after_s(10**9, 1) == 60  # at most a minute
+    assert admission.retry_after_s(100, 0) == 5  # no rate known yet
+
+
+def test_round_robin_least_requests_and_least_tokens() -> None:
+    replicas = [_load("a", 900, 1), _load("b", 100, 5), _load("c", 500, 2)]
+    request = PoolRequest(100, 100)
+    table = PrefixTable()
+    rr = Routing(strategy="round_robin")
+    assert [choose(replicas, request, rr, table, t).replica for t in range(4)] == list("abca")
+    assert choose(replicas, request, Routing(strategy="least_requests"), table, 0).replica == "a"
+    assert choose(replicas, request, Routing(strategy="least_tokens"), table, 0).replica == "b"
+
+
+def test_prefix_affinity_follows_the_prefix_until_the_load_guard_says_no() -> None:
+    routing = Routing(load_factor=1.25, load_slack_tokens=1_000)
+    table = PrefixTable()
+    prefix = block_hashes(SYSTEM + "question", 16, 256)
+    request = PoolRequest(500, 100, prefix)
+    idle = [_load("a", 0), _load("b", 0), _load("c", 0)]
+    first = choose(idle, request, routing, table, 0)
+    assert first.reason == "least_loaded" and first.replica == "a"
+    table.record(prefix, "b")
+    # b holds the prefix and, with this request, stays within mean * 1.25 + 1,000: affinity.
+    near = [_load("a", 0), _load("b", 1_000), _load("c", 600)]
+    pick = choose(near, request, routing, table, 0)
+    assert (pick.replica, pick.reason, pick.matched_blocks) == ("b", "affinity", len(prefix))
+    # b is far above the mean: the guard sends the request to the least-loaded replica.
+    far = [_load("a", 0), _load("b", 6_000), _load("c", 600)]
+    guarded = choose(far, request, routing, table, 0)
+    assert (guarded.replica, guarded.reason) == ("a", "load_guard")
