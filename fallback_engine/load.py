@@ -21,6 +21,8 @@ class ReplicaLoad:
     kv_capacity_tokens: int | None = None
     # Prompt tokens sent there since its last scrape (not yet in kv_usage).
     unscraped_tokens: int = 0
+    # Prompt tokens sent there whose request has not produced its first token yet.
+    pending_prefill_tokens: int = 0
 
     @property
     def kv_estimate(self) -> float | None:

@@ -48,6 +48,16 @@ class Lease:
     tokens: int
     max_tokens: int | None = None  # set when the pool capped the request's output
     _release: Callable[[Lease], None] | None = None
+    prompt_tokens: int = 0
+    scrape: int = 0  # the replica's scrape count when the request was sent
+    prefilling: bool = True  # no token back yet
+
+    def first_token(self) -> None:
+        """The replica answered with its first token: this prompt's prefill is done."""
+        if self.prefilling:
+            self.prefilling = False
+            if self.replica is not None:
+                self.replica.pending_prefill_tokens -= self.prompt_tokens
 
     def release(self) -> None:
         if self._release is not None:
@@ -114,6 +124,23 @@ class Pool:
         self._waiters.clear()
         if self._client is not None:
             await self._client.aclose()
+
+    def adopt(self, old: Pool) -> None:
+        """Take over what a previous generation's pool knew of the same replicas serving the
+        same model: their state (a ready replica stays ready), last scrape and prefix table."""
+        if old.config.model != self.config.model:
+            return
+        if self.config.discover is not None and self.config.discover == old.config.discover:
+            for url, known in old.replicas.items():
+                if known.state != "draining":
+                    self.replicas.setdefault(url, Replica(url))
+        for url, replica in self.replicas.items():
+            previous = old.replicas.get(url)
+            if previous is not None and previous.state in ("ready", "unhealthy"):
+                replica.state = previous.state
+                replica.snapshot, replica.rates = previous.snapshot, previous.rates
+                self._show_state(replica)
+        self.table = old.table
 
     def ready(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state == "ready"]
@@ -289,6 +316,7 @@ class Pool:
         replica = self.replicas[pick.replica]
         replica.outstanding_tokens += request.tokens
         replica.outstanding_requests += 1
+        replica.pending_prefill_tokens += request.prompt_tokens
         replica.unscraped_tokens += request.prompt_tokens
         if request.prefix:
             self.table.record(request.prefix, replica.url)
@@ -297,15 +325,26 @@ class Pool:
             self.metrics.outstanding_tokens.labels(self.name, replica.url).set(
                 replica.outstanding_tokens
             )
-        return Lease(replica.url, replica, request.tokens, None, self._done)
+        return Lease(
+            replica.url,
+            replica,
+            request.tokens,
+            None,
+            self._done,
+            request.prompt_tokens,
+            replica.scrapes,
+        )
 
     def _done(self, lease: Lease) -> None:
         replica = lease.replica
         if replica is None:
             self._pool_outstanding -= lease.tokens
         else:
+            lease.first_token()
             replica.outstanding_tokens -= lease.tokens
             replica.outstanding_requests -= 1
+            if replica.scrapes == lease.scrape:  # not yet in a scrape: its blocks are free now
+                replica.unscraped_tokens = max(0, replica.unscraped_tokens - lease.prompt_tokens)
             if self.metrics is not None:
                 self.metrics.outstanding_tokens.labels(self.name, replica.url).set(
                     replica.outstanding_tokens

@@ -76,6 +76,15 @@ class PrefixTable:
                 return owner, depth
         return None
 
+    def depths(self, hashes: Sequence[int]) -> dict[str, int]:
+        """For every replica holding part of this chain, the longest leading run it holds."""
+        out: dict[str, int] = {}
+        for depth in range(len(hashes), 0, -1):
+            owner = self._owner.get(hashes[depth - 1])
+            if owner is not None and owner not in out:
+                out[owner] = depth
+        return out
+
     def record(self, hashes: Sequence[int], replica: str) -> None:
         for h in hashes:
             self._owner[h] = replica

@@ -32,7 +32,10 @@ class Replica:
         self.health_failures = 0
         self.outstanding_tokens = 0
         self.outstanding_requests = 0
+        self.pending_prefill_tokens = 0
+        # Prompt tokens of requests sent since the last scrape and still running there.
         self.unscraped_tokens = 0
+        self.scrapes = 0
         self.snapshot: Snapshot | None = None
         self.rates = Rates()
         self.last_error = ""
@@ -52,6 +55,7 @@ class Replica:
             running=int(snap.running) if fresh and snap else None,
             kv_capacity_tokens=snap.kv_capacity_tokens if snap else None,
             unscraped_tokens=self.unscraped_tokens if fresh else 0,
+            pending_prefill_tokens=self.pending_prefill_tokens,
         )
 
     def observe(self, snapshot: Snapshot) -> None:
@@ -59,6 +63,7 @@ class Replica:
             self.rates = rates(self.snapshot, snapshot)
         self.snapshot = snapshot
         self.unscraped_tokens = 0
+        self.scrapes += 1
 
 
 class Prober:

@@ -118,7 +118,13 @@ class Gateway:
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
         new = await build_generation(
-            config, self.metrics, self.accountant, self.state, self.admitter, self.budgets
+            config,
+            self.metrics,
+            self.accountant,
+            self.state,
+            self.admitter,
+            self.budgets,
+            self._current,
         )
         self.accountant.configure(config, new.self_hosted_prices())
         self.admitter.configure(config)

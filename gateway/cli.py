@@ -208,8 +208,10 @@ def demo(
     port: Annotated[int, typer.Option(help="The gateway's port.")] = 4000,
     openai_port: int = 9001,
     anthropic_port: int = 9002,
+    pool_port: Annotated[int, typer.Option(help="The first of two sim-vllm replicas.")] = 9003,
 ) -> None:
-    """The embedded demo: two mock upstreams and the gateway on config/demo.yaml."""
+    """The embedded demo: two mock upstreams, a simulated vLLM pool and the gateway on
+    config/demo.yaml."""
     from gateway.probe import wait_ready
 
     env = {
@@ -217,6 +219,8 @@ def demo(
         "SPILLOVER_PORT": str(port),
         "MOCK_OPENAI_PORT": str(openai_port),
         "MOCK_ANTHROPIC_PORT": str(anthropic_port),
+        "SIM_VLLM_PORT": str(pool_port),
+        "SIM_VLLM_PORT_2": str(pool_port + 1),
     }
     me = [sys.executable, "-m", "gateway"]
     commands = [
@@ -239,6 +243,18 @@ def demo(
             str(anthropic_port),
             "--tokens-per-s",
             "200",
+        ],
+        [
+            *me,
+            "sim-vllm",
+            "--port",
+            str(pool_port),
+            "--replicas",
+            "2",
+            "--model",
+            "llama-3.1-8b",
+            "--step-base-ms",
+            "10",
         ],
         [*me, "serve", "--config", str(demo_config_path()), "--log-level", "warning"],
     ]
@@ -276,7 +292,8 @@ def demo(
         f"""
 [bold green]Spillover demo is up.[/bold green]
 base URL: [bold]{base}/v1[/bold]   key: [bold]{key}[/bold]
-routes: gpt-4o (mock OpenAI, then mock Anthropic), claude-sonnet-4-5, text-embedding-3-small
+routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool),
+        llama-3.1-8b (the pool first), claude-sonnet-4-5, text-embedding-3-small
 
   curl {base}/v1/chat/completions -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' \\

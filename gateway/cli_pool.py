@@ -27,6 +27,9 @@ def sim_vllm(
     step_base_ms: Annotated[float, typer.Option(help="A decode step, one sequence.")] = 2.5,
     per_seq_ms: Annotated[float, typer.Option(help="Each further sequence in a step.")] = 0.3,
     prefill_tokens_per_s: float = 60_000.0,
+    api_overhead_ms: Annotated[
+        float, typer.Option(help="Per request, before the engine (template, tokenise).")
+    ] = 0.0,
     spec_tokens: Annotated[int, typer.Option(help="Speculative tokens per step.")] = 0,
     spec_accept: float = 0.7,
     load_s: Annotated[float, typer.Option(help="Seconds /health answers 503 (loading).")] = 0.0,
@@ -47,6 +50,7 @@ def sim_vllm(
         step_base_ms=step_base_ms,
         per_seq_ms=per_seq_ms,
         prefill_tokens_per_s=prefill_tokens_per_s,
+        api_overhead_ms=api_overhead_ms,
         spec_tokens=spec_tokens,
         spec_accept=spec_accept,
         seed=seed,
@@ -64,6 +68,9 @@ def launch(
     provider: Annotated[
         str | None, typer.Option(help="The vllm_pool provider (default: every one with launch).")
     ] = None,
+    run_dir: Annotated[Path, typer.Option(help="Where PID files and vLLM logs go.")] = Path(
+        ".spillover"
+    ),
 ) -> None:
     """Start and watch local `vllm serve` processes for the pools that have a `launch`
     section: startup timeouts that allow for model load, restarts with backoff, clean stop."""
@@ -71,9 +78,9 @@ def launch(
     from gateway.cli import load_or_exit
 
     loaded = load_or_exit(config)
-    Path(".spillover").mkdir(exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(supervise_pools(loaded, provider, console))
+        asyncio.run(supervise_pools(loaded, provider, console, run_dir))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:

@@ -64,10 +64,17 @@ async def build_generation(
     state: MemoryState | RedisState,
     admitter: Admitter,
     budgets: Budgets,
+    previous: Generation | None = None,
 ) -> Generation:
     providers = {
         name: build_provider(name, p, metrics.pool) for name, p in config.providers.items()
     }
+    if previous is not None:
+        # A reload must not take a warm pool out of service while it re-probes its replicas.
+        for name, provider in providers.items():
+            old = previous.providers.get(name)
+            if isinstance(provider, VllmPoolAdapter) and isinstance(old, VllmPoolAdapter):
+                provider.pool.adopt(old.pool)
     attempts = AttemptRunner(
         providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
     )

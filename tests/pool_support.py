@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -13,9 +14,11 @@ from tests.conftest import Proc, free_port, start_process
 
 
 class Replica:
-    def __init__(self, proc: Proc) -> None:
+    """A replica process (simulated, or real vLLM under `spillover pool launch`)."""
+
+    def __init__(self, proc: Proc | None, url: str | None = None) -> None:
         self.proc = proc
-        self.url = proc.url
+        self.url = url or (proc.url if proc else "")
 
     def metrics(self) -> Snapshot:
         return parse(httpx.get(self.url + "/metrics", timeout=5).text, at=0.0)
@@ -28,7 +31,26 @@ class Replica:
         httpx.post(self.url + "/_sim/config", json=knobs, timeout=5).raise_for_status()
 
     def stop(self) -> None:
-        self.proc.stop()
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def metric(proc: Proc, name: str, **labels: str) -> float:
+    text = httpx.get(proc.url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        named = line.startswith(name + "{") or line.startswith(name + " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def wait_ready(proc: Proc, replica: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metric(proc, "spillover_pool_replica_state", replica=replica, state="ready") == 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{replica} not ready after {timeout} s")
 
 
 def start_sim(logs: Path, name: str, *flags: str) -> Replica:

@@ -29,6 +29,8 @@ class SimParams:
     step_base_ms: float = 2.5  # a decode step with one sequence
     per_seq_ms: float = 0.3  # each further sequence in the step
     prefill_tokens_per_s: float = 60_000.0
+    # Before the engine sees a request: HTTP, chat template, tokenisation (vLLM's API server).
+    api_overhead_ms: float = 0.0
     spec_tokens: int = 0  # speculative tokens proposed per decode step (0: off)
     spec_accept: float = 0.7  # chance each proposed token is accepted
     seed: int = 0

@@ -149,6 +149,8 @@ class SimReplica:
         if not self._warm:
             self._warm = True
             await asyncio.sleep(self._warmup_ms / 1000)  # kernels compile on the first request
+        if self.params.api_overhead_ms:
+            await asyncio.sleep(self.params.api_overhead_ms / 1000)
         seq = self.engine.submit(prompt, int(max_tokens))
         stream = bool(body.get("stream"))
         prefix = "chatcmpl-" if chat else "cmpl-"
@@ -207,9 +209,11 @@ class SimReplica:
                      "choices": [choice]}  # fmt: skip
             return b"data: " + orjson.dumps(event) + b"\n\n"
 
-        if chat:
-            await response.write(chunk({"role": "assistant", "content": ""}, None))
+        first = True
         while (token := await seq.tokens.get()) is not None:
+            if chat and first:  # like vLLM: the role chunk goes out with the first token
+                await response.write(chunk({"role": "assistant", "content": ""}, None))
+            first = False
             n, last = token
             word = " " + _WORDS[n % len(_WORDS)]
             reason = "length" if last else None

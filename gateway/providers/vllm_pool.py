@@ -121,6 +121,7 @@ class _LeasedStream(UpstreamStream):
     async def _events(self) -> AsyncIterator[bytes]:
         try:
             async for event in self._inner:
+                self._lease.first_token()
                 yield event
         except UpstreamFailure as failure:
             self._adapter._failed(self._lease, failure)

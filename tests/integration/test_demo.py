@@ -27,7 +27,9 @@ def _port_open(port: int) -> bool:
 
 
 def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    gateway_port, openai_port, anthropic_port = free_ports(3)
+    gateway_port, openai_port, anthropic_port, pool_port = free_ports(4)
+    while pool_port + 1 in (gateway_port, openai_port, anthropic_port):
+        pool_port = free_ports(1)[0]
     log = tmp_path / "demo.log"
     process = subprocess.Popen(
         [
@@ -41,6 +43,8 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             str(openai_port),
             "--anthropic-port",
             str(anthropic_port),
+            "--pool-port",
+            str(pool_port),
         ],
         cwd=ROOT,
         stdout=log.open("w"),
@@ -75,6 +79,25 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
         )
         assert reply.headers["x-spillover-provider"] == "claude"
+        httpx.post(
+            f"http://127.0.0.1:{anthropic_port}/_mock/config",
+            json={"error_rate": 1, "error_status": 529},
+        ).raise_for_status()
+        deadline = time.monotonic() + 10
+        while (
+            httpx.get(f"{base}/metrics").text.count(
+                'spillover_pool_warm_replicas{pool="local"} 2.0'
+            )
+            == 0
+        ):
+            assert time.monotonic() < deadline, "the demo's pool did not warm up"
+            time.sleep(0.1)
+        reply = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+        # Both hosted providers down: the own (simulated) vLLM pool answers.
+        assert reply.headers["x-spillover-provider"] == "local"
+        assert reply.parse().model == "llama-3.1-8b"
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -87,7 +110,9 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert "OpenAI(base_url=" in output
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(
-        _port_open(p) for p in (gateway_port, openai_port, anthropic_port)
+        _port_open(p) for p in (gateway_port, openai_port, anthropic_port, pool_port)
     ):
         time.sleep(0.1)
-    assert not any(_port_open(p) for p in (gateway_port, openai_port, anthropic_port))
+    assert not any(
+        _port_open(p) for p in (gateway_port, openai_port, anthropic_port, pool_port, pool_port + 1)
+    )

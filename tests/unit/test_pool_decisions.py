@@ -112,3 +112,22 @@ def test_prefix_affinity_follows_the_prefix_until_the_load_guard_says_no() -> No
     far = [_load("a", 0), _load("b", 6_000), _load("c", 600)]
     guarded = choose(far, request, routing, table, 0)
     assert (guarded.replica, guarded.reason) == ("a", "load_guard")
+
+
+def test_a_replica_busy_prefilling_a_long_prompt_loses_its_affinity_for_a_while() -> None:
+    routing = Routing()
+    table = PrefixTable()
+    prefix = block_hashes(SYSTEM, 16, 256)  # 29 blocks: ~464 tokens the owner has cached
+    table.record(prefix, "owner")
+    request = PoolRequest(600, 50, prefix)
+
+    def owner(pending: int) -> ReplicaLoad:
+        return ReplicaLoad("owner", 1_000, 1, pending_prefill_tokens=pending)
+
+    other = ReplicaLoad("other", 1_000, 1)
+    # 136 uncached tokens at the owner against 600 elsewhere: the cache wins...
+    assert choose([owner(0), other], request, routing, table, 0).reason == "affinity"
+    assert choose([owner(400), other], request, routing, table, 0).replica == "owner"
+    # ...until the owner has a long document to prefill before this request's turn.
+    busy = choose([owner(6_000), other], request, routing, table, 0)
+    assert (busy.replica, busy.reason) == ("other", "load_guard")
