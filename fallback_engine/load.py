@@ -19,8 +19,10 @@ class ReplicaLoad:
     waiting: int | None = None
     running: int | None = None
     kv_capacity_tokens: int | None = None
-    # Prompt tokens sent there since its last scrape (not yet in kv_usage).
+    # Prompt tokens sent there since its last scrape (not yet in kv_usage), and tokens of
+    # requests that finished since (still in kv_usage, but their blocks are free).
     unscraped_tokens: int = 0
+    released_tokens: int = 0
     # Prompt tokens sent there whose request has not produced its first token yet.
     pending_prefill_tokens: int = 0
 
@@ -31,7 +33,8 @@ class ReplicaLoad:
             return None
         if not self.kv_capacity_tokens:
             return self.kv_usage
-        return min(1.0, self.kv_usage + self.unscraped_tokens / self.kv_capacity_tokens)
+        change = (self.unscraped_tokens - self.released_tokens) / self.kv_capacity_tokens
+        return min(1.0, max(0.0, self.kv_usage + change))
 
     @property
     def kv_room_tokens(self) -> int | None:

@@ -345,6 +345,8 @@ class Pool:
             replica.outstanding_requests -= 1
             if replica.scrapes == lease.scrape:  # not yet in a scrape: its blocks are free now
                 replica.unscraped_tokens = max(0, replica.unscraped_tokens - lease.prompt_tokens)
+            else:  # the last scrape counted its blocks, which are free now
+                replica.released_tokens += lease.tokens
             if self.metrics is not None:
                 self.metrics.outstanding_tokens.labels(self.name, replica.url).set(
                     replica.outstanding_tokens

@@ -35,6 +35,8 @@ class Replica:
         self.pending_prefill_tokens = 0
         # Prompt tokens of requests sent since the last scrape and still running there.
         self.unscraped_tokens = 0
+        # Tokens of requests seen by the last scrape that have finished since.
+        self.released_tokens = 0
         self.scrapes = 0
         self.snapshot: Snapshot | None = None
         self.rates = Rates()
@@ -55,6 +57,7 @@ class Replica:
             running=int(snap.running) if fresh and snap else None,
             kv_capacity_tokens=snap.kv_capacity_tokens if snap else None,
             unscraped_tokens=self.unscraped_tokens if fresh else 0,
+            released_tokens=self.released_tokens if fresh else 0,
             pending_prefill_tokens=self.pending_prefill_tokens,
         )
 
@@ -63,6 +66,7 @@ class Replica:
             self.rates = rates(self.snapshot, snapshot)
         self.snapshot = snapshot
         self.unscraped_tokens = 0
+        self.released_tokens = 0
         self.scrapes += 1
 
 

@@ -190,50 +190,48 @@ def test_kv_pressure_sheds_sheddable_first_then_rejects_with_retry_after(
 def test_a_queued_request_waits_for_room_or_gets_503_at_its_deadline(
     openai_upstream: MockUpstream, logs_dir: Path
 ) -> None:
-    sim = start_sim(logs_dir, "sim-queue", "--kv-blocks", "16", "--block-size", "16",
+    # 32 blocks of 16 tokens; one ~150-token prompt takes over a quarter of the cache.
+    sim = start_sim(logs_dir, "sim-queue", "--kv-blocks", "32", "--block-size", "16",
                     "--max-model-len", "512", "--step-base-ms", "20")  # fmt: skip
     config = pool_config(
         openai_upstream.port,
         [sim.url],
         hosted_first=False,
         pool_extra="""\
-            admission: {max_kv_usage: 0.5, when_full: queue, queue: {max_size: 8, max_wait_ms: 600}}
+            admission: {max_kv_usage: 0.25, when_full: queue, queue: {max_size: 8, max_wait_ms: 600}}
             """,
     )
     gateway = start_gateway(config, logs_dir, name="pool-queue")
     try:
         wait_ready(gateway, sim.url)
-        fill = [{"role": "user", "content": "fill the cache please " * 10}]
+        fill = [{"role": "user", "content": "fill the cache please, " * 26}]  # ~150 tokens
 
-        async def scenario(hold_tokens: int) -> tuple[list[int], httpx.Response, float]:
+        async def scenario(hold_tokens: int) -> tuple[int, httpx.Response, float]:
             async with httpx.AsyncClient(timeout=30) as client:
                 auth = {"Authorization": f"Bearer {GATEWAY_KEY}"}
-                holders = [
-                    asyncio.create_task(client.post(
-                        gateway.url + "/v1/chat/completions", headers=auth,
-                        json={"model": "chat", "max_tokens": hold_tokens, "messages": fill}))
-                    for _ in range(3)
-                ]  # fmt: skip
+                holder = asyncio.create_task(client.post(
+                    gateway.url + "/v1/chat/completions", headers=auth,
+                    json={"model": "chat", "max_tokens": hold_tokens, "messages": fill}))  # fmt: skip
                 deadline = time.monotonic() + 10
-                while sim.metrics().kv_usage < 0.5 and time.monotonic() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
-                await asyncio.sleep(0.4)
-                started = time.monotonic()
+                while sim.metrics().running < 1 and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                held_since = time.monotonic()
                 queued = await client.post(
                     gateway.url + "/v1/chat/completions", headers=auth,
                     json={"model": "chat", "max_tokens": 4,
                           "messages": [{"role": "user", "content": "me next"}]},
                 )  # fmt: skip
-                waited = time.monotonic() - started
-                return [(await h).status_code for h in holders], queued, waited
+                waited = time.monotonic() - held_since
+                return (await holder).status_code, queued, waited
 
-        held, timed_out, waited = asyncio.run(scenario(hold_tokens=120))  # ~2.4 s of decode
-        assert held == [200, 200, 200]
+        held, timed_out, waited = asyncio.run(scenario(hold_tokens=150))  # ~3 s of decode
+        assert held == 200
         assert timed_out.status_code == 503 and "queue_timeout" in timed_out.text
         assert 0.5 <= waited < 1.5  # the queue's 600 ms, not a hang
-        held, admitted, waited = asyncio.run(scenario(hold_tokens=40))  # done in ~0.85 s
+        held, admitted, waited = asyncio.run(scenario(hold_tokens=12))  # done in ~0.25 s
+        assert held == 200
         assert admitted.status_code == 200, admitted.text
-        assert 0.1 < waited < 1.2  # it waited for room (the holders' last ~0.4 s), then went in
+        assert 0.15 < waited < 1.0  # it waited for the holder to finish, then went in
         assert metric(gateway, "spillover_pool_queue_wait_seconds_count", pool="local") >= 2
     finally:
         gateway.stop()

@@ -131,3 +131,9 @@ def test_a_replica_busy_prefilling_a_long_prompt_loses_its_affinity_for_a_while(
     # ...until the owner has a long document to prefill before this request's turn.
     busy = choose([owner(6_000), other], request, routing, table, 0)
     assert (busy.replica, busy.reason) == ("other", "load_guard")
+
+
+def test_requests_finished_since_the_last_scrape_give_their_kv_back() -> None:
+    stale = _load("r", kv_usage=0.8, kv_capacity_tokens=1_000, released_tokens=500)
+    assert stale.kv_estimate == pytest.approx(0.3)
+    assert admission.eligible([stale], PoolRequest(10, 10), Admission(max_kv_usage=0.5))[0]
