@@ -13,6 +13,7 @@ from gateway.context import RequestContext
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import ModelPrice, PriceTable
+from gateway.providers.base import Usage
 from policies.schema import GatewayConfig
 
 access_log = logging.getLogger("spillover.access")
@@ -90,6 +91,8 @@ class Accountant:
                 cost = self._prices.cost(
                     target.provider, self._kinds.get(target.provider, ""), target.model, usage
                 )
+                if usage.cached_tokens or usage.cache_write_tokens:
+                    self._cache_saving(route, target.provider, target.model, usage)
                 if cost is None:
                     m.child(m.cost_unknown, target.provider, target.model).inc()
                 elif cost:
@@ -112,6 +115,20 @@ class Accountant:
                 ctx.elapsed() * 1000,
             )
         return cost
+
+    def _cache_saving(self, route: str, provider: str, model: str, usage: Usage) -> None:
+        price = self._prices.price(provider, self._kinds.get(provider, ""), model)
+        if price is None:
+            return
+        read = price.cached_input if price.cached_input is not None else price.input
+        write = price.cache_write if price.cache_write is not None else price.input
+        m = self._metrics
+        saved = usage.cached_tokens * (price.input - read)
+        if saved > 0:
+            m.child(m.cache_saved_usd, route, provider, model).inc(float(saved))
+        premium = usage.cache_write_tokens * (write - price.input)
+        if premium > 0:
+            m.child(m.cache_write_premium_usd, route, provider, model).inc(float(premium))
 
     def _row(self, ctx: RequestContext, cost: int | None) -> dict[str, Any]:
         usage = ctx.usage

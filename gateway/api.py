@@ -32,6 +32,7 @@ from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
 from gateway.relay import relay
+from gateway.shape import cache_hint, shape
 from gateway.validate import validate
 from policies.pool import Priority
 from policies.schema import Endpoint, GatewayConfig, Route
@@ -143,6 +144,8 @@ class ProxyApp:
             ctx.route = route
             ctx.admission = await self._admit.admit(ctx, route)
             ctx.reservation = await self._budgets.reserve(ctx, route)
+            if ctx.endpoint == "chat":
+                self._shape(ctx, route)
             ctx.deadline = _deadline(
                 ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
             )
@@ -180,6 +183,15 @@ class ProxyApp:
             await self._attempts.settle(ctx, route, served)
             return
         await self._stream(ctx, route, served, receive, send)
+
+    def _shape(self, ctx: RequestContext, route: Route) -> None:
+        """The shape stage: a byte-stable prefix, and the hints for the provider's cache."""
+        shaped = shape(ctx.body, route.prompt_cache)
+        ctx.body = shaped.body
+        ctx.cache_hint = cache_hint(shaped, route.prompt_cache, _tenant(ctx))
+        m = self._metrics
+        for change in shaped.changes:
+            m.child(m.shape_changes, ctx.route_name, change).inc()
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         limit = self._max_body
@@ -303,6 +315,11 @@ class ProxyApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _tenant(ctx: RequestContext) -> str:
+    principal = ctx.principal
+    return (principal.team or principal.key_name) if principal else "-"
 
 
 def _deadline(ctx: RequestContext, budget_ms: int | None, header: bytes | None) -> float | None:

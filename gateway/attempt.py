@@ -320,6 +320,7 @@ class AttemptRunner:
             output_tokens=expected_output(ctx.body, route.typical_output_tokens),
             priority=ctx.priority,
             allow_cap_context=route.allow_cap_context,
+            cache_hint=ctx.cache_hint,
         )
         started = time.perf_counter()
         served = Served(target, started=started)

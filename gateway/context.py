@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import AttemptRecord
-from gateway.providers.base import Usage
+from gateway.providers.base import CacheHint, Usage
 from gateway.tokens import prompt_tokens as estimate_prompt_tokens
 from policies.pool import Priority
 from policies.routing import Skip
@@ -55,6 +55,7 @@ class RequestContext:
     reservation: Any = None  # gateway.budgets.Reservation: money to settle at the end
     prompt_estimate: int | None = None  # counted once, for limits and budgets alike
     priority: Priority = "standard"  # for the self-hosted pool's shedding
+    cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache
 
     @property
     def fell_back(self) -> bool:

@@ -49,6 +49,25 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.shape_changes = Counter(
+            "spillover_prompt_shape_changes",
+            "Requests the shape stage changed, by route and change (tools, volatile, "
+            "system_ordered).",
+            ["route", "change"],
+            registry=r,
+        )
+        self.cache_saved_usd = Counter(
+            "spillover_prompt_cache_saved_usd",
+            "What cached input tokens saved against the full input price.",
+            ["route", "provider", "model"],
+            registry=r,
+        )
+        self.cache_write_premium_usd = Counter(
+            "spillover_prompt_cache_write_premium_usd",
+            "What cache writes cost above the full input price (Anthropic: 25% or 100%).",
+            ["route", "provider", "model"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "spillover_fallbacks",
             "Requests served by a later target, by route and the first target's error class.",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from policies.pool import Priority, VllmPoolProvider
-from policies.schema_base import PriceOverride, Strict, Timeouts
+from policies.schema_base import PriceOverride, PromptCache, Strict, Timeouts
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 
@@ -191,6 +191,7 @@ class Route(Strict):
     resume_streams: bool = False
     # A full self-hosted pool with `when_full: cap_context` may cap this route's max_tokens.
     allow_cap_context: bool = False
+    prompt_cache: PromptCache = PromptCache()
 
 
 class KeyConfig(Strict):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -26,3 +29,35 @@ class PriceOverride(Strict):
     cached_input_per_mtok: float | None = Field(None, ge=0)
     cache_write_per_mtok: float | None = Field(None, ge=0)
     reasoning_per_mtok: float | None = Field(None, ge=0)
+
+
+class PromptCache(Strict):
+    """The shape stage and provider cache hints, per route (README, "Prompt caching")."""
+
+    # Tools sorted by name and every JSON object inside them in key order: always safe.
+    canonical_tools: bool = True
+    # Regexes for per-request parts of the system prompt (dates, ids, names): each match is
+    # replaced by a numbered reference and its value moved to a note in the final user turn.
+    volatile: list[str] = Field(default_factory=list)
+    # Where the note goes: a text part at the start of the final user message, or a system
+    # message right before it (OpenAI-wire targets only keep that out of the prefix).
+    note_role: Literal["user", "system"] = "user"
+    # Multi-part system content: parts without a volatile match first, the others last.
+    order_system_parts: bool = False
+    # Anthropic: cache_control breakpoints after tools, system and the last turn before
+    # the final user message, when the prefix has at least min_tokens.
+    anthropic_breakpoints: bool = True
+    anthropic_ttl: Literal["5m", "1h"] = "5m"
+    anthropic_min_tokens: int = Field(1024, ge=1)
+    # OpenAI: prompt_cache_key from the tenant and the stable prefix's hash.
+    openai_cache_key: bool = True
+
+    @field_validator("volatile")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"volatile pattern {pattern!r} does not compile: {exc}") from None
+        return patterns

@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway.mock import content
+from gateway.mock.cache import CacheUsage, PrefixCache, patch_anthropic, patch_openai
 
 Wire = str  # "openai" | "anthropic"
 
@@ -40,6 +41,11 @@ class Knobs:
     ratelimit_reset_s: float = 1.0
     embedding_dims: int = 8
     seed: int = 0
+    # Prompt caching (gateway/mock/cache.py), and what each 1,000 uncached prompt tokens add
+    # to the time to the answer or first event (prefill).
+    prompt_cache: bool = True
+    uncached_ms_per_1k_tokens: float = 0.0
+    anthropic_min_cache_tokens: int = 1024
 
 
 @dataclass
@@ -49,6 +55,7 @@ class MockState:
     rng: random.Random
     received: deque[dict[str, Any]]
     counts: dict[str, int]
+    cache: PrefixCache
 
 
 def _roll(state: MockState, rate: float) -> bool:
@@ -144,7 +151,7 @@ async def _read(state: MockState, request: web.Request) -> dict[str, Any]:
 
 
 async def _stream(
-    state: MockState, request: web.Request, events: list[bytes]
+    state: MockState, request: web.Request, events: list[bytes], prefill_s: float = 0.0
 ) -> web.StreamResponse:
     knobs = state.knobs
     response = web.StreamResponse(
@@ -155,8 +162,8 @@ async def _stream(
         }
     )
     await response.prepare(request)
-    if knobs.ttft_ms:
-        await asyncio.sleep(knobs.ttft_ms / 1000)
+    if knobs.ttft_ms or prefill_s:
+        await asyncio.sleep(knobs.ttft_ms / 1000 + prefill_s)
     gap = 1 / knobs.tokens_per_s if knobs.tokens_per_s else 0.0
     for i, event in enumerate(events):
         if knobs.cut_after and i >= knobs.cut_after:
@@ -196,15 +203,16 @@ def _sse(chunks: list[dict[str, Any]]) -> list[bytes]:
 
 
 def build_app(wire: Wire, knobs: Knobs) -> web.Application:
-    state = MockState(wire, knobs, random.Random(knobs.seed), deque(maxlen=200), {})
+    state = MockState(wire, knobs, random.Random(knobs.seed), deque(maxlen=200), {}, PrefixCache())
     app = web.Application(client_max_size=64 * 1024 * 1024)
 
     def endpoint(
         whole: Callable[[dict[str, Any], int], Any],
-        events: Callable[[dict[str, Any], int], list[bytes]] | None,
+        events: Callable[[dict[str, Any], int, CacheUsage | None], list[bytes]] | None,
+        cached: bool = False,
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """A handler: record the request, apply the fault knobs, then answer whole or as a
-        stream of pre-rendered events."""
+        """A handler: record the request, apply the fault knobs, look the prompt up in the
+        cache, then answer whole or as a stream of pre-rendered events."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
             body = await _read(state, request)
@@ -215,17 +223,41 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
             if fault is not None:
                 return fault
             n = _n_tokens(state, body)
+            cache = _cache_usage(state, body) if cached else None
+            prefill_s = (
+                cache.uncached / 1000 * state.knobs.uncached_ms_per_1k_tokens / 1000
+                if cache
+                else 0.0
+            )
             if body.get("stream") and events is not None:
-                return await _stream(state, request, events(body, n))
-            return web.json_response(whole(body, n), dumps=_dumps, headers=_headroom(state))
+                return await _stream(state, request, events(body, n, cache), prefill_s)
+            answer = whole(body, n)
+            if cache is not None:
+                if wire == "anthropic":
+                    patch_anthropic(answer["usage"], cache)
+                else:
+                    patch_openai(answer, cache)
+            if prefill_s:
+                await asyncio.sleep(prefill_s)
+            return web.json_response(answer, dumps=_dumps, headers=_headroom(state))
 
         return handle
 
-    def anthropic_sse(body: dict[str, Any], n: int) -> list[bytes]:
+    def anthropic_sse(body: dict[str, Any], n: int, cache: CacheUsage | None) -> list[bytes]:
+        events = content.anthropic_events(body, n)
+        if cache is not None:
+            patch_anthropic(events[0][1]["message"]["usage"], cache)
         return [
             f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
-            for name, data in content.anthropic_events(body, n)
+            for name, data in events
         ]
+
+    def openai_chat_sse(body: dict[str, Any], n: int, cache: CacheUsage | None) -> list[bytes]:
+        chunks = content.openai_chat_chunks(body, n)
+        if cache is not None:
+            for chunk in chunks:
+                patch_openai(chunk, cache)
+        return _sse(chunks)
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
@@ -258,20 +290,22 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
     async def reset(request: web.Request) -> web.Response:
         state.received.clear()
         state.counts.clear()
+        state.cache.clear()
         return web.json_response({"ok": True})
 
     if wire == "anthropic":
-        app.router.add_post("/v1/messages", endpoint(content.anthropic_message, anthropic_sse))
+        app.router.add_post(
+            "/v1/messages", endpoint(content.anthropic_message, anthropic_sse, cached=True)
+        )
     else:
         app.router.add_post(
-            "/v1/chat/completions",
-            endpoint(content.openai_chat, lambda b, n: _sse(content.openai_chat_chunks(b, n))),
+            "/v1/chat/completions", endpoint(content.openai_chat, openai_chat_sse, cached=True)
         )
         app.router.add_post(
             "/v1/completions",
             endpoint(
                 content.openai_completion,
-                lambda b, n: _sse(content.openai_completion_chunks(b, n)),
+                lambda b, n, _: _sse(content.openai_completion_chunks(b, n)),
             ),
         )
         app.router.add_post(
@@ -297,6 +331,15 @@ def _invalid(wire: Wire, body: dict[str, Any]) -> web.Response | None:
         return None
     error = {"type": "invalid_request_error", "message": "max_tokens: Field required"}
     return web.json_response({"type": "error", "error": error}, status=400)
+
+
+def _cache_usage(state: MockState, body: dict[str, Any]) -> CacheUsage | None:
+    if not state.knobs.prompt_cache:
+        return None
+    if state.wire == "anthropic":
+        state.cache.anthropic_min_tokens = state.knobs.anthropic_min_cache_tokens
+        return state.cache.anthropic(body)
+    return state.cache.openai(body)
 
 
 def _n_tokens(state: MockState, body: dict[str, Any]) -> int:

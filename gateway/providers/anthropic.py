@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.cache_hints import anthropic_breakpoints
 from gateway.errors import Unsupported
 from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream
 from gateway.providers.http import PooledHTTPProvider
@@ -41,6 +42,8 @@ class AnthropicAdapter(PooledHTTPProvider):
         if call.endpoint != "chat":
             raise Unsupported(f"Anthropic serves chat only, not {call.endpoint}")
         body = request_to_anthropic(call.body, call.model, self._config.default_max_tokens)
+        if call.cache_hint is not None and call.cache_hint.anthropic_ttl is not None:
+            body = anthropic_breakpoints(body, call.cache_hint)
         if not call.stream:
             raw, headers = await self._fetch(self._url, body, self._headers, call.timeouts)
             completion, usage = response_from_anthropic(orjson.loads(raw))

@@ -43,6 +43,15 @@ class AttemptTimeouts:
     total: float
 
 
+@dataclass(frozen=True, slots=True)
+class CacheHint:
+    """What the shape stage asks of the provider's prompt cache (gateway/cache_hints.py)."""
+
+    anthropic_ttl: str | None = None  # "5m" or "1h"; None: no breakpoints
+    anthropic_min_tokens: int = 1024
+    openai_key: str | None = None  # prompt_cache_key, when the client set none
+
+
 @dataclass(slots=True)
 class UpstreamCall:
     endpoint: Endpoint
@@ -60,6 +69,7 @@ class UpstreamCall:
     output_tokens: int = 0
     priority: Priority = "standard"
     allow_cap_context: bool = False
+    cache_hint: CacheHint | None = None
 
 
 @dataclass(slots=True)

@@ -31,6 +31,9 @@ class OpenAIAdapter(PooledHTTPProvider):
             self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        hint = call.cache_hint
+        if hint is not None and hint.openai_key and "prompt_cache_key" not in call.body:
+            call.body = {**call.body, "prompt_cache_key": hint.openai_key}
         return await self.send_to(self._urls[call.endpoint], call)
 
     async def send_to(self, url: str, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
