@@ -159,4 +159,11 @@ class Accountant:
             "fell_back": ctx.fell_back,
             "resumed": ctx.resumed,
             "partial_stream": ctx.bytes_sent and ctx.status != 200,
+            "drill": _drill_mark(ctx),
         }
+
+
+def _drill_mark(ctx: RequestContext) -> str | None:
+    """The drill a row belongs to: its scope header and the faults injected into it."""
+    parts = ([ctx.drill] if ctx.drill else []) + ctx.faults
+    return ",".join(parts)[:256] if parts else None

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.errors import AuthenticationFailed
+from gateway.faults import FaultSpec
 from gateway.reports import parse_when, spend
 from policies.routing import target_key
 
@@ -119,5 +120,33 @@ def admin_app(gateway: Gateway) -> FastAPI:
             "notes": result.notes,
         }
         return JSONResponse(body, status_code=200 if result.ok else 400)
+
+    def drills_on() -> None:
+        if not gateway.current.config.drills.enabled:
+            raise HTTPException(404, "fault injection is off: set drills: {enabled: true}")
+
+    faults_guard = [Depends(admin_key), Depends(drills_on)]
+
+    @app.post("/admin/faults", tags=["drills"], dependencies=faults_guard, status_code=201)
+    async def add_fault(spec: FaultSpec) -> dict[str, object]:
+        """Inject a fault (it expires by itself after `duration_s`)."""
+        fault = gateway.faults.add(spec)
+        log.warning("drill: fault %s injected: %s", fault.id, spec.model_dump(exclude_none=True))
+        return fault.as_dict(time.monotonic())
+
+    @app.get("/admin/faults", tags=["drills"], dependencies=faults_guard)
+    async def list_faults() -> dict[str, object]:
+        now = time.monotonic()
+        return {"faults": [f.as_dict(now) for f in gateway.faults.active()]}
+
+    @app.delete("/admin/faults", tags=["drills"], dependencies=faults_guard)
+    async def clear_faults() -> dict[str, int]:
+        return {"removed": gateway.faults.remove()}
+
+    @app.delete("/admin/faults/{fault_id}", tags=["drills"], dependencies=faults_guard)
+    async def remove_fault(fault_id: str) -> dict[str, int]:
+        if not gateway.faults.remove(fault_id):
+            raise HTTPException(404, f"no active fault {fault_id!r}")
+        return {"removed": 1}
 
     return app

@@ -150,6 +150,8 @@ class ProxyApp:
                 ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
             )
             ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
+            drill = headers.get(b"x-spillover-drill")
+            ctx.drill = drill.decode("ascii", "replace")[:64] if drill else None
             ctx.stream = bool(body.get("stream"))
             options = body.get("stream_options")
             ctx.client_wants_usage = bool(

@@ -15,6 +15,7 @@ from gateway.admin import admin_app
 from gateway.admit import Admitter
 from gateway.api import Receive, Scope, Send
 from gateway.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
+from gateway.faults import FaultTable
 from gateway.generation import Generation, build_generation, close_generation
 from gateway.ledger import LedgerWriter
 from gateway.metrics import GatewayMetrics
@@ -52,6 +53,7 @@ class Gateway:
         self.boot_config = config
         self.config_path = config_path
         self.metrics = GatewayMetrics()
+        self.faults = FaultTable()  # drills: active faults, kept across reloads
         self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
         self.accountant = Accountant(
             self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
@@ -94,6 +96,7 @@ class Gateway:
             self.state,
             self.admitter,
             self.budgets,
+            faults=self.faults,
         )
         self.accountant.configure(self.boot_config, self._current.self_hosted_prices())
         self.admitter.configure(self.boot_config)
@@ -125,6 +128,7 @@ class Gateway:
             self.admitter,
             self.budgets,
             self._current,
+            self.faults,
         )
         self.accountant.configure(config, new.self_hosted_prices())
         self.admitter.configure(config)

@@ -130,8 +130,8 @@ class AttemptRunner:
                 return False
             if exc.error_class not in route.retry.retry_on or next_target() is None:
                 return False
-            if isinstance(exc, Shed) and all(tries.get(target_key(t), 0) for t in queue):
-                return False  # the pool decided by its policy: only a fresh target may help
+            if isinstance(exc, Shed):  # decided by the pool's policy, no upstream was called:
+                return not all(tries.get(target_key(t), 0) for t in queue)  # no budget spent
             remaining = ctx.remaining()
             if remaining is not None and remaining < _MIN_ATTEMPT_S:
                 self._metrics.child(self._metrics.deadline_exceeded, ctx.route_name).inc()
@@ -321,6 +321,9 @@ class AttemptRunner:
             priority=ctx.priority,
             allow_cap_context=route.allow_cap_context,
             cache_hint=ctx.cache_hint,
+            route=ctx.route_name,
+            drill=ctx.drill,
+            faults=ctx.faults,
         )
         started = time.perf_counter()
         served = Served(target, started=started)

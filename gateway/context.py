@@ -56,6 +56,8 @@ class RequestContext:
     prompt_estimate: int | None = None  # counted once, for limits and budgets alike
     priority: Priority = "standard"  # for the self-hosted pool's shedding
     cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache
+    drill: str | None = None  # x-spillover-drill: faults scoped to it apply
+    faults: list[str] = field(default_factory=list)  # injected into this request
 
     @property
     def fell_back(self) -> bool:

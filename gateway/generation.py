@@ -15,6 +15,7 @@ from gateway.admit import Admitter
 from gateway.api import ProxyApp
 from gateway.attempt import AttemptRunner
 from gateway.budgets import Budgets
+from gateway.faults import FaultTable, FaultyProvider
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import ModelPrice
 from gateway.providers import build_provider
@@ -25,6 +26,11 @@ from gateway.state.redis import RedisState
 from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover")
+
+
+def unwrapped(provider: Provider | None) -> Provider | None:
+    """The adapter behind a drill's fault wrapper."""
+    return provider.inner if isinstance(provider, FaultyProvider) else provider
 
 
 @dataclass
@@ -50,10 +56,9 @@ class Generation:
 
     def self_hosted_prices(self) -> dict[str, Callable[[], ModelPrice]]:
         """Each pool's price, amortised over the tokens it serves (changes as it runs)."""
+        pools = {name: unwrapped(p) for name, p in self.providers.items()}
         return {
-            name: provider.price
-            for name, provider in self.providers.items()
-            if isinstance(provider, VllmPoolAdapter)
+            name: pool.price for name, pool in pools.items() if isinstance(pool, VllmPoolAdapter)
         }
 
 
@@ -65,6 +70,7 @@ async def build_generation(
     admitter: Admitter,
     budgets: Budgets,
     previous: Generation | None = None,
+    faults: FaultTable | None = None,
 ) -> Generation:
     providers = {
         name: build_provider(name, p, metrics.pool) for name, p in config.providers.items()
@@ -72,9 +78,15 @@ async def build_generation(
     if previous is not None:
         # A reload must not take a warm pool out of service while it re-probes its replicas.
         for name, provider in providers.items():
-            old = previous.providers.get(name)
+            old = unwrapped(previous.providers.get(name))
             if isinstance(provider, VllmPoolAdapter) and isinstance(old, VllmPoolAdapter):
                 provider.pool.adopt(old.pool)
+    if config.drills.enabled and faults is not None:
+
+        def fired(kind: str, provider: str) -> None:
+            metrics.child(metrics.faults_injected, kind, provider).inc()
+
+        providers = {name: FaultyProvider(p, faults, fired) for name, p in providers.items()}
     attempts = AttemptRunner(
         providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
     )

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     event,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +74,8 @@ ledger_table = Table(
     Column("fell_back", Boolean, nullable=False),
     Column("resumed", Boolean, nullable=False),
     Column("partial_stream", Boolean, nullable=False),
+    # Drill traffic: the x-spillover-drill scope and the faults injected ("f3:error", …).
+    Column("drill", String(256)),
 )
 
 _COLUMNS = [c.name for c in ledger_table.columns if c.name != "id"]
@@ -83,7 +86,7 @@ _SQLITE_INSERT = (
 
 schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def engine_url(url: str) -> str:
@@ -104,7 +107,11 @@ async def migrate(engine: AsyncEngine) -> None:
         version = (await conn.execute(select(schema_table.c.version))).scalar()
         if version is None:
             await conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
-        # Later versions add their ALTERs here, each guarded by `version < N`.
+            return
+        if version < 2:
+            await conn.execute(text("ALTER TABLE spillover_ledger ADD COLUMN drill VARCHAR(256)"))
+        if version < SCHEMA_VERSION:
+            await conn.execute(schema_table.update().values(version=SCHEMA_VERSION))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -68,6 +68,12 @@ class GatewayMetrics:
             ["route", "provider", "model"],
             registry=r,
         )
+        self.faults_injected = Counter(
+            "spillover_faults_injected",
+            "Faults injected by drills, by kind and provider.",
+            ["kind", "provider"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "spillover_fallbacks",
             "Requests served by a later target, by route and the first target's error class.",

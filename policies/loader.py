@@ -8,12 +8,14 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from policies.schema import GatewayConfig
+
+M = TypeVar("M", bound=BaseModel)
 
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -46,7 +48,23 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
     return parse_config(text, str(path), os.environ if env is None else env)
 
 
+def load_model(path: str | Path, model: type[M]) -> M:
+    """Any strict model from a YAML file (drill scenarios), with the same positioned errors."""
+    text = Path(path).read_text(encoding="utf-8")
+    root, data = _document(text, str(path), os.environ)
+    return _validate(root, data, str(path), model)
+
+
 def parse_config(text: str, filename: str, env: Mapping[str, str]) -> GatewayConfig:
+    root, data = _document(text, filename, env)
+    config = _validate(root, data, filename, GatewayConfig)
+    issues = [_issue_at(root, filename, loc, msg) for loc, msg in _cross_references(config)]
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def _document(text: str, filename: str, env: Mapping[str, str]) -> tuple[yaml.Node, Any]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -64,9 +82,12 @@ def parse_config(text: str, filename: str, env: Mapping[str, str]) -> GatewayCon
     data = yaml.SafeLoader(text).construct_document(root)
     if not isinstance(data, dict):
         raise ConfigError([_issue_at(root, filename, (), "the top level must be a mapping")])
+    return root, data
 
+
+def _validate(root: yaml.Node, data: Any, filename: str, model: type[M]) -> M:
     try:
-        config = GatewayConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             [
@@ -76,11 +97,6 @@ def parse_config(text: str, filename: str, env: Mapping[str, str]) -> GatewayCon
                 for e in exc.errors()
             ]
         ) from None
-
-    issues = [_issue_at(root, filename, loc, msg) for loc, msg in _cross_references(config)]
-    if issues:
-        raise ConfigError(issues)
-    return config
 
 
 def _interpolate(node: yaml.Node, env: Mapping[str, str], filename: str) -> Iterator[ConfigIssue]:

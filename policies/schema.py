@@ -237,8 +237,15 @@ class LedgerConfig(Strict):
     spool_path: str = "spillover-ledger.spool.jsonl"
 
 
+class DrillsConfig(Strict):
+    """Fault injection through /admin/faults (admin keys only); off unless enabled."""
+
+    enabled: bool = False
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    drills: DrillsConfig = DrillsConfig()
     state: StateConfig = StateConfig()
     ledger: LedgerConfig = LedgerConfig()
     providers: dict[str, ProviderConfig] = Field(min_length=1)

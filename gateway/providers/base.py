@@ -70,6 +70,11 @@ class UpstreamCall:
     priority: Priority = "standard"
     allow_cap_context: bool = False
     cache_hint: CacheHint | None = None
+    # For drills: the route, the request's x-spillover-drill scope, and the faults injected
+    # into it (shared with the request's context, so the ledger row can say so).
+    route: str = ""
+    drill: str | None = None
+    faults: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

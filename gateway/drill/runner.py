@@ -1,0 +1,207 @@
+"""Run a drill: drive the scenario's traffic at the gateway, apply its fault timeline through
+`/admin/faults`, sample the gateway's metrics, and measure what the clients saw."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.drill.scenario import Scenario
+
+
+@dataclass
+class Outcome:
+    t: float  # seconds since the drill started
+    latency_s: float
+    status: int  # 0: no HTTP answer
+    provider: str
+    error: bool  # what the client saw: a non-200, or a stream that ended in an error event
+
+
+@dataclass
+class FaultWindow:
+    start: float
+    end: float
+    kind: str
+    provider: str | None
+    route: str | None
+
+
+@dataclass
+class DrillRun:
+    scenario: Scenario
+    started_wall: float
+    outcomes: list[Outcome] = field(default_factory=list)
+    windows: list[FaultWindow] = field(default_factory=list)
+    dropped: int = 0  # arrivals the generator could not start (its concurrency bound)
+    breaker_opened_at: float | None = None  # first time a faulted target's breaker opened
+    ledger_rows: int | None = None
+    baseline_cost_per_request: float | None = None
+    fault_cost_per_request: float | None = None
+    drill_id: str = ""
+
+
+class Gateway:
+    """The admin and client sides of the gateway under drill."""
+
+    def __init__(self, url: str, admin_key: str, key: str) -> None:
+        self.url = url.rstrip("/")
+        self._admin = {"Authorization": f"Bearer {admin_key}"}
+        self.key = key
+
+    async def inject(self, client: httpx.AsyncClient, spec: dict[str, Any]) -> None:
+        reply = await client.post(self.url + "/admin/faults", json=spec, headers=self._admin)
+        reply.raise_for_status()
+
+    async def clear(self, client: httpx.AsyncClient) -> None:
+        await client.delete(self.url + "/admin/faults", headers=self._admin)
+
+    async def check(self, client: httpx.AsyncClient) -> None:
+        reply = await client.get(self.url + "/admin/faults", headers=self._admin)
+        if reply.status_code != 200:
+            raise RuntimeError(f"/admin/faults answered {reply.status_code}: {reply.text}")
+
+    async def breakers_open(self, client: httpx.AsyncClient, providers: set[str]) -> bool:
+        text = (await client.get(self.url + "/metrics")).text
+        for family in text_string_to_metric_families(text):
+            if family.name == "spillover_breaker_state":
+                for sample in family.samples:
+                    if sample.labels.get("provider") in providers and sample.value == 2:
+                        return True
+        return False
+
+    async def spend(
+        self, client: httpx.AsyncClient, since: float, until: float
+    ) -> dict[str, float]:
+        reply = await client.get(
+            self.url + "/admin/spend",
+            params={"since": _iso(since), "until": _iso(until), "by": "route"},
+            headers=self._admin,
+        )
+        reply.raise_for_status()
+        rows = reply.json()["rows"]
+        return {
+            "requests": float(sum(r["requests"] for r in rows)),
+            "cost_usd": float(sum(r.get("spend_usd") or 0.0 for r in rows)),
+        }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+async def _request(session: aiohttp.ClientSession, gw: Gateway, run: DrillRun, t0: float,
+                   stream: bool, prompt: str) -> None:  # fmt: skip
+    traffic = run.scenario.traffic
+    headers = {"Authorization": f"Bearer {gw.key}", "x-spillover-drill": run.drill_id}
+    if traffic.budget_ms:
+        headers["x-spillover-budget-ms"] = str(traffic.budget_ms)
+    body: dict[str, Any] = {"model": traffic.route, "max_tokens": traffic.max_tokens,
+                            "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+    if stream:
+        body["stream"] = True
+    started = time.perf_counter()
+    status, provider, error = 0, "", True
+    try:
+        async with session.post(gw.url + "/v1/chat/completions", json=body, headers=headers) as r:
+            status = r.status
+            provider = r.headers.get("x-spillover-provider", "")
+            data = await r.read()
+            error = status != 200 or (stream and b'"error"' in data)
+    except (aiohttp.ClientError, TimeoutError):
+        pass
+    run.outcomes.append(Outcome(started - t0, time.perf_counter() - started, status, provider,
+                                error))  # fmt: skip
+
+
+async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, DrillRun], None],
+                seed: int = 0) -> DrillRun:  # fmt: skip
+    run = DrillRun(scenario, time.time(), drill_id=f"drill-{scenario.name}-{uuid.uuid4().hex[:8]}")
+    traffic = scenario.traffic
+    rng = random.Random(seed)
+    faulted = {s.fault.provider for s in scenario.steps if s.fault.provider}
+    async with httpx.AsyncClient(timeout=10) as admin:
+        await gw.check(admin)
+        await gw.clear(admin)
+        t0 = time.perf_counter()
+
+        async def timeline() -> None:
+            for step in sorted(scenario.steps, key=lambda s: s.at_s):
+                await asyncio.sleep(max(0.0, t0 + step.at_s - time.perf_counter()))
+                spec = step.fault.model_dump(exclude_none=True)
+                await gw.inject(admin, spec)
+                now = time.perf_counter() - t0
+                run.windows.append(FaultWindow(now, now + step.fault.duration_s, step.fault.kind,
+                                               step.fault.provider, step.fault.route))  # fmt: skip
+
+        async def sampler() -> None:
+            while True:
+                watching = run.windows and run.breaker_opened_at is None and faulted
+                if watching and await gw.breakers_open(admin, faulted):
+                    run.breaker_opened_at = time.perf_counter() - t0
+                progress(time.perf_counter() - t0, run)
+                await asyncio.sleep(0.25)
+
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            limit = asyncio.Semaphore(traffic.concurrency)
+            tasks: set[asyncio.Task[None]] = set()
+
+            async def bounded(stream: bool, prompt: str) -> None:
+                async with limit:
+                    await _request(session, gw, run, t0, stream, prompt)
+
+            background = [asyncio.create_task(timeline()), asyncio.create_task(sampler())]
+            at = 0.0
+            while True:
+                at += rng.expovariate(traffic.rate)
+                if at >= traffic.duration_s:
+                    break
+                await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
+                if limit.locked():
+                    run.dropped += 1
+                    continue
+                prompt = "Drill traffic: " + "status report please. " * (traffic.prompt_chars // 22)
+                task = asyncio.create_task(bounded(rng.random() < traffic.stream_share, prompt))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        await gw.clear(admin)
+        progress(traffic.duration_s, run)
+        await asyncio.sleep(1.5)  # the ledger writes in batches
+        await _account(run, gw, admin)
+    return run
+
+
+async def _account(run: DrillRun, gw: Gateway, admin: httpx.AsyncClient) -> None:
+    """Ledger rows for the drill's time span, and the cost per request before and during
+    the faults."""
+    start = run.started_wall
+    end = start + run.scenario.traffic.duration_s + 30
+    try:
+        total = await gw.spend(admin, start - 0.5, end)
+        run.ledger_rows = int(total["requests"])
+        if run.windows:
+            first = start + run.windows[0].start
+            last = start + max(w.end for w in run.windows)
+            before = await gw.spend(admin, start - 0.5, first)
+            during = await gw.spend(admin, first, last)
+            if before["requests"]:
+                run.baseline_cost_per_request = before["cost_usd"] / before["requests"]
+            if during["requests"]:
+                run.fault_cost_per_request = during["cost_usd"] / during["requests"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        run.ledger_rows = None

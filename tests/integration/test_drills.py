@@ -1,0 +1,163 @@
+"""Failover drills end to end: every shipped scenario, in short form, against a gateway with
+mock providers and a simulated pool; a misconfigured route fails its drill; the admin fault
+API is admin-only and faults expire by themselves."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    ADMIN_KEY,
+    GATEWAY_KEY,
+    ROOT,
+    MockUpstream,
+    Proc,
+    start_gateway,
+)
+from tests.pool_support import Replica, start_sim, wait_ready
+
+pytestmark = pytest.mark.e2e
+SCENARIOS = ["provider-outage", "rate-limit-storm", "latency-spike", "stream-cut",
+             "pool-replica-crash", "kv-pressure"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pool(logs_dir: Path) -> Iterator[Replica]:
+    sim = start_sim(logs_dir, "drill-sim", "--replicas", "2", "--model", "llama-3.1-8b")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def drill_gateway(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    pool: Replica,
+    logs_dir: Path,
+    tmp_path: Path,
+) -> Iterator[tuple[Proc, Path]]:
+    port = int(pool.url.rsplit(":", 1)[1])
+    ledger = tmp_path / "ledger.sqlite"
+    config = textwrap.dedent(f"""\
+        drills: {{enabled: true}}
+        ledger: {{url: "sqlite:///{ledger}", flush_ms: 50}}
+        providers:
+          primary: {{kind: openai, api_base: "http://127.0.0.1:{openai_upstream.port}/v1"}}
+          claude: {{kind: anthropic, api_base: "http://127.0.0.1:{anthropic_upstream.port}"}}
+          local:
+            kind: vllm_pool
+            model: llama-3.1-8b
+            replicas: ["http://127.0.0.1:{port}", "http://127.0.0.1:{port + 1}"]
+            health: {{every_s: 0.5}}
+        routes:
+          gpt-4o:
+            targets: [{{provider: primary, model: gpt-4o}}, {{provider: claude, model: claude-sonnet-4-5}}]
+            resume_streams: true
+            fail_over_when: {{consecutive_failures: 3}}
+            breaker: {{base_ejection_s: 1}}
+          llama-3.1-8b:
+            targets: [{{provider: local, model: llama-3.1-8b}}, {{provider: primary, model: gpt-4o-mini}}]
+            # A pool-first route fails over often when a replica dies: the default retry
+            # budget (20% of requests) is too tight for it, as the pool-replica-crash drill shows.
+            retry: {{budget_ratio: 0.5}}
+          only-primary:
+            targets: [{{provider: primary, model: gpt-4o}}]
+        keys:
+          - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}"}}
+          - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
+        """)
+    proc = start_gateway(config, logs_dir, name="drills")
+    wait_ready(proc, pool.url)
+    yield proc, ledger
+    proc.stop()
+
+
+def _drill(
+    proc: Proc, scenario: str, report: Path, scale: float = 0.2
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "drill", "run", scenario, "--gateway", proc.url,
+         "--admin-key", ADMIN_KEY, "--key", GATEWAY_KEY, "--scale", str(scale),
+         "--report", str(report)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_shipped_scenario_holds_its_slos(
+    scenario: str, drill_gateway: tuple[Proc, Path], tmp_path: Path
+) -> None:
+    proc, ledger = drill_gateway
+    result = _drill(proc, scenario, tmp_path / "report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["fault_windows"]
+    assert (tmp_path / "report" / "report.md").read_text().startswith(f"# Drill `{scenario}`: PASS")
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "failover time" in html
+    # Drill traffic is marked on its ledger rows, with the faults injected into it.
+    marks = [r[0] for r in sqlite3.connect(ledger).execute("SELECT drill FROM spillover_ledger")]
+    assert marks and all(m and m.startswith(f"drill-{scenario}-") for m in marks)
+    assert any(":" in m.split(",", 1)[-1] for m in marks if "," in m)
+
+
+def test_a_drill_fails_when_the_route_has_no_fallback(
+    drill_gateway: tuple[Proc, Path], tmp_path: Path
+) -> None:
+    proc, _ = drill_gateway
+    broken = (
+        (ROOT / "config" / "drills" / "provider-outage.yaml")
+        .read_text()
+        .replace("route: gpt-4o", "route: only-primary")
+    )
+    scenario = tmp_path / "outage-without-fallback.yaml"
+    scenario.write_text(broken)
+    result = _drill(proc, str(scenario), tmp_path / "report")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    failed = {c["name"] for c in report["checks"] if not c["ok"]}
+    assert "client-visible error rate" in failed and report["verdict"] == "fail"
+
+
+def test_the_fault_api_is_admin_only_and_faults_expire(drill_gateway: tuple[Proc, Path]) -> None:
+    proc, _ = drill_gateway
+    spec = {"kind": "error", "provider": "primary", "status": 500, "duration_s": 0.5}
+    assert httpx.post(proc.url + "/admin/faults", json=spec).status_code == 401
+    user = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    assert httpx.post(proc.url + "/admin/faults", json=spec, headers=user).status_code == 403
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    bad = httpx.post(proc.url + "/admin/faults", json={**spec, "kind": "meteor"}, headers=admin)
+    assert bad.status_code == 422
+    created = httpx.post(proc.url + "/admin/faults", json=spec, headers=admin)
+    assert created.status_code == 201
+    assert [
+        f["id"] for f in httpx.get(proc.url + "/admin/faults", headers=admin).json()["faults"]
+    ] == [created.json()["id"]]
+    reply = httpx.post(
+        proc.url + "/v1/chat/completions",
+        headers={**user, "x-spillover-drill": "manual"},
+        json={"model": "only-primary", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert reply.status_code == 502  # the injected 500, no fallback on this route
+    attempts = len(reply.json()["error"]["attempts"])  # the route retried the same target
+    metrics = httpx.get(proc.url + "/metrics").text
+    injected = f'spillover_faults_injected_total{{kind="error",provider="primary"}} {attempts}.0'
+    assert injected in metrics
+    time.sleep(0.6)
+    assert httpx.get(proc.url + "/admin/faults", headers=admin).json()["faults"] == []
+    ok = httpx.post(
+        proc.url + "/v1/chat/completions",
+        headers=user,
+        json={"model": "only-primary", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert ok.status_code == 200  # expired by itself
