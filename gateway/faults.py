@@ -33,7 +33,7 @@ from gateway.providers.base import (
     UpstreamCall,
     UpstreamResponse,
     UpstreamStream,
-    Usage,
+    WrappedStream,
 )
 from policies.schema_base import Strict
 
@@ -172,19 +172,11 @@ class FaultyProvider(Provider):
         return result
 
 
-class _FaultyStream(UpstreamStream):
+class _FaultyStream(WrappedStream):
     def __init__(self, inner: UpstreamStream, fault_id: str, spec: FaultSpec) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._id = fault_id
         self._spec = spec
-        self.headers = inner.headers
-
-    @property
-    def usage(self) -> Usage:  # type: ignore[override]
-        return self._inner.usage
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
 
     async def _events(self) -> AsyncIterator[bytes]:
         count = 0
@@ -196,6 +188,3 @@ class _FaultyStream(UpstreamStream):
                 await asyncio.sleep(self._spec.latency_ms / 1000)
             count += 1
             yield event
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()

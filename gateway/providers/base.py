@@ -99,6 +99,28 @@ class UpstreamStream(ABC):
         """Close the upstream connection; safe to call more than once."""
 
 
+class WrappedStream(UpstreamStream):
+    """Another stream's events, passed through `_events` (which a subclass writes); usage
+    and headers are the inner stream's."""
+
+    def __init__(self, inner: UpstreamStream) -> None:
+        self._inner = inner
+        self.headers = inner.headers
+
+    @property
+    def usage(self) -> Usage:  # type: ignore[override]
+        return self._inner.usage
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    @abstractmethod
+    def _events(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class Provider(ABC):
     name: str
     supports: frozenset[Endpoint]

@@ -17,7 +17,7 @@ from gateway.providers.base import (
     UpstreamCall,
     UpstreamResponse,
     UpstreamStream,
-    Usage,
+    WrappedStream,
 )
 from gateway.providers.openai import PATHS, OpenAIAdapter
 from gateway.upstream_errors import from_pool_shed
@@ -102,21 +102,13 @@ class VllmPoolAdapter(Provider):
             failure.counts_against_target = not self.pool.ready()
 
 
-class _LeasedStream(UpstreamStream):
+class _LeasedStream(WrappedStream):
     """The replica's stream; the lease goes back when it ends, fails or is closed."""
 
     def __init__(self, inner: UpstreamStream, lease: Lease, adapter: VllmPoolAdapter) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._lease = lease
         self._adapter = adapter
-        self.headers = inner.headers
-
-    @property
-    def usage(self) -> Usage:  # type: ignore[override]
-        return self._inner.usage
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
 
     async def _events(self) -> AsyncIterator[bytes]:
         try:
