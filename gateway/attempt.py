@@ -128,15 +128,18 @@ class AttemptRunner:
         def should_retry(exc: BaseException) -> bool:
             if not isinstance(exc, UpstreamFailure) or not exc.retryable:
                 return False
-            if exc.error_class not in route.retry.retry_on or next_target() is None:
+            target = next_target()
+            if exc.error_class not in route.retry.retry_on or target is None:
                 return False
-            if isinstance(exc, Shed):  # decided by the pool's policy, no upstream was called:
-                return not all(tries.get(target_key(t), 0) for t in queue)  # no budget spent
+            fresh = tries.get(target_key(target), 0) == 0
+            if isinstance(exc, Shed) and not fresh:  # the pool decided: only another target
+                return False
             remaining = ctx.remaining()
             if remaining is not None and remaining < _MIN_ATTEMPT_S:
                 self._metrics.child(self._metrics.deadline_exceeded, ctx.route_name).inc()
                 return False
-            allowed = self._budget.try_retry(route, ctx.route_name, self._clock())
+            # The budget guards targets already tried; it never blocks the route's fallbacks.
+            allowed = fresh or self._budget.try_retry(route, ctx.route_name, self._clock())
             self._metrics.child(
                 self._metrics.retries, ctx.route_name, "allowed" if allowed else "budget_exhausted"
             ).inc()

@@ -32,21 +32,21 @@ SCENARIOS = ["provider-outage", "rate-limit-storm", "latency-spike", "stream-cut
 
 
 @pytest.fixture(scope="module")
-def pool(logs_dir: Path) -> Iterator[Replica]:
-    sim = start_sim(logs_dir, "drill-sim", "--replicas", "2", "--model", "llama-3.1-8b")
-    yield sim
-    sim.stop()
+def pool(logs_dir: Path) -> Iterator[list[Replica]]:
+    sims = [start_sim(logs_dir, f"drill-sim-{i}", "--model", "llama-3.1-8b") for i in range(2)]
+    yield sims
+    for sim in sims:
+        sim.stop()
 
 
 @pytest.fixture
 def drill_gateway(
     openai_upstream: MockUpstream,
     anthropic_upstream: MockUpstream,
-    pool: Replica,
+    pool: list[Replica],
     logs_dir: Path,
     tmp_path: Path,
 ) -> Iterator[tuple[Proc, Path]]:
-    port = int(pool.url.rsplit(":", 1)[1])
     ledger = tmp_path / "ledger.sqlite"
     config = textwrap.dedent(f"""\
         drills: {{enabled: true}}
@@ -57,7 +57,7 @@ def drill_gateway(
           local:
             kind: vllm_pool
             model: llama-3.1-8b
-            replicas: ["http://127.0.0.1:{port}", "http://127.0.0.1:{port + 1}"]
+            replicas: ["{pool[0].url}", "{pool[1].url}"]
             health: {{every_s: 0.5}}
         routes:
           gpt-4o:
@@ -67,9 +67,6 @@ def drill_gateway(
             breaker: {{base_ejection_s: 1}}
           llama-3.1-8b:
             targets: [{{provider: local, model: llama-3.1-8b}}, {{provider: primary, model: gpt-4o-mini}}]
-            # A pool-first route fails over often when a replica dies: the default retry
-            # budget (20% of requests) is too tight for it, as the pool-replica-crash drill shows.
-            retry: {{budget_ratio: 0.5}}
           only-primary:
             targets: [{{provider: primary, model: gpt-4o}}]
         keys:
@@ -77,7 +74,8 @@ def drill_gateway(
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
         """)
     proc = start_gateway(config, logs_dir, name="drills")
-    wait_ready(proc, pool.url)
+    for sim in pool:
+        wait_ready(proc, sim.url)
     yield proc, ledger
     proc.stop()
 

@@ -71,7 +71,7 @@ def _config(hosted_port: int, ports: list[int]) -> str:
             model: tiny-llama
             replicas: [{urls}]
             gpu_cost_per_hour: 1.2
-            health: {{every_s: 0.5, timeout_s: 2, unhealthy_after: 1}}
+            health: {{every_s: 0.5, timeout_s: 3, unhealthy_after: 3}}
             scrape: {{every_s: 0.25, timeout_s: 1}}
             warm_up: {{prompt: "Warm up.", max_tokens: 4}}
             admission: {{max_kv_usage: 0.6, when_full: reject, long_context_tokens: 300}}
