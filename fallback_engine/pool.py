@@ -24,10 +24,9 @@ from fallback_engine.metrics import STATES, PoolMetrics
 from fallback_engine.prefix import PrefixTable
 from fallback_engine.replica import Prober, Replica, State
 from fallback_engine.scrape import Snapshot
-from policies.pool import VllmPoolProvider
+from policies.pool import PRIORITY_RANK, VllmPoolProvider
 
 log = logging.getLogger("spillover.pool")
-_RANK = {"critical": 0, "standard": 1, "sheddable": 2}
 
 
 class PoolShed(Exception):
@@ -423,7 +422,9 @@ class Pool:
         if wait_s is not None:
             limit = min(limit, max(0.0, wait_s))
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(_RANK[request.priority], next(self._seq), request, loop.create_future())
+        waiter = _Waiter(
+            PRIORITY_RANK[request.priority], next(self._seq), request, loop.create_future()
+        )
         self._waiters.append(waiter)
         self._waiters.sort()
         self._show_queue()

@@ -42,17 +42,23 @@ def prompt_text(body: Mapping[str, Any]) -> str:
     return "\x1e".join(parts)
 
 
-def block_hashes(text: str, block_tokens: int, max_blocks: int) -> tuple[int, ...]:
-    """Chained hashes of the text's full blocks: hash i covers blocks 0..i."""
-    size = block_tokens * CHARS_PER_TOKEN
-    data = text.encode("utf-8", "surrogatepass")
+def chain_hashes(blocks: Iterable[bytes]) -> list[int]:
+    """Hash i covers blocks 0..i (each block's hash takes the previous one in), as vLLM's
+    prefix cache keys its KV blocks."""
     out: list[int] = []
     previous = b""
-    for start in range(0, min(len(data) // size, max_blocks) * size, size):
-        digest = hashlib.blake2b(previous + data[start : start + size], digest_size=8).digest()
-        out.append(int.from_bytes(digest, "big"))
-        previous = digest
-    return tuple(out)
+    for block in blocks:
+        previous = hashlib.blake2b(previous + block, digest_size=8).digest()
+        out.append(int.from_bytes(previous, "big"))
+    return out
+
+
+def block_hashes(text: str, block_tokens: int, max_blocks: int) -> tuple[int, ...]:
+    """Chained hashes of the text's full blocks."""
+    size = block_tokens * CHARS_PER_TOKEN
+    data = text.encode("utf-8", "surrogatepass")
+    count = min(len(data) // size, max_blocks)
+    return tuple(chain_hashes(data[i * size : (i + 1) * size] for i in range(count)))
 
 
 class PrefixTable:

@@ -34,7 +34,7 @@ from gateway.providers.base import Provider
 from gateway.relay import relay
 from gateway.shape import cache_hint, shape
 from gateway.validate import validate
-from policies.pool import Priority
+from policies.pool import PRIORITY_RANK, Priority
 from policies.schema import Endpoint, GatewayConfig, Route
 
 Scope = MutableMapping[str, Any]
@@ -341,7 +341,6 @@ _PRIORITIES: dict[bytes, Priority] = {
     b"standard": "standard",
     b"sheddable": "sheddable",
 }
-_RANK = {"critical": 0, "standard": 1, "sheddable": 2}
 
 
 def _priority(granted: Priority, header: bytes | None) -> Priority:
@@ -354,7 +353,7 @@ def _priority(granted: Priority, header: bytes | None) -> Priority:
             "x-spillover-priority must be critical, standard or sheddable",
             param="x-spillover-priority",
         )
-    return asked if _RANK[asked] > _RANK[granted] else granted
+    return asked if PRIORITY_RANK[asked] > PRIORITY_RANK[granted] else granted
 
 
 def _request_id(given: bytes | None) -> str:

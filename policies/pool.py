@@ -12,6 +12,7 @@ from policies.schema_base import PriceOverride, Strict, Timeouts
 
 PoolStrategy = Literal["prefix_affinity", "least_tokens", "least_requests", "round_robin"]
 Priority = Literal["critical", "standard", "sheddable"]
+PRIORITY_RANK: dict[Priority, int] = {"critical": 0, "standard": 1, "sheddable": 2}
 WhenFull = Literal["queue", "reject", "cap_context"]
 
 

@@ -9,11 +9,12 @@ It runs on the event loop of whoever owns it; `SimEngine.run` is the scheduler l
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+from fallback_engine.prefix import chain_hashes
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Sequence:
     # (index of the output token, whether it is the last); None once finished.
     tokens: asyncio.Queue[tuple[int, bool] | None] = field(default_factory=asyncio.Queue)
     aborted: bool = False
+    block_hashes: list[int] = field(default_factory=list)  # of the prompt's full blocks
 
     @property
     def length(self) -> int:
@@ -156,6 +158,7 @@ class SimEngine:
 
     def submit(self, prompt: list[int], max_tokens: int) -> Sequence:
         seq = Sequence(prompt, max_tokens)
+        seq.block_hashes = self._hashes(prompt)
         self.waiting.append(seq)
         self._wake.set()
         return seq
@@ -166,18 +169,15 @@ class SimEngine:
 
     def _hashes(self, prompt: list[int]) -> list[int]:
         size = self.params.block_size
-        out, previous = [], b""
-        for start in range(0, len(prompt) // size * size, size):
-            raw = b"".join(t.to_bytes(4, "little") for t in prompt[start : start + size])
-            digest = hashlib.blake2b(previous + raw, digest_size=8).digest()
-            out.append(int.from_bytes(digest, "big"))
-            previous = digest
-        return out
+        return chain_hashes(
+            b"".join(t.to_bytes(4, "little") for t in prompt[start : start + size])
+            for start in range(0, len(prompt) // size * size, size)
+        )
 
     def _admit(self, seq: Sequence) -> bool:
         """Blocks for the whole prompt, reusing cached prefix blocks; False if they do not fit."""
         size = self.params.block_size
-        hashes = self._hashes(seq.prompt)
+        hashes = seq.block_hashes
         # Like vLLM, the last prompt token is always computed, so a full hit stops one short.
         reusable = hashes[: (len(seq.prompt) - 1) // size]
         hits: list[int] = []
@@ -325,7 +325,7 @@ class SimEngine:
             for seq, chunk in chunks:
                 seq.computed += chunk
                 if not seq.prefilling:
-                    for block, h in zip(seq.blocks, self._hashes(seq.prompt), strict=False):
+                    for block, h in zip(seq.blocks, seq.block_hashes, strict=False):
                         self.blocks.register(block, h)
                     if seq in self.running:
                         self._emit(seq, now, 1)
