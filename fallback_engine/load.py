@@ -25,16 +25,24 @@ class ReplicaLoad:
     released_tokens: int = 0
     # Prompt tokens sent there whose request has not produced its first token yet.
     pending_prefill_tokens: int = 0
+    # The KV this gateway's in-flight requests there will hold at their peak: prompt plus
+    # expected output, each prompt block that several of them share counted once.
+    committed_tokens: int = 0
 
     @property
     def kv_estimate(self) -> float | None:
-        """The scraped KV usage plus what was sent since, as a share of the cache."""
-        if self.kv_usage is None:
-            return None
-        if not self.kv_capacity_tokens:
+        """The share of the cache in use or already promised: the scraped usage plus what
+        was sent since, and never less than what this gateway has committed there (a scrape
+        sees the prompts, not the output they are about to grow by). Stale metrics leave
+        only the committed share."""
+        capacity = self.kv_capacity_tokens
+        if not capacity:
             return self.kv_usage
-        change = (self.unscraped_tokens - self.released_tokens) / self.kv_capacity_tokens
-        return min(1.0, max(0.0, self.kv_usage + change))
+        committed = self.committed_tokens / capacity
+        if self.kv_usage is None:
+            return min(1.0, committed)
+        change = (self.unscraped_tokens - self.released_tokens) / capacity
+        return min(1.0, max(0.0, self.kv_usage + change, committed))
 
     @property
     def kv_room_tokens(self) -> int | None:

@@ -22,7 +22,7 @@ from fallback_engine.choose import choose
 from fallback_engine.load import PoolRequest, ReplicaLoad
 from fallback_engine.metrics import STATES, PoolMetrics
 from fallback_engine.prefix import PrefixTable
-from fallback_engine.replica import Prober, Replica, State
+from fallback_engine.replica import Hold, Prober, Replica, State
 from fallback_engine.scrape import Snapshot
 from policies.pool import PRIORITY_RANK, VllmPoolProvider
 
@@ -50,6 +50,7 @@ class Lease:
     prompt_tokens: int = 0
     scrape: int = 0  # the replica's scrape count when the request was sent
     prefilling: bool = True  # no token back yet
+    hold: Hold | None = None  # the KV promised at the replica, given back on release
 
     def first_token(self) -> None:
         """The replica answered with its first token: this prompt's prefill is done."""
@@ -317,6 +318,9 @@ class Pool:
         replica.outstanding_requests += 1
         replica.pending_prefill_tokens += request.prompt_tokens
         replica.unscraped_tokens += request.prompt_tokens
+        held = request.tokens if self.config.admission.reserve_output else request.prompt_tokens
+        hold = Hold(held, request.prefix, self.config.routing.block_tokens)
+        replica.hold(hold)
         if request.prefix:
             self.table.record(request.prefix, replica.url)
         if self.metrics is not None:
@@ -332,6 +336,7 @@ class Pool:
             self._done,
             request.prompt_tokens,
             replica.scrapes,
+            hold=hold,
         )
 
     def _done(self, lease: Lease) -> None:
@@ -342,6 +347,8 @@ class Pool:
             lease.first_token()
             replica.outstanding_tokens -= lease.tokens
             replica.outstanding_requests -= 1
+            if lease.hold is not None:
+                replica.unhold(lease.hold)
             if replica.scrapes == lease.scrape:  # not yet in a scrape: its blocks are free now
                 replica.unscraped_tokens = max(0, replica.unscraped_tokens - lease.prompt_tokens)
             else:  # the last scrape counted its blocks, which are free now

@@ -13,6 +13,8 @@ A replica that leaves rotation comes back only through warming.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Literal
 
 import httpx
@@ -22,6 +24,20 @@ from fallback_engine.scrape import Rates, Snapshot, parse, rates
 from policies.pool import VllmPoolProvider
 
 State = Literal["starting", "warming", "ready", "draining", "unhealthy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The KV one in-flight request is promised at a replica: `tokens` in all, of which the
+    prompt's leading blocks (`prefix`, hashed) may be shared with other requests there."""
+
+    tokens: int
+    prefix: tuple[int, ...]
+    block_tokens: int
+
+    @property
+    def private_tokens(self) -> int:
+        return max(0, self.tokens - len(self.prefix) * self.block_tokens)
 
 
 class Replica:
@@ -37,6 +53,8 @@ class Replica:
         self.unscraped_tokens = 0
         # Tokens of requests seen by the last scrape that have finished since.
         self.released_tokens = 0
+        self.committed_tokens = 0
+        self._held_blocks: Counter[int] = Counter()
         self.scrapes = 0
         self.snapshot: Snapshot | None = None
         self.rates = Rates()
@@ -59,7 +77,24 @@ class Replica:
             unscraped_tokens=self.unscraped_tokens if fresh else 0,
             released_tokens=self.released_tokens if fresh else 0,
             pending_prefill_tokens=self.pending_prefill_tokens,
+            committed_tokens=self.committed_tokens,
         )
+
+    def hold(self, hold: Hold) -> None:
+        """Commit a request's peak KV here; a prompt block already held costs nothing."""
+        self.committed_tokens += hold.private_tokens
+        for block in hold.prefix:
+            self._held_blocks[block] += 1
+            if self._held_blocks[block] == 1:
+                self.committed_tokens += hold.block_tokens
+
+    def unhold(self, hold: Hold) -> None:
+        self.committed_tokens -= hold.private_tokens
+        for block in hold.prefix:
+            self._held_blocks[block] -= 1
+            if self._held_blocks[block] == 0:
+                del self._held_blocks[block]
+                self.committed_tokens -= hold.block_tokens
 
     def observe(self, snapshot: Snapshot) -> None:
         if self.snapshot is not None:

@@ -62,6 +62,11 @@ class Admission(Strict):
     max_kv_usage: float = Field(0.92, gt=0, le=1)
     # A replica with more than this many requests waiting takes no new request.
     max_waiting: int = Field(4, ge=0)
+    # Count each in-flight request's expected output (max_tokens, or the route's
+    # typical_output_tokens) as KV it will hold, so this gateway never promises a replica more
+    # cache than it has (no preemption storms). Off: only prompts count — for clients whose
+    # max_tokens is far above what they use.
+    reserve_output: bool = True
     # Prompts above this size go only where the KV cache has room for the prompt and output.
     long_context_tokens: int = Field(8_000, ge=1)
     # Sheddable traffic stops once the pool's mean KV usage passes this (default: 80% of

@@ -1,7 +1,8 @@
 """`spillover sim-vllm`: the simulated engine behind vLLM's OpenAI-compatible HTTP surface —
 `/v1/chat/completions` and `/v1/completions` (stream and not, usage with `cached_tokens`),
 `/v1/models`, `/health` (503 while the model "loads") and `/metrics`. `/_sim/config` turns
-knobs while it runs (unhealthy, a slower device) for tests and drills."""
+knobs while it runs (unhealthy, a slower device, the model loaded in N seconds from now) for
+tests and drills."""
 
 from __future__ import annotations
 
@@ -112,6 +113,8 @@ class SimReplica:
         knobs = await request.json()
         if "healthy" in knobs:
             self.healthy = bool(knobs["healthy"])
+        if "load_s" in knobs:
+            self._loaded_at = time.monotonic() + float(knobs["load_s"])
         if "extra_step_ms" in knobs:
             self.engine.extra_step_ms = float(knobs["extra_step_ms"])
         if knobs.get("reset_cache"):

@@ -73,6 +73,34 @@ def test_tokens_sent_since_the_last_scrape_count_as_kv_in_use() -> None:
     assert admission.eligible([busy], PoolRequest(10, 10), policy)[0] == []
 
 
+def test_committed_output_counts_before_a_scrape_sees_it_and_shared_blocks_count_once() -> None:
+    from fallback_engine.replica import Hold, Replica
+
+    replica = Replica("http://r")
+    prefix = block_hashes(SYSTEM, 16, 256)  # the same long system prompt for three requests
+    hold = Hold(len(prefix) * 16 + 40 + 400, prefix, 16)
+    for _ in range(3):
+        replica.hold(hold)
+    assert replica.committed_tokens == len(prefix) * 16 + 3 * (40 + 400)
+    policy = Admission(max_kv_usage=0.6)
+    # The last scrape saw little in use (the prompts are cached, the output not yet made),
+    # but what these requests will grow to is promised already.
+    scraped = replica.load(now=0.0, stale_after_s=5)
+    load = ReplicaLoad(
+        "r", 0, 3, kv_usage=0.1, kv_capacity_tokens=2_500,
+        committed_tokens=scraped.committed_tokens,
+    )  # fmt: skip
+    assert load.kv_estimate == pytest.approx(replica.committed_tokens / 2_500)
+    assert replica.committed_tokens / 2_500 > 0.6
+    assert admission.eligible([load], PoolRequest(40, 400), policy)[0] == []
+    # Stale metrics: judged on what this gateway has committed there.
+    stale = ReplicaLoad("r", 0, 3, kv_capacity_tokens=3_000, committed_tokens=600)
+    assert stale.kv_estimate == pytest.approx(0.2)
+    for _ in range(3):
+        replica.unhold(hold)
+    assert replica.committed_tokens == 0 and not replica._held_blocks
+
+
 def test_sheddable_traffic_stops_first_and_retry_after_follows_the_drain_rate() -> None:
     policy = Admission(max_kv_usage=0.92, sheddable_kv_usage=0.7)
     calm = [_load("a", kv_usage=0.5), _load("b", kv_usage=0.6)]
