@@ -31,12 +31,7 @@ from gateway.errors import (
 from gateway.headroom import exhausted_for
 from gateway.hedge import first_answer
 from gateway.metrics import GatewayMetrics
-from gateway.providers.base import (
-    Provider,
-    UpstreamCall,
-    UpstreamResponse,
-    UpstreamStream,
-)
+from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from gateway.state.windows import Outcome
@@ -170,7 +165,9 @@ class AttemptRunner:
                 return await self._one(ctx, route, target, 1 + fresh, body, continuation)
             except UpstreamFailure as failure:
                 failures.append(failure)
-                if target in queue and await self._breaker_opened(target):
+                if not failure.counts_against_target and not isinstance(failure, Shed):
+                    tries[target_key(target)] = 0  # one pool replica left rotation, not the pool
+                elif target in queue and await self._breaker_opened(target):
                     queue.remove(target)
                 raise
 

@@ -265,9 +265,15 @@ def test_a_killed_replica_leaves_rotation_and_returns_through_warm_up(
             results = await asyncio.gather(*(one(i) for i in range(40)), kill())
             return [r for r in results if r is not None]
 
+    budget_refusals = metric(real_pool.gateway, "spillover_retries_total", route="pool-only",
+                             outcome="budget_exhausted")  # fmt: skip
     started = time.monotonic()
     assert asyncio.run(load()) == [200] * 40  # in-flight requests failed over
     assert time.monotonic() - started < 60  # and nothing hung
+    # Going to another replica after one left rotation spends no retry budget: however many
+    # requests the dead replica held, each gets its next attempt.
+    assert metric(real_pool.gateway, "spillover_retries_total", route="pool-only",
+                  outcome="budget_exhausted") == budget_refusals  # fmt: skip
     state = metric(real_pool.gateway, "spillover_pool_replica_state", replica=victim.url,
                    state="ready")  # fmt: skip
     assert state == 0  # out of rotation
