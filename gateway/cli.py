@@ -89,6 +89,7 @@ def serve(
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=int(loaded.server.graceful_shutdown_s),
+        timeout_keep_alive=int(loaded.server.keep_alive_s),
         server_header=False,
     )
 

@@ -43,6 +43,10 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     workers: int = Field(1, ge=1, le=64)
     access_log: bool = False
+    # An idle client connection stays open this long. Above a load balancer's idle timeout
+    # (60 s on AWS ALB and GCP), so the balancer, not the gateway, closes idle connections:
+    # a gateway closing first races the balancer's next request on that connection (a 502).
+    keep_alive_s: float = Field(75.0, gt=0)
     # Stop accepting, then give in-flight requests this long to finish on shutdown.
     graceful_shutdown_s: float = Field(30.0, ge=0)
     # How often to look for a changed config file (0: only SIGHUP and POST /admin/reload).
