@@ -130,8 +130,14 @@ def admin_app(gateway: Gateway) -> FastAPI:
     @app.post("/admin/faults", tags=["drills"], dependencies=faults_guard, status_code=201)
     async def add_fault(spec: FaultSpec) -> dict[str, object]:
         """Inject a fault (it expires by itself after `duration_s`)."""
+        if spec.kind == "redis_down" and gateway.boot_config.state.backend != "redis":
+            raise HTTPException(
+                409, "redis_down needs shared state: this gateway runs with state.backend: memory"
+            )
         fault = gateway.faults.add(spec)
-        log.warning("drill: fault %s injected: %s", fault.id, spec.model_dump(exclude_none=True))
+        log.warning(
+            "drill: fault %s injected: %s", fault.id, spec.model_dump(exclude_defaults=True)
+        )
         return fault.as_dict(time.monotonic())
 
     @app.get("/admin/faults", tags=["drills"], dependencies=faults_guard)

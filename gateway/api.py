@@ -28,6 +28,7 @@ from gateway.errors import (
     SpilloverError,
     UpstreamFailure,
 )
+from gateway.faults import FaultTable
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
@@ -80,8 +81,10 @@ class ProxyApp:
         attempts: AttemptRunner,
         admitter: Admitter,
         budgets: Budgets,
+        faults: FaultTable | None = None,
     ) -> None:
         self.config = config
+        self._faults = faults
         self._providers = providers
         self.keys = KeyStore(config)
         self.in_flight = 0
@@ -142,6 +145,10 @@ class ProxyApp:
                     param="model",
                 )
             ctx.route = route
+            if self._faults is not None and (down := self._faults.redis_down()) is not None:
+                down.fired += 1  # admitted and budgeted without Redis: a drill's row
+                ctx.faults.append(f"{down.id}:redis_down")
+                self._metrics.child(self._metrics.faults_injected, "redis_down", "redis").inc()
             ctx.admission = await self._admit.admit(ctx, route)
             ctx.reservation = await self._budgets.reserve(ctx, route)
             if ctx.endpoint == "chat":

@@ -23,7 +23,7 @@ from gateway.pricing import PriceTable
 from gateway.reload import Reloader, ReloadResult
 from gateway.state.limits import MemoryLimiter, RedisLimiter
 from gateway.state.memory import MemoryState
-from gateway.state.redis import RedisState
+from gateway.state.redis import Outage, RedisState
 from policies.loader import load_config
 from policies.schema import GatewayConfig, StateConfig
 
@@ -32,18 +32,26 @@ log = logging.getLogger("spillover")
 CONFIG_ENV = "SPILLOVER_CONFIG"
 
 
-def build_state(config: StateConfig, metrics: GatewayMetrics) -> MemoryState | RedisState:
+def build_state(
+    config: StateConfig, metrics: GatewayMetrics, outage: Outage | None = None
+) -> MemoryState | RedisState:
     if config.backend == "memory":
         return MemoryState()
     metrics.state_backend_up.set(1)
-    return RedisState(config, on_change=lambda up: metrics.state_backend_up.set(1 if up else 0))
+    return RedisState(
+        config, on_change=lambda up: metrics.state_backend_up.set(1 if up else 0), outage=outage
+    )
 
 
-def build_limiter(config: StateConfig, metrics: GatewayMetrics) -> MemoryLimiter | RedisLimiter:
+def build_limiter(
+    config: StateConfig, metrics: GatewayMetrics, outage: Outage | None = None
+) -> MemoryLimiter | RedisLimiter:
     if config.backend == "memory":
         return MemoryLimiter()
     metrics.limits_shared.set(1)
-    return RedisLimiter(config, on_change=lambda up: metrics.limits_shared.set(1 if up else 0))
+    return RedisLimiter(
+        config, on_change=lambda up: metrics.limits_shared.set(1 if up else 0), outage=outage
+    )
 
 
 class Gateway:
@@ -58,12 +66,15 @@ class Gateway:
         self.accountant = Accountant(
             self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
         )
-        self.state = build_state(config.state, self.metrics)
-        self.admitter = Admitter(build_limiter(config.state, self.metrics), self.metrics)
+        # A drill's redis_down fault makes this process's Redis calls fail (routing state,
+        # limits and budgets alike); the hook costs one dict check while no fault is set.
+        outage = self.faults.redis_down_now
+        self.state = build_state(config.state, self.metrics, outage)
+        self.admitter = Admitter(build_limiter(config.state, self.metrics, outage), self.metrics)
         self.budgets = Budgets(
             MemorySpendCounters()
             if config.state.backend == "memory"
-            else RedisSpendCounters(config.state),
+            else RedisSpendCounters(config.state, outage),
             self.metrics,
         )
         self.admin = admin_app(self)

@@ -21,7 +21,7 @@ from gateway.context import RequestContext
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import MILLION, PriceTable
-from gateway.state.redis import connect
+from gateway.state.redis import Outage, connect
 from gateway.tokens import expected_output
 from policies.schema import Budget, GatewayConfig, Route, StateConfig
 
@@ -118,8 +118,8 @@ return out
 class RedisSpendCounters:
     """Shared spend counters; while Redis is away, this replica counts locally."""
 
-    def __init__(self, config: StateConfig) -> None:
-        self._redis = connect(config)
+    def __init__(self, config: StateConfig, outage: Outage | None = None) -> None:
+        self._redis = connect(config, outage)
         self._prefix = config.key_prefix + "budget:"
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)

@@ -14,6 +14,9 @@ slice of production without touching real users.
     connection_reset the connection drops before an answer
     stream_cut       a stream breaks after `after_chunks` events
     kv_pressure      the self-hosted pool reports itself full (admission sheds)
+    redis_down       every Redis call of this gateway process fails as if Redis were
+                     unreachable (routing, limits and budgets fall back to local state);
+                     process-wide, so it takes no route, provider, model, scope or percent
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway.errors import ConnectFailed, RateLimited, Shed, Timeout, UpstreamError
 from gateway.providers.base import (
@@ -38,7 +41,14 @@ from gateway.providers.base import (
 from policies.schema_base import Strict
 
 FaultKind = Literal[
-    "error", "rate_limit", "latency", "hang", "connection_reset", "stream_cut", "kv_pressure"
+    "error",
+    "rate_limit",
+    "latency",
+    "hang",
+    "connection_reset",
+    "stream_cut",
+    "kv_pressure",
+    "redis_down",
 ]
 
 
@@ -55,6 +65,16 @@ class FaultSpec(Strict):
     latency_ms: float = Field(0.0, ge=0)
     per_chunk: bool = False
     after_chunks: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _redis_down_is_process_wide(self) -> FaultSpec:
+        narrowed = self.route or self.provider or self.model or self.scope or self.percent < 100
+        if self.kind == "redis_down" and narrowed:
+            raise ValueError(
+                "redis_down takes this gateway's Redis away for every request: it has no "
+                "route, provider, model, scope or percent"
+            )
+        return self
 
 
 class Fault:
@@ -101,13 +121,23 @@ class FaultTable:
         self._prune(time.monotonic())
         return list(self._faults.values())
 
+    def redis_down(self) -> Fault | None:
+        """The active `redis_down` fault, if any."""
+        if not self._faults:
+            return None
+        self._prune(time.monotonic())
+        return next((f for f in self._faults.values() if f.spec.kind == "redis_down"), None)
+
+    def redis_down_now(self) -> bool:
+        return self.redis_down() is not None
+
     def pick(self, route: str, provider: str, model: str, drill: str | None) -> Fault | None:
         if not self._faults:
             return None
         self._prune(time.monotonic())
         for fault in self._faults.values():
             s = fault.spec
-            if (
+            if s.kind != "redis_down" and (
                 (s.route is None or s.route == route)
                 and (s.provider is None or s.provider == provider)
                 and (s.model is None or s.model == model)

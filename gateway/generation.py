@@ -93,7 +93,16 @@ async def build_generation(
     generation = Generation(
         config,
         providers,
-        ProxyApp(config, providers, metrics, accountant, attempts, admitter, budgets),
+        ProxyApp(
+            config,
+            providers,
+            metrics,
+            accountant,
+            attempts,
+            admitter,
+            budgets,
+            faults if config.drills.enabled else None,
+        ),
     )
     for name, provider in providers.items():
         try:

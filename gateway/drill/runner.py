@@ -45,6 +45,10 @@ class DrillRun:
     windows: list[FaultWindow] = field(default_factory=list)
     dropped: int = 0  # arrivals the generator could not start (its concurrency bound)
     breaker_opened_at: float | None = None  # first time a faulted target's breaker opened
+    # A shared-state (Redis) fault: when the gateway first said it runs on local state, and
+    # when, after the fault, it said it shares state again.
+    state_local_at: float | None = None
+    state_shared_again_at: float | None = None
     ledger_rows: int | None = None
     baseline_cost_per_request: float | None = None
     fault_cost_per_request: float | None = None
@@ -61,7 +65,12 @@ class Gateway:
 
     async def inject(self, client: httpx.AsyncClient, spec: dict[str, Any]) -> None:
         reply = await client.post(self.url + "/admin/faults", json=spec, headers=self._admin)
-        reply.raise_for_status()
+        if reply.status_code != 201:
+            try:
+                detail = reply.json().get("detail", reply.text)
+            except ValueError:
+                detail = reply.text
+            raise RuntimeError(f"the gateway refused the {spec['kind']} fault: {detail}")
 
     async def clear(self, client: httpx.AsyncClient) -> None:
         await client.delete(self.url + "/admin/faults", headers=self._admin)
@@ -79,6 +88,18 @@ class Gateway:
                     if sample.labels.get("provider") in providers and sample.value == 2:
                         return True
         return False
+
+    async def shares_state(self, client: httpx.AsyncClient) -> bool | None:
+        """Whether routing state and limits are shared through Redis now (None: the gateway
+        has no shared state)."""
+        text = (await client.get(self.url + "/metrics")).text
+        values = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name in ("spillover_state_backend_up", "spillover_limits_shared")
+            for sample in family.samples
+        ]
+        return all(v == 1 for v in values) if values else None
 
     async def spend(
         self, client: httpx.AsyncClient, since: float, until: float
@@ -149,6 +170,7 @@ async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, Dril
                 watching = run.windows and run.breaker_opened_at is None and faulted
                 if watching and await gw.breakers_open(admin, faulted):
                     run.breaker_opened_at = time.perf_counter() - t0
+                await _watch_state(run, gw, admin, time.perf_counter() - t0)
                 progress(time.perf_counter() - t0, run)
                 await asyncio.sleep(0.25)
 
@@ -165,7 +187,7 @@ async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, Dril
             at = 0.0
             while True:
                 at += rng.expovariate(traffic.rate)
-                if at >= traffic.duration_s:
+                if at >= traffic.duration_s or _failed(background[0]):
                     break
                 await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
                 if limit.locked():
@@ -176,6 +198,10 @@ async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, Dril
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
+            if (failed := _failed(background[0])) is not None:
+                background[1].cancel()
+                await gw.clear(admin)
+                raise failed  # a fault the gateway would not take: no drill to judge
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -184,6 +210,21 @@ async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, Dril
         await asyncio.sleep(1.5)  # the ledger writes in batches
         await _account(run, gw, admin)
     return run
+
+
+def _failed(task: asyncio.Task[None]) -> BaseException | None:
+    return task.exception() if task.done() and not task.cancelled() else None
+
+
+async def _watch_state(run: DrillRun, gw: Gateway, admin: httpx.AsyncClient, now: float) -> None:
+    outages = [w for w in run.windows if w.kind == "redis_down"]
+    if not outages or run.state_shared_again_at is not None:
+        return
+    shared = await gw.shares_state(admin)
+    if shared is False and run.state_local_at is None:
+        run.state_local_at = now
+    elif shared and run.state_local_at is not None and now >= max(w.end for w in outages):
+        run.state_shared_again_at = now
 
 
 async def _account(run: DrillRun, gw: Gateway, admin: httpx.AsyncClient) -> None:

@@ -37,6 +37,10 @@ class Expect(Strict):
     # Share of the successful requests during a fault served by another provider.
     fallback_share_min: float | None = Field(None, ge=0, le=1)
     cost_increase_pct_max: float | None = None
+    # A Redis fault: fault start → the gateway reports it runs on local state, and fault end
+    # → it reports shared state (breakers, windows, limits) again.
+    state_fallback_time_s_max: float | None = Field(None, gt=0)
+    state_resync_time_s_max: float | None = Field(None, gt=0)
     lost_rows_max: int | None = Field(0, ge=0)
 
 

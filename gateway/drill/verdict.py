@@ -57,16 +57,26 @@ def measures(run: DrillRun) -> dict[str, float | None]:
         ),
         "failover_time_s": (
             served_elsewhere[0] - first_fault
-            if served_elsewhere and first_fault is not None
+            if faulted and served_elsewhere and first_fault is not None
             else None
         ),
         "fallback_share": fallback / len(during) if during else None,
+        "state_fallback_time_s": _since(run.state_local_at, first_fault),
+        "state_resync_time_s": _since(run.state_shared_again_at, last_redis_end(run)),
         "cost_increase_pct": (hit / base - 1) * 100 if base and hit is not None else None,
         "lost_rows": (
             float(max(0, answered - run.ledger_rows)) if run.ledger_rows is not None else None
         ),
         "dropped_by_generator": float(run.dropped),
     }
+
+
+def _since(at: float | None, start: float | None) -> float | None:
+    return at - start if at is not None and start is not None else None
+
+
+def last_redis_end(run: DrillRun) -> float | None:
+    return max((w.end for w in run.windows if w.kind == "redis_down"), default=None)
 
 
 def checks(run: DrillRun) -> list[Check]:
@@ -83,6 +93,10 @@ def checks(run: DrillRun) -> list[Check]:
     at_most("p99 latency", "p99_latency_ms", e.p99_latency_ms_max, "ms")
     at_most("failover time", "failover_time_s", e.failover_time_s_max, "s")
     at_most("cost increase", "cost_increase_pct", e.cost_increase_pct_max, "%")
+    at_most("on local state after the Redis fault began", "state_fallback_time_s",
+            e.state_fallback_time_s_max, "s")  # fmt: skip
+    at_most("sharing state again after the Redis fault ended", "state_resync_time_s",
+            e.state_resync_time_s_max, "s")  # fmt: skip
     at_most("lost ledger rows", "lost_rows", e.lost_rows_max)
     if e.fallback_share_min is not None:
         value = m["fallback_share"]
@@ -168,7 +182,13 @@ def write_report(run: DrillRun, directory: Path) -> list[Path]:
         f"- detection time (fault start → first breaker open): {_fmt(m['detection_time_s'])} s\n"
         f"- failover time (fault start → first request served by the fallback): "
         f"{_fmt(m['failover_time_s'])} s\n"
-        f"- requests: {int(m['requests'] or 0)}, dropped by the generator: "
+        + (
+            f"- shared state: local {_fmt(m['state_fallback_time_s'])} s after the Redis fault "
+            f"began, shared again {_fmt(m['state_resync_time_s'])} s after it ended\n"
+            if last_redis_end(run) is not None
+            else ""
+        )
+        + f"- requests: {int(m['requests'] or 0)}, dropped by the generator: "
         f"{int(m['dropped_by_generator'] or 0)}\n"
     )
     markdown = (

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.state.redis import connect
+from gateway.state.redis import Outage, connect
 from policies.limits import Rate, Verdict, gcra, settle
 from policies.schema import StateConfig
 
@@ -138,8 +138,9 @@ class RedisLimiter:
         config: StateConfig,
         on_change: Callable[[bool], None] | None = None,
         heartbeat_s: float = 5.0,
+        outage: Outage | None = None,
     ) -> None:
-        self._redis = connect(config)
+        self._redis = connect(config, outage)
         self._prefix = config.key_prefix + "limit:"
         self._replicas_key = config.key_prefix + "replicas"
         self._me = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.state.memory import MemoryState
@@ -68,17 +70,38 @@ return 1
 _STATE_TTL_S = 24 * 3600
 
 
-def connect(config: StateConfig) -> aioredis.Redis:
+Outage = Callable[[], bool]
+
+
+class _OutageHook:
+    """Mixed into the pool's connection class: while `outage()` holds (a drill's
+    `redis_down` fault), every command fails as an unreachable Redis would."""
+
+    outage: Outage
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self.outage():
+            raise RedisConnectionError("Redis unreachable (redis_down fault injected by a drill)")
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+
+
+def connect(config: StateConfig, outage: Outage | None = None) -> aioredis.Redis:
     """A client whose every call gives up after `timeout_ms`: Redis must never stall a
     request for longer than it takes to decide to do without it."""
     timeout = config.timeout_ms / 1000
-    return aioredis.from_url(
+    client = aioredis.from_url(
         config.url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=True,
         retry_on_timeout=False,
     )
+    if outage is not None:
+        pool = client.connection_pool
+        bases = (_OutageHook, pool.connection_class)
+        hooks = {"outage": staticmethod(outage)}
+        pool.connection_class = type("DrillableConnection", bases, hooks)
+    return client
 
 
 def _encode(state: BreakerState) -> str:
@@ -92,8 +115,10 @@ def _decode(raw: str | bytes | None) -> BreakerState:
 class RedisState:
     backend = "redis"
 
-    def __init__(self, config: StateConfig, on_change: Any = None) -> None:
-        self._redis = connect(config)
+    def __init__(
+        self, config: StateConfig, on_change: Any = None, outage: Outage | None = None
+    ) -> None:
+        self._redis = connect(config, outage)
         self._prefix = config.key_prefix
         self.local = MemoryState()
         self.available = True

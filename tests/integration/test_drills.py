@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +25,13 @@ from tests.conftest import (
     Proc,
     start_gateway,
 )
-from tests.pool_support import Replica, start_sim, wait_ready
+from tests.integration.test_shared_state_redis import real_redis_url
+from tests.pool_support import Replica, metric, start_sim, wait_ready
 
 pytestmark = pytest.mark.e2e
 SCENARIOS = ["provider-outage", "rate-limit-storm", "latency-spike", "stream-cut",
              "pool-replica-crash", "kv-pressure"]  # fmt: skip
+# redis-down needs a gateway with shared state: its own test below.
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +42,16 @@ def pool(logs_dir: Path) -> Iterator[list[Replica]]:
         sim.stop()
 
 
-@pytest.fixture
-def drill_gateway(
-    openai_upstream: MockUpstream,
-    anthropic_upstream: MockUpstream,
-    pool: list[Replica],
-    logs_dir: Path,
-    tmp_path: Path,
-) -> Iterator[tuple[Proc, Path]]:
-    ledger = tmp_path / "ledger.sqlite"
-    config = textwrap.dedent(f"""\
+def _config(
+    openai_port: int, anthropic_port: int, pool: list[Replica], ledger: Path, extra: str = ""
+) -> str:
+    return (
+        textwrap.dedent(f"""\
         drills: {{enabled: true}}
         ledger: {{url: "sqlite:///{ledger}", flush_ms: 50}}
         providers:
-          primary: {{kind: openai, api_base: "http://127.0.0.1:{openai_upstream.port}/v1"}}
-          claude: {{kind: anthropic, api_base: "http://127.0.0.1:{anthropic_upstream.port}"}}
+          primary: {{kind: openai, api_base: "http://127.0.0.1:{openai_port}/v1"}}
+          claude: {{kind: anthropic, api_base: "http://127.0.0.1:{anthropic_port}"}}
           local:
             kind: vllm_pool
             model: llama-3.1-8b
@@ -70,9 +68,23 @@ def drill_gateway(
           only-primary:
             targets: [{{provider: primary, model: gpt-4o}}]
         keys:
-          - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}"}}
+          - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}", limits: {{rpm: 100000}}}}
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
         """)
+        + extra
+    )
+
+
+@pytest.fixture
+def drill_gateway(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    pool: list[Replica],
+    logs_dir: Path,
+    tmp_path: Path,
+) -> Iterator[tuple[Proc, Path]]:
+    ledger = tmp_path / "ledger.sqlite"
+    config = _config(openai_upstream.port, anthropic_upstream.port, pool, ledger)
     proc = start_gateway(config, logs_dir, name="drills")
     for sim in pool:
         wait_ready(proc, sim.url)
@@ -159,3 +171,52 @@ def test_the_fault_api_is_admin_only_and_faults_expire(drill_gateway: tuple[Proc
         json={"model": "only-primary", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert ok.status_code == 200  # expired by itself
+
+
+def test_redis_down_the_gateway_serves_on_local_state_and_shares_again(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    pool: list[Replica],
+    logs_dir: Path,
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    state = (
+        f"state: {{backend: redis, url: '{real_redis_url()}', timeout_ms: 200, "
+        f"key_prefix: 'drill-{uuid.uuid4().hex[:8]}:'}}\n"
+    )
+    config = _config(openai_upstream.port, anthropic_upstream.port, pool, ledger, state)
+    proc = start_gateway(config, logs_dir, name="drills-redis")
+    try:
+        result = _drill(proc, "redis-down", tmp_path / "report", scale=0.3)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((tmp_path / "report" / "report.json").read_text())
+        measures = report["measures"]
+        assert report["verdict"] == "pass"
+        assert measures["error_rate"] == 0 and measures["lost_rows"] == 0
+        assert measures["state_fallback_time_s"] is not None
+        assert measures["state_resync_time_s"] is not None
+        assert "shared again" in (tmp_path / "report" / "report.md").read_text()
+        # Shared again after the drill: routing state and limits both back on Redis.
+        assert metric(proc, "spillover_state_backend_up") == 1
+        assert metric(proc, "spillover_limits_shared") == 1
+        assert metric(proc, "spillover_faults_injected_total", kind="redis_down") > 0
+        marks = [
+            r[0] for r in sqlite3.connect(ledger).execute("SELECT drill FROM spillover_ledger")
+        ]
+        assert any(m and m.endswith(":redis_down") for m in marks)
+    finally:
+        proc.stop()
+
+
+def test_redis_down_is_refused_where_there_is_no_shared_state(
+    drill_gateway: tuple[Proc, Path], tmp_path: Path
+) -> None:
+    proc, _ = drill_gateway
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    reply = httpx.post(proc.url + "/admin/faults", json={"kind": "redis_down"}, headers=admin)
+    assert reply.status_code == 409 and "state.backend" in reply.text
+    scoped = {"kind": "redis_down", "scope": "drill-1"}  # the whole process or nothing
+    assert httpx.post(proc.url + "/admin/faults", json=scoped, headers=admin).status_code == 422
+    result = _drill(proc, "redis-down", tmp_path / "report")
+    assert result.returncode == 2 and "state.backend" in result.stdout + result.stderr

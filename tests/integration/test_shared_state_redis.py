@@ -86,7 +86,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def _real_redis_url() -> str:
+def real_redis_url() -> str:
     """The machine's Redis (or REDIS_URL). CI fails, never skips, when it is missing."""
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     try:
@@ -99,7 +99,7 @@ def _real_redis_url() -> str:
 async def test_breaker_transitions_are_atomic_on_the_real_redis() -> None:
     config = StateConfig(
         backend="redis",
-        url=_real_redis_url(),
+        url=real_redis_url(),
         key_prefix=f"spillover-test-{os.getpid()}:",
         timeout_ms=500,
     )
