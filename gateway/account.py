@@ -160,6 +160,7 @@ class Accountant:
             "resumed": ctx.resumed,
             "partial_stream": ctx.bytes_sent and ctx.status != 200,
             "drill": _drill_mark(ctx),
+            "usage_estimated": ctx.usage_estimated,
         }
 
 

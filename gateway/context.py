@@ -50,6 +50,7 @@ class RequestContext:
     ttft_s: float | None = None
     bytes_sent: bool = False
     client_disconnected: bool = False
+    usage_estimated: bool = False  # a cut stream's tokens, counted by the gateway
     resumed: bool = False  # a broken stream was continued on another target
     admission: Any = None  # gateway.admit.Admission: limits to release at the end
     reservation: Any = None  # gateway.budgets.Reservation: money to settle at the end

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     event,
+    false,
     select,
     text,
 )
@@ -76,9 +77,14 @@ ledger_table = Table(
     Column("partial_stream", Boolean, nullable=False),
     # Drill traffic: the x-spillover-drill scope and the faults injected ("f3:error", …).
     Column("drill", String(256)),
+    # Tokens estimated by the gateway: a stream cut (client gone, upstream broken) before the
+    # upstream reported its usage. The provider billed something; this is our best count.
+    Column("usage_estimated", Boolean, nullable=False, server_default=false()),
 )
 
 _COLUMNS = [c.name for c in ledger_table.columns if c.name != "id"]
+# Columns added by later schema versions: a row spooled by an older gateway lacks them.
+_ADDED_COLUMNS: dict[str, Any] = {"drill": None, "usage_estimated": False}
 _SQLITE_INSERT = (
     f"INSERT OR IGNORE INTO spillover_ledger ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -86,7 +92,7 @@ _SQLITE_INSERT = (
 
 schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def engine_url(url: str) -> str:
@@ -110,6 +116,13 @@ async def migrate(engine: AsyncEngine) -> None:
             return
         if version < 2:
             await conn.execute(text("ALTER TABLE spillover_ledger ADD COLUMN drill VARCHAR(256)"))
+        if version < 3:
+            await conn.execute(
+                text(
+                    "ALTER TABLE spillover_ledger "
+                    "ADD COLUMN usage_estimated BOOLEAN NOT NULL DEFAULT FALSE"
+                )
+            )
         if version < SCHEMA_VERSION:
             await conn.execute(schema_table.update().values(version=SCHEMA_VERSION))
 
@@ -234,7 +247,11 @@ class LedgerWriter:
     async def _replay(self) -> None:
         replaying = self._spool.with_suffix(self._spool.suffix + ".replaying")
         self._spool.replace(replaying)
-        rows = [json.loads(line) for line in replaying.read_text().splitlines() if line]
+        rows = [
+            {**_ADDED_COLUMNS, **json.loads(line)}
+            for line in replaying.read_text().splitlines()
+            if line
+        ]
         try:
             for start in range(0, len(rows), self._config.batch_size):
                 await self._insert(rows[start : start + self._config.batch_size])

@@ -110,6 +110,12 @@ class GatewayMetrics:
         self.client_disconnects = Counter(
             "spillover_client_disconnects", "Streams whose client went away.", ["route"], registry=r
         )
+        self.usage_estimated = Counter(
+            "spillover_usage_estimated",
+            "Streams cut before the upstream reported usage, billed on the gateway's count.",
+            ["route", "provider"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "spillover_requests_in_flight", "Requests being served now.", registry=r
         )

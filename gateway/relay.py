@@ -12,6 +12,7 @@ as it would without resuming. Answers that had begun a tool call are never resum
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -117,15 +118,21 @@ async def _forward(
     current = served
     while True:
         assert current.events is not None and current.stream is not None
+        relayed = 1  # the segment's first event went out before this loop
         try:
             async for event in current.events:
                 if partial is not None:
                     partial.see(event)
                 await send({"type": "http.response.body", "body": event, "more_body": True})
+                relayed += 1
+            if ctx.client_disconnected:  # its upstream closed under it: a cut stream
+                ctx.status = 499
+                _add(usage, _reported_or_counted(ctx, current, relayed, metrics))
+                return usage
             _add(usage, current.stream.usage)
             return usage
         except UpstreamFailure as failure:
-            _add(usage, current.stream.usage)
+            _add(usage, _reported_or_counted(ctx, current, relayed, metrics))
             await current.stream.aclose()
             if ctx.client_disconnected:
                 ctx.status = 499
@@ -186,6 +193,26 @@ def _interrupted(
     ctx.status = 502
     ctx.error_class = "stream_interrupted"
     metrics.child(metrics.stream_interrupted, ctx.route_name, current.target.provider).inc()
+
+
+def _reported_or_counted(
+    ctx: RequestContext, segment: Served, relayed: int, metrics: GatewayMetrics
+) -> Usage:
+    """A cut stream's usage: the upstream's own report when it sent one; otherwise the
+    gateway's count — the prompt as tokenised for admission, an output token per event
+    relayed after the first (one per chunk on OpenAI-wire streams) — marked as estimated.
+    The provider bills what it generated before the cut: never silently $0."""
+    assert segment.stream is not None
+    reported = segment.stream.usage
+    if reported.completion_tokens:
+        return reported
+    ctx.usage_estimated = True
+    metrics.child(metrics.usage_estimated, ctx.route_name, segment.target.provider).inc()
+    return dataclasses.replace(
+        reported,
+        prompt_tokens=reported.prompt_tokens or ctx.prompt_tokens(segment.target.model),
+        completion_tokens=max(0, relayed - 1),
+    )
 
 
 def _add(total: Usage, part: Usage) -> None:

@@ -97,6 +97,15 @@ def test_one_row_per_request_whatever_happened(
         assert rows[5]["key_name"] is None and rows[0]["team"] == "qa"
         assert [bool(r["partial_stream"]) for r in rows] == [False] * 7 + [True, False, True]
         assert json.loads(rows[7]["attempts_detail"])[0]["provider"] == "primary"
+        # The cut stream and the walk-away never got the upstream's usage report: billed on
+        # the gateway's own count (prompt, one token per relayed chunk), marked as such.
+        assert [bool(r["usage_estimated"]) for r in rows] == [False] * 7 + [True, False, True]
+        for cut in (rows[7], rows[9]):  # the prompt is billed (it was processed) ...
+            assert cut["prompt_tokens"] == rows[0]["prompt_tokens"] and cut["cost_micro_usd"] > 0
+        # ... and the output relayed: two content chunks after the role chunk, then the cut;
+        # the walk-away left after the role chunk, long before the paced 40 tokens ended.
+        assert rows[7]["completion_tokens"] == 2
+        assert rows[9]["completion_tokens"] < 20
         table = PriceTable.load({})
         for row in rows[:4]:
             usage = Usage(
@@ -110,6 +119,8 @@ def test_one_row_per_request_whatever_happened(
             float(v) for v in re.findall(r"^spillover_cost_usd_total\{.*\} (\S+)$", metrics, re.M)
         )
         assert round(counted * 1_000_000) == total > 0
+        estimated = re.findall(r"^spillover_usage_estimated_total\{.*\} (\S+)$", metrics, re.M)
+        assert sum(float(v) for v in estimated) == 2
     finally:
         proc.stop()
 
@@ -222,3 +233,60 @@ def test_postgresql_ledger(
         assert asyncio.run(_pg_count(url, prefix)) == 20
     finally:
         proc.stop()
+
+
+def _old_row(uid: str) -> dict[str, object]:
+    """A row as a schema-1 gateway wrote (and spooled) it: no drill, no usage_estimated."""
+    return {
+        "uid": uid, "ts": time.time(), "request_id": uid, "key_name": "tests", "team": "qa",
+        "route": "gpt-4o", "endpoint": "chat", "provider": "primary", "model": "gpt-4o",
+        "status": 200, "error_class": None, "stream": False, "prompt_tokens": 8,
+        "cached_tokens": 0, "cache_write_tokens": 0, "completion_tokens": 5,
+        "reasoning_tokens": 0, "cost_micro_usd": 70, "latency_ms": 12.5, "ttft_ms": None,
+        "attempts": 1, "attempts_detail": "[]", "fell_back": False, "resumed": False,
+        "partial_stream": False,
+    }  # fmt: skip
+
+
+def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    tmp_path: Path,
+    logs_dir: Path,
+) -> None:
+    from sqlalchemy import create_engine
+
+    from gateway.ledger import metadata
+
+    db = tmp_path / "ledger.sqlite"
+    engine = create_engine(f"sqlite:///{db}")
+    metadata.create_all(engine)
+    engine.dispose()
+    with sqlite3.connect(db) as conn:  # back to schema 1, as an old gateway left it
+        for column in ("usage_estimated", "drill"):
+            conn.execute(f"ALTER TABLE spillover_ledger DROP COLUMN {column}")
+        conn.execute("INSERT INTO spillover_schema (version) VALUES (1)")
+        row = _old_row("old-in-db")
+        conn.execute(
+            f"INSERT INTO spillover_ledger ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+    (tmp_path / "spool.jsonl").write_text(json.dumps(_old_row("old-in-spool")) + "\n")
+    config = gateway_config(
+        openai_upstream.port, anthropic_upstream.port, extra=_ledger(f"sqlite:///{db}", tmp_path)
+    )
+    proc = start_gateway(config, logs_dir, name="ledger-migrate")
+    try:
+        chat = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        reply = httpx.post(proc.url + "/v1/chat/completions", json=chat, headers=AUTH)
+        assert reply.status_code == 200
+        rows = _rows(db, 3)
+    finally:
+        proc.stop()
+    assert sorted(r["uid"] for r in rows if r["uid"].startswith("old-")) == [
+        "old-in-db", "old-in-spool",
+    ]  # fmt: skip
+    assert [bool(r["usage_estimated"]) for r in rows] == [False] * 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM spillover_schema").fetchall() == [(3,)]
+    assert not (tmp_path / "spool.jsonl").exists()
