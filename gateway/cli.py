@@ -326,9 +326,11 @@ metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everythi
 
 def main() -> None:
     from gateway.cli_drill import drill_app
+    from gateway.cli_plan import plan
     from gateway.cli_pool import pool_app, sim_vllm
 
     app.command("sim-vllm")(sim_vllm)
+    app.command("plan")(plan)
     app.add_typer(pool_app, name="pool")
     app.add_typer(drill_app, name="drill")
     app()
