@@ -456,12 +456,26 @@ class Pool:
             if self.metrics is not None:
                 self.metrics.queue_wait.labels(self.name).observe(time.monotonic() - started)
 
-    def report_unreachable(self, lease: Lease, why: str) -> None:
-        """A request could not reach its replica: out of rotation now, not at the next check."""
+    def report_unreachable(self, lease: Lease, why: str, refused: bool) -> bool:
+        """A request could not reach its replica. Refused or reset: the process is gone, out
+        of rotation now. Timed out: maybe only busy — one more health failure, out at the
+        health check's own threshold, and never the last ready replica (like Envoy's panic
+        threshold: passive evidence alone does not empty the pool; the health check can).
+        Whether the replica is out of rotation (now, or already: the requests in flight there
+        when it died fail one after another)."""
         replica = lease.replica
-        if replica is not None and replica.state == "ready":
-            replica.last_error = why
-            self._set_state(replica, "unhealthy", why)
+        if replica is None:
+            return False
+        if replica.state != "ready":
+            return True
+        replica.last_error = why
+        if not refused:
+            replica.health_failures += 1
+            threshold = replica.health_failures >= self.config.health.unhealthy_after
+            if not threshold or len(self.ready()) <= 1:
+                return False
+        self._set_state(replica, "unhealthy", why)
+        return True
 
 
 async def _resolve(host: str, port: int) -> list[str]:

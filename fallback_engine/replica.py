@@ -3,8 +3,9 @@ the probes that move it between states.
 
     starting ──/health 200 + model listed──▶ warming ──warm-up answered──▶ ready
         ▲                                       │ fails                     │ health fails N x
-        │                                       ▼                           ▼  or a request
-        └──────────────────────────────────── unhealthy ◀─────────────────┘  cannot connect
+        │                                       ▼                           ▼  (a connect timeout
+        └──────────────────────────────────── unhealthy ◀─────────────────┘  counts as one) or
+                                                                              a request refused
     draining: out of discovery (or the pool closing); takes no new request, then removed.
 
 A replica that leaves rotation comes back only through warming.

@@ -93,13 +93,12 @@ class VllmPoolAdapter(Provider):
         return _LeasedStream(result, lease, self)
 
     def _failed(self, lease: Lease, failure: UpstreamFailure) -> None:
-        if isinstance(failure, ConnectFailed) or (
-            isinstance(failure, Timeout) and failure.phase == "connect"
-        ):
-            self.pool.report_unreachable(lease, failure.error_class)
-            # One replica down is the pool's business (it left rotation); the target stays
-            # healthy for the breaker while other replicas serve.
-            failure.counts_against_target = not self.pool.ready()
+        refused = isinstance(failure, ConnectFailed)
+        if refused or (isinstance(failure, Timeout) and failure.phase == "connect"):
+            out = self.pool.report_unreachable(lease, failure.error_class, refused)
+            # One replica out of rotation is the pool's business; the target stays healthy
+            # for the breaker while other replicas serve.
+            failure.counts_against_target = not (out and self.pool.ready())
 
 
 class _LeasedStream(WrappedStream):

@@ -74,8 +74,10 @@ def _config(hosted_port: int, ports: list[int]) -> str:
             health: {{every_s: 0.5, timeout_s: 3, unhealthy_after: 3}}
             scrape: {{every_s: 0.25, timeout_s: 1}}
             warm_up: {{prompt: "Warm up.", max_tokens: 4}}
-            admission: {{max_kv_usage: 0.6, when_full: reject, long_context_tokens: 300}}
-            timeouts: {{connect_ms: 500, first_byte_ms: 20000, idle_ms: 20000, total_ms: 60000}}
+            # Critical traffic may queue long: a busy CI machine serves slowly.
+            admission: {{max_kv_usage: 0.6, when_full: reject, long_context_tokens: 300,
+                         queue: {{max_wait_ms: 30000}}}}
+            timeouts: {{connect_ms: 2000, first_byte_ms: 20000, idle_ms: 20000, total_ms: 60000}}
             launch:
               vllm: {VLLM}
               model_path: {MODEL}

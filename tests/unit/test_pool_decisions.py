@@ -165,3 +165,32 @@ def test_requests_finished_since_the_last_scrape_give_their_kv_back() -> None:
     stale = _load("r", kv_usage=0.8, kv_capacity_tokens=1_000, released_tokens=500)
     assert stale.kv_estimate == pytest.approx(0.3)
     assert admission.eligible([stale], PoolRequest(10, 10), Admission(max_kv_usage=0.5))[0]
+
+
+def test_a_refused_connection_ejects_a_replica_but_a_connect_timeout_only_counts() -> None:
+    from fallback_engine.pool import Lease, Pool
+    from policies.pool import VllmPoolProvider
+
+    config = VllmPoolProvider(
+        kind="vllm_pool", model="m", replicas=["http://a", "http://b"],
+        health={"unhealthy_after": 2},
+    )  # type: ignore[arg-type]  # fmt: skip
+    pool = Pool("local", config)
+    a, b = pool.replicas["http://a"], pool.replicas["http://b"]
+    a.state = b.state = "ready"
+    # A busy replica (the last one standing, perhaps) is not dead: one timeout is one
+    # failed health check, and only the health check's threshold takes it out.
+    assert not pool.report_unreachable(Lease(a.url, a, 10), "timeout", refused=False)
+    assert a.state == "ready"
+    assert pool.report_unreachable(Lease(a.url, a, 10), "timeout", refused=False)
+    assert a.state == "unhealthy"
+    # The other requests in flight there when it went fail too: it is out already.
+    assert pool.report_unreachable(Lease(a.url, a, 10), "connect_failed", refused=True)
+    # A refused or reset connection: the process is gone, out at once.
+    # The last ready replica does not leave on timeouts alone (the health check decides) …
+    for _ in range(3):
+        assert not pool.report_unreachable(Lease(b.url, b, 10), "timeout", refused=False)
+    assert b.state == "ready"
+    # … but a refused or reset connection means the process is gone: out at once.
+    assert pool.report_unreachable(Lease(b.url, b, 10), "connect_failed", refused=True)
+    assert b.state == "unhealthy" and pool.ready() == []
