@@ -204,14 +204,15 @@ def _reported_or_counted(
     The provider bills what it generated before the cut: never silently $0."""
     assert segment.stream is not None
     reported = segment.stream.usage
-    if reported.completion_tokens:
+    # More than one output token is a final count; Anthropic's message_start says 1 up front.
+    if reported.completion_tokens > 1:
         return reported
     ctx.usage_estimated = True
     metrics.child(metrics.usage_estimated, ctx.route_name, segment.target.provider).inc()
     return dataclasses.replace(
         reported,
         prompt_tokens=reported.prompt_tokens or ctx.prompt_tokens(segment.target.model),
-        completion_tokens=max(0, relayed - 1),
+        completion_tokens=max(reported.completion_tokens, relayed - 1),
     )
 
 
