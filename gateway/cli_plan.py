@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.plan import Demand, Percentiles, Sizing, demand, read_requests, size
+from gateway.plan import Demand, Percentiles, Sizing, read_demand, size
 from policies.pool import VllmPoolProvider
 
 console = Console(soft_wrap=True)
@@ -63,8 +63,8 @@ def plan(
             raise typer.BadParameter(f"{pool!r} is not a vllm_pool provider in {config}")
         pool_config = candidate
     now = time.time()
-    requests = asyncio.run(
-        read_requests(
+    need = asyncio.run(
+        read_demand(
             loaded.ledger.url,
             parse_when(since, now),
             parse_when(until, now),
@@ -72,7 +72,6 @@ def plan(
             provider or (),
         )
     )
-    need = demand(requests)
     sizing: Sizing | None = None
     if kv_tokens_per_replica is not None and need.requests:
         sizing = size(

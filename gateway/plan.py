@@ -7,8 +7,10 @@ The arithmetic is pure (`demand`, `size`); `read_requests` is the only part that
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -84,44 +86,101 @@ class Demand:
         return self.concurrency.mean * self.request_tokens.mean
 
 
-def demand(requests: Sequence[Request]) -> Demand:
-    if not requests:
-        empty = percentiles([])
-        return Demand(0, 0.0, empty, empty, empty, empty, empty, empty)
-    # A sweep over starts and ends: between two events the level holds, for that long. A
-    # request holds its whole context (prompt and output) while it runs: the peak it reaches.
-    events = sorted(
-        [(r.start, 1, 1, r.tokens) for r in requests]
-        + [(max(r.end, r.start), 0, -1, -r.tokens) for r in requests]
-    )  # at equal times, ends (0) before starts (1)
-    concurrency: list[tuple[float, float]] = []
-    kv: list[tuple[float, float]] = []
-    running = tokens = 0
-    previous = events[0][0]
-    for at, _, step, held in events:
-        if at > previous:
-            concurrency.append((running, at - previous))
-            kv.append((tokens, at - previous))
-            previous = at
-        running += step
-        tokens += held
-    first, last = events[0][0], events[-1][0]
-    minutes = max(1, math.ceil((last - first) / 60))
-    per_minute = [0.0] * minutes
-    for r in requests:
-        per_minute[min(minutes - 1, int((r.start - first) // 60))] += r.tokens
-    # Each minute's rate over its length; the last one may be shorter (at least a second).
-    lengths = [60.0] * (minutes - 1) + [max(1.0, (last - first) - 60 * (minutes - 1))]
-    return Demand(
-        requests=len(requests),
-        span_s=last - first,
-        prompt_tokens=percentiles([r.prompt_tokens for r in requests]),
-        output_tokens=percentiles([r.completion_tokens for r in requests]),
-        request_tokens=percentiles([r.tokens for r in requests]),
-        concurrency=weighted(concurrency),
-        kv_tokens=weighted(kv),
-        tokens_per_s=percentiles([t / s for t, s in zip(per_minute, lengths, strict=True)]),
-    )
+def _ceil_3(value: int) -> int:
+    """Up to three significant figures: the KV levels a long ledger produces stay few."""
+    if value < 1000:
+        return value
+    unit = int(10 ** (len(str(value)) - 3))
+    return -(-value // unit) * unit
+
+
+class DemandCounter:
+    """The demand of requests fed in order of start, in memory that does not grow with the
+    ledger: sizes and levels are counted by value, and the sweep over starts and ends keeps
+    only the requests still running. A request holds its whole context (prompt and output)
+    while it runs: the peak it reaches."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._sizes: tuple[Counter[int], Counter[int], Counter[int]] = (
+            Counter(),
+            Counter(),
+            Counter(),
+        )
+        self._concurrency: defaultdict[int, float] = defaultdict(float)  # level -> seconds
+        self._kv: defaultdict[int, float] = defaultdict(float)
+        self._per_minute: Counter[int] = Counter()
+        self._ends: list[tuple[float, int]] = []  # (end, tokens) of the running requests
+        self._first: float | None = None
+        self._now = 0.0
+        self._running = 0
+        self._tokens = 0
+
+    def _advance(self, to: float) -> None:
+        if to > self._now:
+            self._concurrency[self._running] += to - self._now
+            self._kv[_ceil_3(self._tokens)] += to - self._now
+            self._now = to
+
+    def add(self, request: Request) -> None:
+        if self._first is None:
+            self._first = self._now = request.start
+        if request.start < self._now:
+            raise ValueError("requests must come in order of start")
+        while self._ends and self._ends[0][0] <= request.start:
+            end, tokens = heapq.heappop(self._ends)
+            self._advance(end)
+            self._running -= 1
+            self._tokens -= tokens
+        self._advance(request.start)
+        self._running += 1
+        self._tokens += request.tokens
+        heapq.heappush(self._ends, (max(request.end, request.start), request.tokens))
+        self.requests += 1
+        for counter, value in zip(
+            self._sizes,
+            (request.prompt_tokens, request.completion_tokens, request.tokens),
+            strict=True,
+        ):
+            counter[value] += 1
+        self._per_minute[int((request.start - self._first) // 60)] += request.tokens
+
+    def result(self) -> Demand:
+        while self._ends:
+            end, tokens = heapq.heappop(self._ends)
+            self._advance(end)
+            self._running -= 1
+            self._tokens -= tokens
+        if self._first is None:
+            empty = percentiles([])
+            return Demand(0, 0.0, empty, empty, empty, empty, empty, empty)
+        span = self._now - self._first
+        minutes = max(1, math.ceil(span / 60))
+        # Each minute's rate over its length; the last one may be shorter (at least a second).
+        rates = [
+            (self._per_minute[m] / (60.0 if m < minutes - 1 else max(1.0, span - 60 * m)), 1.0)
+            for m in range(minutes)
+        ]
+        prompt, output, total = (
+            weighted([(float(v), float(n)) for v, n in c.items()]) for c in self._sizes
+        )
+        return Demand(
+            requests=self.requests,
+            span_s=span,
+            prompt_tokens=prompt,
+            output_tokens=output,
+            request_tokens=total,
+            concurrency=weighted([(float(v), t) for v, t in self._concurrency.items()]),
+            kv_tokens=weighted([(float(v), t) for v, t in self._kv.items()]),
+            tokens_per_s=weighted(rates),
+        )
+
+
+def demand(requests: Iterable[Request]) -> Demand:
+    counter = DemandCounter()
+    for request in sorted(requests, key=lambda r: r.start):
+        counter.add(request)
+    return counter.result()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,17 +230,20 @@ def size(
     )
 
 
-async def read_requests(
+async def read_demand(
     url: str,
     since: float | None,
     until: float | None,
     routes: Sequence[str] = (),
     providers: Sequence[str] = (),
-) -> list[Request]:
-    """Served requests (status 200, tokens known) from the ledger's time range."""
+) -> Demand:
+    """The demand of the served requests (status 200) in the ledger's time range, streamed
+    in order of start: a long ledger never sits in memory."""
     table = ledger_table.c
-    query = select(table.ts, table.latency_ms, table.prompt_tokens, table.completion_tokens).where(
-        table.status == 200
+    query = (
+        select(table.ts, table.latency_ms, table.prompt_tokens, table.completion_tokens)
+        .where(table.status == 200)
+        .order_by(table.ts)
     )
     if since is not None:
         query = query.where(table.ts >= since)
@@ -191,13 +253,14 @@ async def read_requests(
         query = query.where(table.route.in_(list(routes)))
     if providers:
         query = query.where(table.provider.in_(list(providers)))
+    counter = DemandCounter()
     engine = create_async_engine(engine_url(url))
     try:
         async with engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = await conn.stream(query.execution_options(yield_per=10_000))
+            async for ts, ms, prompt, output in rows:
+                start = float(ts)
+                counter.add(Request(start, start + float(ms) / 1000, int(prompt), int(output)))
     finally:
         await engine.dispose()
-    return [
-        Request(float(ts), float(ts) + float(ms) / 1000, int(prompt), int(output))
-        for ts, ms, prompt, output in rows
-    ]
+    return counter.result()

@@ -49,3 +49,14 @@ def test_a_burst_of_long_contexts_sizes_the_pool_not_the_average() -> None:
 def test_no_requests_is_no_demand() -> None:
     need = demand([])
     assert need.requests == 0 and need.kv_tokens.p99 == 0
+
+
+def test_the_counter_streams_in_order_and_rounds_kv_levels_up() -> None:
+    from gateway.plan import DemandCounter
+
+    counter = DemandCounter()
+    counter.add(Request(0, 10, 12_000, 345))  # 12,345 tokens in flight: counted as 12,400
+    with pytest.raises(ValueError):
+        counter.add(Request(-1, 5, 1, 1))  # the ledger is read in order of start
+    need = counter.result()
+    assert need.kv_tokens.max == 12_400 and need.request_tokens.max == 12_345
