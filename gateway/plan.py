@@ -43,11 +43,6 @@ class Percentiles:
     mean: float
 
 
-def percentiles(values: Sequence[float]) -> Percentiles:
-    """Nearest-rank percentiles of equally weighted values."""
-    return weighted([(v, 1.0) for v in values])
-
-
 def weighted(levels: Sequence[tuple[float, float]]) -> Percentiles:
     """Percentiles of values that each hold for a weight (a duration): the value below which
     that share of the total weight lies."""
@@ -127,11 +122,7 @@ class DemandCounter:
             self._first = self._now = request.start
         if request.start < self._now:
             raise ValueError("requests must come in order of start")
-        while self._ends and self._ends[0][0] <= request.start:
-            end, tokens = heapq.heappop(self._ends)
-            self._advance(end)
-            self._running -= 1
-            self._tokens -= tokens
+        self._end_until(request.start)
         self._advance(request.start)
         self._running += 1
         self._tokens += request.tokens
@@ -145,14 +136,18 @@ class DemandCounter:
             counter[value] += 1
         self._per_minute[int((request.start - self._first) // 60)] += request.tokens
 
-    def result(self) -> Demand:
-        while self._ends:
+    def _end_until(self, at: float) -> None:
+        """End the running requests that finished by `at`, in order."""
+        while self._ends and self._ends[0][0] <= at:
             end, tokens = heapq.heappop(self._ends)
             self._advance(end)
             self._running -= 1
             self._tokens -= tokens
+
+    def result(self) -> Demand:
+        self._end_until(math.inf)
         if self._first is None:
-            empty = percentiles([])
+            empty = weighted([])
             return Demand(0, 0.0, empty, empty, empty, empty, empty, empty)
         span = self._now - self._first
         minutes = max(1, math.ceil(span / 60))
