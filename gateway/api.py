@@ -34,7 +34,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.providers.base import Provider
 from gateway.relay import relay
 from gateway.shape import cache_hint, shape
-from gateway.validate import validate
+from gateway.validate import json_depth_within, validate
 from policies.pool import PRIORITY_RANK, Priority
 from policies.schema import Endpoint, GatewayConfig, Route
 
@@ -94,6 +94,7 @@ class ProxyApp:
         self._admit = admitter
         self._budgets = budgets
         self._max_body = config.server.max_body_bytes
+        self._max_depth = config.server.max_json_depth
         self._created = int(time.time())
 
     def handles(self, scope: Scope) -> bool:
@@ -136,6 +137,10 @@ class ProxyApp:
             raw = await self._read_body(headers, receive)
             body = _parse(raw)
             validate(ctx.endpoint, body)
+            if not json_depth_within(body, self._max_depth):
+                raise InvalidRequest(
+                    f"the request nests objects or arrays deeper than {self._max_depth} levels"
+                )
             ctx.body = body
             ctx.route_name = body["model"]
             route = self.config.routes.get(ctx.route_name)
@@ -167,7 +172,9 @@ class ProxyApp:
             targets, skipped = candidates(route, ctx.endpoint, self._providers)
             ctx.attempts.extend(skipped)
             if not targets:
-                raise AllTargetsFailed(list(ctx.attempts), [])
+                raise InvalidRequest(
+                    f"the model '{ctx.route_name}' does not serve {scope['path']}", param="model"
+                )
             served = await self._attempts.run(ctx, route, targets)
         except SpilloverError as exc:
             await self._reply_error(ctx, exc, send)
@@ -334,9 +341,10 @@ def _tenant(ctx: RequestContext) -> str:
 def _deadline(ctx: RequestContext, budget_ms: int | None, header: bytes | None) -> float | None:
     """The route's latency budget, tightened (never loosened) by `x-spillover-budget-ms`."""
     if header is not None:
-        if not header.isdigit() or int(header) <= 0:
+        if not header.isdigit() or len(header) > 9 or int(header) <= 0:
             raise InvalidRequest(
-                "x-spillover-budget-ms must be a positive integer", param="x-spillover-budget-ms"
+                "x-spillover-budget-ms must be a positive integer of at most 9 digits",
+                param="x-spillover-budget-ms",
             )
         asked = int(header)
         budget_ms = asked if budget_ms is None else min(budget_ms, asked)

@@ -23,9 +23,12 @@ from gateway.errors import (
     AllTargetsFailed,
     AttemptRecord,
     ContextTooLong,
+    InvalidRequest,
     Overloaded,
     RateLimited,
     Shed,
+    SpilloverError,
+    Unsupported,
     UpstreamFailure,
 )
 from gateway.headroom import exhausted_for
@@ -156,20 +159,28 @@ class AttemptRunner:
             return pause if remaining is None else max(0.0, min(pause, remaining - 0.001))
 
         async def attempt_once() -> Served:
-            target = await self._admitted(ctx, route, queue, next_target)
-            if target is None:
-                raise _NoTargetLeft
-            tries[target_key(target)] = tries.get(target_key(target), 0) + 1
-            fresh = sum(1 for t in queue if tries.get(target_key(t), 0) == 0)
-            try:
-                return await self._one(ctx, route, target, 1 + fresh, body, continuation)
-            except UpstreamFailure as failure:
-                failures.append(failure)
-                if not failure.counts_against_target and not isinstance(failure, Shed):
-                    tries[target_key(target)] = 0  # one pool replica left rotation, not the pool
-                elif target in queue and await self._breaker_opened(target):
+            while True:
+                target = await self._admitted(ctx, route, queue, next_target)
+                if target is None:
+                    raise _NoTargetLeft
+                tries[target_key(target)] = tries.get(target_key(target), 0) + 1
+                fresh = sum(1 for t in queue if tries.get(target_key(t), 0) == 0)
+                try:
+                    return await self._one(ctx, route, target, 1 + fresh, body, continuation)
+                except Unsupported:
+                    # This target cannot serve this request: a skip, not an attempt.
                     queue.remove(target)
-                raise
+                    continue
+                except UpstreamFailure as failure:
+                    await on_failure(target, failure)
+                    raise
+
+        async def on_failure(target: Target, failure: UpstreamFailure) -> None:
+            failures.append(failure)
+            if not failure.counts_against_target and not isinstance(failure, Shed):
+                tries[target_key(target)] = 0  # one pool replica left rotation, not the pool
+            elif target in queue and await self._breaker_opened(target):
+                queue.remove(target)
 
         async def hedged_once(hedge: Hedge) -> Served:
             first = await self._admitted(ctx, route, queue, next_target)
@@ -342,6 +353,9 @@ class AttemptRunner:
                     raise
             else:
                 served.response = result
+        except Unsupported as skip:
+            self._skipped(ctx, Skip(target, "unsupported", 0.0), skip.message)
+            raise
         except UpstreamFailure as failure:
             await self._failed(ctx, route, target, failure, time.perf_counter() - started)
             raise
@@ -452,10 +466,10 @@ class AttemptRunner:
             self._clock(),
         )
 
-    def _skipped(self, ctx: RequestContext, skip: Skip) -> None:
+    def _skipped(self, ctx: RequestContext, skip: Skip, why: str = "") -> None:
         target = skip.target
         until = max(0.0, skip.until - self._clock()) if skip.until else 0.0
-        detail = skip.reason + (f" for {until:.1f}s" if until else "")
+        detail = why or skip.reason + (f" for {until:.1f}s" if until else "")
         ctx.attempts.append(
             AttemptRecord(target.provider, target.model, "skipped", skip.reason, None, detail, 0.0)
         )
@@ -466,7 +480,13 @@ class AttemptRunner:
 
     def _all_failed(
         self, ctx: RequestContext, failures: list[UpstreamFailure], skips: list[Skip]
-    ) -> AllTargetsFailed:
+    ) -> SpilloverError:
+        if not failures and ctx.skips and all(s.reason == "unsupported" for s in ctx.skips):
+            # No target could take this request as sent: the request, not the route, is wrong.
+            reasons = "; ".join(a.detail for a in ctx.attempts if a.error_class == "unsupported")
+            return InvalidRequest(
+                f"no target of route '{ctx.route_name}' can serve this: {reasons}"
+            )
         now = self._clock()
         waits = [s.until - now for s in ctx.skips if s.until > now]
         deadline = any(s.reason == "deadline" for s in ctx.skips) or (

@@ -15,7 +15,7 @@ ever classifies an error by its message text.
     │   ├── ConnectFailed ......... refused, reset, DNS                     retryable
     │   ├── UpstreamError ......... other status (5xx retryable, 4xx not)
     │   ├── AuthFailed ............ the upstream refused *our* credentials  retryable
-    │   ├── Unsupported ........... the target cannot serve this endpoint   retryable
+    │   ├── Unsupported ........... the target cannot serve this request    a skip, never counted
     │   ├── Shed .................. our own pool is full (by its YAML policy) retryable
     │   ├── ContextTooLong ........ prompt over the model's window          not retryable
     │   ├── ContentFiltered ....... the upstream's safety filter            not retryable
@@ -136,13 +136,13 @@ class ConnectFailed(UpstreamFailure):
 
 
 class UpstreamError(UpstreamFailure):
-    """5xx, or 404/408: the target (not the request) is wrong or slow, so try another."""
+    """5xx, or 404/408/409: the target (not the request) is wrong or slow, so try another."""
 
     error_class = "upstream_error"
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message, status=status)
-        self.retryable = status is None or status >= 500 or status in (404, 408)
+        self.retryable = status is None or status >= 500 or status in (404, 408, 409)
 
 
 class AuthFailed(UpstreamFailure):
@@ -150,7 +150,11 @@ class AuthFailed(UpstreamFailure):
 
 
 class Unsupported(UpstreamFailure):
+    """This target cannot serve this request (an endpoint, a parameter, a content part it
+    has no way to express): the next target is tried, and this one is not blamed."""
+
     error_class = "unsupported"
+    counts_against_target = False
 
 
 class Shed(UpstreamFailure):

@@ -25,6 +25,7 @@ from gateway.errors import (
     Shed,
     Timeout,
     TimeoutPhase,
+    Unsupported,
     UpstreamError,
     UpstreamFailure,
 )
@@ -84,7 +85,7 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
         return ContentFiltered(
             upstream_message or "blocked by the upstream's content filter", status=status
         )
-    if status in (404, 408) or status >= 500:
+    if status in (404, 408, 409) or status >= 500:
         return UpstreamError(f"upstream returned {status}", status=status)
     param = error.get("param") if isinstance(error.get("param"), str) else None
     return BadRequest(
@@ -130,9 +131,13 @@ def from_aiohttp(exc: BaseException, phase: TimeoutPhase) -> UpstreamFailure:
 
 def from_litellm(exc: BaseException) -> UpstreamFailure:
     """litellm's exceptions carry `status_code` and `litellm_response_headers`; its classes
-    are subclasses of OpenAI's, so map by the specific classes first, then by status."""
+    are subclasses of OpenAI's, so map by the specific classes first, then by status. An
+    exception of another kind was raised by litellm's own translation of the request before
+    any upstream saw it: this target cannot serve this request (a skip, not a failure)."""
     from litellm import exceptions as lx  # imported by the litellm adapter already
 
+    if not isinstance(exc, lx.OpenAIError):
+        return Unsupported(f"litellm cannot send this request ({type(exc).__name__})")
     headers = {
         k.lower(): str(v)
         for k, v in dict(getattr(exc, "litellm_response_headers", None) or {}).items()
@@ -141,6 +146,8 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
         return ContextTooLong("prompt exceeds the model's context window", status=400)
     if isinstance(exc, lx.ContentPolicyViolationError):
         return ContentFiltered("blocked by the upstream's content filter", status=400)
+    if isinstance(exc, lx.UnsupportedParamsError):
+        return Unsupported("the provider does not support a parameter of this request")
     if isinstance(exc, lx.Timeout):
         return Timeout("litellm call timed out", phase="total")
     if isinstance(exc, lx.RateLimitError):
@@ -150,6 +157,8 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
     if isinstance(exc, lx.APIConnectionError) and not getattr(exc, "status_code", None):
         return ConnectFailed("cannot reach the upstream")
     status = getattr(exc, "status_code", None)
+    if isinstance(exc, lx.BadRequestError | lx.UnprocessableEntityError):
+        status = status if isinstance(status, int) and 400 <= status < 500 else 400
     if isinstance(status, int):
         body = orjson.dumps({"error": {"message": "", "code": None}})
         failure = from_status(status, headers, body)

@@ -30,44 +30,167 @@ def _chat(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object", param=f"messages[{i}]")
-        role = message.get("role")
-        if role not in _ROLES:
-            raise InvalidRequest(
-                f"messages[{i}].role must be one of {', '.join(sorted(_ROLES))}",
-                param=f"messages[{i}].role",
-            )
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise InvalidRequest(
-                f"messages[{i}].content must be a string or an array of parts",
-                param=f"messages[{i}].content",
-            )
-        if content is None and role in ("user", "system", "developer"):
-            raise InvalidRequest(
-                f"messages[{i}].content is required", param=f"messages[{i}].content"
-            )
+        _message(message, f"messages[{i}]")
     _streaming(body)
     _int(body, "max_tokens", 1)
     _int(body, "max_completion_tokens", 1)
     _int(body, "n", 1, 128)
     _int(body, "top_logprobs", 0, 20)
+    _int(body, "seed", -(2**63), 2**63 - 1)
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _number(body, "presence_penalty", -2, 2)
     _number(body, "frequency_penalty", -2, 2)
+    _bool(body, "parallel_tool_calls")
+    _bool(body, "logprobs")
+    _string(body, "user")
+    _object(body, "logit_bias")
+    _object(body, "metadata")
     _stop(body)
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise InvalidRequest("'tools' must be an array", param="tools")
-        for i, tool in enumerate(tools):
-            function = tool.get("function") if isinstance(tool, dict) else None
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise InvalidRequest(
-                    f"tools[{i}].function.name is required", param=f"tools[{i}].function.name"
-                )
+    _tools(body.get("tools"))
+    _tool_choice(body.get("tool_choice"))
+    response_format = body.get("response_format")
+    if response_format is not None and not (
+        isinstance(response_format, dict) and isinstance(response_format.get("type"), str)
+    ):
+        raise InvalidRequest(
+            "'response_format' must be an object with a 'type'", param="response_format"
+        )
+
+
+def _message(message: Any, at: str) -> None:
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"{at} must be an object", param=at)
+    role = message.get("role")
+    if role not in _ROLES:
+        raise InvalidRequest(
+            f"{at}.role must be one of {', '.join(sorted(_ROLES))}", param=f"{at}.role"
+        )
+    content = message.get("content")
+    if content is None:
+        if role in ("user", "system", "developer", "tool"):
+            raise InvalidRequest(f"{at}.content is required", param=f"{at}.content")
+    elif isinstance(content, list):
+        text_only = role in ("system", "developer", "tool")
+        for j, part in enumerate(content):
+            _part(part, f"{at}.content[{j}]", text_only)
+    elif not isinstance(content, str):
+        raise InvalidRequest(
+            f"{at}.content must be a string or an array of parts", param=f"{at}.content"
+        )
+    if "name" in message and not isinstance(message["name"], str):
+        raise InvalidRequest(f"{at}.name must be a string", param=f"{at}.name")
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise InvalidRequest(f"{at}.tool_call_id is required", param=f"{at}.tool_call_id")
+    calls = message.get("tool_calls")
+    if calls is None:
+        return
+    if role != "assistant" or not isinstance(calls, list):
+        raise InvalidRequest(
+            f"{at}.tool_calls must be an array on an assistant message", param=f"{at}.tool_calls"
+        )
+    for k, call in enumerate(calls):
+        where = f"{at}.tool_calls[{k}]"
+        if isinstance(call, dict) and call.get("type", "function") != "function":
+            continue  # another tool type (custom, …): the upstream judges it
+        function = call.get("function") if isinstance(call, dict) else None
+        if (
+            not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+            or not isinstance(function.get("arguments"), str)
+            or not isinstance(call.get("id"), str)
+        ):
+            raise InvalidRequest(
+                f"{where} must have an 'id' and a 'function' with a 'name' and 'arguments' strings",
+                param=where,
+            )
+
+
+# The part types each carry an object (or string) field of their own name.
+_PART_FIELDS: dict[str, tuple[type, ...]] = {
+    "text": (str,),
+    "refusal": (str,),
+    "image_url": (dict, str),
+    "input_audio": (dict,),
+    "file": (dict,),
+}
+
+
+def _part(part: Any, at: str, text_only: bool) -> None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"{at} must be an object with a 'type'", param=at)
+    if text_only and kind != "text":
+        raise InvalidRequest(f"{at}: only text parts are allowed here", param=at)
+    expected = _PART_FIELDS.get(kind)
+    if expected is None:
+        return  # a part type newer than this gateway: passed through for the upstream
+    value = part.get(kind)
+    if not isinstance(value, expected):
+        raise InvalidRequest(f"{at}.{kind} is missing or of the wrong type", param=f"{at}.{kind}")
+    if kind == "image_url" and isinstance(value, dict) and not isinstance(value.get("url"), str):
+        raise InvalidRequest(f"{at}.image_url.url must be a string", param=f"{at}.image_url.url")
+
+
+def _tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise InvalidRequest("'tools' must be an array", param="tools")
+    for i, tool in enumerate(tools):
+        kind = tool.get("type", "function") if isinstance(tool, dict) else None
+        if not isinstance(kind, str):
+            raise InvalidRequest(f"tools[{i}] must be an object with a 'type'", param=f"tools[{i}]")
+        if kind != "function":
+            continue  # another tool type (custom, …): the upstream judges it
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidRequest(
+                f"tools[{i}].function.name is required", param=f"tools[{i}].function.name"
+            )
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidRequest(
+                f"tools[{i}].function.parameters must be an object",
+                param=f"tools[{i}].function.parameters",
+            )
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise InvalidRequest(
+                f"tools[{i}].function.description must be a string",
+                param=f"tools[{i}].function.description",
+            )
+
+
+def _tool_choice(choice: Any) -> None:
+    if choice is None or choice in ("none", "auto", "required"):
+        return
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not isinstance(kind, str):
+        raise InvalidRequest(
+            "'tool_choice' must be 'none', 'auto', 'required' or an object with a 'type'",
+            param="tool_choice",
+        )
+    if kind == "function":
+        function = choice.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise InvalidRequest(
+                "tool_choice.function.name is required", param="tool_choice.function.name"
+            )
+
+
+def json_depth_within(value: Any, limit: int) -> bool:
+    """Whether no object or array in `value` is nested deeper than `limit` (the top: 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return False
+                stack.append((child, depth + 1))
+    return True
 
 
 def _completions(body: dict[str, Any]) -> None:
@@ -110,6 +233,21 @@ def _streaming(body: dict[str, Any]) -> None:
             )
         if not isinstance(options, dict):
             raise InvalidRequest("'stream_options' must be an object", param="stream_options")
+
+
+def _bool(body: dict[str, Any], name: str) -> None:
+    if name in body and body[name] is not None and not isinstance(body[name], bool):
+        raise InvalidRequest(f"'{name}' must be a boolean", param=name)
+
+
+def _string(body: dict[str, Any], name: str) -> None:
+    if name in body and body[name] is not None and not isinstance(body[name], str):
+        raise InvalidRequest(f"'{name}' must be a string", param=name)
+
+
+def _object(body: dict[str, Any], name: str) -> None:
+    if name in body and body[name] is not None and not isinstance(body[name], dict):
+        raise InvalidRequest(f"'{name}' must be an object", param=name)
 
 
 def _int(body: dict[str, Any], name: str, low: int, high: int | None = None) -> None:

@@ -123,7 +123,7 @@ def on_failure(
 @dataclass(frozen=True, slots=True)
 class Skip:
     target: Target
-    reason: Literal["breaker_open", "cooldown", "no_headroom", "deadline"]
+    reason: Literal["breaker_open", "cooldown", "no_headroom", "deadline", "unsupported"]
     until: float = 0.0  # when it may be usable again (for Retry-After)
 
 

@@ -41,6 +41,10 @@ class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(4000, ge=1, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # Objects and arrays nested deeper than this are refused at the edge (400): the stages
+    # and encoders after it recurse, and no real request nests this deep. Below 250, the
+    # JSON encoder's own limit.
+    max_json_depth: int = Field(64, ge=4, le=200)
     workers: int = Field(1, ge=1, le=64)
     access_log: bool = False
     # An idle client connection stays open this long. Above a load balancer's idle timeout

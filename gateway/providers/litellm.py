@@ -15,6 +15,7 @@ import orjson
 
 from gateway.errors import Timeout
 from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream, Usage
+from gateway.providers.litellm_params import ParamFilter, litellm_supported
 from gateway.upstream_errors import from_litellm
 from policies.schema import LiteLLMProvider
 
@@ -43,12 +44,15 @@ class LiteLLMAdapter(Provider):
         self.name = name
         self._config = config
         self._litellm: Any = None
+        self._params = ParamFilter(lambda _model, _endpoint: None)
 
     async def start(self) -> None:
         self._litellm = await asyncio.to_thread(import_litellm)
+        self._params = ParamFilter(litellm_supported(self._litellm))
 
     def _kwargs(self, call: UpstreamCall) -> dict[str, Any]:
-        kwargs = {k: v for k, v in call.body.items() if k not in ("model", "stream_options")}
+        # Client fields by allow-list only: a body never chooses a host, header or key.
+        kwargs = self._params.keep(call.body, call.model, call.endpoint)
         kwargs.update(self._config.params)
         kwargs["model"] = call.model
         kwargs["max_retries"] = 0

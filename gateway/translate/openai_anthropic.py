@@ -1,9 +1,11 @@
 """OpenAI chat completions ⇄ Anthropic Messages. Pure functions and one small state
 machine for streams; no I/O. litellm's translation is the oracle in the differential tests.
 
-What does not map: `n > 1` (raises `Unsupported`, so another target can serve it),
-`logprobs`, `presence_penalty`, `frequency_penalty`, `seed`, `response_format` and
-`logit_bias` have no Anthropic counterpart and are dropped.
+What does not map raises `Unsupported`, so another target can serve the request: `n > 1`,
+the `function` role, content parts other than text and images, tools and tool choices other
+than functions. `logprobs`, `presence_penalty`, `frequency_penalty`, `seed`,
+`response_format` and `logit_bias` have no Anthropic counterpart and are dropped. Expects a
+body that `gateway.validate` passed.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def request_to_anthropic(
         elif role == "tool":
             _append(messages, "user", [_tool_result(message)])
         else:
-            raise BadRequest(f"role {role!r} cannot be sent to Anthropic", param="messages")
+            raise Unsupported(f"role {role!r} cannot be sent to Anthropic")
 
     _trim_prefill(messages)
     out: dict[str, Any] = {
@@ -128,7 +130,7 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
         elif kind == "image_url":
             blocks.append(_image(part.get("image_url") or {}))
         else:
-            raise BadRequest(f"content part {kind!r} cannot be sent to Anthropic", param="messages")
+            raise Unsupported(f"content part {kind!r} cannot be sent to Anthropic")
     return blocks
 
 
@@ -172,6 +174,8 @@ def _tool_result(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    if tool.get("type", "function") != "function":
+        raise Unsupported(f"tools of type {tool.get('type')!r} cannot be sent to Anthropic")
     function = tool.get("function") or {}
     out: dict[str, Any] = {
         "name": function.get("name"),
@@ -194,8 +198,10 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
         out = {"type": "any"}
     elif choice == "none":
         out = {"type": "none"}
-    elif isinstance(choice, dict):
+    elif isinstance(choice, dict) and choice.get("type") == "function":
         out = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    elif isinstance(choice, dict):
+        raise Unsupported(f"tool_choice of type {choice.get('type')!r} cannot be sent to Anthropic")
     else:
         raise BadRequest(f"tool_choice {choice!r} is not valid", param="tool_choice")
     if out is not None and parallel is False and out["type"] != "none":

@@ -58,7 +58,7 @@ def test_auth_failure_never_echoes_the_upstream_message() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (502, True), (404, True), (409, False), (422, False)]
+    ("status", "retryable"), [(500, True), (502, True), (404, True), (409, True), (422, False)]
 )
 def test_other_statuses(status: int, retryable: bool) -> None:
     failure = from_status(status, {}, b"not json")
