@@ -22,6 +22,8 @@ access_log = logging.getLogger("spillover.access")
 class LedgerSink(Protocol):
     def add(self, row: dict[str, Any]) -> None: ...
 
+    def accepting(self) -> bool: ...
+
 
 class Accountant:
     def __init__(
@@ -61,6 +63,10 @@ class Accountant:
             self_hosted,
         )
 
+    def accepting(self) -> bool:
+        """Whether a row for a new request can be kept."""
+        return self._ledger is None or self._ledger.accepting()
+
     @property
     def prices(self) -> PriceTable:
         return self._prices
@@ -68,7 +74,8 @@ class Accountant:
     def record(self, ctx: RequestContext) -> int | None:
         """Count the request once; returns its cost in micro-dollars (None: unknown)."""
         m = self._metrics
-        route = ctx.route_name or "-"
+        # Label values come from the config alone: a name the client made up is "-".
+        route = ctx.route_name if ctx.route is not None else "-"
         m.child(m.requests, route, ctx.endpoint, str(ctx.status)).inc()
         m.child(m.request_seconds, route, ctx.endpoint).observe(ctx.elapsed())
         target = ctx.served_by
@@ -139,7 +146,7 @@ class Accountant:
             "request_id": ctx.request_id,
             "key_name": ctx.principal.key_name if ctx.principal else None,
             "team": ctx.principal.team if ctx.principal else None,
-            "route": ctx.route_name or None,
+            "route": ctx.route_name if ctx.route is not None else None,
             "endpoint": ctx.endpoint,
             "provider": target.provider if target else None,
             "model": target.model if target else None,

@@ -8,9 +8,11 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import AuthenticationFailed
 from gateway.faults import FaultSpec
@@ -25,6 +27,8 @@ log = logging.getLogger("spillover")
 
 def admin_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Spillover", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
 
     def admin_key(authorization: str | None = Header(default=None)) -> None:
         keys = gateway.current.proxy.keys
@@ -42,10 +46,18 @@ def admin_app(gateway: Gateway) -> FastAPI:
     @app.get("/health/ready", tags=["health"])
     async def ready() -> JSONResponse:
         usable = gateway.current.usable_targets()
-        ok = all(n > 0 for n in usable.values())
+        problems = [f"route {name} has no usable target" for name, n in usable.items() if not n]
+        if gateway.draining:
+            problems.append("shutting down")
+        if not gateway.accountant.accepting():
+            problems.append("the ledger can keep no more rows")
         return JSONResponse(
-            {"status": "ready" if ok else "not_ready", "routes": usable},
-            status_code=200 if ok else 503,
+            {
+                "status": "not_ready" if problems else "ready",
+                "routes": usable,
+                "problems": problems,
+            },
+            status_code=503 if problems else 200,
         )
 
     @app.get("/metrics", tags=["health"])
@@ -134,6 +146,9 @@ def admin_app(gateway: Gateway) -> FastAPI:
             raise HTTPException(
                 409, "redis_down needs shared state: this gateway runs with state.backend: memory"
             )
+        longest = gateway.current.config.drills.max_fault_s
+        if spec.duration_s > longest:
+            raise HTTPException(400, f"duration_s is over drills.max_fault_s ({longest:g} s)")
         fault = gateway.faults.add(spec)
         log.warning(
             "drill: fault %s injected: %s", fault.id, spec.model_dump(exclude_defaults=True)
@@ -156,3 +171,34 @@ def admin_app(gateway: Gateway) -> FastAPI:
         return {"removed": 1}
 
     return app
+
+
+_ERROR_TYPES = {
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    409: ("invalid_request_error", "conflict"),
+    413: ("invalid_request_error", "request_too_large"),
+}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The gateway's one error shape (OpenAI's), for the admin API too."""
+    kind, code = _ERROR_TYPES.get(
+        status, ("invalid_request_error", None) if status < 500 else ("api_error", None)
+    )
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+        for e in exc.errors()[:10]
+    )
+    return _error(400, f"invalid request: {problems}"[:2000])

@@ -4,7 +4,9 @@ upstream's bytes or pass its stream through event by event."""
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -17,12 +19,15 @@ from gateway.auth import KeyStore
 from gateway.budgets import Budgets
 from gateway.context import RequestContext
 from gateway.decide import candidates
+from gateway.edge import error_body
 from gateway.errors import (
-    AllTargetsFailed,
     BadRequest,
     ClientError,
     GatewayRateLimited,
+    InternalError,
     InvalidRequest,
+    LedgerUnavailable,
+    MethodNotAllowed,
     ModelNotFound,
     PayloadTooLarge,
     SpilloverError,
@@ -37,6 +42,8 @@ from gateway.shape import cache_hint, shape
 from gateway.validate import json_depth_within, validate
 from policies.pool import PRIORITY_RANK, Priority
 from policies.schema import Endpoint, GatewayConfig, Route
+
+log = logging.getLogger("spillover")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,18 +62,6 @@ _ENDPOINTS: dict[str, Endpoint] = {
     "/v1/embeddings": "embeddings",
 }
 _READ_SLACK = 64 * 1024
-
-
-def error_body(exc: SpilloverError) -> bytes:
-    error: dict[str, Any] = {
-        "message": exc.message,
-        "type": exc.error_type,
-        "param": getattr(exc, "param", None),
-        "code": exc.code,
-    }
-    if isinstance(exc, AllTargetsFailed):
-        error["attempts"] = [a.as_dict() for a in exc.attempts]
-    return orjson.dumps({"error": error})
 
 
 class ProxyApp:
@@ -111,14 +106,31 @@ class ProxyApp:
         ctx = RequestContext(request_id=request_id, endpoint=_ENDPOINTS[path])
         self._metrics.in_flight.inc()
         self.in_flight += 1
+        accounted = False
+        cost: int | None = None
+
+        async def send_accounted(message: Message) -> None:
+            # The row is kept before the answer's last byte leaves: once a client has its
+            # whole answer, a killed gateway can no longer lose what it was billed.
+            nonlocal accounted, cost
+            if (
+                not accounted
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                accounted = True
+                cost = self._account.record(ctx)
+            await send(message)
+
         try:
-            await self._serve(ctx, scope, headers, receive, send)
+            await self._serve(ctx, scope, headers, receive, send_accounted)
         finally:
             self.in_flight -= 1
             self._metrics.in_flight.dec()
             if ctx.admission is not None:
                 await self._admit.release(ctx, ctx.admission)
-            cost = self._account.record(ctx)
+            if not accounted:
+                cost = self._account.record(ctx)
             if ctx.reservation is not None:
                 await self._budgets.settle(ctx.reservation, cost)
 
@@ -132,7 +144,7 @@ class ProxyApp:
     ) -> None:
         try:
             if scope["method"] != "POST":
-                raise InvalidRequest(f"{scope['path']} accepts POST only")
+                raise MethodNotAllowed(f"{scope['path']} accepts POST only", allow="POST")
             ctx.principal = self.keys.authenticate(headers.get(b"authorization"))
             raw = await self._read_body(headers, receive)
             body = _parse(raw)
@@ -145,11 +157,17 @@ class ProxyApp:
             ctx.route_name = body["model"]
             route = self.config.routes.get(ctx.route_name)
             if route is None or not ctx.principal.may_use(ctx.route_name):
+                shown = ctx.route_name[:256]
                 raise ModelNotFound(
-                    f"The model '{ctx.route_name}' does not exist or you do not have access to it.",
+                    f"The model '{shown}' does not exist or you do not have access to it.",
                     param="model",
                 )
             ctx.route = route
+            if not self._account.accepting():
+                raise LedgerUnavailable(
+                    "the gateway cannot record requests right now (its ledger is full)",
+                    retry_after=5.0,
+                )
             if self._faults is not None and (down := self._faults.redis_down()) is not None:
                 down.fired += 1  # admitted and budgeted without Redis: a drill's row
                 ctx.faults.append(f"{down.id}:redis_down")
@@ -163,7 +181,7 @@ class ProxyApp:
             )
             ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
             drill = headers.get(b"x-spillover-drill")
-            ctx.drill = drill.decode("ascii", "replace")[:64] if drill else None
+            ctx.drill = _printable(drill[:64]) if drill else None
             ctx.stream = bool(body.get("stream"))
             options = body.get("stream_options")
             ctx.client_wants_usage = bool(
@@ -178,6 +196,15 @@ class ProxyApp:
             served = await self._attempts.run(ctx, route, targets)
         except SpilloverError as exc:
             await self._reply_error(ctx, exc, send)
+            return
+        except Exception as exc:  # a bug of ours: still an answer in the client's protocol
+            log.error(
+                "request %s failed inside the gateway: %s\n%s",
+                ctx.request_id,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            await self._reply_error(ctx, InternalError("the gateway failed on this request"), send)
             return
         ctx.served_by = served.target
         if served.response is not None:
@@ -273,6 +300,8 @@ class ProxyApp:
             headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
         if isinstance(exc, GatewayRateLimited):
             headers.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
+        if isinstance(exc, MethodNotAllowed):
+            headers.append((b"allow", exc.allow.encode()))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -295,13 +324,16 @@ class ProxyApp:
     async def _models(
         self, scope: Scope, headers: dict[bytes, bytes], request_id: str, send: Send
     ) -> None:
+        extra: list[tuple[bytes, bytes]] = []
         try:
             if scope["method"] != "GET":
-                raise InvalidRequest("/v1/models accepts GET only")
+                raise MethodNotAllowed("/v1/models accepts GET only", allow="GET")
             principal = self.keys.authenticate(headers.get(b"authorization"))
         except ClientError as exc:
             body = error_body(exc)
             status = exc.status
+            if isinstance(exc, MethodNotAllowed):
+                extra.append((b"allow", exc.allow.encode()))
         else:
             body = orjson.dumps(
                 {
@@ -327,6 +359,7 @@ class ProxyApp:
                     JSON,
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
+                    *extra,
                 ],
             }
         )
@@ -369,6 +402,11 @@ def _priority(granted: Priority, header: bytes | None) -> Priority:
             param="x-spillover-priority",
         )
     return asked if PRIORITY_RANK[asked] > PRIORITY_RANK[granted] else granted
+
+
+def _printable(raw: bytes) -> str:
+    """A client's header value made safe for logs and rows: printable ASCII only."""
+    return "".join(c if c.isprintable() else "?" for c in raw.decode("ascii", "replace"))
 
 
 def _request_id(given: bytes | None) -> str:

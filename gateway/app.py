@@ -8,6 +8,8 @@ import asyncio
 import gc
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
 from gateway.account import Accountant
@@ -15,6 +17,8 @@ from gateway.admin import admin_app
 from gateway.admit import Admitter
 from gateway.api import Receive, Scope, Send
 from gateway.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
+from gateway.edge import guard_admin, send_error
+from gateway.errors import NotFound
 from gateway.faults import FaultTable
 from gateway.generation import Generation, build_generation, close_generation
 from gateway.ledger import LedgerWriter
@@ -86,6 +90,7 @@ class Gateway:
         )
         self._current: Generation | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self.draining = False  # SIGTERM seen: not ready, still serving
 
     @property
     def current(self) -> Generation:
@@ -115,6 +120,7 @@ class Gateway:
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
             self.reloader.start()
+        self._drain_on_sigterm()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight so a full collection under load does not rescan it (p99 spikes).
         gc.collect()
@@ -124,6 +130,26 @@ class Gateway:
             len(self.current.providers),
             len(self.current.config.routes),
         )
+
+    def _drain_on_sigterm(self) -> None:
+        """SIGTERM first makes readiness fail for `server.drain_s` while requests are still
+        served; then the server's own handler stops accepting and waits for what runs."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # an embedded server (tests): signals are not ours to take
+        stop = signal.getsignal(signal.SIGTERM)
+        if not callable(stop):
+            return
+        loop = asyncio.get_running_loop()
+        drain_s = self.boot_config.server.drain_s
+
+        def stop_later() -> None:
+            if self.draining:
+                return
+            self.draining = True
+            log.warning("SIGTERM: not ready; stopping in %.1f s", drain_s)
+            loop.call_later(drain_s, stop, signal.SIGTERM, None)
+
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: loop.call_soon_threadsafe(stop_later))
 
     async def _swap(self, config: GatewayConfig) -> list[str]:
         notes = [
@@ -177,6 +203,16 @@ class Gateway:
             if proxy.handles(scope):
                 await proxy(scope, receive, send)
                 return
+            path: str = scope["path"]
+            if path.startswith("/v1/") or path == "/v1":
+                shown = path if len(path) <= 200 else path[:200] + "…"
+                await send_error(send, NotFound(f"no such endpoint: {shown}"))
+                return
+            if path.startswith("/admin"):
+                guarded = await guard_admin(scope, receive, send, proxy.keys)
+                if guarded is None:
+                    return
+                receive = guarded
         elif kind == "lifespan":
             await self._lifespan(receive, send)
             return

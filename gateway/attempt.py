@@ -132,6 +132,9 @@ class AttemptRunner:
             fresh = tries.get(target_key(target), 0) == 0
             if isinstance(exc, Shed) and not fresh:  # the pool decided: only another target
                 return False
+            asked = exc.retry_after if isinstance(exc, RateLimited | Overloaded) else None
+            if not fresh and (asked or 0.0) > route.retry.backoff_cap_ms / 1000:
+                return False  # a wait longer than the backoff cap: the client gets Retry-After
             remaining = ctx.remaining()
             if remaining is not None and remaining < _MIN_ATTEMPT_S:
                 self._metrics.child(self._metrics.deadline_exceeded, ctx.route_name).inc()
@@ -403,6 +406,26 @@ class AttemptRunner:
         failure: UpstreamFailure,
         elapsed: float,
     ) -> None:
+        if not failure.private:
+            await self._remember(route, target, failure)
+        ctx.attempts.append(
+            AttemptRecord(
+                target.provider,
+                target.model,
+                "failed",
+                failure.error_class,
+                failure.upstream_status,
+                failure.message,
+                elapsed * 1000,
+            )
+        )
+        self._metrics.child(
+            self._metrics.attempts, target.provider, target.model, "failed", failure.error_class
+        ).inc()
+        self._log_failure(ctx, target, failure)
+
+    async def _remember(self, route: Route, target: Target, failure: UpstreamFailure) -> None:
+        """What every later request to this target should know of this failure."""
         key = target_key(target)
         now = self._clock()
         # A failure that is the request's fault says nothing about the target.
@@ -424,21 +447,6 @@ class AttemptRunner:
             and failure.counts_against_target
         ):
             await self.state.cool_down(key, now + failure.retry_after)
-        ctx.attempts.append(
-            AttemptRecord(
-                target.provider,
-                target.model,
-                "failed",
-                failure.error_class,
-                failure.upstream_status,
-                failure.message,
-                elapsed * 1000,
-            )
-        )
-        self._metrics.child(
-            self._metrics.attempts, target.provider, target.model, "failed", failure.error_class
-        ).inc()
-        self._log_failure(ctx, target, failure)
 
     def _show_breaker(self, target: Target, breaker: routing.BreakerState) -> None:
         if self._shown.get(target) == breaker.phase:

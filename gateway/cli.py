@@ -73,6 +73,7 @@ def serve(
     import uvicorn
 
     from gateway.app import CONFIG_ENV
+    from gateway.http_limits import BoundedHttpToolsProtocol
 
     _setup_logging(log_level)
     loaded = load_or_exit(config)
@@ -84,7 +85,8 @@ def serve(
         port=port or loaded.server.port,
         workers=workers or loaded.server.workers,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=loaded.server.max_header_bytes,
         lifespan="on",
         access_log=False,
         log_level=log_level,

@@ -5,6 +5,9 @@ ever classifies an error by its message text.
     ├── ClientError ............ the request itself is wrong; answered by us, never retried
     │   ├── InvalidRequest ........ 400
     │   ├── AuthenticationFailed .. 401
+    │   ├── PermissionDenied ...... 403
+    │   ├── NotFound .............. 404 (no such path)
+    │   ├── MethodNotAllowed ...... 405
     │   ├── ModelNotFound ......... 404
     │   ├── PayloadTooLarge ....... 413
     │   └── GatewayRateLimited .... 429 (our own limits)
@@ -21,6 +24,8 @@ ever classifies an error by its message text.
     │   ├── ContentFiltered ....... the upstream's safety filter            not retryable
     │   └── BadRequest ............ the upstream says the request is wrong  not retryable
     ├── StreamInterrupted ...... a failure after bytes reached the client (never retried)
+    ├── LedgerUnavailable ...... 503: no row could be kept, so no answer is given
+    ├── InternalError .......... 500: a bug of ours (details in the log only)
     └── AllTargetsFailed ....... every candidate failed; carries every attempt
 
 Foreign exceptions (aiohttp, litellm) are mapped into this tree in `gateway.upstream_errors`.
@@ -65,6 +70,26 @@ class AuthenticationFailed(ClientError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(ClientError):
+    status = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
 class ModelNotFound(ClientError):
     status = 404
     code = "model_not_found"
@@ -93,6 +118,25 @@ class GatewayRateLimited(ClientError):
         self.headers = headers or {}
 
 
+class LedgerUnavailable(SpilloverError):
+    """No row could be kept for this request (the journal is full and the database away):
+    refused rather than answered without a bill."""
+
+    status = 503
+    code = "ledger_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InternalError(SpilloverError):
+    """A bug of ours; the details are in the log, never in the answer."""
+
+    status = 500
+    code = "internal_error"
+
+
 class UpstreamFailure(SpilloverError):
     """One attempt failed. `retryable` means: another target may well succeed."""
 
@@ -101,6 +145,9 @@ class UpstreamFailure(SpilloverError):
     # False when the failure says nothing about the target as a whole (a pool that shed by
     # policy, or one replica of a pool that has others): no breaker count, no cool-down.
     counts_against_target: bool = True
+    # True for a failure that belongs to this request alone (a drill fault scoped to it by
+    # `x-spillover-drill`): it is recorded on the request, never in shared routing state.
+    private: bool = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

@@ -30,7 +30,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gateway.errors import ConnectFailed, RateLimited, Shed, Timeout, UpstreamError
+from gateway.errors import (
+    ConnectFailed,
+    RateLimited,
+    Shed,
+    Timeout,
+    UpstreamError,
+    UpstreamFailure,
+)
 from gateway.providers.base import (
     Provider,
     UpstreamCall,
@@ -65,6 +72,20 @@ class FaultSpec(Strict):
     latency_ms: float = Field(0.0, ge=0)
     per_chunk: bool = False
     after_chunks: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _bounded_by_its_duration(self) -> FaultSpec:
+        # What a fault causes must end with it: no wait longer than the fault itself.
+        asked = "retry_after_s" in self.model_fields_set
+        if (
+            asked
+            and self.kind in ("rate_limit", "kv_pressure")
+            and self.retry_after_s > self.duration_s
+        ):
+            raise ValueError("retry_after_s must not exceed duration_s")
+        if self.latency_ms > self.duration_s * 1000:
+            raise ValueError("latency_ms must not exceed duration_s")
+        return self
 
     @model_validator(mode="after")
     def _redis_down_is_process_wide(self) -> FaultSpec:
@@ -177,15 +198,11 @@ class FaultyProvider(Provider):
         spec = fault.spec
         call.faults.append(f"{fault.id}:{spec.kind}")
         self._on_fire(spec.kind, self.name)
-        if spec.kind == "error":
-            raise UpstreamError(f"injected fault {fault.id}: {spec.status}", status=spec.status)
-        if spec.kind == "rate_limit":
-            raise RateLimited(f"injected fault {fault.id}: 429", retry_after=spec.retry_after_s)
-        if spec.kind == "connection_reset":
-            raise ConnectFailed(f"injected fault {fault.id}: connection reset")
-        if spec.kind == "kv_pressure":
-            raise Shed(f"injected fault {fault.id}: pool full", reason="kv_full",
-                       retry_after=spec.retry_after_s)  # fmt: skip
+        failure = _failure(fault, time.monotonic())
+        if failure is not None:
+            # A scoped fault is the drill's traffic alone: no breaker or cool-down for all.
+            failure.private = spec.scope is not None
+            raise failure
         # A slow upstream is bounded by the attempt's own timeout, as a real one would be.
         limit = call.timeouts.first_byte if call.stream else call.timeouts.total
         phase: Literal["first_byte", "total"] = "first_byte" if call.stream else "total"
@@ -200,6 +217,23 @@ class FaultyProvider(Provider):
         if isinstance(result, UpstreamStream) and spec.kind in ("stream_cut", "latency"):
             return _FaultyStream(result, fault.id, spec)
         return result
+
+
+def _failure(fault: Fault, now: float) -> UpstreamFailure | None:
+    """The failure an answer-replacing fault raises; a Retry-After never outlives it."""
+    spec = fault.spec
+    retry_after = max(0.0, min(spec.retry_after_s, fault.expires - now))
+    if spec.kind == "error":
+        return UpstreamError(f"injected fault {fault.id}: {spec.status}", status=spec.status)
+    if spec.kind == "rate_limit":
+        return RateLimited(f"injected fault {fault.id}: 429", retry_after=retry_after)
+    if spec.kind == "connection_reset":
+        return ConnectFailed(f"injected fault {fault.id}: connection reset")
+    if spec.kind == "kv_pressure":
+        return Shed(
+            f"injected fault {fault.id}: pool full", reason="kv_full", retry_after=retry_after
+        )
+    return None
 
 
 class _FaultyStream(WrappedStream):

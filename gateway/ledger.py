@@ -1,18 +1,22 @@
-"""The ledger: one row per request, written off the response path. Rows go into a bounded
-queue and are inserted in batches (at most `batch_size` rows or `flush_ms` old); when the
-database is unreachable, or the queue is full, rows are appended to a local spool file and
-replayed later — never dropped. Each row's `uid` is unique and inserts skip rows already there,
-so a replay can never bill a request twice. SQLite by default, PostgreSQL by URL; the
-schema is created and migrated through a small version table."""
+"""The ledger: one row per request. A row is appended to the journal (`gateway.journal`)
+before its answer completes, and this writer moves the journal into the database in
+batches (at most `batch_size` rows, every `flush_ms`), off the response path. When the
+database is away the rows wait in the journal (bounded on disk; past its bound new requests
+are refused with 503 rather than answered without a row), and the writer retries. Each
+row's `uid` is unique and inserts skip rows already there, so a journal read twice (after a
+crash) can never bill a request twice. SQLite by default, PostgreSQL by URL; the schema is
+created and migrated through a small version table."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.journal import Journal, JournalFull
 from policies.schema import LedgerConfig
 
 log = logging.getLogger("spillover.ledger")
@@ -136,22 +141,41 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def journal_folder(config: LedgerConfig) -> Path:
+    """The journal belongs to one database: beside a SQLite file, else named by the URL."""
+    if config.journal_dir:
+        return Path(config.journal_dir)
+    if config.url.startswith("sqlite:///") and len(config.url) > len("sqlite:///"):
+        return Path(config.url[len("sqlite:///") :] + ".journal")
+    digest = hashlib.sha256(config.url.encode()).hexdigest()[:12]
+    return Path(f"spillover-ledger-{digest}.journal")
+
+
 class LedgerWriter:
     def __init__(
         self, config: LedgerConfig, on_state: Callable[[int, int, bool], None] | None = None
     ) -> None:
         self._config = config
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(config.queue_size)
-        self._spool = Path(config.spool_path)
+        self.journal = Journal(
+            journal_folder(config), config.journal_segment_bytes, config.journal_max_bytes
+        )
+        # Rows the journal could not take (its disk failed): held here, bounded, and sent
+        # to the database directly.
+        self._unjournaled: deque[dict[str, Any]] = deque()
+        self._legacy_spool = Path(config.spool_path)
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
         self._db_ok: bool | None = None  # None until the first connection attempt
         self._last_try = 0.0
-        self._on_state = on_state  # (queue depth, spooled rows, db ok) for the metrics
+        self._on_state = on_state  # (rows pending, rows waiting on the database, db ok)
         self.written = 0
-        self._spooled = self._count_spool()
+        self.errors = 0
+        self._journal_ok = True
 
     async def start(self) -> None:
+        self.journal.open()  # OSError here: no row could be kept, so the gateway must not start
         self._engine = create_async_engine(engine_url(self._config.url), pool_pre_ping=True)
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
@@ -166,9 +190,9 @@ class LedgerWriter:
         except (SQLAlchemyError, OSError) as exc:
             if self._db_ok is not False:  # one line per change of state
                 log.error(
-                    "ledger database unreachable (%s); spooling rows to %s",
+                    "ledger database unreachable (%s); rows wait in the journal %s",
                     type(exc).__name__,
-                    self._spool,
+                    self.journal.folder,
                 )
             self._db_ok = False
             return False
@@ -178,49 +202,76 @@ class LedgerWriter:
         return True
 
     def add(self, row: dict[str, Any]) -> None:
+        """Keep the row; when this returns, a killed process no longer loses it."""
         try:
-            self._queue.put_nowait(row)
-        except asyncio.QueueFull:
-            self._to_spool([row])
+            self.journal.append(row)
+        except (OSError, JournalFull) as exc:
+            if self._journal_ok:
+                log.error("ledger journal cannot take rows (%s); holding them in memory", exc)
+            self._journal_ok = False
+            self.errors += 1
+            self._unjournaled.append(row)
+        else:
+            self._journal_ok = True
+        if self.pending() >= self._config.batch_size:
+            self._wake.set()
+
+    def accepting(self) -> bool:
+        """False when a new row could be kept nowhere: the journal is full or failing and
+        the in-memory overflow is full too."""
+        return len(self._unjournaled) < self._config.queue_size and (
+            self._journal_ok or self._db_ok is not False
+        )
+
+    def pending(self) -> int:
+        return self.journal.pending_rows + len(self._unjournaled)
 
     async def _run(self) -> None:
-        closing = False
-        while not closing:
-            first = await self._queue.get()
-            if first is _CLOSE:
+        """Never ends on an error: each is logged, counted and retried after a pause."""
+        while True:
+            if not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._config.flush_ms / 1000)
+                self._wake.clear()
+            try:
+                moved = await self._move_once()
+            except Exception as exc:
+                self.errors += 1
+                log.error("ledger writer failed (%s: %s); retrying", type(exc).__name__, exc)
+                moved = False
+            self._report()
+            if self._closing and (not moved or not self.pending()):
                 return
-            batch = [first]
-            deadline = time.monotonic() + self._config.flush_ms / 1000
-            while len(batch) < self._config.batch_size:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    break
-                try:
-                    row = await asyncio.wait_for(self._queue.get(), wait)
-                except TimeoutError:
-                    break
-                if row is _CLOSE:
-                    closing = True
-                    break
-                batch.append(row)
-            await self._write(batch)
+            if not moved and self.pending():
+                await asyncio.sleep(0 if self._closing else 1.0)
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _move_once(self) -> bool:
+        """Move everything pending to the database, batch by batch; False when it could
+        not (the database is away)."""
         if not self._db_ok and (
             time.monotonic() - self._last_try < 1.0 or not await self._connect()
         ):
-            self._to_spool(batch)
-            return
+            return False
         try:
-            if self._spool.exists():
-                await self._replay()
-            await self._insert(batch)
+            if self._legacy_spool.exists():
+                await self._replay_legacy_spool()
+            while self._unjournaled:
+                batch = [self._unjournaled[0]]
+                await self._insert(batch)
+                self._unjournaled.popleft()
+            while True:
+                rows, used = self.journal.read(self._config.batch_size)
+                if not used:
+                    return True
+                if rows:
+                    await self._insert([{**_ADDED_COLUMNS, **row} for row in rows])
+                self.journal.commit(len(rows), used)
+                await asyncio.sleep(0)  # let requests run between batches
         except (SQLAlchemyError, OSError) as exc:
-            log.error("ledger write failed (%s); spooling %d rows", type(exc).__name__, len(batch))
+            log.error("ledger write failed (%s); rows wait in the journal", type(exc).__name__)
             self._db_ok = False
             self._last_try = time.monotonic()
-            self._to_spool(batch)
-        self._report()
+            return False
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         assert self._engine is not None
@@ -237,70 +288,60 @@ class LedgerWriter:
                 await conn.execute(statement, rows)
         self.written += len(rows)
 
-    def _to_spool(self, rows: list[dict[str, Any]]) -> None:
-        with self._spool.open("a", encoding="utf-8") as spool:
-            for row in rows:
-                spool.write(json.dumps(row, separators=(",", ":")) + "\n")
-        self._spooled += len(rows)
-        self._report()
-
-    async def _replay(self) -> None:
-        replaying = self._spool.with_suffix(self._spool.suffix + ".replaying")
-        self._spool.replace(replaying)
-        rows = [
-            {**_ADDED_COLUMNS, **json.loads(line)}
-            for line in replaying.read_text().splitlines()
-            if line
-        ]
-        try:
-            for start in range(0, len(rows), self._config.batch_size):
-                await self._insert(rows[start : start + self._config.batch_size])
-        except BaseException:
-            # Put them back in front of anything spooled meanwhile; duplicates are harmless.
-            later = self._spool.read_text() if self._spool.exists() else ""
-            self._spool.write_text(replaying.read_text() + later)
-            replaying.unlink()
-            self._spooled = self._count_spool()
-            raise
+    async def _replay_legacy_spool(self) -> None:
+        """A spool file left by a gateway older than the journal, streamed in batches."""
+        replaying = self._legacy_spool.with_suffix(self._legacy_spool.suffix + ".replaying")
+        if not replaying.exists():
+            self._legacy_spool.replace(replaying)
+        count = 0
+        for batch in _batches(_spooled_rows(replaying), self._config.batch_size):
+            await self._insert(batch)
+            count += len(batch)
         replaying.unlink()
-        self._spooled = self._count_spool()  # rows spooled while replaying stay counted
-        log.info("ledger replayed %d spooled rows", len(rows))
-
-    def _count_spool(self) -> int:
-        if not self._spool.exists():
-            return 0
-        with self._spool.open("rb") as spool:
-            return sum(1 for _ in spool)
+        if self._legacy_spool.exists():  # another old process spooled meanwhile
+            return
+        log.info("ledger replayed %d rows from the old spool %s", count, self._legacy_spool)
 
     def spooled(self) -> int:
-        return self._spooled
+        """Rows waiting because the database is away."""
+        return self.pending() if self._db_ok is False else 0
 
     def _report(self) -> None:
         if self._on_state is not None:
-            self._on_state(self._queue.qsize(), self.spooled(), bool(self._db_ok))
+            self._on_state(self.pending(), self.spooled(), bool(self._db_ok))
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Flush everything queued (to the database, or the spool) before exiting."""
+        """Move what is pending to the database within `timeout_s`; what is left stays in the
+        journal for the next process."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            await self._queue.put(_CLOSE)
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-        leftovers = [row for row in _drain(self._queue) if row is not _CLOSE]
-        if leftovers:
-            self._to_spool(leftovers)
+        if self._unjournaled:
+            log.error("ledger: %d rows could be kept nowhere at exit", len(self._unjournaled))
+        self.journal.close()
         if self._engine is not None:
             await self._engine.dispose()
 
 
-_CLOSE: dict[str, Any] = {}
+def _spooled_rows(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as spool:
+        for line in spool:
+            if line.strip():
+                yield {**_ADDED_COLUMNS, **json.loads(line)}
 
 
-def _drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    while not queue.empty():
-        rows.append(queue.get_nowait())
-    return rows
+def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -134,9 +134,10 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
     are subclasses of OpenAI's, so map by the specific classes first, then by status. An
     exception of another kind was raised by litellm's own translation of the request before
     any upstream saw it: this target cannot serve this request (a skip, not a failure)."""
+    import openai  # litellm's own dependency; its exceptions all derive from openai's
     from litellm import exceptions as lx  # imported by the litellm adapter already
 
-    if not isinstance(exc, lx.OpenAIError):
+    if not isinstance(exc, openai.OpenAIError):
         return Unsupported(f"litellm cannot send this request ({type(exc).__name__})")
     headers = {
         k.lower(): str(v)

@@ -62,7 +62,7 @@ def _message(message: Any, at: str) -> None:
     if not isinstance(message, dict):
         raise InvalidRequest(f"{at} must be an object", param=at)
     role = message.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(
             f"{at}.role must be one of {', '.join(sorted(_ROLES))}", param=f"{at}.role"
         )

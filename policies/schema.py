@@ -45,13 +45,18 @@ class ServerConfig(Strict):
     # and encoders after it recurse, and no real request nests this deep. Below 250, the
     # JSON encoder's own limit.
     max_json_depth: int = Field(64, ge=4, le=200)
+    # A request's head (request line and headers) larger than this is answered 431.
+    max_header_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024)
     workers: int = Field(1, ge=1, le=64)
     access_log: bool = False
     # An idle client connection stays open this long. Above a load balancer's idle timeout
     # (60 s on AWS ALB and GCP), so the balancer, not the gateway, closes idle connections:
     # a gateway closing first races the balancer's next request on that connection (a 502).
     keep_alive_s: float = Field(75.0, gt=0)
-    # Stop accepting, then give in-flight requests this long to finish on shutdown.
+    # On SIGTERM, /health/ready answers 503 for this long while requests are still served,
+    # so load balancers take the replica out before it stops accepting.
+    drain_s: float = Field(5.0, ge=0, le=300)
+    # Then stop accepting, and give in-flight requests and streams this long to finish.
     graceful_shutdown_s: float = Field(30.0, ge=0)
     # How often to look for a changed config file (0: only SIGHUP and POST /admin/reload).
     reload_poll_s: float = Field(2.0, ge=0)
@@ -241,7 +246,16 @@ class LedgerConfig(Strict):
     url: str = "sqlite:///spillover-ledger.sqlite"
     batch_size: int = Field(500, ge=1)
     flush_ms: int = Field(200, ge=1)
+    # Rows held in memory when the journal's disk fails; past it, requests get 503.
     queue_size: int = Field(50_000, ge=1)
+    # Where each row is appended before its answer completes (default: beside a SQLite
+    # file, else spillover-ledger-<hash of url>.journal). Rows wait there while the
+    # database is away; past journal_max_bytes new requests get 503 (never an unbilled
+    # answer).
+    journal_dir: str | None = None
+    journal_segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    journal_max_bytes: int = Field(1024**3, ge=1024 * 1024)
+    # A spool file left by a gateway older than the journal: replayed at start.
     spool_path: str = "spillover-ledger.spool.jsonl"
 
 
@@ -249,6 +263,8 @@ class DrillsConfig(Strict):
     """Fault injection through /admin/faults (admin keys only); off unless enabled."""
 
     enabled: bool = False
+    # The longest fault /admin/faults accepts: a forgotten fault ends by itself.
+    max_fault_s: float = Field(3_600.0, gt=0, le=86_400)
 
 
 class GatewayConfig(Strict):

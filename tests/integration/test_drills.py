@@ -147,7 +147,7 @@ def test_the_fault_api_is_admin_only_and_faults_expire(drill_gateway: tuple[Proc
     assert httpx.post(proc.url + "/admin/faults", json=spec, headers=user).status_code == 403
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     bad = httpx.post(proc.url + "/admin/faults", json={**spec, "kind": "meteor"}, headers=admin)
-    assert bad.status_code == 422
+    assert bad.status_code == 400
     created = httpx.post(proc.url + "/admin/faults", json=spec, headers=admin)
     assert created.status_code == 201
     assert [
@@ -217,6 +217,6 @@ def test_redis_down_is_refused_where_there_is_no_shared_state(
     reply = httpx.post(proc.url + "/admin/faults", json={"kind": "redis_down"}, headers=admin)
     assert reply.status_code == 409 and "state.backend" in reply.text
     scoped = {"kind": "redis_down", "scope": "drill-1"}  # the whole process or nothing
-    assert httpx.post(proc.url + "/admin/faults", json=scoped, headers=admin).status_code == 422
+    assert httpx.post(proc.url + "/admin/faults", json=scoped, headers=admin).status_code == 400
     result = _drill(proc, "redis-down", tmp_path / "report")
     assert result.returncode == 2 and "state.backend" in result.stdout + result.stderr

@@ -125,7 +125,7 @@ def test_one_row_per_request_whatever_happened(
         proc.stop()
 
 
-def test_rows_are_spooled_while_the_database_is_away_and_replayed(
+def test_rows_wait_in_the_journal_while_the_database_is_away(
     openai_upstream: MockUpstream,
     anthropic_upstream: MockUpstream,
     tmp_path: Path,
@@ -133,10 +133,11 @@ def test_rows_are_spooled_while_the_database_is_away_and_replayed(
 ) -> None:
     missing = tmp_path / "not-yet"
     db = missing / "ledger.sqlite"
-    config = failover_config(openai_upstream.port, anthropic_upstream.port) + _ledger(
-        f"sqlite:///{db}", tmp_path
+    journal = tmp_path / "journal"
+    config = failover_config(openai_upstream.port, anthropic_upstream.port) + (
+        f"ledger: {{url: 'sqlite:///{db}', flush_ms: 50, journal_dir: '{journal}'}}\n"
     )
-    proc = start_gateway(config, logs_dir, name="ledger-spool")
+    proc = start_gateway(config, logs_dir, name="ledger-journal")
     body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
     try:
         for _ in range(5):
@@ -144,23 +145,30 @@ def test_rows_are_spooled_while_the_database_is_away_and_replayed(
                 httpx.post(proc.url + "/v1/chat/completions", json=body, headers=AUTH).status_code
                 == 200
             )
-        spool = tmp_path / "spool.jsonl"
+        journaled = b"".join(p.read_bytes() for p in journal.glob("*.jsonl"))
+        assert journaled.count(b"\n") == 5  # in the journal before each answer completed
         deadline = time.monotonic() + 5
-        while not spool.exists() or len(spool.read_text().splitlines()) < 5:
-            assert time.monotonic() < deadline, "rows were not spooled"
+        while "spillover_ledger_spooled_rows 5.0" not in (
+            metrics := httpx.get(proc.url + "/metrics").text
+        ):
+            assert time.monotonic() < deadline, "the rows were not counted as waiting"
             time.sleep(0.05)
-        assert "spillover_ledger_database_up 0.0" in httpx.get(proc.url + "/metrics").text
+        assert "spillover_ledger_database_up 0.0" in metrics
+        assert httpx.get(proc.url + "/health/ready").status_code == 200  # the journal has room
         missing.mkdir()  # the database becomes reachable
-        time.sleep(1.1)
         assert (
             httpx.post(proc.url + "/v1/chat/completions", json=body, headers=AUTH).status_code
             == 200
         )
         rows = _rows(db, 6)
         assert len(rows) == 6 and len({r["uid"] for r in rows}) == 6
-        assert not spool.exists()
+        deadline = time.monotonic() + 5
+        while "spillover_ledger_queue_depth 0.0" not in httpx.get(proc.url + "/metrics").text:
+            assert time.monotonic() < deadline, "the journal was not drained"
+            time.sleep(0.05)
     finally:
         proc.stop()
+    assert not list(journal.glob("*.jsonl")), "a drained journal leaves no segment behind"
 
 
 def test_shutdown_flushes_what_is_queued(

@@ -1,0 +1,115 @@
+"""The edge: what every request meets before an app sees it, and the one error shape.
+
+Errors anywhere in the gateway are answered in the OpenAI error format (`{"error": {...}}`),
+with the right status: unknown paths 404, wrong methods 405 with `Allow`. Admin requests
+are authenticated before their body is read, and no admin body may exceed
+`ADMIN_MAX_BODY_BYTES`: an unauthenticated client cannot make the gateway read or parse
+anything."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from gateway.auth import KeyStore
+from gateway.errors import (
+    AllTargetsFailed,
+    ClientError,
+    PayloadTooLarge,
+    PermissionDenied,
+    SpilloverError,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ADMIN_MAX_BODY_BYTES = 1024 * 1024
+
+
+def error_body(exc: SpilloverError) -> bytes:
+    error: dict[str, Any] = {
+        "message": exc.message,
+        "type": exc.error_type,
+        "param": getattr(exc, "param", None),
+        "code": exc.code,
+    }
+    if isinstance(exc, AllTargetsFailed):
+        error["attempts"] = [a.as_dict() for a in exc.attempts]
+    return orjson.dumps({"error": error})
+
+
+async def send_error(
+    send: Send, exc: SpilloverError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = error_body(exc)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def guard_admin(scope: Scope, receive: Receive, send: Send, keys: KeyStore) -> Receive | None:
+    """Authenticate an admin request, then read its body within the admin limit; None when
+    it has been answered already (401, 403, 413). Else a `receive` that replays the body."""
+    try:
+        principal = keys.authenticate(header(scope, b"authorization"))
+        if not principal.admin:
+            raise PermissionDenied("this key is not an admin key")
+        body = await _read_bounded(scope, receive, ADMIN_MAX_BODY_BYTES)
+    except ClientError as exc:
+        await send_error(send, exc)
+        return None
+    if body is None:
+        return None
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _read_bounded(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None when the client left; PayloadTooLarge past `limit`."""
+    too_large = PayloadTooLarge(f"request bodies here are limited to {limit} bytes")
+    declared = header(scope, b"content-length")
+    if declared is not None and (
+        not declared.isdigit() or len(declared) > 12 or int(declared) > limit
+    ):
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
