@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.errors import AuthenticationFailed
 from gateway.faults import FaultSpec
+from gateway.openapi_v1 import with_openai_paths
 from gateway.reports import parse_when, spend
 from policies.routing import target_key
 
@@ -29,6 +30,7 @@ def admin_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Spillover", version="0.1.0", docs_url="/docs", redoc_url=None)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.openapi = with_openai_paths(app)  # type: ignore[method-assign]
 
     def admin_key(authorization: str | None = Header(default=None)) -> None:
         keys = gateway.current.proxy.keys

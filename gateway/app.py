@@ -97,10 +97,14 @@ class Gateway:
         assert self._current is not None, "gateway not started"
         return self._current
 
-    def _ledger_state(self, queued: int, spooled: int, up: bool) -> None:
-        self.metrics.ledger_queue.set(queued)
-        self.metrics.ledger_spooled.set(spooled)
-        self.metrics.ledger_up.set(1 if up else 0)
+    def _ledger_state(self, ledger: LedgerWriter) -> None:
+        m = self.metrics
+        m.ledger_queue.set(ledger.pending())
+        m.ledger_spooled.set(ledger.spooled())
+        m.ledger_up.set(1 if ledger.database_up else 0)
+        m.ledger_journal_bytes.set(ledger.journal.pending_bytes)
+        m.ledger_journal_max_bytes.set(ledger.journal.max_bytes)
+        m.ledger_errors.set(ledger.errors)
 
     async def start(self) -> None:
         await self.ledger.start()

@@ -153,7 +153,7 @@ def journal_folder(config: LedgerConfig) -> Path:
 
 class LedgerWriter:
     def __init__(
-        self, config: LedgerConfig, on_state: Callable[[int, int, bool], None] | None = None
+        self, config: LedgerConfig, on_state: Callable[[LedgerWriter], None] | None = None
     ) -> None:
         self._config = config
         self.journal = Journal(
@@ -169,7 +169,7 @@ class LedgerWriter:
         self._closing = False
         self._db_ok: bool | None = None  # None until the first connection attempt
         self._last_try = 0.0
-        self._on_state = on_state  # (rows pending, rows waiting on the database, db ok)
+        self._on_state = on_state  # called with this writer after each batch
         self.written = 0
         self.errors = 0
         self._journal_ok = True
@@ -306,9 +306,13 @@ class LedgerWriter:
         """Rows waiting because the database is away."""
         return self.pending() if self._db_ok is False else 0
 
+    @property
+    def database_up(self) -> bool:
+        return bool(self._db_ok)
+
     def _report(self) -> None:
         if self._on_state is not None:
-            self._on_state(self.pending(), self.spooled(), bool(self._db_ok))
+            self._on_state(self)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Move what is pending to the database within `timeout_s`; what is left stays in the

@@ -185,11 +185,28 @@ class GatewayMetrics:
             registry=r,
         )
         self.ledger_queue = Gauge(
-            "spillover_ledger_queue_depth", "Ledger rows waiting to be written.", registry=r
+            "spillover_ledger_queue_depth",
+            "Ledger rows kept (journaled) but not yet in the database.",
+            registry=r,
         )
         self.ledger_spooled = Gauge(
             "spillover_ledger_spooled_rows",
-            "Ledger rows in the local spool file, waiting for the database.",
+            "Ledger rows waiting in the journal because the database is unreachable.",
+            registry=r,
+        )
+        self.ledger_journal_bytes = Gauge(
+            "spillover_ledger_journal_bytes",
+            "Bytes of ledger rows in the journal not yet in the database.",
+            registry=r,
+        )
+        self.ledger_journal_max_bytes = Gauge(
+            "spillover_ledger_journal_max_bytes",
+            "The journal's bound (ledger.journal_max_bytes); past it requests get 503.",
+            registry=r,
+        )
+        self.ledger_errors = Gauge(
+            "spillover_ledger_errors",
+            "Ledger writer and journal failures since start (each logged, then retried).",
             registry=r,
         )
         self.ledger_up = Gauge(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 
 from fallback_engine.pool import PoolShed
@@ -137,7 +138,7 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
     import openai  # litellm's own dependency; its exceptions all derive from openai's
     from litellm import exceptions as lx  # imported by the litellm adapter already
 
-    if not isinstance(exc, openai.OpenAIError):
+    if not isinstance(exc, openai.OpenAIError) or _failed_in_translation(exc):
         return Unsupported(f"litellm cannot send this request ({type(exc).__name__})")
     headers = {
         k.lower(): str(v)
@@ -167,6 +168,21 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
             return BadRequest("the upstream rejected the request", status=status)
         return failure
     return UpstreamError(f"litellm failed ({type(exc).__name__})")
+
+
+_PROGRAMMING_ERRORS = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+
+
+def _failed_in_translation(exc: BaseException) -> bool:
+    """litellm wraps its own failures to build a request (a body it cannot translate) in
+    the same APIConnectionError as a refused connection: the causes tell them apart."""
+    causes: list[BaseException] = []
+    link: BaseException | None = exc.__cause__ or exc.__context__
+    while link is not None and len(causes) < 10:
+        causes.append(link)
+        link = link.__cause__ or link.__context__
+    network = any(isinstance(c, OSError | TimeoutError | httpx.TransportError) for c in causes)
+    return not network and any(isinstance(c, _PROGRAMMING_ERRORS) for c in causes)
 
 
 def from_pool_shed(exc: PoolShed) -> Shed:

@@ -194,9 +194,12 @@ def json_depth_within(value: Any, limit: int) -> bool:
 
 
 def _completions(body: dict[str, Any]) -> None:
-    prompt = body.get("prompt")
-    if prompt is None or not isinstance(prompt, str | list):
-        raise InvalidRequest("'prompt' is required: a string or an array", param="prompt")
+    if not _text_or_tokens(body.get("prompt")):
+        raise InvalidRequest(
+            "'prompt' is required: a string, an array of strings, an array of token ids "
+            "or an array of such arrays",
+            param="prompt",
+        )
     _streaming(body)
     _int(body, "max_tokens", 0)
     _int(body, "n", 1, 128)
@@ -207,11 +210,12 @@ def _completions(body: dict[str, Any]) -> None:
 
 def _embeddings(body: dict[str, Any]) -> None:
     value = body.get("input")
-    if isinstance(value, str):
-        if not value:
-            raise InvalidRequest("'input' must not be empty", param="input")
-    elif not isinstance(value, list) or not value:
-        raise InvalidRequest("'input' must be a string or a non-empty array", param="input")
+    if value == "" or value == [] or not _text_or_tokens(value):
+        raise InvalidRequest(
+            "'input' must be a non-empty string, array of strings, array of token ids or "
+            "array of such arrays",
+            param="input",
+        )
     if body.get("encoding_format") not in (None, "float", "base64"):
         raise InvalidRequest(
             "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
@@ -219,6 +223,26 @@ def _embeddings(body: dict[str, Any]) -> None:
     _int(body, "dimensions", 1)
     if body.get("stream"):
         raise InvalidRequest("embeddings cannot be streamed", param="stream")
+
+
+def _token_ids(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value
+    )
+
+
+def _text_or_tokens(value: Any) -> bool:
+    """OpenAI's prompt/input: a string, strings, token ids, or arrays of token ids (never an
+    empty array)."""
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list) or not value:
+        return False
+    return (
+        all(isinstance(v, str) for v in value)
+        or _token_ids(value)
+        or all(_token_ids(v) for v in value)
+    )
 
 
 def _streaming(body: dict[str, Any]) -> None:

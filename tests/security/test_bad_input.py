@@ -151,3 +151,17 @@ def test_admin_errors_use_the_same_error_format(hostile: Hostile) -> None:
     assert "kind" in reply.json()["error"]["message"]
     reply = httpx.get(hostile.url + "/nowhere")
     assert reply.status_code == 404 and "error" in reply.json()
+
+
+def test_wide_bodies_within_the_size_limit_are_handled_promptly(hostile: Hostile) -> None:
+    import time
+
+    started = time.monotonic()
+    reply = hostile.post("/v1/chat/completions", _chat("openai", stop=["s"] * 8000))
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "stop"
+    wide = _chat("openai", metadata={f"k{i}": i for i in range(4000)})
+    assert hostile.post("/v1/chat/completions", wide).status_code == 200
+    many = {"model": "openai", "messages": [{"role": "user", "content": "x"}] * 1500}
+    assert hostile.post("/v1/chat/completions", many).status_code == 200
+    assert time.monotonic() - started < 5
+    hostile.healthy()

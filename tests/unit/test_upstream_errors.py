@@ -93,3 +93,38 @@ def test_all_targets_failed_status_choice() -> None:
     assert mixed.status == 503 and mixed.retry_after == 4
     other = AllTargetsFailed([_record("a", "connect_failed")], [ConnectFailed("c")])
     assert other.status == 502 and "a/m: connect_failed" in other.message
+
+
+def _litellm_error(kind: str, cause: BaseException | None = None, **kwargs: object) -> Exception:
+    from gateway.providers.litellm import import_litellm
+
+    lx = import_litellm().exceptions
+    exc: Exception = getattr(lx, kind)(message="m", llm_provider="openai", model="gpt-4o", **kwargs)
+    exc.__cause__ = cause
+    return exc
+
+
+def test_litellm_failing_to_build_a_request_is_a_skip_not_a_failure() -> None:
+    from gateway.errors import Unsupported
+    from gateway.upstream_errors import from_litellm
+
+    translation = _litellm_error("APIConnectionError", AttributeError("'int' has no 'get'"))
+    assert isinstance(from_litellm(translation), Unsupported)
+    assert not from_litellm(translation).counts_against_target
+    assert isinstance(from_litellm(KeyError("messages")), Unsupported)
+    refused = _litellm_error("APIConnectionError", ConnectionRefusedError())
+    assert not isinstance(from_litellm(refused), Unsupported)
+    assert from_litellm(refused).retryable
+
+
+def test_litellm_client_errors_are_never_retried_nor_counted() -> None:
+    import httpx
+
+    from gateway.errors import BadRequest, Unsupported
+    from gateway.upstream_errors import from_litellm
+
+    response = httpx.Response(400, request=httpx.Request("POST", "http://x"))
+    bad = from_litellm(_litellm_error("BadRequestError", response=response))
+    assert isinstance(bad, BadRequest) and not bad.retryable
+    unsupported = from_litellm(_litellm_error("UnsupportedParamsError", response=response))
+    assert isinstance(unsupported, Unsupported)
