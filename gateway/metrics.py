@@ -3,9 +3,10 @@ cached, so the request path pays a dict lookup and an increment, nothing more.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from fallback_engine.metrics import PoolMetrics
 
@@ -245,6 +246,13 @@ class GatewayMetrics:
             ["scope", "owner", "period"],
             registry=r,
         )
+        self.tasks = Gauge(
+            "spillover_event_loop_tasks",
+            "asyncio tasks alive in this process (a leak shows as steady growth).",
+            registry=r,
+        )
+        self.tasks.set_function(_task_count)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, …
         self._children: dict[tuple[Any, ...], Any] = {}
         self.pool = PoolMetrics(r)
 
@@ -255,3 +263,10 @@ class GatewayMetrics:
             bound = metric.labels(*labels)
             self._children[key] = bound
         return bound
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the event loop
+        return 0.0

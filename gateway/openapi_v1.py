@@ -6,7 +6,7 @@ into the admin app's document."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,7 +76,8 @@ class ChatCompletionRequest(_Sampling):
     user: str | None = None
 
 
-TextOrTokens = str | list[str] | list[int] | list[list[int]]
+_Tokens = Annotated[list[int], Field(min_length=1)]
+TextOrTokens = str | list[str] | _Tokens | list[_Tokens]
 
 
 class CompletionRequest(_Sampling):

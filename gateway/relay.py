@@ -41,10 +41,16 @@ class PartialAnswer:
     def see(self, event: bytes) -> None:
         if not event.startswith(b"data: {"):
             return
-        choices = orjson.loads(event[6:]).get("choices") or []
+        try:
+            choices = orjson.loads(event[6:]).get("choices") or []
+            delta = (choices[0].get("delta") or {}) if choices else {}
+            if not isinstance(delta, dict):
+                raise TypeError
+        except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+            self.resumable = False  # an event we cannot read: no continuation from it
+            return
         if not choices:
             return
-        delta = choices[0].get("delta") or {}
         if delta.get("tool_calls") or delta.get("function_call"):
             self.resumable = False
         content = delta.get("content")
@@ -67,8 +73,11 @@ def _role_only(event: bytes) -> bool:
     """The opening chunk of a continuation (`role: assistant`, empty content)."""
     if not event.startswith(b"data: {") or b'"role"' not in event:
         return False
-    choices = orjson.loads(event[6:]).get("choices") or []
-    delta = choices[0].get("delta") if choices else None
+    try:
+        choices = orjson.loads(event[6:]).get("choices") or []
+        delta = choices[0].get("delta") if choices else None
+    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+        return False
     return isinstance(delta, dict) and not delta.get("content") and not delta.get("tool_calls")
 
 

@@ -62,6 +62,18 @@ def _error_object(body: bytes) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
+def upstream_object(raw: bytes) -> dict[str, Any]:
+    """An upstream's JSON object; anything else is the upstream's failure (retryable),
+    never a crash of ours."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise UpstreamError("the upstream answered something that is not a JSON object")
+    return payload
+
+
 def from_status(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamFailure:
     """Map a non-2xx upstream answer (OpenAI or Anthropic error JSON) to our tree."""
     error = _error_object(body)

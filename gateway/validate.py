@@ -226,8 +226,10 @@ def _embeddings(body: dict[str, Any]) -> None:
 
 
 def _token_ids(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in value
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
     )
 
 

@@ -325,9 +325,20 @@ async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+_MAX_DIMENSIONS = 3072  # text-embedding-3-large's; OpenAI refuses more with a 400
+
+
 def _invalid(wire: Wire, body: dict[str, Any]) -> web.Response | None:
-    """Anthropic insists on max_tokens and a messages list; the mock does too."""
-    if wire != "anthropic" or ("max_tokens" in body and isinstance(body.get("messages"), list)):
+    """Anthropic insists on max_tokens and a messages list; OpenAI refuses embeddings of
+    more dimensions than its models have; the mock does too."""
+    if wire != "anthropic":
+        dimensions = body.get("dimensions")
+        if isinstance(dimensions, int) and dimensions > _MAX_DIMENSIONS:
+            error = {"message": "dimensions is too large", "type": "invalid_request_error",
+                     "param": "dimensions", "code": None}  # fmt: skip
+            return web.json_response({"error": error}, status=400)
+        return None
+    if "max_tokens" in body and isinstance(body.get("messages"), list):
         return None
     error = {"type": "invalid_request_error", "message": "max_tokens: Field required"}
     return web.json_response({"type": "error", "error": error}, status=400)

@@ -19,7 +19,7 @@ from gateway.translate.openai_anthropic import (
     request_to_anthropic,
     response_from_anthropic,
 )
-from gateway.upstream_errors import from_stream_error
+from gateway.upstream_errors import from_stream_error, upstream_object
 from policies.schema import AnthropicProvider
 
 
@@ -46,7 +46,7 @@ class AnthropicAdapter(PooledHTTPProvider):
             body = anthropic_breakpoints(body, call.cache_hint)
         if not call.stream:
             raw, headers = await self._fetch(self._url, body, self._headers, call.timeouts)
-            completion, usage = response_from_anthropic(orjson.loads(raw))
+            completion, usage = response_from_anthropic(upstream_object(raw))
             return UpstreamResponse(orjson.dumps(completion), usage, headers)
         response = await self._open_stream(self._url, body, self._headers, call.timeouts)
         return _AnthropicStream(response, call)
@@ -70,7 +70,7 @@ class _AnthropicStream(UpstreamStream):
             data = data_of(event)
             if not data:
                 continue
-            payload: Any = orjson.loads(data)
+            payload: Any = upstream_object(data)
             if payload.get("type") == "error":
                 raise from_stream_error(payload.get("error") or {})
             for chunk in translator.feed(payload):

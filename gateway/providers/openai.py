@@ -12,7 +12,7 @@ import orjson
 from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream, Usage
 from gateway.providers.http import PooledHTTPProvider
 from gateway.sse import DONE, data_of, ended_early, iter_events
-from gateway.upstream_errors import from_stream_error
+from gateway.upstream_errors import from_stream_error, upstream_object
 from policies.schema import OpenAIProvider
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
@@ -47,7 +47,7 @@ class OpenAIAdapter(PooledHTTPProvider):
             headers = {**headers, "X-Request-Id": call.request_id}
         if not call.stream:
             raw, upstream_headers = await self._fetch(url, body, headers, call.timeouts)
-            usage = orjson.loads(raw).get("usage")
+            usage = upstream_object(raw).get("usage")
             return UpstreamResponse(raw, Usage.from_openai(usage or {}), upstream_headers)
         inject_usage = not call.client_wants_usage
         if inject_usage:
@@ -99,9 +99,7 @@ class _OpenAIStream(UpstreamStream):
             return data
         if not self._strip_usage and (b'"usage":null' in data or b'"usage": null' in data):
             return data
-        payload: Any = orjson.loads(data)
-        if not isinstance(payload, dict):
-            return data
+        payload: Any = upstream_object(data)
         error = payload.get("error")
         if isinstance(error, dict):
             raise from_stream_error(error)
