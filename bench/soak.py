@@ -151,9 +151,7 @@ async def _load(url: str, rate: float, seconds: float, result: SoakResult, seed:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _sampler(
-    url: str, pid: int, every_s: float, seconds: float, result: SoakResult
-) -> None:
+async def _sampler(url: str, pid: int, every_s: float, seconds: float, result: SoakResult) -> None:
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
@@ -192,9 +190,9 @@ def run_soak(seconds: float, sample_s: float, rate: float, workdir: Path) -> Soa
     me = [sys.executable, "-m", "gateway"]
     procs = [
         spawn(
-            [*me, "mock-provider", "--wire", wire, "--port", str(ports[wire]), "--tokens-per-s",
-             "400", "--error-rate", "0.1" if wire == "openai" else "0", "--error-status", "503",
-             "--retry-after-s", "0"],  # fmt: skip
+            [*me, *f"mock-provider --wire {wire} --port {ports[wire]} --tokens-per-s 400".split()]
+            + ["--error-rate", "0.1" if wire == "openai" else "0", "--error-status", "503"]
+            + ["--retry-after-s", "0"],
             workdir / f"mock-{wire}.log",
         )
         for wire in ("openai", "anthropic")
@@ -204,8 +202,8 @@ def run_soak(seconds: float, sample_s: float, rate: float, workdir: Path) -> Soa
         for wire in ("openai", "anthropic"):
             wait(f"http://127.0.0.1:{ports[wire]}", "/health", 30)
         gateway = spawn(
-            [*me, "serve", "--config", str(config), "--port", str(ports["gateway"]),
-             "--log-level", "warning"],  # fmt: skip
+            [*me, "serve", "--config", str(config), "--port", str(ports["gateway"])]
+            + ["--log-level", "warning"],
             workdir / "gateway.log",
         )
         procs.append(gateway)
