@@ -188,24 +188,18 @@ def run_soak(seconds: float, sample_s: float, rate: float, workdir: Path) -> Soa
     config = workdir / "soak.yaml"
     config.write_text(_config(ports["openai"], ports["anthropic"], ledger))
     me = [sys.executable, "-m", "gateway"]
-    procs = [
-        spawn(
-            [*me, *f"mock-provider --wire {wire} --port {ports[wire]} --tokens-per-s 400".split()]
-            + ["--error-rate", "0.1" if wire == "openai" else "0", "--error-status", "503"]
-            + ["--retry-after-s", "0"],
-            workdir / f"mock-{wire}.log",
-        )
-        for wire in ("openai", "anthropic")
-    ]
+    procs = []
+    for wire in ("openai", "anthropic"):
+        # The primary fails a tenth of its requests: the fallback is in use all along.
+        faults = f"--error-rate {0.1 if wire == 'openai' else 0} --error-status 503"
+        args = f"mock-provider --wire {wire} --port {ports[wire]} --tokens-per-s 400 {faults}"
+        procs.append(spawn([*me, *args.split()], workdir / f"mock-{wire}.log"))
     url = f"http://127.0.0.1:{ports['gateway']}"
     try:
         for wire in ("openai", "anthropic"):
             wait(f"http://127.0.0.1:{ports[wire]}", "/health", 30)
-        gateway = spawn(
-            [*me, "serve", "--config", str(config), "--port", str(ports["gateway"])]
-            + ["--log-level", "warning"],
-            workdir / "gateway.log",
-        )
+        serve = ["serve", "--config", str(config), "--port", str(ports["gateway"])]
+        gateway = spawn([*me, *serve, "--log-level", "warning"], workdir / "gateway.log")
         procs.append(gateway)
         wait(url, "/health/ready", 60)
         result = SoakResult(samples=[])
