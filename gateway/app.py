@@ -105,6 +105,7 @@ class Gateway:
         m.ledger_journal_bytes.set(ledger.journal.pending_bytes)
         m.ledger_journal_max_bytes.set(ledger.journal.max_bytes)
         m.ledger_errors.set(ledger.errors)
+        m.ledger_lost.set(ledger.lost)
 
     async def start(self) -> None:
         await self.ledger.start()

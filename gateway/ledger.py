@@ -172,6 +172,7 @@ class LedgerWriter:
         self._on_state = on_state  # called with this writer after each batch
         self.written = 0
         self.errors = 0
+        self.lost = 0
         self._journal_ok = True
 
     async def start(self) -> None:
@@ -210,7 +211,12 @@ class LedgerWriter:
                 log.error("ledger journal cannot take rows (%s); holding them in memory", exc)
             self._journal_ok = False
             self.errors += 1
-            self._unjournaled.append(row)
+            if len(self._unjournaled) < self._config.queue_size:
+                self._unjournaled.append(row)
+            else:
+                # Kept nowhere: only rows of requests refused before admission (401, 404)
+                # get here, since admission stops at `accepting() == False`.
+                self.lost += 1
         else:
             self._journal_ok = True
         if self.pending() >= self._config.batch_size:

@@ -205,6 +205,12 @@ class GatewayMetrics:
             "The journal's bound (ledger.journal_max_bytes); past it requests get 503.",
             registry=r,
         )
+        self.ledger_lost = Gauge(
+            "spillover_ledger_rows_lost",
+            "Rows kept nowhere since start (journal full or failing and the memory overflow "
+            "full): only requests refused before admission; admitted ones get 503 instead.",
+            registry=r,
+        )
         self.ledger_errors = Gauge(
             "spillover_ledger_errors",
             "Ledger writer and journal failures since start (each logged, then retried).",

@@ -298,3 +298,47 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version FROM spillover_schema").fetchall() == [(3,)]
     assert not (tmp_path / "spool.jsonl").exists()
+
+
+def test_a_full_journal_refuses_new_requests_rather_than_answer_them_unbilled(
+    openai_upstream: MockUpstream,
+    anthropic_upstream: MockUpstream,
+    tmp_path: Path,
+    logs_dir: Path,
+) -> None:
+    missing = tmp_path / "not-yet"
+    db = missing / "ledger.sqlite"
+    journal = tmp_path / "journal"
+    config = failover_config(openai_upstream.port, anthropic_upstream.port) + (
+        f"ledger: {{url: 'sqlite:///{db}', flush_ms: 50, journal_dir: '{journal}', "
+        "journal_max_bytes: 1048576, queue_size: 10}\n"
+    )
+    proc = start_gateway(config, logs_dir, name="ledger-full")
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+    answered = 0
+    try:
+        with httpx.Client(headers=AUTH, timeout=10) as client:
+            for _ in range(5000):
+                reply = client.post(proc.url + "/v1/chat/completions", json=body)
+                if reply.status_code != 200:
+                    break
+                answered += 1
+            assert reply.status_code == 503, "the journal never filled"
+            assert reply.json()["error"]["code"] == "ledger_unavailable"
+            assert int(reply.headers["retry-after"]) >= 1
+            ready = client.get(proc.url + "/health/ready")
+            assert ready.status_code == 503
+            assert "the ledger can keep no more rows" in ready.json()["problems"]
+            missing.mkdir()  # the database is back: the journal drains, requests flow again
+            deadline = time.monotonic() + 30
+            while client.get(proc.url + "/health/ready").status_code != 200:
+                assert time.monotonic() < deadline, "the journal did not drain"
+                time.sleep(0.1)
+            assert client.post(proc.url + "/v1/chat/completions", json=body).status_code == 200
+            answered += 1
+        rows = _rows(db, answered, timeout=30)
+        served = [r for r in rows if r["status"] == 200]
+        assert len(served) == answered
+        assert "spillover_ledger_rows_lost 0.0" in httpx.get(proc.url + "/metrics").text
+    finally:
+        proc.stop()
