@@ -192,6 +192,7 @@ def run_soak(seconds: float, sample_s: float, rate: float, workdir: Path) -> Soa
     for wire in ("openai", "anthropic"):
         # The primary fails a tenth of its requests: the fallback is in use all along.
         faults = f"--error-rate {0.1 if wire == 'openai' else 0} --error-status 503"
+        faults += " --retry-after-s 0"  # no cool-down: the single-target route keeps serving
         args = f"mock-provider --wire {wire} --port {ports[wire]} --tokens-per-s 400 {faults}"
         procs.append(spawn([*me, *args.split()], workdir / f"mock-{wire}.log"))
     url = f"http://127.0.0.1:{ports['gateway']}"

@@ -129,6 +129,11 @@ def from_stream_error(error: Mapping[str, Any]) -> UpstreamFailure:
 
 def from_aiohttp(exc: BaseException, phase: TimeoutPhase) -> UpstreamFailure:
     """`phase` names where we were when `exc` happened (used for timeouts)."""
+    # aiohttp raises one module-level ClientConnectionError instance for every response
+    # closed under a pending read (a client walking away from a stream): each raise would
+    # add to that one instance's traceback, keeping every frame of every such request, and
+    # the response in it, alive for good (the soak bench found ~1 KB per walk-away).
+    exc.__traceback__ = None
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return Timeout("connect timed out", phase="connect")
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
