@@ -14,7 +14,18 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import AuthenticationFailed
+from gateway.edge import error_body
+from gateway.errors import (
+    AuthenticationFailed,
+    ClientError,
+    Conflict,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    SpilloverError,
+)
 from gateway.faults import FaultSpec
 from gateway.openapi_v1 import with_openai_paths
 from gateway.reports import parse_when, spend
@@ -175,30 +186,33 @@ def admin_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-_ERROR_TYPES = {
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", "permission_denied"),
-    404: ("invalid_request_error", "not_found"),
-    405: ("invalid_request_error", "method_not_allowed"),
-    409: ("invalid_request_error", "conflict"),
-    413: ("invalid_request_error", "request_too_large"),
+_CLIENT_ERRORS: dict[int, type[ClientError]] = {
+    400: InvalidRequest,
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
 }
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The gateway's one error shape (OpenAI's), for the admin API too."""
-    kind, code = _ERROR_TYPES.get(
-        status, ("invalid_request_error", None) if status < 500 else ("api_error", None)
-    )
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The gateway's one error shape (`edge.error_body`), for the admin API too."""
+    kind = _CLIENT_ERRORS.get(status)
+    exc: SpilloverError = kind(message) if kind else ClientError(message)
+    if status == 405:
+        exc = MethodNotAllowed(message, allow=(headers or {}).get("Allow", ""))
+    exc.status = status  # FastAPI's own statuses (409, 422, …) keep their number
+    if status >= 500:
+        exc.error_type = "api_error"
+    return Response(error_body(exc), status, headers, media_type="application/json")
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
     return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
-async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
         for e in exc.errors()[:10]

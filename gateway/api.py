@@ -19,11 +19,10 @@ from gateway.auth import KeyStore
 from gateway.budgets import Budgets
 from gateway.context import RequestContext
 from gateway.decide import candidates
-from gateway.edge import error_body
+from gateway.edge import error_body, send_error
 from gateway.errors import (
     BadRequest,
     ClientError,
-    GatewayRateLimited,
     InternalError,
     InvalidRequest,
     LedgerUnavailable,
@@ -41,7 +40,7 @@ from gateway.relay import relay
 from gateway.shape import cache_hint, shape
 from gateway.validate import json_depth_within, validate
 from policies.pool import PRIORITY_RANK, Priority
-from policies.schema import Endpoint, GatewayConfig, Route
+from policies.schema import Endpoint, GatewayConfig, Route, Target
 
 log = logging.getLogger("spillover")
 
@@ -143,56 +142,7 @@ class ProxyApp:
         send: Send,
     ) -> None:
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"{scope['path']} accepts POST only", allow="POST")
-            ctx.principal = self.keys.authenticate(headers.get(b"authorization"))
-            raw = await self._read_body(headers, receive)
-            body = _parse(raw)
-            validate(ctx.endpoint, body)
-            if not json_depth_within(body, self._max_depth):
-                raise InvalidRequest(
-                    f"the request nests objects or arrays deeper than {self._max_depth} levels"
-                )
-            ctx.body = body
-            ctx.route_name = body["model"]
-            route = self.config.routes.get(ctx.route_name)
-            if route is None or not ctx.principal.may_use(ctx.route_name):
-                shown = ctx.route_name[:256]
-                raise ModelNotFound(
-                    f"The model '{shown}' does not exist or you do not have access to it.",
-                    param="model",
-                )
-            ctx.route = route
-            if not self._account.accepting():
-                raise LedgerUnavailable(
-                    "the gateway cannot record requests right now (its ledger is full)",
-                    retry_after=5.0,
-                )
-            if self._faults is not None and (down := self._faults.redis_down()) is not None:
-                down.fired += 1  # admitted and budgeted without Redis: a drill's row
-                ctx.faults.append(f"{down.id}:redis_down")
-                self._metrics.child(self._metrics.faults_injected, "redis_down", "redis").inc()
-            ctx.admission = await self._admit.admit(ctx, route)
-            ctx.reservation = await self._budgets.reserve(ctx, route)
-            if ctx.endpoint == "chat":
-                self._shape(ctx, route)
-            ctx.deadline = _deadline(
-                ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
-            )
-            ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
-            drill = headers.get(b"x-spillover-drill")
-            ctx.drill = _printable(drill[:64]) if drill else None
-            ctx.stream = bool(body.get("stream"))
-            options = body.get("stream_options")
-            ctx.client_wants_usage = bool(
-                isinstance(options, dict) and options.get("include_usage")
-            )
-            targets, skipped = candidates(route, ctx.endpoint, self._providers)
-            ctx.attempts.extend(skipped)
-            if not targets:
-                raise InvalidRequest(
-                    f"the model '{ctx.route_name}' does not serve {scope['path']}", param="model"
-                )
+            route, targets = await self._prepare(ctx, scope, headers, receive)
             served = await self._attempts.run(ctx, route, targets)
         except SpilloverError as exc:
             await self._reply_error(ctx, exc, send)
@@ -226,6 +176,61 @@ class ProxyApp:
             await self._attempts.settle(ctx, route, served)
             return
         await self._stream(ctx, route, served, receive, send)
+
+    async def _prepare(
+        self, ctx: RequestContext, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[Route, list[Target]]:
+        """api → admit → shape → decide: everything before the first attempt, filling `ctx`;
+        the route and its candidate targets, or a SpilloverError to answer with."""
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"{scope['path']} accepts POST only", allow="POST")
+        ctx.principal = self.keys.authenticate(headers.get(b"authorization"))
+        raw = await self._read_body(headers, receive)
+        body = _parse(raw)
+        validate(ctx.endpoint, body)
+        if not json_depth_within(body, self._max_depth):
+            raise InvalidRequest(
+                f"the request nests objects or arrays deeper than {self._max_depth} levels"
+            )
+        ctx.body = body
+        ctx.route_name = body["model"]
+        route = self.config.routes.get(ctx.route_name)
+        if route is None or not ctx.principal.may_use(ctx.route_name):
+            shown = ctx.route_name[:256]
+            raise ModelNotFound(
+                f"The model '{shown}' does not exist or you do not have access to it.",
+                param="model",
+            )
+        ctx.route = route
+        if not self._account.accepting():
+            raise LedgerUnavailable(
+                "the gateway cannot record requests right now (its ledger is full)",
+                retry_after=5.0,
+            )
+        if self._faults is not None and (down := self._faults.redis_down()) is not None:
+            down.fired += 1  # admitted and budgeted without Redis: a drill's row
+            ctx.faults.append(f"{down.id}:redis_down")
+            self._metrics.child(self._metrics.faults_injected, "redis_down", "redis").inc()
+        ctx.admission = await self._admit.admit(ctx, route)
+        ctx.reservation = await self._budgets.reserve(ctx, route)
+        if ctx.endpoint == "chat":
+            self._shape(ctx, route)
+        ctx.deadline = _deadline(
+            ctx, route.latency_budget_ms, headers.get(b"x-spillover-budget-ms")
+        )
+        ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
+        drill = headers.get(b"x-spillover-drill")
+        ctx.drill = _printable(drill[:64]) if drill else None
+        ctx.stream = bool(body.get("stream"))
+        options = body.get("stream_options")
+        ctx.client_wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        targets, skipped = candidates(route, ctx.endpoint, self._providers)
+        ctx.attempts.extend(skipped)
+        if not targets:
+            raise InvalidRequest(
+                f"the model '{ctx.route_name}' does not serve {scope['path']}", param="model"
+            )
+        return route, targets
 
     def _shape(self, ctx: RequestContext, route: Route) -> None:
         """The shape stage: a byte-stable prefix, and the hints for the provider's cache."""
@@ -293,17 +298,7 @@ class ProxyApp:
         ctx.error_class = (
             exc.error_class if isinstance(exc, UpstreamFailure) else exc.code or type(exc).__name__
         )
-        body = error_body(exc)
-        headers = [JSON, (b"content-length", str(len(body)).encode()), *self._trace_headers(ctx)]
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
-        if isinstance(exc, GatewayRateLimited):
-            headers.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
-        if isinstance(exc, MethodNotAllowed):
-            headers.append((b"allow", exc.allow.encode()))
-        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, exc, self._trace_headers(ctx))
 
     def _trace_headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
         headers = [

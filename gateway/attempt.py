@@ -132,8 +132,7 @@ class AttemptRunner:
             fresh = tries.get(target_key(target), 0) == 0
             if isinstance(exc, Shed) and not fresh:  # the pool decided: only another target
                 return False
-            asked = exc.retry_after if isinstance(exc, RateLimited | Overloaded) else None
-            if not fresh and (asked or 0.0) > route.retry.backoff_cap_ms / 1000:
+            if not fresh and (_retry_after(exc) or 0.0) > route.retry.backoff_cap_ms / 1000:
                 return False  # a wait longer than the backoff cap: the client gets Retry-After
             remaining = ctx.remaining()
             if remaining is not None and remaining < _MIN_ATTEMPT_S:
@@ -150,13 +149,8 @@ class AttemptRunner:
             target = next_target()
             if target is None:
                 return 0.0
-            retry_after = (
-                failure.retry_after
-                if isinstance(failure, RateLimited | Overloaded) and failure.retry_after is not None
-                else None
-            )
             pause = routing.backoff_seconds(
-                tries.get(target_key(target), 0), route.retry, self._rng, retry_after
+                tries.get(target_key(target), 0), route.retry, self._rng, _retry_after(failure)
             )
             remaining = ctx.remaining()
             return pause if remaining is None else max(0.0, min(pause, remaining - 0.001))
@@ -523,3 +517,8 @@ class AttemptRunner:
                 ctx.request_id,
                 count,
             )
+
+
+def _retry_after(failure: BaseException | None) -> float | None:
+    """The wait an upstream asked for with its failure, if any."""
+    return failure.retry_after if isinstance(failure, RateLimited | Overloaded) else None

@@ -17,6 +17,8 @@ from gateway.auth import KeyStore
 from gateway.errors import (
     AllTargetsFailed,
     ClientError,
+    GatewayRateLimited,
+    MethodNotAllowed,
     PayloadTooLarge,
     PermissionDenied,
     SpilloverError,
@@ -42,6 +44,19 @@ def error_body(exc: SpilloverError) -> bytes:
     return orjson.dumps({"error": error})
 
 
+def protocol_headers(exc: SpilloverError) -> list[tuple[bytes, bytes]]:
+    """What the status asks of the answer: Retry-After, the limit headers, Allow."""
+    headers: list[tuple[bytes, bytes]] = []
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    if isinstance(exc, GatewayRateLimited):
+        headers.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
+    if isinstance(exc, MethodNotAllowed):
+        headers.append((b"allow", exc.allow.encode()))
+    return headers
+
+
 async def send_error(
     send: Send, exc: SpilloverError, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -54,6 +69,7 @@ async def send_error(
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
+                *protocol_headers(exc),
             ],
         }
     )

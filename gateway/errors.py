@@ -8,6 +8,7 @@ ever classifies an error by its message text.
     │   ├── PermissionDenied ...... 403
     │   ├── NotFound .............. 404 (no such path)
     │   ├── MethodNotAllowed ...... 405
+    │   ├── Conflict .............. 409 (admin: a request this gateway's setup refuses)
     │   ├── ModelNotFound ......... 404
     │   ├── PayloadTooLarge ....... 413
     │   └── GatewayRateLimited .... 429 (our own limits)
@@ -88,6 +89,11 @@ class MethodNotAllowed(ClientError):
     def __init__(self, message: str, *, allow: str) -> None:
         super().__init__(message)
         self.allow = allow
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
 
 
 class ModelNotFound(ClientError):

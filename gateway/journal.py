@@ -53,6 +53,7 @@ class Journal:
         self._segments: deque[_Segment] = deque()
         self._held_locks: list[tuple[int, Path]] = []  # adopted owners' locks
         self._read_offset = 0  # in the first segment
+        self._read_fd: int | None = None  # the first segment, open for reading
         self.pending_bytes = 0
         self.pending_rows = 0
 
@@ -132,7 +133,11 @@ class Journal:
         while self._segments:
             segment = self._segments[0]
             if self._read_offset < segment.size:
-                rows, used = _read_lines(segment.path, self._read_offset, segment.size, limit)
+                if self._read_fd is None:
+                    self._read_fd = os.open(segment.path, os.O_RDONLY)
+                size = min(_READ_CHUNK, segment.size - self._read_offset)
+                chunk = os.pread(self._read_fd, size, self._read_offset)
+                rows, used = _parse_lines(chunk, limit, segment.path)
                 if rows or used:
                     return rows, used
             if segment.active:
@@ -158,9 +163,15 @@ class Journal:
             )
             self.pending_bytes = max(0, self.pending_bytes - leftover)
         self._read_offset = 0
+        self._close_reader()
         with contextlib.suppress(FileNotFoundError):
             segment.path.unlink()
         self._release_finished_owners()
+
+    def _close_reader(self) -> None:
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
 
     def _release_finished_owners(self) -> None:
         live = {s.path.stem.rsplit("-", 1)[0] for s in self._segments}
@@ -180,6 +191,7 @@ class Journal:
             self._segments[-1].active = False
         while self._segments and self._read_offset >= self._segments[0].size:
             self._finish_first()  # everything in it is in the database
+        self._close_reader()
         for fd, _ in self._held_locks:
             os.close(fd)
         self._held_locks.clear()
@@ -190,10 +202,8 @@ class Journal:
             self._lock_fd = None
 
 
-def _read_lines(path: Path, offset: int, size: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        chunk = handle.read(min(_READ_CHUNK, size - offset))
+def _parse_lines(chunk: bytes, limit: int, path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Up to `limit` whole lines of `chunk` as rows, and the bytes they took."""
     rows: list[dict[str, Any]] = []
     used = 0
     while len(rows) < limit:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -163,6 +164,9 @@ class LedgerWriter:
         # to the database directly.
         self._unjournaled: deque[dict[str, Any]] = deque()
         self._legacy_spool = Path(config.spool_path)
+        # Looked for once at start: only a gateway older than the journal wrote spools.
+        replaying = self._legacy_spool.with_suffix(self._legacy_spool.suffix + ".replaying")
+        self._legacy_spool_pending = self._legacy_spool.exists() or replaying.exists()
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -259,12 +263,14 @@ class LedgerWriter:
         ):
             return False
         try:
-            if self._legacy_spool.exists():
+            if self._legacy_spool_pending:
                 await self._replay_legacy_spool()
+                self._legacy_spool_pending = False
             while self._unjournaled:
-                batch = [self._unjournaled[0]]
+                batch = list(itertools.islice(self._unjournaled, self._config.batch_size))
                 await self._insert(batch)
-                self._unjournaled.popleft()
+                for _ in batch:
+                    self._unjournaled.popleft()
             while True:
                 rows, used = self.journal.read(self._config.batch_size)
                 if not used:
@@ -295,17 +301,17 @@ class LedgerWriter:
         self.written += len(rows)
 
     async def _replay_legacy_spool(self) -> None:
-        """A spool file left by a gateway older than the journal, streamed in batches."""
+        """Spool files left by a gateway older than the journal, streamed in batches (one
+        whose replay was cut first)."""
         replaying = self._legacy_spool.with_suffix(self._legacy_spool.suffix + ".replaying")
-        if not replaying.exists():
-            self._legacy_spool.replace(replaying)
         count = 0
-        for batch in _batches(_spooled_rows(replaying), self._config.batch_size):
-            await self._insert(batch)
-            count += len(batch)
-        replaying.unlink()
-        if self._legacy_spool.exists():  # another old process spooled meanwhile
-            return
+        while replaying.exists() or self._legacy_spool.exists():
+            if not replaying.exists():
+                self._legacy_spool.replace(replaying)
+            for batch in _batches(_spooled_rows(replaying), self._config.batch_size):
+                await self._insert(batch)
+                count += len(batch)
+            replaying.unlink()
         log.info("ledger replayed %d rows from the old spool %s", count, self._legacy_spool)
 
     def spooled(self) -> int:
