@@ -29,7 +29,8 @@ ever classifies an error by its message text.
     ├── InternalError .......... 500: a bug of ours (details in the log only)
     └── AllTargetsFailed ....... every candidate failed; carries every attempt
 
-Foreign exceptions (aiohttp, litellm) are mapped into this tree in `gateway.upstream_errors`.
+Foreign exceptions (aiohttp, litellm) are mapped into this tree in one place:
+`gateway.providers.upstream_errors`.
 """
 
 from __future__ import annotations

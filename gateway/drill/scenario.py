@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from gateway.faults import FaultSpec
+from gateway.drill.faults import FaultSpec
 from policies.loader import load_model
 from policies.schema_base import Strict
 

@@ -1,5 +1,5 @@
 """`kind: anthropic` — OpenAI chat requests sent to the Anthropic Messages API and the
-answers translated back, streams included (see `gateway.translate.openai_anthropic`)."""
+answers translated back, streams included (see `gateway.providers.translate.openai_anthropic`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.cache_hints import anthropic_breakpoints
 from gateway.errors import Unsupported
 from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream
+from gateway.providers.cache_hints import anthropic_breakpoints
 from gateway.providers.http import PooledHTTPProvider
-from gateway.sse import DONE, data_of, ended_early, iter_events
-from gateway.translate.openai_anthropic import (
+from gateway.providers.sse import DONE, data_of, ended_early, iter_events
+from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
     response_from_anthropic,
 )
-from gateway.upstream_errors import from_stream_error, upstream_object
+from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import AnthropicProvider
 
 

@@ -45,7 +45,7 @@ class AttemptTimeouts:
 
 @dataclass(frozen=True, slots=True)
 class CacheHint:
-    """What the shape stage asks of the provider's prompt cache (gateway/cache_hints.py)."""
+    """What the shape stage asks of the provider's prompt cache (`providers/cache_hints.py`)."""
 
     anthropic_ttl: str | None = None  # "5m" or "1h"; None: no breakpoints
     anthropic_min_tokens: int = 1024

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from gateway.providers.base import AttemptTimeouts, Provider
-from gateway.upstream_errors import from_aiohttp, from_status
+from gateway.providers.upstream_errors import from_aiohttp, from_status
 from policies.schema import AnthropicProvider, OpenAIProvider
 
 

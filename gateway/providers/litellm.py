@@ -16,7 +16,7 @@ import orjson
 from gateway.errors import Timeout
 from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream, Usage
 from gateway.providers.litellm_params import ParamFilter, litellm_supported
-from gateway.upstream_errors import from_litellm
+from gateway.providers.upstream_errors import from_litellm
 from policies.schema import LiteLLMProvider
 
 _OFFLINE_ENV = {

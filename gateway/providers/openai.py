@@ -11,8 +11,8 @@ import orjson
 
 from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream, Usage
 from gateway.providers.http import PooledHTTPProvider
-from gateway.sse import DONE, data_of, ended_early, iter_events
-from gateway.upstream_errors import from_stream_error, upstream_object
+from gateway.providers.sse import DONE, data_of, ended_early, iter_events
+from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import OpenAIProvider
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}

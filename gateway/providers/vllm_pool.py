@@ -10,8 +10,8 @@ from fallback_engine.load import PoolRequest
 from fallback_engine.metrics import PoolMetrics
 from fallback_engine.pool import Lease, Pool, PoolShed
 from fallback_engine.prefix import CHARS_PER_TOKEN, block_hashes, prompt_text
+from gateway.accounting.pricing import ModelPrice, self_hosted_price
 from gateway.errors import ConnectFailed, Timeout, UpstreamFailure
-from gateway.pricing import ModelPrice, self_hosted_price
 from gateway.providers.base import (
     Provider,
     UpstreamCall,
@@ -20,7 +20,7 @@ from gateway.providers.base import (
     WrappedStream,
 )
 from gateway.providers.openai import PATHS, OpenAIAdapter
-from gateway.upstream_errors import from_pool_shed
+from gateway.providers.upstream_errors import from_pool_shed
 from policies.pool import VllmPoolProvider
 from policies.schema import OpenAIProvider
 

@@ -206,7 +206,7 @@ def test_litellm_stays_off_the_openai_path() -> None:
     import sys
 
     code = (
-        "import sys; import gateway.app, gateway.cli, gateway.providers.openai, "
+        "import sys; import gateway.http.app, gateway.cli.main, gateway.providers.openai, "
         "gateway.providers.anthropic; print('litellm' in sys.modules)"
     )
     out = subprocess.run(

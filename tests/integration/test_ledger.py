@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.pricing import PriceTable
+from gateway.accounting.pricing import PriceTable
 from gateway.providers.base import Usage
 from tests.conftest import (
     GATEWAY_KEY,
@@ -264,7 +264,7 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
 ) -> None:
     from sqlalchemy import create_engine
 
-    from gateway.ledger import metadata
+    from gateway.accounting.ledger import metadata
 
     db = tmp_path / "ledger.sqlite"
     engine = create_engine(f"sqlite:///{db}")

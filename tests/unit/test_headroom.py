@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.headroom import exhausted_for
+from gateway.pipeline.headroom import exhausted_for
 
 
 def test_openai_durations() -> None:

@@ -12,12 +12,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.cache_hints import anthropic_breakpoints
 from gateway.errors import BadRequest, InvalidRequest, Unsupported
+from gateway.http.validate import json_depth_within, validate
+from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import CacheHint
-from gateway.shape import cache_hint, shape
-from gateway.translate.openai_anthropic import request_to_anthropic
-from gateway.validate import json_depth_within, validate
+from gateway.providers.cache_hints import anthropic_breakpoints
+from gateway.providers.translate.openai_anthropic import request_to_anthropic
 from policies.schema_base import PromptCache
 
 # CI replays the same examples every run (a red CI is a regression, not a dice roll);

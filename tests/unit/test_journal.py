@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.journal import Journal, JournalFull
+from gateway.accounting.journal import Journal, JournalFull
 
 
 def _row(i: int) -> dict[str, object]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gateway.errors import BadRequest, Unsupported
-from gateway.translate.openai_anthropic import (
+from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
     response_from_anthropic,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.plan import Request, demand, size, weighted
+from gateway.accounting.capacity import Request, demand, size, weighted
 
 
 def test_time_weighted_percentiles() -> None:
@@ -52,7 +52,7 @@ def test_no_requests_is_no_demand() -> None:
 
 
 def test_the_counter_streams_in_order_and_rounds_kv_levels_up() -> None:
-    from gateway.plan import DemandCounter
+    from gateway.accounting.capacity import DemandCounter
 
     counter = DemandCounter()
     counter.add(Request(0, 10, 12_000, 345))  # 12,345 tokens in flight: counted as 12,400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from gateway.pricing import ModelPrice, PriceTable, cost_micro_usd, self_hosted_price
+from gateway.accounting.pricing import ModelPrice, PriceTable, cost_micro_usd, self_hosted_price
 from gateway.providers.base import Usage
 
 TABLE = PriceTable.load({("tuned", "my-reasoner"): ModelPrice.per_million(1, 2, reasoning=3)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import respx
 
-from gateway.probe import wait_ready
+from gateway.cli.probe import wait_ready
 
 
 @respx.mock

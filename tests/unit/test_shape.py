@@ -8,11 +8,11 @@ import random
 
 import orjson
 
-from gateway.cache_hints import anthropic_breakpoints, count_markers
 from gateway.mock.cache import PrefixCache
+from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import CacheHint
-from gateway.shape import cache_hint, shape
-from gateway.translate.openai_anthropic import request_to_anthropic
+from gateway.providers.cache_hints import anthropic_breakpoints, count_markers
+from gateway.providers.translate.openai_anthropic import request_to_anthropic
 from policies.schema_base import PromptCache
 
 WEATHER = {

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.errors import UpstreamFailure
-from gateway.sse import iter_events
+from gateway.providers.sse import iter_events
 
 
 async def _slow_stream(request: web.Request) -> web.StreamResponse:

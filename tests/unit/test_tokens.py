@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.tokens import expected_output, prompt_tokens
+from gateway.pipeline.tokens import expected_output, prompt_tokens
 
 
 def test_openai_models_are_counted_with_the_bundled_encoding() -> None:

@@ -19,7 +19,7 @@ from gateway.errors import (
     Timeout,
     UpstreamError,
 )
-from gateway.upstream_errors import from_aiohttp, from_status, from_stream_error
+from gateway.providers.upstream_errors import from_aiohttp, from_status, from_stream_error
 
 
 def _openai_error(code: str | None, message: str = "m") -> bytes:
@@ -106,7 +106,7 @@ def _litellm_error(kind: str, cause: BaseException | None = None, **kwargs: obje
 
 def test_litellm_failing_to_build_a_request_is_a_skip_not_a_failure() -> None:
     from gateway.errors import Unsupported
-    from gateway.upstream_errors import from_litellm
+    from gateway.providers.upstream_errors import from_litellm
 
     translation = _litellm_error("APIConnectionError", AttributeError("'int' has no 'get'"))
     assert isinstance(from_litellm(translation), Unsupported)
@@ -121,7 +121,7 @@ def test_litellm_client_errors_are_never_retried_nor_counted() -> None:
     import httpx
 
     from gateway.errors import BadRequest, Unsupported
-    from gateway.upstream_errors import from_litellm
+    from gateway.providers.upstream_errors import from_litellm
 
     response = httpx.Response(400, request=httpx.Request("POST", "http://x"))
     bad = from_litellm(_litellm_error("BadRequestError", response=response))

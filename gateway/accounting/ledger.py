@@ -1,4 +1,4 @@
-"""The ledger: one row per request. A row is appended to the journal (`gateway.journal`)
+"""The ledger: one row per request. A row is appended to the journal (`gateway.accounting.journal`)
 before its answer completes, and this writer moves the journal into the database in
 batches (at most `batch_size` rows, every `flush_ms`), off the response path. When the
 database is away the rows wait in the journal (bounded on disk; past its bound new requests
@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.journal import Journal, JournalFull
+from gateway.accounting.journal import Journal, JournalFull
 from policies.schema import LedgerConfig
 
 log = logging.getLogger("spillover.ledger")

@@ -12,19 +12,19 @@ import signal
 import threading
 from typing import Any
 
-from gateway.account import Accountant
-from gateway.admin import admin_app
-from gateway.admit import Admitter
-from gateway.api import Receive, Scope, Send
-from gateway.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
-from gateway.edge import guard_admin, send_error
+from gateway.accounting.ledger import LedgerWriter
+from gateway.accounting.pricing import PriceTable
+from gateway.drill.faults import FaultTable
 from gateway.errors import NotFound
-from gateway.faults import FaultTable
-from gateway.generation import Generation, build_generation, close_generation
-from gateway.ledger import LedgerWriter
+from gateway.http.admin import admin_app
+from gateway.http.edge import guard_admin, send_error
+from gateway.http.generation import Generation, build_generation, close_generation
+from gateway.http.proxy import Receive, Scope, Send
+from gateway.http.reload import Reloader, ReloadResult
 from gateway.metrics import GatewayMetrics
-from gateway.pricing import PriceTable
-from gateway.reload import Reloader, ReloadResult
+from gateway.pipeline.account import Accountant
+from gateway.pipeline.admit import Admitter
+from gateway.pipeline.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
 from gateway.state.limits import MemoryLimiter, RedisLimiter
 from gateway.state.memory import MemoryState
 from gateway.state.redis import Outage, RedisState

@@ -10,14 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.account import Accountant
-from gateway.admit import Admitter
-from gateway.api import ProxyApp
-from gateway.attempt import AttemptRunner
-from gateway.budgets import Budgets
-from gateway.faults import FaultTable, FaultyProvider
+from gateway.accounting.pricing import ModelPrice
+from gateway.drill.faults import FaultTable, FaultyProvider
+from gateway.http.proxy import ProxyApp
 from gateway.metrics import GatewayMetrics
-from gateway.pricing import ModelPrice
+from gateway.pipeline.account import Accountant
+from gateway.pipeline.admit import Admitter
+from gateway.pipeline.attempt import AttemptRunner
+from gateway.pipeline.budgets import Budgets
 from gateway.providers import build_provider
 from gateway.providers.base import Provider
 from gateway.providers.vllm_pool import VllmPoolAdapter

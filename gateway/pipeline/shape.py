@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from gateway.cache_hints import openai_cache_key
 from gateway.providers.base import CacheHint
+from gateway.providers.cache_hints import openai_cache_key
 from policies.schema_base import PromptCache
 
 _SYSTEM_ROLES = ("system", "developer")

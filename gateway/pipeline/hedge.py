@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from gateway.context import RequestContext
 from gateway.errors import AttemptRecord, UpstreamFailure
+from gateway.pipeline.context import RequestContext
 from gateway.providers.base import UpstreamStream
 from policies.schema import Target
 

@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from gateway.context import RequestContext
+from gateway.accounting.pricing import MILLION, PriceTable
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
-from gateway.pricing import MILLION, PriceTable
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.tokens import expected_output
 from gateway.state.redis import Outage, connect
-from gateway.tokens import expected_output
 from policies.schema import Budget, GatewayConfig, Route, StateConfig
 
 log = logging.getLogger("spillover.budgets")

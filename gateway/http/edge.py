@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 
-from gateway.auth import KeyStore
 from gateway.errors import (
     AllTargetsFailed,
     ClientError,
@@ -23,6 +22,7 @@ from gateway.errors import (
     PermissionDenied,
     SpilloverError,
 )
+from gateway.http.auth import KeyStore
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -17,8 +17,6 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception
 
-from gateway.attempt_support import LogThrottle, RetryBudget, cut, share_of, timeouts_of
-from gateway.context import RequestContext
 from gateway.errors import (
     AllTargetsFailed,
     AttemptRecord,
@@ -31,14 +29,16 @@ from gateway.errors import (
     Unsupported,
     UpstreamFailure,
 )
-from gateway.headroom import exhausted_for
-from gateway.hedge import first_answer
 from gateway.metrics import GatewayMetrics
+from gateway.pipeline.attempt_support import LogThrottle, RetryBudget, cut, share_of, timeouts_of
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.headroom import exhausted_for
+from gateway.pipeline.hedge import first_answer
+from gateway.pipeline.tokens import expected_output
 from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
 from gateway.state.windows import Outcome
-from gateway.tokens import expected_output
 from policies import routing
 from policies.routing import Skip, target_key
 from policies.schema import Hedge, Route, Target

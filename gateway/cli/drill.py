@@ -115,7 +115,7 @@ def demo(
     port: int = 4000,
 ) -> None:
     """Start the embedded demo (mock providers + simulated pool) and run a drill on it."""
-    from gateway.probe import wait_ready
+    from gateway.cli.probe import wait_ready
 
     demo_proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo", "--port", str(port)],

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.edge import error_body
+from gateway.accounting.reports import parse_when, spend
+from gateway.drill.faults import FaultSpec
 from gateway.errors import (
     AuthenticationFailed,
     ClientError,
@@ -26,13 +27,12 @@ from gateway.errors import (
     PermissionDenied,
     SpilloverError,
 )
-from gateway.faults import FaultSpec
-from gateway.openapi_v1 import with_openai_paths
-from gateway.reports import parse_when, spend
+from gateway.http.edge import error_body
+from gateway.http.openapi import with_openai_paths
 from policies.routing import target_key
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.http.app import Gateway
 
 log = logging.getLogger("spillover")
 

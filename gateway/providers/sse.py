@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from gateway.errors import ConnectFailed
-from gateway.upstream_errors import from_aiohttp
+from gateway.providers.upstream_errors import from_aiohttp
 
 DONE = b"data: [DONE]\n\n"
 

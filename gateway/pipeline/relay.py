@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from gateway.attempt import AttemptRunner, Served
-from gateway.context import RequestContext
 from gateway.errors import SpilloverError, StreamInterrupted, UpstreamFailure
 from gateway.metrics import GatewayMetrics
+from gateway.pipeline.attempt import AttemptRunner, Served
+from gateway.pipeline.context import RequestContext
 from gateway.providers.base import Usage
 from policies.schema import Route
 

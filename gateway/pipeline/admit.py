@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.context import RequestContext
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.tokens import expected_output
 from gateway.state.limits import Check, MemoryLimiter, RedisLimiter
-from gateway.tokens import expected_output
 from policies.limits import Rate, Verdict
 from policies.schema import GatewayConfig, Limits, Route
 

@@ -1,6 +1,6 @@
 """The `/v1/*` endpoints in the published OpenAPI document (`/openapi.json`). They are served
 by the raw ASGI proxy, not by FastAPI, so their request and response shapes are declared
-here, as models of what `gateway.validate` enforces (extra fields pass through), and merged
+here, as models of what `gateway.http.validate` enforces (extra fields pass through), and merged
 into the admin app's document."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.plan import Demand, Percentiles, Sizing, read_demand, size
+from gateway.accounting.capacity import Demand, Percentiles, Sizing, read_demand, size
 from policies.pool import VllmPoolProvider
 
 console = Console(soft_wrap=True)
@@ -50,8 +50,8 @@ def plan(
 ) -> None:
     """Request sizes (p50/p95/p99), concurrency and KV tokens in flight over time, tokens/s —
     and, given a replica's KV size, the replicas a pool needs at p99 (not at the average)."""
-    from gateway.cli import load_or_exit
-    from gateway.reports import parse_when
+    from gateway.accounting.reports import parse_when
+    from gateway.cli.main import load_or_exit
 
     if format not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")

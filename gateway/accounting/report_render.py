@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from gateway.reports import SpendRow
+from gateway.accounting.reports import SpendRow
 
 _COLUMNS = (
     "requests",

@@ -72,14 +72,14 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
-    from gateway.app import CONFIG_ENV
-    from gateway.http_limits import BoundedHttpToolsProtocol
+    from gateway.http.app import CONFIG_ENV
+    from gateway.http.head_limits import BoundedHttpToolsProtocol
 
     _setup_logging(log_level)
     loaded = load_or_exit(config)
     os.environ[CONFIG_ENV] = str(config.resolve())
     uvicorn.run(
-        "gateway.app:app_from_env",
+        "gateway.http.app:app_from_env",
         factory=True,
         host=host or loaded.server.host,
         port=port or loaded.server.port,
@@ -152,11 +152,11 @@ def costs(
 
     from rich.progress import Progress
 
-    from gateway import report_render as render
-    from gateway.account import Accountant
+    from gateway.accounting import report_render as render
+    from gateway.accounting.pricing import PriceTable
+    from gateway.accounting.reports import parse_when, spend
     from gateway.metrics import GatewayMetrics
-    from gateway.pricing import PriceTable
-    from gateway.reports import parse_when, spend
+    from gateway.pipeline.account import Accountant
 
     loaded = load_or_exit(config)
     formats = ("table", "csv", "json", "markdown", "html")
@@ -215,7 +215,7 @@ def demo(
 ) -> None:
     """The embedded demo: two mock upstreams, a simulated vLLM pool and the gateway on
     config/demo.yaml."""
-    from gateway.probe import wait_ready
+    from gateway.cli.probe import wait_ready
 
     env = {
         **os.environ,
@@ -327,9 +327,9 @@ metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everythi
 
 
 def main() -> None:
-    from gateway.cli_drill import drill_app
-    from gateway.cli_plan import plan
-    from gateway.cli_pool import pool_app, sim_vllm
+    from gateway.cli.capacity import plan
+    from gateway.cli.drill import drill_app
+    from gateway.cli.pool import pool_app, sim_vllm
 
     app.command("sim-vllm")(sim_vllm)
     app.command("plan")(plan)

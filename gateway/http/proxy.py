@@ -12,14 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.account import Accountant
-from gateway.admit import Admitter
-from gateway.attempt import AttemptRunner, Served
-from gateway.auth import KeyStore
-from gateway.budgets import Budgets
-from gateway.context import RequestContext
-from gateway.decide import candidates
-from gateway.edge import error_body, send_error
+from gateway.drill.faults import FaultTable
 from gateway.errors import (
     BadRequest,
     ClientError,
@@ -32,13 +25,20 @@ from gateway.errors import (
     SpilloverError,
     UpstreamFailure,
 )
-from gateway.faults import FaultTable
+from gateway.http.auth import KeyStore
+from gateway.http.edge import error_body, send_error
+from gateway.http.validate import json_depth_within, validate
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
+from gateway.pipeline.account import Accountant
+from gateway.pipeline.admit import Admitter
+from gateway.pipeline.attempt import AttemptRunner, Served
+from gateway.pipeline.budgets import Budgets
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.decide import candidates
+from gateway.pipeline.relay import relay
+from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import Provider
-from gateway.relay import relay
-from gateway.shape import cache_hint, shape
-from gateway.validate import json_depth_within, validate
 from policies.pool import PRIORITY_RANK, Priority
 from policies.schema import Endpoint, GatewayConfig, Route, Target
 

@@ -5,7 +5,7 @@ What does not map raises `Unsupported`, so another target can serve the request:
 the `function` role, content parts other than text and images, tools and tool choices other
 than functions. `logprobs`, `presence_penalty`, `frequency_penalty`, `seed`,
 `response_format` and `logit_bias` have no Anthropic counterpart and are dropped. Expects a
-body that `gateway.validate` passed.
+body that `gateway.http.validate` passed.
 """
 
 from __future__ import annotations

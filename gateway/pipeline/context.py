@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import AttemptRecord
+from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
 from gateway.providers.base import CacheHint, Usage
-from gateway.tokens import prompt_tokens as estimate_prompt_tokens
 from policies.pool import Priority
 from policies.routing import Skip
 from policies.schema import Endpoint, Route, Target
@@ -52,8 +52,8 @@ class RequestContext:
     client_disconnected: bool = False
     usage_estimated: bool = False  # a cut stream's tokens, counted by the gateway
     resumed: bool = False  # a broken stream was continued on another target
-    admission: Any = None  # gateway.admit.Admission: limits to release at the end
-    reservation: Any = None  # gateway.budgets.Reservation: money to settle at the end
+    admission: Any = None  # gateway.pipeline.admit.Admission: limits to release at the end
+    reservation: Any = None  # gateway.pipeline.budgets.Reservation: money to settle at the end
     prompt_estimate: int | None = None  # counted once, for limits and budgets alike
     priority: Priority = "standard"  # for the self-hosted pool's shedding
     cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache

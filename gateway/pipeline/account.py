@@ -9,10 +9,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.context import RequestContext
+from gateway.accounting.pricing import ModelPrice, PriceTable
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
-from gateway.pricing import ModelPrice, PriceTable
+from gateway.pipeline.context import RequestContext
 from gateway.providers.base import Usage
 from policies.schema import GatewayConfig
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.context import Principal
 from gateway.errors import AuthenticationFailed
+from gateway.pipeline.context import Principal
 from policies.schema import GatewayConfig
 
 

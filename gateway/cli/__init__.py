@@ -1,0 +1,1 @@
+"""The `spillover` command: serve, demo, drills, reports, capacity plans, the pool."""

@@ -1,0 +1,1 @@
+"""One request, stage by stage: admit → shape → decide → attempt → relay → account."""
