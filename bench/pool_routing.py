@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from pool_procs import KEY, reset_caches, start_replicas, start_router, start_spillover, stop  # noqa: E402
+from results_path import results_path  # noqa: E402
 
 from fallback_engine.scrape import parse  # noqa: E402
 
@@ -275,7 +276,7 @@ def main() -> None:
     )
     parser.add_argument("--capacity", type=float, help="skip measuring: requests per second")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="default: bench/results/<date>-<commit>-….json")
     args = parser.parse_args()
     logs = Path("/tmp/spillover-pool-bench")
     logs.mkdir(exist_ok=True)
@@ -323,17 +324,17 @@ def main() -> None:
             f"| {r['prefix_hit_rate']:.2f} "
             f"| {r['shed']} | {r['failed']} |"
         )
-    if args.out:
-        args.out.write_text(
-            json.dumps(
-                {
-                    "capacity_rps": capacity,
-                    "rows": rows,
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                },
-                indent=2,
-            )
+    out = args.out or results_path("pool-routing-real" if args.real else "pool-routing-sim")
+    out.write_text(
+        json.dumps(
+            {
+                "capacity_rps": capacity,
+                "rows": rows,
+                "args": {k: str(v) for k, v in vars(args).items()},
+            },
+            indent=2,
         )
+    )
 
 
 if __name__ == "__main__":

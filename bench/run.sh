@@ -12,7 +12,8 @@ PORT=18110
 [ -f "$HARNESS/run_gateways.sh" ] || { echo "harness not found at $HARNESS" >&2; exit 1; }
 
 only="nginx,litellm,portkey"
-args=()
+# Raw results are kept, named by date and commit, beside the tables in docs/performance.md.
+args=(--json "$HERE/results/$(date +%F)-$(git -C "$ROOT" rev-parse --short HEAD)-gateways.json")
 while (($#)); do
   case $1 in
     --only) only=$2; shift 2 ;;
