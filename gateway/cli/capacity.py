@@ -51,7 +51,7 @@ def plan(
     """Request sizes (p50/p95/p99), concurrency and KV tokens in flight over time, tokens/s —
     and, given a replica's KV size, the replicas a pool needs at p99 (not at the average)."""
     from gateway.accounting.reports import parse_when
-    from gateway.cli.main import load_or_exit
+    from gateway.cli.common import load_or_exit
 
     if format not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")

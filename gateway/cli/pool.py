@@ -75,7 +75,7 @@ def launch(
     """Start and watch local `vllm serve` processes for the pools that have a `launch`
     section: startup timeouts that allow for model load, restarts with backoff, clean stop."""
     from fallback_engine.supervisor import supervise_pools
-    from gateway.cli.main import load_or_exit
+    from gateway.cli.common import load_or_exit
 
     loaded = load_or_exit(config)
     run_dir.mkdir(parents=True, exist_ok=True)

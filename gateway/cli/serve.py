@@ -1,0 +1,95 @@
+"""`spillover serve`, `check-config` and `mock-provider`: the long-running servers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import console, load_or_exit, setup_logging
+
+
+def check_config(
+    file: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
+) -> None:
+    """Validate a config file; print every problem as file:line:column and exit 1."""
+    config = load_or_exit(file)
+    console.print(
+        f"[green]ok[/green] {file}: {len(config.providers)} providers, "
+        f"{len(config.routes)} routes, {len(config.keys)} keys",
+        highlight=False,
+    )
+
+
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")],
+    host: Annotated[str | None, typer.Option(help="Overrides server.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides server.port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Overrides server.workers.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from gateway.http.app import CONFIG_ENV
+    from gateway.http.head_limits import BoundedHttpToolsProtocol
+
+    setup_logging(log_level)
+    loaded = load_or_exit(config)
+    os.environ[CONFIG_ENV] = str(config.resolve())
+    uvicorn.run(
+        "gateway.http.app:app_from_env",
+        factory=True,
+        host=host or loaded.server.host,
+        port=port or loaded.server.port,
+        workers=workers or loaded.server.workers,
+        loop="uvloop",
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=loaded.server.max_header_bytes,
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(loaded.server.graceful_shutdown_s),
+        timeout_keep_alive=int(loaded.server.keep_alive_s),
+        server_header=False,
+    )
+
+
+def mock_provider(
+    wire: Annotated[str, typer.Option(help="openai or anthropic.")] = "openai",
+    host: str = "127.0.0.1",
+    port: int = 9001,
+    latency_ms: Annotated[float, typer.Option(help="Delay before the answer.")] = 0.0,
+    ttft_ms: Annotated[float, typer.Option(help="Streams: delay before the 1st event.")] = 0.0,
+    tokens_per_s: Annotated[float, typer.Option(help="Streams: pacing; 0 = no pacing.")] = 0.0,
+    output_tokens: int = 16,
+    error_rate: Annotated[float, typer.Option(help="Share of requests that fail.")] = 0.0,
+    error_status: Annotated[int, typer.Option(help="429, 500, 503, 529, …")] = 500,
+    retry_after_s: float = 1.0,
+    reset_rate: Annotated[float, typer.Option(help="Share whose connection resets.")] = 0.0,
+    hang_rate: Annotated[float, typer.Option(help="Share that never get an answer.")] = 0.0,
+    cut_after: Annotated[int, typer.Option(help="Streams: cut after N events.")] = 0,
+    seed: int = 0,
+) -> None:
+    """A fake upstream speaking the OpenAI or Anthropic wire format, with fault knobs."""
+    from gateway.mock.server import Knobs, run
+
+    if wire not in ("openai", "anthropic"):
+        raise typer.BadParameter("--wire must be openai or anthropic")
+    knobs = Knobs(
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        tokens_per_s=tokens_per_s,
+        output_tokens=output_tokens,
+        error_rate=error_rate,
+        error_status=error_status,
+        retry_after_s=retry_after_s,
+        reset_rate=reset_rate,
+        hang_rate=hang_rate,
+        cut_after=cut_after,
+        seed=seed,
+    )
+    console.print(f"mock {wire} provider on http://{host}:{port}", highlight=False)
+    run(wire, host, port, knobs)
