@@ -12,6 +12,8 @@ import signal
 import threading
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.pricing import PriceTable
 from gateway.drill.faults import FaultTable
@@ -19,7 +21,6 @@ from gateway.errors import NotFound
 from gateway.http.admin import admin_app
 from gateway.http.edge import guard_admin, send_error
 from gateway.http.generation import Generation, build_generation, close_generation
-from gateway.http.proxy import Receive, Scope, Send
 from gateway.http.reload import Reloader, ReloadResult
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant

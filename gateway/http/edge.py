@@ -8,10 +8,10 @@ anything."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.errors import (
     AllTargetsFailed,
@@ -23,11 +23,6 @@ from gateway.errors import (
     SpilloverError,
 )
 from gateway.http.auth import KeyStore
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 ADMIN_MAX_BODY_BYTES = 1024 * 1024
 

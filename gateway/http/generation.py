@@ -9,8 +9,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from gateway.accounting.pricing import ModelPrice
+from gateway.accounting.pricing import ModelPrice, self_hosted_price
 from gateway.drill.faults import FaultTable, FaultyProvider
 from gateway.http.proxy import ProxyApp
 from gateway.metrics import GatewayMetrics
@@ -58,8 +59,18 @@ class Generation:
         """Each pool's price, amortised over the tokens it serves (changes as it runs)."""
         pools = {name: unwrapped(p) for name, p in self.providers.items()}
         return {
-            name: pool.price for name, pool in pools.items() if isinstance(pool, VllmPoolAdapter)
+            name: partial(_pool_price, pool)
+            for name, pool in pools.items()
+            if isinstance(pool, VllmPoolAdapter)
         }
+
+
+def _pool_price(adapter: VllmPoolAdapter) -> ModelPrice:
+    """The pool's GPUs amortised over the tokens it served in the last hour."""
+    pool = adapter.pool
+    return self_hosted_price(
+        adapter.config.gpu_cost_per_hour, pool.paid_replicas(), pool.tokens_per_hour()
+    )
 
 
 async def build_generation(

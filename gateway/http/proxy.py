@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.drill.faults import FaultTable
 from gateway.errors import (
@@ -44,10 +44,6 @@ from policies.schema import Endpoint, GatewayConfig, Route, Target
 
 log = logging.getLogger("spillover")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -280,8 +276,9 @@ class ProxyApp:
         ctx.status = 200
         await self._attempts.settle(ctx, route, served)
         try:
+            client = AsgiClientStream(send, receive)
             ctx.usage = await relay(
-                ctx, route, served, self._attempts, self._metrics, send, receive, error_body
+                ctx, route, served, self._attempts, self._metrics, client, error_body
             )
         finally:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -422,3 +419,18 @@ def _parse(raw: bytes) -> Any:
         except UnicodeDecodeError:
             raise InvalidRequest("the request body is not valid UTF-8") from None
         raise InvalidRequest("the request body is not valid JSON") from None
+
+
+class AsgiClientStream:
+    """The relay's view of the client (`pipeline.relay.ClientStream`) over ASGI."""
+
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send = send
+        self._receive = receive
+
+    async def write(self, chunk: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def disconnected(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass

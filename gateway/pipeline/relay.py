@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import orjson
 
@@ -25,8 +25,17 @@ from gateway.pipeline.context import RequestContext
 from gateway.providers.base import Usage
 from policies.schema import Route
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+class ClientStream(Protocol):
+    """The client's end of a stream, as the HTTP layer gives it to the relay."""
+
+    async def write(self, chunk: bytes) -> None:
+        """Send one SSE event (more follow)."""
+
+    async def disconnected(self) -> None:
+        """Return once the client has gone away."""
+
+
 ErrorBody = Callable[[SpilloverError], bytes]
 
 
@@ -87,8 +96,7 @@ async def relay(
     served: Served,
     attempts: AttemptRunner,
     metrics: GatewayMetrics,
-    send: Send,
-    receive: Receive,
+    client: ClientStream,
     error_body: ErrorBody,
 ) -> Usage:
     """Forward events until the stream ends; returns the usage of every segment. A watcher
@@ -100,9 +108,9 @@ async def relay(
         if stream is not None:
             await stream.aclose()
 
-    watcher = asyncio.create_task(watch_disconnect(ctx, receive, close_current, metrics))
+    watcher = asyncio.create_task(watch_disconnect(ctx, client, close_current, metrics))
     try:
-        return await _forward(ctx, route, segments, attempts, metrics, send, error_body)
+        return await _forward(ctx, route, segments, attempts, metrics, client, error_body)
     finally:
         watcher.cancel()
         for segment in segments:
@@ -116,7 +124,7 @@ async def _forward(
     segments: list[Served],
     attempts: AttemptRunner,
     metrics: GatewayMetrics,
-    send: Send,
+    client: ClientStream,
     error_body: ErrorBody,
 ) -> Usage:
     served = segments[0]
@@ -132,7 +140,7 @@ async def _forward(
             async for event in current.events:
                 if partial is not None:
                     partial.see(event)
-                await send({"type": "http.response.body", "body": event, "more_body": True})
+                await client.write(event)
                 relayed += 1
             if ctx.client_disconnected:  # its upstream closed under it: a cut stream
                 ctx.status = 499
@@ -154,22 +162,14 @@ async def _forward(
                 interrupted = StreamInterrupted(
                     f"upstream stream failed after output began: {failure.message}", failure
                 )
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + error_body(interrupted) + b"\n\n",
-                        "more_body": True,
-                    }
-                )
+                await client.write(b"data: " + error_body(interrupted) + b"\n\n")
                 return usage
             current = resumed
             segments.append(resumed)
             ctx.served_by = resumed.target
             if not _role_only(resumed.first_event):
                 partial.see(resumed.first_event)  # type: ignore[union-attr]
-                await send(
-                    {"type": "http.response.body", "body": resumed.first_event, "more_body": True}
-                )
+                await client.write(resumed.first_event)
 
 
 async def _resume(
@@ -235,15 +235,12 @@ def _add(total: Usage, part: Usage) -> None:
 
 async def watch_disconnect(
     ctx: RequestContext,
-    receive: Receive,
+    client: ClientStream,
     close: Callable[[], Awaitable[None]],
     metrics: GatewayMetrics,
 ) -> None:
     """Notice the client leaving mid-stream and close the upstream at once."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            ctx.client_disconnected = True
-            metrics.child(metrics.client_disconnects, ctx.route_name).inc()
-            await close()
-            return
+    await client.disconnected()
+    ctx.client_disconnected = True
+    metrics.child(metrics.client_disconnects, ctx.route_name).inc()
+    await close()

@@ -10,7 +10,6 @@ from fallback_engine.load import PoolRequest
 from fallback_engine.metrics import PoolMetrics
 from fallback_engine.pool import Lease, Pool, PoolShed
 from fallback_engine.prefix import CHARS_PER_TOKEN, block_hashes, prompt_text
-from gateway.accounting.pricing import ModelPrice, self_hosted_price
 from gateway.errors import ConnectFailed, Timeout, UpstreamFailure
 from gateway.providers.base import (
     Provider,
@@ -50,12 +49,6 @@ class VllmPoolAdapter(Provider):
     async def close(self) -> None:
         await self.pool.close()
         await self._wire.close()
-
-    def price(self) -> ModelPrice:
-        """The pool's GPUs amortised over the tokens it served in the last hour."""
-        return self_hosted_price(
-            self.config.gpu_cost_per_hour, self.pool.paid_replicas(), self.pool.tokens_per_hour()
-        )
 
     def _request(self, call: UpstreamCall) -> PoolRequest:
         text = prompt_text(call.body)
