@@ -26,6 +26,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
+from gateway.providers import ProviderFactory, build_provider
 from gateway.state.limits import MemoryLimiter, RedisLimiter
 from gateway.state.memory import MemoryState
 from gateway.state.redis import Outage, RedisState
@@ -62,9 +63,15 @@ def build_limiter(
 class Gateway:
     """The running gateway. `current` is swapped whole on reload."""
 
-    def __init__(self, config: GatewayConfig, config_path: str = "") -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        config_path: str = "",
+        build_provider: ProviderFactory = build_provider,
+    ) -> None:
         self.boot_config = config
         self.config_path = config_path
+        self._build_provider = build_provider
         self.metrics = GatewayMetrics()
         self.faults = FaultTable()  # drills: active faults, kept across reloads
         self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
@@ -119,6 +126,7 @@ class Gateway:
             self.admitter,
             self.budgets,
             faults=self.faults,
+            build=self._build_provider,
         )
         self.accountant.configure(self.boot_config, self._current.self_hosted_prices())
         self.admitter.configure(self.boot_config)
@@ -172,6 +180,7 @@ class Gateway:
             self.budgets,
             self._current,
             self.faults,
+            self._build_provider,
         )
         self.accountant.configure(config, new.self_hosted_prices())
         self.admitter.configure(config)

@@ -19,7 +19,7 @@ from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.attempt import AttemptRunner
 from gateway.pipeline.budgets import Budgets
-from gateway.providers import build_provider
+from gateway.providers import ProviderFactory, build_provider
 from gateway.providers.base import Provider
 from gateway.providers.vllm_pool import VllmPoolAdapter
 from gateway.state.memory import MemoryState
@@ -82,10 +82,9 @@ async def build_generation(
     budgets: Budgets,
     previous: Generation | None = None,
     faults: FaultTable | None = None,
+    build: ProviderFactory = build_provider,
 ) -> Generation:
-    providers = {
-        name: build_provider(name, p, metrics.pool) for name, p in config.providers.items()
-    }
+    providers = {name: build(name, p, metrics.pool) for name, p in config.providers.items()}
     if previous is not None:
         # A reload must not take a warm pool out of service while it re-probes its replicas.
         for name, provider in providers.items():

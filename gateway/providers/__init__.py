@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fallback_engine.metrics import PoolMetrics
 from gateway.providers.base import Provider
 from policies.pool import VllmPoolProvider
 from policies.schema import AnthropicProvider, LiteLLMProvider, OpenAIProvider
 
+ProviderConfig = OpenAIProvider | AnthropicProvider | LiteLLMProvider | VllmPoolProvider
+# How a generation gets its providers: `build_provider`, or a fake in the component tests.
+ProviderFactory = Callable[[str, ProviderConfig, PoolMetrics | None], Provider]
+
 
 def build_provider(
     name: str,
-    config: OpenAIProvider | AnthropicProvider | LiteLLMProvider | VllmPoolProvider,
+    config: ProviderConfig,
     pool_metrics: PoolMetrics | None = None,
 ) -> Provider:
     if isinstance(config, OpenAIProvider):
