@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, Proc
+from tests.support.processes import GATEWAY_KEY, MockUpstream, Proc
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, start_gateway
+from tests.support.processes import GATEWAY_KEY, MockUpstream, start_gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, GATEWAY_KEY, ROOT, MockUpstream, start_gateway
+from tests.support.processes import ADMIN_KEY, GATEWAY_KEY, ROOT, MockUpstream, start_gateway
 
 pytestmark = pytest.mark.e2e
 

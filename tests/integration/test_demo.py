@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ROOT, free_ports
+from tests.support.processes import ROOT, free_ports
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
+from tests.support.pool import Replica, metric, start_sim, wait_ready
+from tests.support.processes import (
     ADMIN_KEY,
     GATEWAY_KEY,
     ROOT,
@@ -25,8 +26,7 @@ from tests.conftest import (
     Proc,
     start_gateway,
 )
-from tests.integration.test_shared_state_redis import real_redis_url
-from tests.pool_support import Replica, metric, start_sim, wait_ready
+from tests.support.redis import real_redis_url
 
 pytestmark = pytest.mark.e2e
 SCENARIOS = ["provider-outage", "rate-limit-storm", "latency-spike", "stream-cut",

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import (
+from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
     Proc,

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.accounting.pricing import PriceTable
 from gateway.providers.base import Usage
-from tests.conftest import (
+from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
     failover_config,

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, Proc, start_gateway
+from tests.support.processes import GATEWAY_KEY, MockUpstream, Proc, start_gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -16,14 +16,14 @@ import pytest
 from gateway.state.limits import Check, RedisLimiter
 from policies.limits import Rate
 from policies.schema import StateConfig
-from tests.conftest import (
+from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
     Proc,
     free_port,
     start_gateway,
 )
-from tests.integration.test_shared_state_redis import RedisServer
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.e2e
 TOKENS_KEY = "sk-tokens-only"
@@ -111,7 +111,7 @@ def test_tokens_per_minute_are_estimated_then_settled(limited: Proc) -> None:
 def test_concurrency_and_keys_do_not_share_limits(
     limited: Proc, openai_upstream: MockUpstream
 ) -> None:
-    from tests.conftest import ADMIN_KEY
+    from tests.support.processes import ADMIN_KEY
 
     openai_upstream.configure(latency_ms=600)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, Proc, reset_routing, start_gateway
+from tests.support.processes import GATEWAY_KEY, MockUpstream, Proc, reset_routing, start_gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, start_gateway
-from tests.integration.test_shared_state_redis import RedisServer
+from tests.support.processes import GATEWAY_KEY, MockUpstream, start_gateway
+from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.e2e
 

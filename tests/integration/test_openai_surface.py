@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import (
+from tests.support.processes import (
     ANTHROPIC_UPSTREAM_KEY,
     GATEWAY_KEY,
     OPENAI_UPSTREAM_KEY,

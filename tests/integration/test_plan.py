@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, ROOT, MockUpstream, start_gateway
+from tests.support.processes import GATEWAY_KEY, ROOT, MockUpstream, start_gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ADMIN_KEY, GATEWAY_KEY, MockUpstream, Proc, start_gateway
-from tests.pool_support import Replica, metric, pool_config, start_sim, wait_ready
+from tests.support.pool import Replica, metric, pool_config, start_sim, wait_ready
+from tests.support.processes import ADMIN_KEY, GATEWAY_KEY, MockUpstream, Proc, start_gateway
 
 pytestmark = pytest.mark.e2e
 SYSTEM = "You are the support assistant of a large bank; answer briefly and kindly. " * 12

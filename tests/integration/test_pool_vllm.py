@@ -24,7 +24,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import (
+from tests.support.pool import Replica, metric, wait_ready
+from tests.support.processes import (
     GATEWAY_KEY,
     ROOT,
     MockUpstream,
@@ -32,7 +33,6 @@ from tests.conftest import (
     free_ports,
     start_gateway,
 )
-from tests.pool_support import Replica, metric, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
 VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"

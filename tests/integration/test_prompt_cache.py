@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, Proc, start_gateway
+from tests.support.processes import GATEWAY_KEY, MockUpstream, Proc, start_gateway
 
 pytestmark = pytest.mark.e2e
 TOOLS = [

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import GATEWAY_KEY, MockUpstream, Proc, failover_config, start_gateway
+from tests.support.processes import GATEWAY_KEY, MockUpstream, Proc, failover_config, start_gateway
 
 pytestmark = pytest.mark.e2e
 

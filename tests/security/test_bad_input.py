@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.security.conftest import TEAM_A, Hostile
+from tests.support.hostile import TEAM_A, Hostile
 
 pytestmark = pytest.mark.e2e
 

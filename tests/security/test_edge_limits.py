@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.security.conftest import TEAM_A, Hostile
+from tests.support.hostile import TEAM_A, Hostile
 
 pytestmark = pytest.mark.e2e
 

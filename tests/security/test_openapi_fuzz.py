@@ -21,7 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.security.conftest import TEAM_A, Hostile
+from tests.support.hostile import TEAM_A, Hostile
 
 # CI replays the same examples every run (a red CI is a regression, not a dice roll);
 # local runs explore new ones.

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM_KEY, MockUpstream
-from tests.security.conftest import TAIL_KEY, Hostile
+from tests.support.hostile import TAIL_KEY, Hostile
+from tests.support.processes import ANTHROPIC_UPSTREAM_KEY, OPENAI_UPSTREAM_KEY, MockUpstream
 
 pytestmark = pytest.mark.e2e
 

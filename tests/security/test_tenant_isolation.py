@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.conftest import MockUpstream
-from tests.security.conftest import TEAM_B, Hostile
+from tests.support.hostile import TEAM_B, Hostile
+from tests.support.processes import MockUpstream
 
 pytestmark = pytest.mark.e2e
 

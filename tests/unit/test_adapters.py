@@ -15,7 +15,7 @@ from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import AttemptTimeouts, UpstreamCall, UpstreamResponse, UpstreamStream
 from gateway.providers.openai import OpenAIAdapter
 from policies.schema import AnthropicProvider, OpenAIProvider
-from tests.conftest import free_port
+from tests.support.processes import free_port
 
 FAST = AttemptTimeouts(connect=1, first_byte=0.5, idle=0.5, total=0.5)
 CHAT = {"model": "route-name", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}

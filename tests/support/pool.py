@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from fallback_engine.scrape import Snapshot, parse
-from tests.conftest import Proc, free_port, start_process
+from tests.support.processes import Proc, free_port, start_process
 
 
 class Replica:

@@ -1,0 +1,1 @@
+"""Helpers the tests share: processes, configs, the pool, Redis, hostile clients."""

@@ -1,0 +1,155 @@
+"""The gateway in this process: the real ASGI app on a config, with scripted fake providers
+behind the one-method provider contract, reached through `httpx.ASGITransport`. The
+pipeline is exercised in milliseconds; the subprocess suite stays for end to end."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from fallback_engine.metrics import PoolMetrics
+from gateway.http.app import Gateway
+from gateway.providers import ProviderConfig
+from gateway.providers.base import (
+    Provider,
+    UpstreamCall,
+    UpstreamResponse,
+    UpstreamStream,
+    Usage,
+)
+from policies.loader import parse_config
+from policies.schema import Endpoint
+
+Script = UpstreamResponse | UpstreamStream | Exception | Callable[[UpstreamCall], Any]
+
+
+def completion(
+    text: str = "hello", prompt_tokens: int = 7, completion_tokens: int = 2
+) -> UpstreamResponse:
+    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    body = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    return UpstreamResponse(orjson.dumps(body), usage)
+
+
+class FakeStream(UpstreamStream):
+    """OpenAI-wire SSE events for `words`, then the usage chunk and [DONE]."""
+
+    def __init__(self, words: Iterable[str], prompt_tokens: int = 5) -> None:
+        self.words = list(words)
+        self.usage = Usage()
+        self.headers: dict[str, str] = {}
+        self._prompt_tokens = prompt_tokens
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        def event(delta: dict[str, Any]) -> bytes:
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "fake",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        yield event({"role": "assistant", "content": ""})
+        for word in self.words:
+            yield event({"content": word})
+        self.usage = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=len(self.words))
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeProvider(Provider):
+    """Answers each call with the next scripted item (the last one repeats); records calls."""
+
+    name: str
+    script: list[Script] = field(default_factory=lambda: [completion()])
+    supports: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings"})
+    calls: list[UpstreamCall] = field(default_factory=list)
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        self.calls.append(call)
+        item = self.script[min(len(self.calls), len(self.script)) - 1]
+        if callable(item) and not isinstance(item, (Exception, UpstreamResponse, UpstreamStream)):
+            item = item(call)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+@dataclass
+class InProcess:
+    client: httpx.AsyncClient
+    gateway: Gateway
+    ledger_path: Path
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Ledger rows; call after the `running` block has ended (the ledger is flushed)."""
+        with sqlite3.connect(self.ledger_path) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM spillover_ledger ORDER BY ts")]
+
+
+KEY = "sk-component-key"
+
+
+def config_text(ledger: Path, routes: str, providers: Iterable[str]) -> str:
+    declared = "\n".join(
+        f"  {name}: {{kind: openai, api_base: 'http://fake.invalid/v1'}}" for name in providers
+    )
+    return (
+        f"ledger: {{url: 'sqlite:///{ledger}', flush_ms: 10}}\n"
+        f"providers:\n{declared}\n"
+        f"routes:\n{routes}\n"
+        f"keys:\n  - {{name: app, team: qa, key: {KEY}}}\n"
+    )
+
+
+@asynccontextmanager
+async def running(
+    tmp: Path, routes: str, providers: dict[str, FakeProvider]
+) -> AsyncIterator[InProcess]:
+    ledger = tmp / "ledger.sqlite"
+    config = parse_config(config_text(ledger, routes, providers), "component.yaml", {})
+
+    def build(name: str, _config: ProviderConfig, _pool: PoolMetrics | None) -> Provider:
+        return providers[name]
+
+    gateway = Gateway(config, build_provider=build)
+    await gateway.start()
+    transport = httpx.ASGITransport(app=gateway)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    client = httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=headers)
+    world = InProcess(client, gateway, ledger)
+    try:
+        yield world
+    finally:
+        await client.aclose()
+        await gateway.stop()
