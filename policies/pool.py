@@ -20,9 +20,13 @@ class Discover(Strict):
     """Replicas from a DNS name (a headless Kubernetes service): every A/AAAA record."""
 
     dns: str = Field(min_length=1)
+    """The DNS name to resolve (every A/AAAA record is a replica)."""
     port: int = Field(8000, ge=1, le=65535)
+    """The replicas' port."""
     every_s: float = Field(10.0, gt=0)
+    """How often to resolve the name again."""
     scheme: Literal["http", "https"] = "http"
+    """The replicas' scheme."""
 
 
 class WarmUp(Strict):
@@ -30,52 +34,64 @@ class WarmUp(Strict):
     fills caches, so the first user does not pay for it)."""
 
     prompt: str = "Say hello."
+    """The warm-up request's prompt."""
     max_tokens: int = Field(8, ge=1)
+    """The warm-up request's max_tokens."""
     timeout_s: float = Field(60.0, gt=0)
+    """How long the warm-up may take before it counts as failed."""
 
 
 class Health(Strict):
     every_s: float = Field(2.0, gt=0)
+    """How often each replica's /health is checked."""
     timeout_s: float = Field(2.0, gt=0)
-    # Consecutive failed checks that take a ready replica out of rotation.
+    """A health check slower than this failed."""
     unhealthy_after: int = Field(2, ge=1)
+    """Consecutive failed checks that take a ready replica out of rotation."""
 
 
 class Scrape(Strict):
     every_s: float = Field(1.0, gt=0)
+    """How often each replica's /metrics is read."""
     timeout_s: float = Field(0.5, gt=0)
+    """A scrape slower than this failed."""
     jitter: float = Field(0.1, ge=0, le=0.5)
-    # A replica whose metrics are older than this is treated as unknown load (not as idle).
+    """Random share added to each interval so replicas are not scraped in step."""
     stale_after_s: float = Field(5.0, gt=0)
+    """A replica whose metrics are older than this is treated as unknown load (not as idle)."""
 
 
 class QueuePolicy(Strict):
     max_size: int = Field(64, ge=0)
-    # Never longer than the request's own deadline.
+    """Requests waiting for a replica; past it, requests are shed (503)."""
     max_wait_ms: int = Field(5_000, ge=1)
+    """Never longer than the request's own deadline."""
 
 
 class Admission(Strict):
     """When a replica may take one more request, and what happens when none can."""
 
-    # A replica above this KV-cache usage takes no new request.
     max_kv_usage: float = Field(0.92, gt=0, le=1)
-    # A replica with more than this many requests waiting takes no new request.
+    """A replica above this KV-cache usage takes no new request."""
     max_waiting: int = Field(4, ge=0)
-    # Count each in-flight request's expected output (max_tokens, or the route's
-    # typical_output_tokens) as KV it will hold, so this gateway never promises a replica more
-    # cache than it has (no preemption storms). Off: only prompts count — for clients whose
-    # max_tokens is far above what they use.
+    """A replica with more than this many requests waiting takes no new request."""
     reserve_output: bool = True
-    # Prompts above this size go only where the KV cache has room for the prompt and output.
+    """Count each in-flight request's expected output (max_tokens, or the route's
+    typical_output_tokens) as KV it will hold, so this gateway never promises a replica more cache
+    than it has (no preemption storms). Off: only prompts count — for clients whose max_tokens is
+    far above what they use."""
     long_context_tokens: int = Field(8_000, ge=1)
-    # Sheddable traffic stops once the pool's mean KV usage passes this (default: 80% of
-    # max_kv_usage).
+    """Prompts above this size go only where the KV cache has room for the prompt and output."""
     sheddable_kv_usage: float | None = Field(None, gt=0, le=1)
+    """Sheddable traffic stops once the pool's mean KV usage passes this (default: 80% of
+    max_kv_usage)."""
     when_full: WhenFull = "queue"
+    """`queue` (wait for room), `reject` (503 now) or `cap_context` (cap max_tokens; routes
+    opt in)."""
     queue: QueuePolicy = QueuePolicy()
-    # For `cap_context`: the output cap a request gets when the pool is full (routes opt in).
+    """The wait queue when `when_full: queue`."""
     cap_max_tokens: int = Field(256, ge=1)
+    """For `cap_context`: the output cap a request gets when the pool is full (routes opt in)."""
 
     @model_validator(mode="after")
     def _sheddable_below_max(self) -> Admission:
@@ -90,12 +106,15 @@ class Admission(Strict):
 
 class Routing(Strict):
     strategy: PoolStrategy = "prefix_affinity"
-    # Prefix hashing granularity (vLLM's KV block size in tokens) and how many blocks count.
+    """How a replica is chosen among those with room."""
     block_tokens: int = Field(16, ge=1)
+    """Prefix hashing granularity (vLLM's KV block size in tokens) and how many blocks count."""
     max_prefix_blocks: int = Field(256, ge=1)
-    # Bounded load: affinity yields when a replica's load passes mean * factor + slack tokens.
+    """How many leading prefix blocks are hashed."""
     load_factor: float = Field(1.25, ge=1)
+    """Bounded load: affinity yields when a replica's load passes mean * factor + slack tokens."""
     load_slack_tokens: int = Field(2_048, ge=0)
+    """Tokens added to the bounded-load limit."""
 
 
 class VllmPoolProvider(Strict):
@@ -104,23 +123,39 @@ class VllmPoolProvider(Strict):
     for their metrics."""
 
     kind: Literal["vllm_pool"]
+    """A pool of vLLM servers."""
     model: str = Field(min_length=1)
+    """The model the replicas serve."""
     replicas: list[str] = Field(default_factory=list)
+    """Replica base URLs."""
     discover: Discover | None = None
+    """Replicas from DNS, instead of `replicas`."""
     endpoint: str | None = None
+    """A router in front of the pool: requests go there; the replicas are still scraped."""
     api_key: SecretStr | None = None
+    """The replicas' key, if they require one."""
     gpu_cost_per_hour: float = Field(0.0, ge=0)
+    """USD per replica-hour; the pool's price per token follows from it and the tokens served."""
     min_warm_replicas: int = Field(1, ge=0)
+    """The pool is ready once this many replicas are warm."""
     warm_up: WarmUp = WarmUp()
+    """The request a replica must answer before it gets traffic."""
     health: Health = Health()
+    """Health checks."""
     scrape: Scrape = Scrape()
+    """Reading the replicas' /metrics."""
     admission: Admission = Admission()
+    """When a replica may take one more request, and what happens when none can."""
     routing: Routing = Routing()
+    """How a replica is chosen."""
     timeouts: Timeouts = Timeouts()
+    """Per-attempt timeouts."""
     max_connections: int = Field(512, ge=1)
+    """Pooled connections to the replicas."""
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
-    # For `spillover pool launch`: how to start local `vllm serve` processes.
+    """Prices per model; overrides the price derived from gpu_cost_per_hour."""
     launch: Launch | None = None
+    """For `spillover pool launch`: how to start local `vllm serve` processes."""
 
     @model_validator(mode="after")
     def _where_the_replicas_are(self) -> VllmPoolProvider:
@@ -135,20 +170,31 @@ class Launch(Strict):
     """Local `vllm serve` processes for `spillover pool launch`, one per replica URL."""
 
     vllm: str = ".venv-vllm/bin/vllm"
+    """The `vllm` executable."""
     model_path: str
+    """The model directory (offline)."""
     max_model_len: int = Field(2048, ge=16)
+    """`--max-model-len`."""
     max_num_seqs: int = Field(8, ge=1)
+    """`--max-num-seqs`."""
     kv_blocks: int | None = Field(None, ge=1)
+    """`--num-gpu-blocks-override`: the KV cache size in blocks."""
     kv_cache_gib: float | None = Field(None, gt=0)
+    """The KV cache size in GiB (vLLM on CPU: `VLLM_CPU_KVCACHE_SPACE`)."""
     prefix_caching: bool = True
-    # vLLM's --speculative-config as a mapping, e.g. {method: ngram, num_speculative_tokens: 4}.
+    """`--enable-prefix-caching`."""
     speculative: dict[str, str | int | float] | None = None
+    """vLLM's --speculative-config as a mapping, e.g. {method: ngram, num_speculative_tokens: 4}."""
     extra_args: list[str] = Field(default_factory=list)
+    """More `vllm serve` arguments, as they are."""
     env: dict[str, str] = Field(default_factory=dict)
-    # Model load time counts: a replica gets this long to answer /health before a restart.
+    """More environment variables for the replicas."""
     start_timeout_s: float = Field(300.0, gt=0)
+    """Model load time counts: a replica gets this long to answer /health before a restart."""
     restart_backoff_s: float = Field(2.0, gt=0)
+    """First wait before restarting a replica that exited."""
     restart_backoff_max_s: float = Field(60.0, gt=0)
+    """Longest wait between restarts."""
 
 
 VllmPoolProvider.model_rebuild()

@@ -17,10 +17,13 @@ class Limits(Strict):
     limit plus its burst); concurrent caps requests in flight."""
 
     rpm: int | None = Field(None, ge=1)
+    """Requests per minute (GCRA)."""
     tpm: int | None = Field(None, ge=1)
+    """Tokens per minute, prompt estimate plus expected output, settled to real usage (GCRA)."""
     concurrent: int | None = Field(None, ge=1)
-    # Requests (or tokens) allowed at once; any 60 s window admits at most limit * (1 + share).
+    """Requests in flight at once."""
     burst_share: float = Field(0.01, ge=0, le=1)
+    """Requests (or tokens) allowed at once; any 60 s window admits at most limit * (1 + share)."""
 
 
 class Budget(Strict):
@@ -28,71 +31,96 @@ class Budget(Strict):
     refuses requests once spent; `soft` only warns (metric, log, response header)."""
 
     daily_usd: float | None = Field(None, gt=0)
+    """Spend per calendar day, in USD."""
     monthly_usd: float | None = Field(None, gt=0)
+    """Spend per calendar month, in USD."""
     mode: Literal["hard", "soft"] = "hard"
+    """`hard` refuses with 429 `budget_exceeded`; `soft` only warns (metric, log, `x-spillover-
+    budget-warning`)."""
 
 
 class TeamConfig(Strict):
     limits: Limits = Limits()
+    """Limits shared by every key of the team."""
     budget: Budget = Budget()
+    """Budget shared by every key of the team."""
 
 
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
+    """Address to listen on."""
     port: int = Field(4000, ge=1, le=65535)
+    """Port to listen on."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    # Objects and arrays nested deeper than this are refused at the edge (400): the stages
-    # and encoders after it recurse, and no real request nests this deep. Below 250, the
-    # JSON encoder's own limit.
+    """Request bodies above this are refused with 413; the gateway never reads more than this plus
+    64 KiB."""
     max_json_depth: int = Field(64, ge=4, le=200)
-    # A request's head (request line and headers) larger than this is answered 431.
+    """Objects and arrays nested deeper than this are refused at the edge (400): the stages and
+    encoders after it recurse, and no real request nests this deep. Below 250, the JSON encoder's
+    own limit."""
     max_header_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024)
+    """A request's head (request line and headers) larger than this is answered 431."""
     workers: int = Field(1, ge=1, le=64)
+    """Worker processes; prefer more replicas with one worker each (each worker has its own
+    metrics)."""
     access_log: bool = False
-    # An idle client connection stays open this long. Above a load balancer's idle timeout
-    # (60 s on AWS ALB and GCP), so the balancer, not the gateway, closes idle connections:
-    # a gateway closing first races the balancer's next request on that connection (a 502).
+    """One log line per request at INFO."""
     keep_alive_s: float = Field(75.0, gt=0)
-    # On SIGTERM, /health/ready answers 503 for this long while requests are still served,
-    # so load balancers take the replica out before it stops accepting.
+    """An idle client connection stays open this long. Above a load balancer's idle timeout (60 s on
+    AWS ALB and GCP), so the balancer, not the gateway, closes idle connections: a gateway closing
+    first races the balancer's next request on that connection (a 502)."""
     drain_s: float = Field(5.0, ge=0, le=300)
-    # Then stop accepting, and give in-flight requests and streams this long to finish.
+    """On SIGTERM, /health/ready answers 503 for this long while requests are still served, so load
+    balancers take the replica out before it stops accepting."""
     graceful_shutdown_s: float = Field(30.0, ge=0)
-    # How often to look for a changed config file (0: only SIGHUP and POST /admin/reload).
+    """Then stop accepting, and give in-flight requests and streams this long to finish."""
     reload_poll_s: float = Field(2.0, ge=0)
+    """How often to look for a changed config file (0: only SIGHUP and POST /admin/reload)."""
 
 
 class _ProviderBase(Strict):
     api_base: str | None = None
+    """The upstream's base URL."""
     api_key: SecretStr | None = None
+    """The upstream's key (use `${ENV}`); never logged, never the client's."""
     headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every request to this provider."""
     timeouts: Timeouts = Timeouts()
+    """Per-attempt timeouts, cut shorter by the request's deadline."""
     max_connections: int = Field(512, ge=1)
-    # Prices per upstream model, over litellm's map (e.g. negotiated or self-hosted).
+    """Pooled connections to this upstream."""
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    """Prices per upstream model, over litellm's map (e.g. negotiated or self-hosted)."""
 
 
 class OpenAIProvider(_ProviderBase):
     """Any upstream that speaks the OpenAI wire format (OpenAI, vLLM, Groq, Together, …)."""
 
     kind: Literal["openai"]
+    """Any upstream that speaks the OpenAI wire format."""
     api_base: str = "https://api.openai.com/v1"
+    """The upstream's base URL, including `/v1`."""
 
 
 class AnthropicProvider(_ProviderBase):
     kind: Literal["anthropic"]
+    """Anthropic's Messages API, translated from and to the OpenAI format."""
     api_base: str = "https://api.anthropic.com"
+    """The Messages API's base URL."""
     anthropic_version: str = "2023-06-01"
-    # Anthropic requires max_tokens; used when the OpenAI request carries none.
+    """The `anthropic-version` header sent upstream."""
     default_max_tokens: int = Field(4096, ge=1)
+    """Anthropic requires max_tokens; used when the OpenAI request carries none."""
 
 
 class LiteLLMProvider(_ProviderBase):
     """The long tail (Bedrock, Vertex, Gemini, Cohere, …) through litellm, loaded lazily."""
 
     kind: Literal["litellm"]
-    # Extra keyword arguments handed to litellm as they are (aws_region_name, vertex_project, …).
+    """The long tail through litellm (imported only when this kind is used)."""
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Extra keyword arguments handed to litellm as they are (aws_region_name, vertex_project,
+    …)."""
 
 
 ProviderConfig = Annotated[
@@ -115,17 +143,23 @@ Strategy = Literal["priority", "weighted", "lowest_latency", "lowest_cost"]
 
 
 class Price(Strict):
-    """USD per million tokens; used by `lowest_cost` (the cost issue adds litellm's map)."""
+    """USD per million tokens, as `lowest_cost` sees a target."""
 
     input_per_mtok: float = Field(0.0, ge=0)
+    """USD per million prompt tokens."""
     output_per_mtok: float = Field(0.0, ge=0)
+    """USD per million completion tokens."""
 
 
 class Target(Strict):
     provider: str
+    """A name under `providers`."""
     model: str
+    """The model name sent to that provider."""
     weight: float = Field(1.0, gt=0)
+    """Share of traffic under the `weighted` strategy."""
     price: Price | None = None
+    """What `lowest_cost` orders this target by (accounting uses the provider's prices)."""
 
 
 class RetryPolicy(Strict):
@@ -134,6 +168,7 @@ class RetryPolicy(Strict):
     Retry-After). Retries are capped by a budget so an outage cannot multiply load."""
 
     max_attempts: int = Field(3, ge=1, le=10)
+    """Upstream attempts per request, across targets."""
     retry_on: tuple[ErrorClass, ...] = (
         "rate_limited",
         "overloaded",
@@ -144,23 +179,36 @@ class RetryPolicy(Strict):
         "unsupported",
         "shed",
     )
+    """Error classes after which the next attempt is made."""
     backoff_base_ms: int = Field(100, ge=0)
+    """Backoff base when coming back to a target already tried (full jitter, exponential)."""
     backoff_cap_ms: int = Field(2_000, ge=0)
-    budget_ratio: float = Field(0.2, ge=0, le=1)  # retries ≤ this share of recent requests
-    budget_min_retries: int = Field(10, ge=0)  # … but always allow this many per window
+    """Backoff cap; a Retry-After above it is answered to the client (503) instead of waited out."""
+    budget_ratio: float = Field(0.2, ge=0, le=1)
+    """Retries ≤ this share of recent requests."""
+    budget_min_retries: int = Field(10, ge=0)
+    """… but always allow this many per window."""
     budget_window_s: float = Field(10.0, gt=0)
+    """The window the retry budget counts requests over."""
 
 
 class FailOverWhen(Strict):
     """When a target's circuit opens. Counts come from a sliding window per target."""
 
     window_s: float = Field(30.0, gt=0)
+    """Sliding window of the counts below, per target."""
     min_requests: int = Field(10, ge=1)
+    """Requests in the window before the rate rules apply (consecutive failures count always)."""
     error_rate: float | None = Field(0.5, gt=0, le=1)
+    """Open the circuit at this share of failed requests."""
     consecutive_failures: int | None = Field(5, ge=1)
+    """Open the circuit after this many failures in a row."""
     rate_limited_share: float | None = Field(None, gt=0, le=1)
+    """Open the circuit when this share of requests is rate-limited."""
     p95_ttft_ms: int | None = Field(None, ge=1)
+    """Open the circuit when the window's p95 time to first token is above this."""
     p95_latency_ms: int | None = Field(None, ge=1)
+    """Open the circuit when the window's p95 latency is above this."""
 
 
 class Breaker(Strict):
@@ -168,8 +216,11 @@ class Breaker(Strict):
     lets a few probes through."""
 
     base_ejection_s: float = Field(5.0, gt=0)
+    """First ejection; each later one lasts this times the number of ejections."""
     max_ejection_s: float = Field(300.0, gt=0)
+    """Longest ejection; a healthy target earns back one ejection per this long."""
     half_open_probes: int = Field(1, ge=1)
+    """Requests let through while half-open; one success closes the circuit."""
 
 
 class Hedge(Strict):
@@ -178,48 +229,70 @@ class Hedge(Strict):
     answer wins and the other is cancelled. A budget caps the duplicate requests."""
 
     delay_ms: int | None = Field(None, ge=1)
-    default_delay_ms: int = Field(1_000, ge=1)  # until the target has a p95
+    """Start the hedge after this long without a first token (default: the target's p95)."""
+    default_delay_ms: int = Field(1_000, ge=1)
+    """Until the target has a p95."""
     budget_ratio: float = Field(0.05, gt=0, le=1)
+    """Hedges ≤ this share of recent requests."""
     budget_min: int = Field(1, ge=0)
+    """… but always allow this many per window."""
     budget_window_s: float = Field(60.0, gt=0)
+    """The window the hedge budget counts requests over."""
 
 
 class Route(Strict):
     targets: list[Target] = Field(min_length=1)
-    # Which endpoints this route serves; by default every endpoint its targets support.
+    """Where the route's requests go, in priority order for `priority`."""
     endpoints: list[Endpoint] | None = None
+    """Which endpoints this route serves; by default every endpoint its targets support."""
     strategy: Strategy = "priority"
+    """How targets are ordered per request."""
     latency_budget_ms: int | None = Field(None, ge=1)
+    """One deadline per request, end to end; `x-spillover-budget-ms` may tighten it."""
     ttft_budget_ms: int | None = Field(None, ge=1)
-    # Expected output when the request sets no max_tokens (feasibility estimates).
+    """Streams: deadline to the first token."""
     typical_output_tokens: int = Field(256, ge=1)
+    """Expected output when the request sets no max_tokens (feasibility estimates)."""
     retry: RetryPolicy = RetryPolicy()
+    """Attempts, backoff and the retry budget."""
     fail_over_when: FailOverWhen = FailOverWhen()
+    """When a target's circuit opens."""
     breaker: Breaker = Breaker()
+    """How long an open circuit stays open."""
     hedge: Hedge | None = None
+    """Hedged requests (off unless set)."""
     limits: Limits = Limits()
-    # Where a request goes when a target says its prompt is over the context window.
+    """Limits on the route, across every key."""
     on_context_too_long: Target | None = None
-    # Continue a stream that broke after output began on another target (see README).
+    """Where a request goes when a target says its prompt is over the context window."""
     resume_streams: bool = False
-    # A full self-hosted pool with `when_full: cap_context` may cap this route's max_tokens.
+    """Continue a stream that broke after output began on another target (see the routing docs)."""
     allow_cap_context: bool = False
+    """A full self-hosted pool with `when_full: cap_context` may cap this route's max_tokens."""
     prompt_cache: PromptCache = PromptCache()
+    """The shape stage and provider cache hints."""
 
 
 class KeyConfig(Strict):
     name: str = Field(min_length=1)
+    """The key's name in metrics, the ledger and reports."""
     team: str | None = None
+    """The team whose limits and budget also apply."""
     key: SecretStr | None = None
+    """The key itself (use `${ENV}`); held only as its SHA-256."""
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
-    # Route names this key may use; None means every route.
+    """The key's SHA-256 in hex, instead of `key`."""
     routes: list[str] | None = None
+    """Route names this key may use; None means every route."""
     admin: bool = False
-    # The self-hosted pool sheds sheddable traffic first and queues critical traffic first;
-    # a request's `x-spillover-priority` header may lower it, never raise it.
+    """May use the admin API."""
     priority: Priority = "standard"
+    """The self-hosted pool sheds sheddable traffic first and queues critical traffic first; a
+    request's `x-spillover-priority` header may lower it, never raise it."""
     limits: Limits = Limits()
+    """Limits on this key."""
     budget: Budget = Budget()
+    """Budget of this key."""
 
     @model_validator(mode="after")
     def _exactly_one_secret(self) -> KeyConfig:
@@ -234,50 +307,66 @@ class StateConfig(Strict):
     """Where shared routing state lives: this process, or Redis for many replicas."""
 
     backend: Literal["memory", "redis"] = "memory"
+    """`memory` for one process; `redis` to share routing state and limits across replicas."""
     url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL."""
     key_prefix: str = "spillover:"
-    # Redis calls on the request path give up after this long and fall back to local state.
+    """Prefix of every Redis key."""
     timeout_ms: int = Field(50, ge=1)
+    """Redis calls on the request path give up after this long and fall back to local state."""
 
 
 class LedgerConfig(Strict):
     """One row per request. SQLite by default; `postgresql://…` for many replicas."""
 
     url: str = "sqlite:///spillover-ledger.sqlite"
+    """`sqlite:///path` or `postgresql://user@host:port/db`."""
     batch_size: int = Field(500, ge=1)
+    """Rows per insert …"""
     flush_ms: int = Field(200, ge=1)
-    # Rows held in memory when the journal's disk fails; past it, requests get 503.
+    """… or rows this old, whichever comes first."""
     queue_size: int = Field(50_000, ge=1)
-    # Where each row is appended before its answer completes (default: beside a SQLite
-    # file, else spillover-ledger-<hash of url>.journal). Rows wait there while the
-    # database is away; past journal_max_bytes new requests get 503 (never an unbilled
-    # answer).
+    """Rows held in memory when the journal's disk fails; past it, requests get 503."""
     journal_dir: str | None = None
+    """Where each row is appended before its answer completes (default: beside a SQLite file, else
+    spillover-ledger-<hash of url>.journal). Rows wait there while the database is away; past
+    journal_max_bytes new requests get 503 (never an unbilled answer)."""
     journal_segment_bytes: int = Field(16 * 1024 * 1024, ge=4096)
+    """A journal segment is rotated at this size."""
     journal_max_bytes: int = Field(1024**3, ge=1024 * 1024)
-    # A spool file left by a gateway older than the journal: replayed at start.
+    """Past this, new requests get 503 `ledger_unavailable` (never an unbilled answer)."""
     spool_path: str = "spillover-ledger.spool.jsonl"
+    """A spool file left by a gateway older than the journal: replayed at start."""
 
 
 class DrillsConfig(Strict):
     """Fault injection through /admin/faults (admin keys only); off unless enabled."""
 
     enabled: bool = False
-    # The longest fault /admin/faults accepts: a forgotten fault ends by itself.
+    """Accept faults on /admin/faults."""
     max_fault_s: float = Field(3_600.0, gt=0, le=86_400)
+    """The longest fault /admin/faults accepts: a forgotten fault ends by itself."""
 
 
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
+    """The HTTP server."""
     drills: DrillsConfig = DrillsConfig()
+    """Fault injection for failover drills."""
     state: StateConfig = StateConfig()
+    """Where routing state and limit counters live."""
     ledger: LedgerConfig = LedgerConfig()
+    """Where ledger rows go."""
     providers: dict[str, ProviderConfig] = Field(min_length=1)
+    """Upstreams by name; `kind` chooses the wire format."""
     routes: dict[str, Route] = Field(min_length=1)
+    """The model names clients send, each with its targets."""
     keys: list[KeyConfig] = Field(min_length=1)
+    """Client keys."""
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
-    # Budget days and months are calendar periods in this time zone.
+    """Limits and budgets shared by a team's keys."""
     timezone: str = "UTC"
+    """Budget days and months are calendar periods in this time zone."""
 
     @model_validator(mode="after")
     def _known_timezone(self) -> GatewayConfig:

@@ -9,48 +9,59 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Timeouts(Strict):
-    """Per-attempt phases; the route's deadline (a later issue) cuts these shorter."""
+    """Per-attempt phases; the request's deadline cuts these shorter."""
 
     connect_ms: int = Field(5_000, ge=1)
+    """To open a connection."""
     first_byte_ms: int = Field(120_000, ge=1)
+    """Streams: to the response headers and the first event."""
     idle_ms: int = Field(60_000, ge=1)
+    """Streams: between two events."""
     total_ms: int = Field(600_000, ge=1)
+    """Whole (non-stream) responses."""
 
 
 class PriceOverride(Strict):
     """USD per million tokens."""
 
     input_per_mtok: float = Field(ge=0)
+    """USD per million prompt tokens."""
     output_per_mtok: float = Field(ge=0)
+    """USD per million completion tokens."""
     cached_input_per_mtok: float | None = Field(None, ge=0)
+    """USD per million cached prompt tokens (default: the input price)."""
     cache_write_per_mtok: float | None = Field(None, ge=0)
+    """USD per million cache-write tokens (default: the input price)."""
     reasoning_per_mtok: float | None = Field(None, ge=0)
+    """USD per million reasoning tokens (default: the output price)."""
 
 
 class PromptCache(Strict):
-    """The shape stage and provider cache hints, per route (README, "Prompt caching")."""
+    """The shape stage and provider cache hints, per route (docs: prompt caching)."""
 
-    # Tools sorted by name and every JSON object inside them in key order: always safe.
     canonical_tools: bool = True
-    # Regexes for per-request parts of the system prompt (dates, ids, names): each match is
-    # replaced by a numbered reference and its value moved to a note in the final user turn.
+    """Tools sorted by name and every JSON object inside them in key order: always safe."""
     volatile: list[str] = Field(default_factory=list)
-    # Where the note goes: a text part at the start of the final user message, or a system
-    # message right before it (OpenAI-wire targets only keep that out of the prefix).
+    """Regexes for per-request parts of the system prompt (dates, ids, names): each match is
+    replaced by a numbered reference and its value moved to a note in the final user turn."""
     note_role: Literal["user", "system"] = "user"
-    # Multi-part system content: parts without a volatile match first, the others last.
+    """Where the note goes: a text part at the start of the final user message, or a system message
+    right before it (OpenAI-wire targets only keep that out of the prefix)."""
     order_system_parts: bool = False
-    # Anthropic: cache_control breakpoints after tools, system and the last turn before
-    # the final user message, when the prefix has at least min_tokens.
+    """Multi-part system content: parts without a volatile match first, the others last."""
     anthropic_breakpoints: bool = True
+    """Anthropic: cache_control breakpoints after tools, system and the last turn before the final
+    user message, when the prefix has at least min_tokens."""
     anthropic_ttl: Literal["5m", "1h"] = "5m"
+    """The breakpoints' cache lifetime."""
     anthropic_min_tokens: int = Field(1024, ge=1)
-    # OpenAI: prompt_cache_key from the tenant and the stable prefix's hash.
+    """No breakpoints below this prefix size."""
     openai_cache_key: bool = True
+    """OpenAI: prompt_cache_key from the tenant and the stable prefix's hash."""
 
     @field_validator("volatile")
     @classmethod
