@@ -268,6 +268,32 @@ class AttemptRecord:
     detail: str
     latency_ms: float
 
+    @classmethod
+    def ok(cls, provider: str, model: str, latency_ms: float) -> AttemptRecord:
+        return cls(provider, model, "ok", None, 200, "", latency_ms)
+
+    @classmethod
+    def failed(
+        cls, provider: str, model: str, failure: UpstreamFailure, latency_ms: float
+    ) -> AttemptRecord:
+        return cls(
+            provider,
+            model,
+            "failed",
+            failure.error_class,
+            failure.upstream_status,
+            failure.message,
+            latency_ms,
+        )
+
+    @classmethod
+    def skipped(cls, provider: str, model: str, reason: str, detail: str) -> AttemptRecord:
+        return cls(provider, model, "skipped", reason, None, detail, 0.0)
+
+    @classmethod
+    def cancelled(cls, provider: str, model: str, reason: str) -> AttemptRecord:
+        return cls(provider, model, "cancelled", reason, None, "", 0.0)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "provider": self.provider,

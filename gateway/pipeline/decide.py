@@ -1,5 +1,7 @@
-"""Which targets, in which order. For now: the route's targets in their configured order,
-minus those whose provider cannot serve the endpoint (recorded as skips)."""
+"""Which targets can serve the endpoint at all: the route's targets minus those whose provider
+lacks it (recorded as skips). Their order for this request (strategy, breakers, cool-downs,
+deadlines) is `policies.routing.order` and `plan`, applied by the attempt runner with the
+routing state it reads."""
 
 from __future__ import annotations
 
@@ -18,14 +20,8 @@ def candidates(
             usable.append(target)
         else:
             skipped.append(
-                AttemptRecord(
-                    target.provider,
-                    target.model,
-                    "skipped",
-                    "unsupported",
-                    None,
-                    f"no {endpoint} endpoint",
-                    0.0,
+                AttemptRecord.skipped(
+                    target.provider, target.model, "unsupported", f"no {endpoint} endpoint"
                 )
             )
     return usable, skipped

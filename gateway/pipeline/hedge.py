@@ -59,9 +59,7 @@ async def _cancel(
         except (asyncio.CancelledError, UpstreamFailure):
             target = tasks[task]
             ctx.attempts.append(
-                AttemptRecord(
-                    target.provider, target.model, "cancelled", "hedge_lost", None, "", 0.0
-                )
+                AttemptRecord.cancelled(target.provider, target.model, "hedge_lost")
             )
             continue
         if served.stream is not None:  # it answered in the same instant: close it

@@ -1,0 +1,234 @@
+"""The sequence of attempts for one request; the only place that retries or moves a request to
+another target. Before the first byte reaches the client, a retryable failure goes to the
+next fresh target at once, or back to one already tried after a jittered backoff (at least
+its Retry-After) — never past the request's deadline, never beyond the retry budget.
+
+Read `run()` top to bottom: the first attempt (hedged when the route says so), then the
+tenacity loop that only starts on a failure, then the ways a sequence ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from tenacity import AsyncRetrying, retry_if_exception
+
+from gateway.errors import (
+    ContextTooLong,
+    Overloaded,
+    RateLimited,
+    Shed,
+    Unsupported,
+    UpstreamFailure,
+)
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.hedge import first_answer
+from policies import routing
+from policies.routing import Skip, target_key
+from policies.schema import Hedge, Route, Target
+
+if TYPE_CHECKING:
+    from gateway.pipeline.attempt import AttemptRunner, Served
+
+MIN_ATTEMPT_S = 0.005  # below this much time left, another attempt cannot succeed
+
+
+class _NoTargetLeft(Exception):
+    """Every candidate was skipped or used up; ends the retry loop."""
+
+
+class AttemptSequence:
+    """One request's walk over its usable targets: which is next, whether to retry, how long
+    to wait. Its state — the queue, the tries per target, the failures — lives here alone."""
+
+    def __init__(
+        self,
+        runner: AttemptRunner,
+        ctx: RequestContext,
+        route: Route,
+        usable: list[Target],
+        skips: list[Skip],
+        views: dict[str, routing.TargetView],
+        body: dict[str, Any] | None,
+        continuation: bool,
+    ) -> None:
+        self.runner = runner
+        self.ctx = ctx
+        self.route = route
+        self.queue = deque(usable)
+        self.skips = skips
+        self.views = views
+        self.body = body
+        self.continuation = continuation
+        self.tries: dict[str, int] = {}
+        self.failures: list[UpstreamFailure] = []
+
+    async def run(self) -> Served:
+        route = self.route
+        try:
+            # Most requests succeed at once: the retry machinery starts only on a failure.
+            try:
+                if route.hedge is not None and len(self.queue) > 1 and not self.continuation:
+                    return await self._hedged(route.hedge)
+                return await self._attempt()
+            except UpstreamFailure as failure:
+                if route.retry.max_attempts <= 1 or not self._should_retry(failure):
+                    raise
+                await asyncio.sleep(self._wait_after(failure))
+            retrying = AsyncRetrying(
+                stop=lambda s: s.attempt_number >= route.retry.max_attempts - 1,
+                wait=lambda s: self._wait_after(s.outcome.exception() if s.outcome else None),
+                retry=retry_if_exception(self._should_retry),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt()
+        except _NoTargetLeft:
+            pass
+        except ContextTooLong as too_long:
+            return await self._larger_window(too_long)
+        except UpstreamFailure as failure:
+            if not failure.retryable:
+                raise
+        raise self.runner.all_failed(self.ctx, self.failures)
+
+    def _tried(self, target: Target) -> int:
+        return self.tries.get(target_key(target), 0)
+
+    def _next_target(self) -> Target | None:
+        """Fresh targets first, then the tried ones again, least tried first."""
+        for target in self.queue:
+            if self._tried(target) == 0:
+                return target
+        return min(self.queue, key=self._tried) if self.queue else None
+
+    def _next_fresh(self) -> Target | None:
+        return next((t for t in self.queue if self._tried(t) == 0), None)
+
+    async def _attempt(self) -> Served:
+        """One attempt at the next target the breakers let through; an Unsupported target
+        is a skip, not an attempt, and the next one is tried."""
+        while True:
+            target = await self.runner.admitted(self.ctx, self.route, self.queue, self._next_target)
+            if target is None:
+                raise _NoTargetLeft
+            self.tries[target_key(target)] = self._tried(target) + 1
+            fresh = sum(1 for t in self.queue if self._tried(t) == 0)
+            try:
+                return await self.runner.one(
+                    self.ctx, self.route, target, 1 + fresh, self.body, self.continuation
+                )
+            except Unsupported:
+                self.queue.remove(target)
+                continue
+            except UpstreamFailure as failure:
+                await self._failed(target, failure)
+                raise
+
+    async def _failed(self, target: Target, failure: UpstreamFailure) -> None:
+        self.failures.append(failure)
+        if not failure.counts_against_target and not isinstance(failure, Shed):
+            self.tries[target_key(target)] = 0  # one pool replica left rotation, not the pool
+        elif target in self.queue and await self.runner.breaker_opened(target):
+            self.queue.remove(target)
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if not isinstance(exc, UpstreamFailure) or not exc.retryable:
+            return False
+        route, ctx, runner = self.route, self.ctx, self.runner
+        target = self._next_target()
+        if exc.error_class not in route.retry.retry_on or target is None:
+            return False
+        fresh = self._tried(target) == 0
+        if isinstance(exc, Shed) and not fresh:  # the pool decided: only another target
+            return False
+        if not fresh and (retry_after(exc) or 0.0) > route.retry.backoff_cap_ms / 1000:
+            return False  # a wait longer than the backoff cap: the client gets Retry-After
+        remaining = ctx.remaining()
+        if remaining is not None and remaining < MIN_ATTEMPT_S:
+            runner.metrics.child(runner.metrics.deadline_exceeded, ctx.route_name).inc()
+            return False
+        # The budget guards targets already tried; it never blocks the route's fallbacks.
+        allowed = fresh or runner.retry_budget.try_retry(route, ctx.route_name, runner.clock())
+        runner.metrics.child(
+            runner.metrics.retries, ctx.route_name, "allowed" if allowed else "budget_exhausted"
+        ).inc()
+        return allowed
+
+    def _wait_after(self, failure: BaseException | None) -> float:
+        target = self._next_target()
+        if target is None:
+            return 0.0
+        pause = routing.backoff_seconds(
+            self._tried(target), self.route.retry, self.runner.rng, retry_after(failure)
+        )
+        remaining = self.ctx.remaining()
+        return pause if remaining is None else max(0.0, min(pause, remaining - 0.001))
+
+    async def _hedged(self, hedge: Hedge) -> Served:
+        """The first attempt, and a second one on the next fresh target if the first has
+        nothing by the hedge delay. The first to answer wins; the other is cancelled (its
+        connection closed) and both stay in the attempts list as they happened."""
+        runner, ctx, route = self.runner, self.ctx, self.route
+        first = await runner.admitted(ctx, route, self.queue, self._next_target)
+        if first is None:
+            raise _NoTargetLeft
+        self.tries[target_key(first)] = 1
+        one = runner.one
+        tasks = {
+            asyncio.create_task(one(ctx, route, first, 2, self.body, self.continuation)): first
+        }
+        stats = self.views.get(target_key(first), routing.TargetView()).stats
+        done, _ = await asyncio.wait(tasks, timeout=routing.hedge_delay(hedge, stats, ctx.stream))
+        second = None if done else await self._hedge_target(hedge)
+        if second is not None:
+            self.tries[target_key(second)] = 1
+            runner.metrics.child(runner.metrics.hedges, ctx.route_name, "started").inc()
+            task = asyncio.create_task(one(ctx, route, second, 1, self.body, self.continuation))
+            tasks[task] = second
+
+        async def failed(target: Target, failure: UpstreamFailure) -> None:
+            self.failures.append(failure)
+            if target in self.queue and await runner.breaker_opened(target):
+                self.queue.remove(target)
+
+        winner = await first_answer(ctx, tasks, failed)
+        if second is not None:
+            outcome = "won" if winner.target == second else "lost"
+            runner.metrics.child(runner.metrics.hedges, ctx.route_name, outcome).inc()
+        return winner
+
+    async def _hedge_target(self, hedge: Hedge) -> Target | None:
+        runner, ctx = self.runner, self.ctx
+        spent = runner.hedge_budget.try_spend(
+            ctx.route_name,
+            runner.clock(),
+            hedge.budget_window_s,
+            hedge.budget_ratio,
+            hedge.budget_min,
+        )
+        if not spent:
+            runner.metrics.child(runner.metrics.hedges, ctx.route_name, "no_budget").inc()
+            return None
+        return await runner.admitted(ctx, self.route, self.queue, self._next_fresh)
+
+    async def _larger_window(self, too_long: ContextTooLong) -> Served:
+        """A prompt over the window: one attempt at the route's larger-context target."""
+        larger = self.route.on_context_too_long
+        ctx = self.ctx
+        if (
+            larger is None
+            or self.continuation
+            or ctx.endpoint not in self.runner.providers[larger.provider].supports
+        ):
+            raise too_long
+        metrics = self.runner.metrics
+        metrics.child(metrics.fallbacks, ctx.route_name, "context_too_long").inc()
+        return await self.runner.one(ctx, self.route, larger, 1, self.body, self.continuation)
+
+
+def retry_after(failure: BaseException | None) -> float | None:
+    """The wait an upstream asked for with its failure, if any."""
+    return failure.retry_after if isinstance(failure, RateLimited | Overloaded) else None
