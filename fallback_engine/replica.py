@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 
@@ -81,6 +81,56 @@ class Replica:
             committed_tokens=self.committed_tokens,
         )
 
+    # -- the counters change here only --------------------------------------------------------
+
+    def move_to(self, state: State) -> bool:
+        """Enter `state`; False when already there."""
+        if self.state == state:
+            return False
+        self.state = state
+        self.since = time.monotonic()
+        return True
+
+    def take_over(self, previous: Replica) -> None:
+        """A reload's new pool keeps what the old one knew of this replica."""
+        self.state = previous.state
+        self.snapshot, self.rates = previous.snapshot, previous.rates
+
+    def checked(self, healthy: bool) -> int:
+        """One health check's result; the consecutive failures so far."""
+        self.health_failures = 0 if healthy else self.health_failures + 1
+        return self.health_failures
+
+    def failed_passively(self, why: str, counts: bool) -> int:
+        """A request could not reach this replica; a timeout `counts` as a failed check."""
+        self.last_error = why
+        if counts:
+            self.health_failures += 1
+        return self.health_failures
+
+    def sent(self, tokens: int, prompt_tokens: int, hold: Hold) -> None:
+        """A request sent here: tokens in flight, a prompt to prefill, its KV promised."""
+        self.outstanding_tokens += tokens
+        self.outstanding_requests += 1
+        self.pending_prefill_tokens += prompt_tokens
+        self.unscraped_tokens += prompt_tokens
+        self.hold(hold)
+
+    def prefilled(self, prompt_tokens: int) -> None:
+        """A request's first token came back: its prompt is no longer ahead in the queue."""
+        self.pending_prefill_tokens -= prompt_tokens
+
+    def finished(self, tokens: int, prompt_tokens: int, scrape: int, hold: Hold | None) -> None:
+        """A request sent at scrape count `scrape` is done; its KV is free."""
+        self.outstanding_tokens -= tokens
+        self.outstanding_requests -= 1
+        if hold is not None:
+            self.unhold(hold)
+        if self.scrapes == scrape:  # not yet in a scrape: its blocks are free now
+            self.unscraped_tokens = max(0, self.unscraped_tokens - prompt_tokens)
+        else:  # the last scrape counted its blocks, which are free now
+            self.released_tokens += tokens
+
     def hold(self, hold: Hold) -> None:
         """Commit a request's peak KV here; a prompt block already held costs nothing."""
         self.committed_tokens += hold.private_tokens
@@ -104,6 +154,17 @@ class Replica:
         self.unscraped_tokens = 0
         self.released_tokens = 0
         self.scrapes += 1
+
+
+class ReplicaProbe(Protocol):
+    """What the lifecycle and scrape loops ask of a replica (`Prober` over HTTP; a fake in
+    the component tests)."""
+
+    async def healthy(self, replica: Replica) -> bool: ...
+
+    async def warm_up(self, replica: Replica) -> bool: ...
+
+    async def scrape(self, replica: Replica) -> Snapshot | None: ...
 
 
 class Prober:

@@ -168,7 +168,8 @@ def test_requests_finished_since_the_last_scrape_give_their_kv_back() -> None:
 
 
 def test_a_refused_connection_ejects_a_replica_but_a_connect_timeout_only_counts() -> None:
-    from fallback_engine.pool import Lease, Pool
+    from fallback_engine.lease import Lease
+    from fallback_engine.pool import Pool
     from policies.pool import VllmPoolProvider
 
     config = VllmPoolProvider(
