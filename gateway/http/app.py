@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -25,11 +26,14 @@ from gateway.http.reload import Reloader, ReloadResult
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
-from gateway.pipeline.budgets import Budgets, MemorySpendCounters, RedisSpendCounters
+from gateway.pipeline.budgets import Budgets
 from gateway.providers import ProviderFactory, build_provider
+from gateway.state.contracts import Limiter, RoutingState, SpendCounters
 from gateway.state.limits import MemoryLimiter, RedisLimiter
 from gateway.state.memory import MemoryState
-from gateway.state.redis import Outage, RedisState
+from gateway.state.redis import RedisState
+from gateway.state.shared import Outage, SharedRedis
+from gateway.state.spend import MemorySpendCounters, RedisSpendCounters
 from policies.loader import load_config
 from policies.schema import GatewayConfig, StateConfig
 
@@ -38,25 +42,31 @@ log = logging.getLogger("spillover")
 CONFIG_ENV = "SPILLOVER_CONFIG"
 
 
-def build_state(
-    config: StateConfig, metrics: GatewayMetrics, outage: Outage | None = None
-) -> MemoryState | RedisState:
-    if config.backend == "memory":
-        return MemoryState()
-    metrics.state_backend_up.set(1)
-    return RedisState(
-        config, on_change=lambda up: metrics.state_backend_up.set(1 if up else 0), outage=outage
-    )
+@dataclass(frozen=True)
+class StateBackends:
+    """Routing state, limit counters and spend counters, all in memory or all in Redis
+    through one client whose availability they share."""
+
+    routing: RoutingState
+    limiter: Limiter
+    spend: SpendCounters
+    shared: SharedRedis | None = None
 
 
-def build_limiter(
+def build_backends(
     config: StateConfig, metrics: GatewayMetrics, outage: Outage | None = None
-) -> MemoryLimiter | RedisLimiter:
+) -> StateBackends:
     if config.backend == "memory":
-        return MemoryLimiter()
-    metrics.limits_shared.set(1)
-    return RedisLimiter(
-        config, on_change=lambda up: metrics.limits_shared.set(1 if up else 0), outage=outage
+        return StateBackends(MemoryState(), MemoryLimiter(), MemorySpendCounters())
+
+    def changed(up: bool) -> None:
+        metrics.state_backend_up.set(1 if up else 0)
+        metrics.limits_shared.set(1 if up else 0)
+
+    changed(True)
+    shared = SharedRedis(config, outage, on_change=changed)
+    return StateBackends(
+        RedisState(shared), RedisLimiter(shared), RedisSpendCounters(shared), shared
     )
 
 
@@ -80,15 +90,10 @@ class Gateway:
         )
         # A drill's redis_down fault makes this process's Redis calls fail (routing state,
         # limits and budgets alike); the hook costs one dict check while no fault is set.
-        outage = self.faults.redis_down_now
-        self.state = build_state(config.state, self.metrics, outage)
-        self.admitter = Admitter(build_limiter(config.state, self.metrics, outage), self.metrics)
-        self.budgets = Budgets(
-            MemorySpendCounters()
-            if config.state.backend == "memory"
-            else RedisSpendCounters(config.state, outage),
-            self.metrics,
-        )
+        self.backends = build_backends(config.state, self.metrics, self.faults.redis_down_now)
+        self.state = self.backends.routing
+        self.admitter = Admitter(self.backends.limiter, self.metrics)
+        self.budgets = Budgets(self.backends.spend, self.metrics)
         self.admin = admin_app(self)
         self.reloader = Reloader(
             config_path,
@@ -210,6 +215,8 @@ class Gateway:
         await self.admitter.limiter.close()
         await self.budgets.spend.close()
         await self.state.close()
+        if self.backends.shared is not None:
+            await self.backends.shared.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

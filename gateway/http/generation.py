@@ -22,8 +22,7 @@ from gateway.pipeline.budgets import Budgets
 from gateway.providers import ProviderFactory, build_provider
 from gateway.providers.base import Provider
 from gateway.providers.vllm_pool import VllmPoolAdapter
-from gateway.state.memory import MemoryState
-from gateway.state.redis import RedisState
+from gateway.state.contracts import RoutingState
 from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover")
@@ -77,7 +76,7 @@ async def build_generation(
     config: GatewayConfig,
     metrics: GatewayMetrics,
     accountant: Accountant,
-    state: MemoryState | RedisState,
+    state: RoutingState,
     admitter: Admitter,
     budgets: Budgets,
     previous: Generation | None = None,

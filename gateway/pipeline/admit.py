@@ -11,11 +11,10 @@ from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.tokens import expected_output
-from gateway.state.limits import Check, MemoryLimiter, RedisLimiter
+from gateway.state.contracts import Limiter
+from gateway.state.limits import Check
 from policies.limits import Rate, Verdict
 from policies.schema import GatewayConfig, Limits, Route
-
-Limiter = MemoryLimiter | RedisLimiter
 
 
 @dataclass(slots=True)

@@ -30,8 +30,7 @@ from gateway.pipeline.headroom import exhausted_for
 from gateway.pipeline.sequence import MIN_ATTEMPT_S, AttemptSequence
 from gateway.pipeline.tokens import expected_output
 from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream
-from gateway.state.memory import MemoryState
-from gateway.state.redis import RedisState
+from gateway.state.contracts import RoutingState
 from gateway.state.windows import Outcome
 from policies import routing
 from policies.routing import Skip, target_key
@@ -39,8 +38,6 @@ from policies.schema import Route, Target
 from policies.schema_base import Timeouts
 
 log = logging.getLogger("spillover.attempt")
-
-State = MemoryState | RedisState
 
 
 @dataclass(slots=True)
@@ -60,7 +57,7 @@ class AttemptRunner:
         providers: dict[str, Provider],
         timeouts: dict[str, Timeouts],
         metrics: GatewayMetrics,
-        state: State,
+        state: RoutingState,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -273,9 +270,7 @@ class AttemptRunner:
         self, target: Target, ttft_s: float, total_s: float, output_tokens: int
     ) -> None:
         """Teach the local window this target's time per output token."""
-        window = (self.state.local if isinstance(self.state, RedisState) else self.state).window(
-            target_key(target)
-        )
+        window = self.state.local_window(target_key(target))
         window.add(
             Outcome(
                 ok=True, counts=False, ttft_s=ttft_s, latency_s=total_s, output_tokens=output_tokens

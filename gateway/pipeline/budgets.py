@@ -8,33 +8,22 @@ micro-dollars; in Redis one Lua script reserves across every period and scope at
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from redis.exceptions import RedisError
-
 from gateway.accounting.pricing import MILLION, PriceTable
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.tokens import expected_output
-from gateway.state.redis import Outage, connect
-from policies.schema import Budget, GatewayConfig, Route, StateConfig
+from gateway.state.contracts import SpendCounters
+from gateway.state.spend import Bucket
+from policies.schema import Budget, GatewayConfig, Route
 
 log = logging.getLogger("spillover.budgets")
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    name: str  # e.g. "key:app:day:2026-11-29"
-    limit: int  # micro-dollars
-    hard: bool
-    resets_in: float  # seconds until the period ends
-    label: str  # "key app daily budget ($10.00)"
 
 
 @dataclass(slots=True)
@@ -57,104 +46,8 @@ def periods(now: float, tz: ZoneInfo) -> dict[str, tuple[str, float]]:
     }
 
 
-class MemorySpendCounters:
-    def __init__(self) -> None:
-        self.spent: dict[str, int] = {}
-        self.reserved: dict[str, int] = {}
-
-    async def reserve(self, buckets: list[Bucket], amount: int) -> list[bool]:
-        """Which buckets are already full; nothing is reserved when a hard one is."""
-        full = [
-            self.spent.get(b.name, 0) + self.reserved.get(b.name, 0) >= b.limit for b in buckets
-        ]
-        if any(f and b.hard for f, b in zip(full, buckets, strict=True)):
-            return full
-        for b in buckets:
-            self.reserved[b.name] = self.reserved.get(b.name, 0) + amount
-        return full
-
-    async def settle(self, buckets: list[Bucket], amount: int, actual: int) -> list[int]:
-        out = []
-        for b in buckets:
-            self.reserved[b.name] = max(0, self.reserved.get(b.name, 0) - amount)
-            self.spent[b.name] = self.spent.get(b.name, 0) + actual
-            out.append(self.spent[b.name])
-        return out
-
-    async def close(self) -> None:
-        return None
-
-
-_RESERVE = """
-local amount = tonumber(ARGV[1])
-local full, refuse = {}, false
-for i = 1, #KEYS do
-  local hard, limit = ARGV[1 + 3*i - 2], tonumber(ARGV[1 + 3*i - 1])
-  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  full[i] = (spent + reserved >= limit) and 1 or 0
-  if full[i] == 1 and hard == '1' then refuse = true end
-end
-if not refuse then
-  for i = 1, #KEYS do
-    redis.call('HINCRBY', KEYS[i], 'reserved', amount)
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1 + 3*i]))
-  end
-end
-return full
-"""
-
-_SETTLE = """
-local out = {}
-for i = 1, #KEYS do
-  local left = redis.call('HINCRBY', KEYS[i], 'reserved', -tonumber(ARGV[1]))
-  if left < 0 then redis.call('HSET', KEYS[i], 'reserved', 0) end
-  table.insert(out, redis.call('HINCRBY', KEYS[i], 'spent', tonumber(ARGV[2])))
-end
-return out
-"""
-
-
-class RedisSpendCounters:
-    """Shared spend counters; while Redis is away, this replica counts locally."""
-
-    def __init__(self, config: StateConfig, outage: Outage | None = None) -> None:
-        self._redis = connect(config, outage)
-        self._prefix = config.key_prefix + "budget:"
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._settle = self._redis.register_script(_SETTLE)
-        self.local = MemorySpendCounters()
-
-    async def reserve(self, buckets: list[Bucket], amount: int) -> list[bool]:
-        args: list[str | int] = [amount]
-        for b in buckets:
-            args += ["1" if b.hard else "0", b.limit, int(b.resets_in) + 86_400 * 35]
-        try:
-            full = await self._reserve(keys=[self._prefix + b.name for b in buckets], args=args)
-        except (RedisError, OSError):
-            return await self.local.reserve(buckets, amount)
-        return [bool(int(f)) for f in full]
-
-    async def settle(self, buckets: list[Bucket], amount: int, actual: int) -> list[int]:
-        try:
-            return [
-                int(v)
-                for v in await self._settle(
-                    keys=[self._prefix + b.name for b in buckets], args=[amount, actual]
-                )
-            ]
-        except (RedisError, OSError):
-            return await self.local.settle(buckets, amount, actual)
-
-    async def close(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
-
-
 class Budgets:
-    def __init__(
-        self, spend: MemorySpendCounters | RedisSpendCounters, metrics: GatewayMetrics
-    ) -> None:
+    def __init__(self, spend: SpendCounters, metrics: GatewayMetrics) -> None:
         self.spend = spend
         self._metrics = metrics
         self._keys: dict[str, Budget] = {}

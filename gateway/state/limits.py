@@ -17,9 +17,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.state.redis import Outage, connect
+from gateway.state.shared import SharedRedis
 from policies.limits import Rate, Verdict, gcra, settle
-from policies.schema import StateConfig
 
 log = logging.getLogger("spillover.limits")
 
@@ -133,26 +132,20 @@ return 1
 
 
 class RedisLimiter:
-    def __init__(
-        self,
-        config: StateConfig,
-        on_change: Callable[[bool], None] | None = None,
-        heartbeat_s: float = 5.0,
-        outage: Outage | None = None,
-    ) -> None:
-        self._redis = connect(config, outage)
-        self._prefix = config.key_prefix + "limit:"
-        self._replicas_key = config.key_prefix + "replicas"
+    def __init__(self, shared: SharedRedis, heartbeat_s: float = 5.0) -> None:
+        self.shared = shared
+        self._redis = shared.client
+        self._prefix = shared.prefix + "limit:"
+        self._replicas_key = shared.prefix + "replicas"
         self._me = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._settle = self._redis.register_script(_SETTLE)
         self._enter = self._redis.register_script(_ENTER)
         self._leave = self._redis.register_script(_LEAVE)
         self.local = MemoryLimiter()
-        self.available = True
         self.replicas = 1
         self._heartbeat_s = heartbeat_s
-        self._on_change = on_change
+        shared.register(lambda: f"limits fall back to 1/{self.replicas} of each limit per replica")
         self._task: asyncio.Task[None] | None = None
         self._local_slots: dict[tuple[str, ...], int] = {}  # slots taken while degraded
 
@@ -170,28 +163,16 @@ class RedisLimiter:
                     pipe.zcard(self._replicas_key)
                     *_, alive = await pipe.execute()
                 self.replicas = max(1, int(alive))
-                self._up()
             except (RedisError, OSError) as exc:
                 self._down(exc)
             await asyncio.sleep(self._heartbeat_s if self.available else 1.0)
 
-    def _up(self) -> None:
-        if not self.available:
-            self.available = True
-            log.warning("redis is back; limits are shared again")
-            if self._on_change:
-                self._on_change(True)
+    @property
+    def available(self) -> bool:
+        return self.shared.available
 
     def _down(self, exc: BaseException) -> None:
-        if self.available:
-            self.available = False
-            log.warning(
-                "redis unreachable (%s); limits fall back to 1/%d of each limit per replica",
-                type(exc).__name__,
-                self.replicas,
-            )
-            if self._on_change:
-                self._on_change(False)
+        self.shared.lost(exc)
 
     def _share(self, check: Check) -> Check:
         share = max(1, check.rate.per_minute // self.replicas)
@@ -264,4 +245,3 @@ class RedisLimiter:
                 await self._task
         with contextlib.suppress(RedisError, OSError):
             await self._redis.zrem(self._replicas_key, self._me)
-        await self._redis.aclose()

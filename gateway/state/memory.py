@@ -29,6 +29,9 @@ class MemoryState:
             window = self.windows[key] = TargetWindow()
         return window
 
+    def local_window(self, key: str) -> TargetWindow:
+        return self.window(key)
+
     async def views(self, keys: list[str], now: float, window_s: float) -> dict[str, TargetView]:
         return self.local_views(keys, now, window_s)
 

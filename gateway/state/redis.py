@@ -9,23 +9,19 @@ learnt back when Redis returns. It also starts while Redis is down."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.state.memory import MemoryState
-from gateway.state.windows import BUCKET_S, KEEP_S, Outcome
+from gateway.state.shared import SharedRedis
+from gateway.state.windows import BUCKET_S, KEEP_S, Outcome, TargetWindow
 from policies import routing
 from policies.routing import Admission, BreakerState, TargetView
-from policies.schema import Breaker, FailOverWhen, StateConfig
+from policies.schema import Breaker, FailOverWhen
 
 log = logging.getLogger("spillover.state")
 
@@ -70,40 +66,6 @@ return 1
 _STATE_TTL_S = 24 * 3600
 
 
-Outage = Callable[[], bool]
-
-
-class _OutageHook:
-    """Mixed into the pool's connection class: while `outage()` holds (a drill's
-    `redis_down` fault), every command fails as an unreachable Redis would."""
-
-    outage: Outage
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if self.outage():
-            raise RedisConnectionError("Redis unreachable (redis_down fault injected by a drill)")
-        await super().send_packed_command(command, check_health)  # type: ignore[misc]
-
-
-def connect(config: StateConfig, outage: Outage | None = None) -> aioredis.Redis:
-    """A client whose every call gives up after `timeout_ms`: Redis must never stall a
-    request for longer than it takes to decide to do without it."""
-    timeout = config.timeout_ms / 1000
-    client = aioredis.from_url(
-        config.url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=True,
-        retry_on_timeout=False,
-    )
-    if outage is not None:
-        pool = client.connection_pool
-        bases = (_OutageHook, pool.connection_class)
-        hooks = {"outage": staticmethod(outage)}
-        pool.connection_class = type("DrillableConnection", bases, hooks)
-    return client
-
-
 def _encode(state: BreakerState) -> str:
     return json.dumps(asdict(state), separators=(",", ":"))
 
@@ -115,15 +77,12 @@ def _decode(raw: str | bytes | None) -> BreakerState:
 class RedisState:
     backend = "redis"
 
-    def __init__(
-        self, config: StateConfig, on_change: Any = None, outage: Outage | None = None
-    ) -> None:
-        self._redis = connect(config, outage)
-        self._prefix = config.key_prefix
+    def __init__(self, shared: SharedRedis) -> None:
+        self.shared = shared
+        self._redis = shared.client
+        self._prefix = shared.prefix
         self.local = MemoryState()
-        self.available = True
-        self._on_change = on_change  # callback(available: bool) for the metric
-        self._resync: asyncio.Task[None] | None = None
+        shared.register(lambda: "routing on local state until it returns", self._push_local)
         self._window_add = self._redis.register_script(_WINDOW_ADD)
         self._cas = self._redis.register_script(_COMPARE_AND_SET)
         self._max_set = self._redis.register_script(_MAX_SET)
@@ -131,30 +90,12 @@ class RedisState:
     def _k(self, kind: str, key: str) -> str:
         return f"{self._prefix}{kind}:{key}"
 
-    def _lost(self, exc: BaseException) -> None:
-        if self.available:
-            self.available = False
-            log.warning(
-                "redis unreachable (%s); routing on local state until it returns",
-                type(exc).__name__,
-            )
-            if self._on_change:
-                self._on_change(False)
-            self._resync = asyncio.get_running_loop().create_task(self._wait_and_resync())
+    @property
+    def available(self) -> bool:
+        return self.shared.available
 
-    async def _wait_and_resync(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                await self._redis.ping()
-                await self._push_local()
-            except (RedisError, OSError):
-                continue
-            self.available = True
-            log.warning("redis is back; routing state shared again")
-            if self._on_change:
-                self._on_change(True)
-            return
+    def _lost(self, exc: BaseException) -> None:
+        self.shared.lost(exc)
 
     async def _push_local(self) -> None:
         """Tell Redis what this replica learnt while it was away: open breakers and
@@ -277,6 +218,9 @@ class RedisState:
         await self.local.limit_headroom(key, until)
         await self._grow("room", key, until)
 
+    def local_window(self, key: str) -> TargetWindow:
+        return self.local.window(key)
+
     def describe(self, now: float, window_s: float) -> dict[str, Any]:
         return self.local.describe(now, window_s)
 
@@ -294,8 +238,4 @@ class RedisState:
             self._lost(exc)
 
     async def close(self) -> None:
-        if self._resync is not None:
-            self._resync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resync
-        await self._redis.aclose()
+        """Nothing of its own to close: the client is the SharedRedis owner's."""

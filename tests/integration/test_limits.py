@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from gateway.state.limits import Check, RedisLimiter
+from gateway.state.shared import SharedRedis
 from policies.limits import Rate
 from policies.schema import StateConfig
 from tests.support.processes import (
@@ -138,16 +139,18 @@ def test_concurrency_and_keys_do_not_share_limits(
 
 
 async def test_redis_down_falls_back_to_a_per_replica_share() -> None:
-    limiter = RedisLimiter(
+    shared = SharedRedis(
         StateConfig(backend="redis", url=f"redis://127.0.0.1:{free_port()}/0", timeout_ms=50)
     )
+    limiter = RedisLimiter(shared)
     limiter.replicas = 3  # as last seen alive
     check = Check("key:x:rpm", Rate(60, 3), 1)
     verdicts = [(await limiter.acquire([check]))[0].allowed for _ in range(5)]
     # 60 rpm over 3 replicas: 20 rpm here, burst 1 → two at once.
     assert verdicts == [True, True, False, False, False]
-    assert not limiter.available
+    assert not limiter.available and not shared.available
     await limiter.close()
+    await shared.close()
 
 
 def test_three_replicas_share_600_rpm(

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from gateway.state.redis import RedisState
+from gateway.state.shared import SharedRedis
 from gateway.state.windows import Outcome
 from policies.schema import Breaker, FailOverWhen, StateConfig
 from tests.support.processes import (
@@ -46,7 +47,8 @@ async def test_breaker_transitions_are_atomic_on_the_real_redis() -> None:
     )
     rules = FailOverWhen(consecutive_failures=5, min_requests=100)
     breaker = Breaker(base_ejection_s=10, half_open_probes=1)
-    replicas = [RedisState(config), RedisState(config)]
+    clients = [SharedRedis(config), SharedRedis(config)]  # two gateway processes
+    replicas = [RedisState(client) for client in clients]
     try:
         await replicas[0].reset()
         now = time.time()
@@ -72,8 +74,8 @@ async def test_breaker_transitions_are_atomic_on_the_real_redis() -> None:
         )
     finally:
         await replicas[0].reset()
-        for replica in replicas:
-            await replica.close()
+        for client in clients:
+            await client.close()
 
 
 def test_two_gateways_share_breakers_and_survive_redis_going_away(
