@@ -5,6 +5,7 @@ the retry budget. No I/O and no clock of their own: `now` and `rng` are argument
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -141,9 +142,11 @@ def order(
     views: dict[str, TargetView],
     rng: random.Random,
     targets: list[Target] | None = None,
+    cost_of: Callable[[Target], float | None] | None = None,
 ) -> list[Target]:
     """`targets` (the route's own by default, e.g. those that serve the endpoint) in the
-    order the route's strategy prefers."""
+    order the route's strategy prefers. `cost_of` is what a typical request costs at a
+    target (None: unknown, tried last); without it, the targets' own `price`."""
     targets = list(route.targets if targets is None else targets)
     if route.strategy == "weighted":
         # Weighted sampling without replacement (Efraimidis-Spirakis keys).
@@ -158,12 +161,16 @@ def order(
         return sorted(targets, key=latency)
     if route.strategy == "lowest_cost":
 
-        def cost(t: Target) -> float:
+        def listed(t: Target) -> float | None:
             if t.price is None:
-                return float("inf")
+                return None
             return t.price.input_per_mtok + t.price.output_per_mtok * (
                 route.typical_output_tokens / 1000
             )
+
+        def cost(t: Target) -> float:
+            known = (cost_of or listed)(t)
+            return float("inf") if known is None else known
 
         return sorted(targets, key=cost)
     return targets

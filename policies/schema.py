@@ -159,7 +159,8 @@ class Target(Strict):
     weight: float = Field(1.0, gt=0)
     """Share of traffic under the `weighted` strategy."""
     price: Price | None = None
-    """What `lowest_cost` orders this target by (accounting uses the provider's prices)."""
+    """A price for this model at this provider when the provider's `prices` has none: what
+    accounting charges and `lowest_cost` orders by (litellm's map otherwise)."""
 
 
 class RetryPolicy(Strict):

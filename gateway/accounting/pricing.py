@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.providers.base import Usage
+from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover.pricing")
 
@@ -54,6 +55,20 @@ class ModelPrice:
             dec(cache_write),
             dec(reasoning),
         )
+
+    def cache_saving(self, cached_tokens: int) -> Decimal:
+        """What `cached_tokens` read from a prompt cache saved against the full input price."""
+        read = self.cached_input if self.cached_input is not None else self.input
+        return cached_tokens * (self.input - read)
+
+    def cache_write_premium(self, written_tokens: int) -> Decimal:
+        """What writing `written_tokens` into a prompt cache cost above the input price."""
+        write = self.cache_write if self.cache_write is not None else self.input
+        return written_tokens * (write - self.input)
+
+    def per_request(self, prompt_tokens: int, output_tokens: int) -> Decimal:
+        """A request of this size at this price, before caching (for ordering and limits)."""
+        return prompt_tokens * self.input + output_tokens * self.output
 
 
 def cost_micro_usd(usage: Usage, price: ModelPrice) -> int:
@@ -114,19 +129,29 @@ def litellm_price_file() -> Path | None:
 
 
 class PriceTable:
+    """The one price of every (provider, model): the provider's YAML `prices`, else a route
+    target's `price`, else a self-hosted pool's amortised price, else litellm's map (by the
+    model's name, or `<provider kind>/<name>`). Accounting, budgets, reports and
+    `lowest_cost` routing all read it."""
+
     def __init__(
         self,
         base: dict[str, ModelPrice],
         overrides: dict[tuple[str, str], ModelPrice],
         self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._base = base
         self._overrides = overrides
         self._self_hosted = dict(self_hosted or {})
+        self._kinds = dict(kinds or {})
 
     @classmethod
     def load(
-        cls, overrides: dict[tuple[str, str], ModelPrice], path: Path | None = None
+        cls,
+        overrides: dict[tuple[str, str], ModelPrice],
+        path: Path | None = None,
+        kinds: Mapping[str, str] | None = None,
     ) -> PriceTable:
         base: dict[str, ModelPrice] = {}
         source = path or litellm_price_file()
@@ -137,19 +162,42 @@ class PriceTable:
             for model, entry in data.items():
                 if isinstance(entry, dict) and (price := _from_litellm(entry)) is not None:
                     base[model] = price
-        return cls(base, overrides)
+        return cls(base, overrides, kinds=kinds)
 
-    @classmethod
-    def with_overrides(
-        cls,
-        table: PriceTable,
-        overrides: dict[tuple[str, str], ModelPrice],
+    def for_config(
+        self,
+        config: GatewayConfig,
         self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
     ) -> PriceTable:
-        """The same base map (loaded once) under another config's overrides."""
-        return cls(table._base, overrides, self_hosted)
+        """The same base map (loaded once) under a config's prices and provider kinds."""
+        overrides = {
+            (target.provider, target.model): ModelPrice.per_million(
+                target.price.input_per_mtok, target.price.output_per_mtok
+            )
+            for route in config.routes.values()
+            for target in route.targets
+            if target.price is not None
+        }
+        overrides.update(
+            {
+                (name, model): ModelPrice.per_million(
+                    o.input_per_mtok,
+                    o.output_per_mtok,
+                    o.cached_input_per_mtok,
+                    o.cache_write_per_mtok,
+                    o.reasoning_per_mtok,
+                )
+                for name, p in config.providers.items()
+                for model, o in p.prices.items()
+            }
+        )
+        kinds = {name: p.kind for name, p in config.providers.items()}
+        return PriceTable(self._base, overrides, self_hosted, kinds)
 
-    def price(self, provider: str, provider_kind: str, model: str) -> ModelPrice | None:
+    def kind(self, provider: str) -> str:
+        return self._kinds.get(provider, "")
+
+    def price(self, provider: str, model: str) -> ModelPrice | None:
         override = self._overrides.get((provider, model))
         if override is not None:
             return override
@@ -158,10 +206,10 @@ class PriceTable:
             return pool()
         return (
             self._base.get(model)
-            or self._base.get(f"{provider_kind}/{model}")
+            or self._base.get(f"{self.kind(provider)}/{model}")
             or self._base.get(model.split("/", 1)[-1])
         )
 
-    def cost(self, provider: str, provider_kind: str, model: str, usage: Usage) -> int | None:
-        price = self.price(provider, provider_kind, model)
+    def cost(self, provider: str, model: str, usage: Usage) -> int | None:
+        price = self.price(provider, model)
         return None if price is None else cost_micro_usd(usage, price)

@@ -70,7 +70,6 @@ async def spend(
     since: float | None,
     until: float | None,
     prices: PriceTable,
-    kinds: dict[str, str],
     progress: Callable[[int], None] | None = None,
 ) -> list[SpendRow]:
     """Aggregate the ledger. Cache savings are priced per (provider, model), so those two
@@ -141,10 +140,10 @@ async def spend(
         ):
             acc[name] += int(value or 0)
         if provider and model:
-            price = prices.price(provider, kinds.get(provider, ""), model)
-            if price is not None and price.cached_input is not None:
-                acc["savings"] += int(cached or 0) * (price.input - price.cached_input)
-            acc["self_hosted"] = acc["self_hosted"] or kinds.get(provider) == "vllm_pool"
+            price = prices.price(provider, model)
+            if price is not None:
+                acc["savings"] += price.cache_saving(int(cached or 0))
+            acc["self_hosted"] = acc["self_hosted"] or prices.kind(provider) == "vllm_pool"
         if progress:
             progress(n)
     out = []

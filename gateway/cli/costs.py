@@ -41,14 +41,11 @@ def costs(
     dims = [d.strip() for d in by.split(",") if d.strip()]
     accountant = Accountant(GatewayMetrics(), PriceTable.load({}))
     accountant.configure(loaded)
-    kinds: dict[str, str] = {name: p.kind for name, p in loaded.providers.items()}
     now = time.time()
     window = (parse_when(since, now), parse_when(until, now))
 
     def query(group: list[str], progress: Any = None) -> Any:
-        return asyncio.run(
-            spend(loaded.ledger.url, group, *window, accountant.prices, kinds, progress)
-        )
+        return asyncio.run(spend(loaded.ledger.url, group, *window, accountant.prices, progress))
 
     with Progress(transient=True, console=console) as bar:
         task = bar.add_task("reading the ledger", total=None)

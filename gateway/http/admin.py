@@ -129,7 +129,6 @@ def admin_app(gateway: Gateway) -> FastAPI:
                 parse_when(since, now),
                 parse_when(until, now),
                 gateway.accountant.prices,
-                {n: p.kind for n, p in config.providers.items()},
             )
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None

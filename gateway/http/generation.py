@@ -97,7 +97,11 @@ async def build_generation(
 
         providers = {name: FaultyProvider(p, faults, fired) for name, p in providers.items()}
     attempts = AttemptRunner(
-        providers, {name: p.timeouts for name, p in config.providers.items()}, metrics, state
+        providers,
+        {name: p.timeouts for name, p in config.providers.items()},
+        metrics,
+        state,
+        price_of=accountant.price_of,
     )
     generation = Generation(
         config,

@@ -37,31 +37,18 @@ class Accountant:
         self._prices = prices
         self._ledger = ledger
         self._log_access = log_access
-        self._kinds: dict[str, str] = {}
 
     def configure(
         self,
         config: GatewayConfig,
         self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
     ) -> None:
-        """Provider kinds and price overrides of the config being served, and the pools'
-        amortised prices."""
-        self._kinds = {name: p.kind for name, p in config.providers.items()}
-        self._prices = PriceTable.with_overrides(
-            self._prices,
-            {
-                (name, model): ModelPrice.per_million(
-                    o.input_per_mtok,
-                    o.output_per_mtok,
-                    o.cached_input_per_mtok,
-                    o.cache_write_per_mtok,
-                    o.reasoning_per_mtok,
-                )
-                for name, p in config.providers.items()
-                for model, o in p.prices.items()
-            },
-            self_hosted,
-        )
+        """The prices of the config being served, and the pools' amortised prices."""
+        self._prices = self._prices.for_config(config, self_hosted)
+
+    def price_of(self, provider: str, model: str) -> ModelPrice | None:
+        """The price this gateway charges for `model` at `provider` (its current config)."""
+        return self._prices.price(provider, model)
 
     def accepting(self) -> bool:
         """Whether a row for a new request can be kept."""
@@ -95,9 +82,7 @@ class Accountant:
                 ):
                     if value:
                         m.child(m.tokens, route, target.provider, target.model, kind).inc(value)
-                cost = self._prices.cost(
-                    target.provider, self._kinds.get(target.provider, ""), target.model, usage
-                )
+                cost = self._prices.cost(target.provider, target.model, usage)
                 if usage.cached_tokens or usage.cache_write_tokens:
                     self._cache_saving(route, target.provider, target.model, usage)
                 if cost is None:
@@ -124,16 +109,14 @@ class Accountant:
         return cost
 
     def _cache_saving(self, route: str, provider: str, model: str, usage: Usage) -> None:
-        price = self._prices.price(provider, self._kinds.get(provider, ""), model)
+        price = self._prices.price(provider, model)
         if price is None:
             return
-        read = price.cached_input if price.cached_input is not None else price.input
-        write = price.cache_write if price.cache_write is not None else price.input
         m = self._metrics
-        saved = usage.cached_tokens * (price.input - read)
+        saved = price.cache_saving(usage.cached_tokens)
         if saved > 0:
             m.child(m.cache_saved_usd, route, provider, model).inc(float(saved))
-        premium = usage.cache_write_tokens * (write - price.input)
+        premium = price.cache_write_premium(usage.cache_write_tokens)
         if premium > 0:
             m.child(m.cache_write_premium_usd, route, provider, model).inc(float(premium))
 

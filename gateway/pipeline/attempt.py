@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.accounting.pricing import ModelPrice
 from gateway.errors import (
     AllTargetsFailed,
     AttemptRecord,
@@ -60,12 +61,14 @@ class AttemptRunner:
         state: RoutingState,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        price_of: Callable[[str, str], ModelPrice | None] | None = None,
     ) -> None:
         self.providers = providers
         self._timeouts = {name: timeouts_of(t) for name, t in timeouts.items()}
         self.metrics = metrics
         self.state = state
         self.clock = clock
+        self._price_of = price_of
         self.rng = rng or random.Random()
         self._throttle = LogThrottle()
         self.retry_budget = RetryBudget()
@@ -86,7 +89,7 @@ class AttemptRunner:
         self.retry_budget.request(ctx.route_name, now, route.retry.budget_window_s)
         keys = [target_key(t) for t in targets]
         views = await self.state.views(keys, now, route.fail_over_when.window_s)
-        ordered = routing.order(route, views, self.rng, targets)
+        ordered = routing.order(route, views, self.rng, targets, self._cost_of(route))
         usable, skips = routing.plan(
             route,
             ordered,
@@ -101,6 +104,21 @@ class AttemptRunner:
         return await AttemptSequence(
             self, ctx, route, usable, skips, views, body, continuation
         ).run()
+
+    def _cost_of(self, route: Route) -> Callable[[Target], float | None] | None:
+        """`lowest_cost` orders by the prices accounting charges: a 1,000-token prompt and
+        the route's typical output at each target."""
+        price_of = self._price_of
+        if price_of is None or route.strategy != "lowest_cost":
+            return None
+
+        def cost(target: Target) -> float | None:
+            price = price_of(target.provider, target.model)
+            if price is None:
+                return None
+            return float(price.per_request(1_000, route.typical_output_tokens))
+
+        return cost
 
     async def admitted(
         self,

@@ -54,7 +54,6 @@ class Budgets:
         self._teams: dict[str, Budget] = {}
         self._tz = ZoneInfo("UTC")
         self._prices: PriceTable | None = None
-        self._kinds: dict[str, str] = {}
         self._outstanding = 0  # micro-dollars reserved here and not yet settled
 
     def configure(self, config: GatewayConfig, prices: PriceTable) -> None:
@@ -62,7 +61,6 @@ class Budgets:
         self._teams = {name: t.budget for name, t in config.teams.items()}
         self._tz = ZoneInfo(config.timezone)
         self._prices = prices
-        self._kinds = {name: p.kind for name, p in config.providers.items()}
 
     def _buckets(self, ctx: RequestContext, now: float) -> list[Bucket]:
         principal = ctx.principal
@@ -100,11 +98,9 @@ class Budgets:
         tokens_in = ctx.prompt_tokens(route.targets[0].model)
         tokens_out = expected_output(ctx.body, route.typical_output_tokens)
         for target in route.targets:
-            price = self._prices.price(
-                target.provider, self._kinds.get(target.provider, ""), target.model
-            )
+            price = self._prices.price(target.provider, target.model)
             if price is not None:
-                usd = tokens_in * price.input + tokens_out * price.output
+                usd = price.per_request(tokens_in, tokens_out)
                 worst = max(worst, int(usd * MILLION) + 1)
         return worst
 

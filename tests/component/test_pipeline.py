@@ -95,3 +95,26 @@ async def test_an_unknown_key_never_reaches_a_provider(tmp_path: Path) -> None:
     assert reply.status_code == 401
     assert reply.json()["error"]["type"] == "authentication_error"
     assert primary.calls == []
+
+
+async def test_lowest_cost_routes_by_the_price_the_ledger_charges(tmp_path: Path) -> None:
+    routes = """\
+  chat:
+    strategy: lowest_cost
+    targets:
+      - {provider: primary, model: m1}
+      - {provider: backup, model: m2}
+"""
+    prices = {
+        "primary": "prices: {m1: {input_per_mtok: 10, output_per_mtok: 30}}",
+        "backup": "prices: {m2: {input_per_mtok: 1, output_per_mtok: 3}}",
+    }
+    primary, backup = FakeProvider("primary"), FakeProvider("backup")
+    providers = {"primary": primary, "backup": backup}
+    async with running(tmp_path, routes, providers, prices) as gw:
+        reply = await gw.client.post("/v1/chat/completions", json=CHAT)
+    assert reply.headers["x-spillover-provider"] == "backup"
+    assert primary.calls == []
+    [row] = gw.rows()
+    # 7 prompt tokens at $1/M and 2 completion tokens at $3/M: 13 micro-dollars.
+    assert (row["provider"], row["cost_micro_usd"]) == ("backup", 13)

@@ -1,6 +1,6 @@
 """A minute of `bench/soak.py`: steady mixed traffic (streams, walk-aways, bad requests, a
 fallback in use) on one worker; nothing grows and every answered request has one row. The
-20-minute run and its table are in the README."""
+20-minute run and its table are in docs/performance.md."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ def test_a_minute_of_mixed_traffic_grows_nothing(tmp_path: Path) -> None:
     assert len(result.samples) >= 6
     assert sum(result.outcomes.values()) > 3000
     assert result.outcomes["walked_away"] > 100 and result.outcomes["bad:400"] > 100
-    assert not [k for k in result.outcomes if k.endswith(":client_error") or ":5" in k]
+    # The embeddings route has one target, failing 10% at random: three failures in a row
+    # (0.1% of its requests, expected 0.36 a minute) are answered 503 as they should be.
+    # Nothing else may fail: the chat route always has its fallback.
+    embeddings = sum(n for k, n in result.outcomes.items() if k.startswith("embed:"))
+    assert result.outcomes.get("embed:503", 0) <= max(3, embeddings // 100)
+    failed = [k for k in result.outcomes if k.endswith(":client_error") or ":5" in k]
+    assert [k for k in failed if k != "embed:503"] == []
     assert result.growth("fds") <= 5
     assert result.growth("tasks") <= 5
     assert result.growth("rss_mb") <= 20

@@ -120,9 +120,13 @@ class InProcess:
 KEY = "sk-component-key"
 
 
-def config_text(ledger: Path, routes: str, providers: Iterable[str]) -> str:
+def config_text(
+    ledger: Path, routes: str, providers: Iterable[str], extra: dict[str, str] | None = None
+) -> str:
     declared = "\n".join(
-        f"  {name}: {{kind: openai, api_base: 'http://fake.invalid/v1'}}" for name in providers
+        f"  {name}: {{kind: openai, api_base: 'http://fake.invalid/v1'"
+        f"{', ' + extra[name] if extra and name in extra else ''}}}"
+        for name in providers
     )
     return (
         f"ledger: {{url: 'sqlite:///{ledger}', flush_ms: 10}}\n"
@@ -134,10 +138,15 @@ def config_text(ledger: Path, routes: str, providers: Iterable[str]) -> str:
 
 @asynccontextmanager
 async def running(
-    tmp: Path, routes: str, providers: dict[str, FakeProvider]
+    tmp: Path,
+    routes: str,
+    providers: dict[str, FakeProvider],
+    provider_yaml: dict[str, str] | None = None,
 ) -> AsyncIterator[InProcess]:
+    """`provider_yaml`: more flow-style YAML for a provider's entry (e.g. its prices)."""
     ledger = tmp / "ledger.sqlite"
-    config = parse_config(config_text(ledger, routes, providers), "component.yaml", {})
+    text = config_text(ledger, routes, providers, provider_yaml)
+    config = parse_config(text, "component.yaml", {})
 
     def build(name: str, _config: ProviderConfig, _pool: PoolMetrics | None) -> Provider:
         return providers[name]

@@ -138,3 +138,18 @@ def test_backoff_and_retry_budget() -> None:
     assert not routing.retry_allowed(requests=10, retries=3, policy=policy)
     assert routing.retry_allowed(requests=100, retries=19, policy=policy)
     assert not routing.retry_allowed(requests=100, retries=20, policy=policy)
+
+
+def test_lowest_cost_orders_by_the_price_it_is_given_and_unknown_goes_last() -> None:
+    rng = random.Random(1)
+    listed = Route(
+        strategy="lowest_cost",
+        targets=[
+            Target(provider="a", model="m", price=Price(input_per_mtok=0.1, output_per_mtok=0.1)),
+            Target(provider="b", model="m"),
+            Target(provider="c", model="m"),
+        ],
+    )
+    charged = {"a": 9.0, "c": 1.0}  # what accounting charges, not the target's listed price
+    ordered = routing.order(listed, {}, rng, cost_of=lambda t: charged.get(t.provider))
+    assert [t.provider for t in ordered] == ["c", "a", "b"]
