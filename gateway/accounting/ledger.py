@@ -22,17 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
     Column,
-    Float,
     Integer,
     MetaData,
-    String,
     Table,
-    Text,
     event,
-    false,
     select,
     text,
 )
@@ -41,56 +35,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.accounting.journal import Journal, JournalFull
+from gateway.accounting.row import ADDED_COLUMNS, COLUMNS, LedgerRow
+from gateway.accounting.row import ledger_table as ledger_table_of
 from policies.schema import LedgerConfig
 
 log = logging.getLogger("spillover.ledger")
 
 metadata = MetaData()
 
-ledger_table = Table(
-    "spillover_ledger",
-    metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
-    Column("ts", Float, nullable=False, index=True),
-    # Ours, unique per request; the client's x-request-id may repeat and is kept apart.
-    Column("uid", String(64), nullable=False, unique=True),
-    Column("request_id", String(128), nullable=False),
-    Column("key_name", String(128)),
-    # Only `ts` and `uid` are indexed: every index is paid on each insert, and reports scan
-    # a time range anyway.
-    Column("team", String(128)),
-    Column("route", String(256)),
-    Column("endpoint", String(32), nullable=False),
-    Column("provider", String(128)),
-    Column("model", String(256)),
-    Column("status", Integer, nullable=False),
-    Column("error_class", String(64)),
-    Column("stream", Boolean, nullable=False),
-    Column("prompt_tokens", Integer, nullable=False),
-    Column("cached_tokens", Integer, nullable=False),
-    Column("cache_write_tokens", Integer, nullable=False),
-    Column("completion_tokens", Integer, nullable=False),
-    Column("reasoning_tokens", Integer, nullable=False),
-    Column("cost_micro_usd", BigInteger),  # NULL: the model's price is unknown
-    Column("latency_ms", Float, nullable=False),
-    Column("ttft_ms", Float),
-    Column("attempts", Integer, nullable=False),
-    Column("attempts_detail", Text, nullable=False),
-    Column("fell_back", Boolean, nullable=False),
-    Column("resumed", Boolean, nullable=False),
-    Column("partial_stream", Boolean, nullable=False),
-    # Drill traffic: the x-spillover-drill scope and the faults injected ("f3:error", …).
-    Column("drill", String(256)),
-    # Tokens estimated by the gateway: a stream cut (client gone, upstream broken) before the
-    # upstream reported its usage. The provider billed something; this is our best count.
-    Column("usage_estimated", Boolean, nullable=False, server_default=false()),
-)
-
-_COLUMNS = [c.name for c in ledger_table.columns if c.name != "id"]
-# Columns added by later schema versions: a row spooled by an older gateway lacks them.
-_ADDED_COLUMNS: dict[str, Any] = {"drill": None, "usage_estimated": False}
+ledger_table = ledger_table_of(metadata)
+_COLUMNS = COLUMNS
+_ADDED_COLUMNS = ADDED_COLUMNS
 _SQLITE_INSERT = (
     f"INSERT OR IGNORE INTO spillover_ledger ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -206,8 +161,9 @@ class LedgerWriter:
         self._db_ok = True
         return True
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, record: LedgerRow) -> None:
         """Keep the row; when this returns, a killed process no longer loses it."""
+        row = record.as_dict()
         try:
             self.journal.append(row)
         except (OSError, JournalFull) as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
 from gateway.accounting.pricing import ModelPrice, PriceTable
+from gateway.accounting.row import LedgerRow
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import RequestContext
@@ -20,7 +21,7 @@ access_log = logging.getLogger("spillover.access")
 
 
 class LedgerSink(Protocol):
-    def add(self, row: dict[str, Any]) -> None: ...
+    def add(self, record: LedgerRow) -> None: ...
 
     def accepting(self) -> bool: ...
 
@@ -120,38 +121,38 @@ class Accountant:
         if premium > 0:
             m.child(m.cache_write_premium_usd, route, provider, model).inc(float(premium))
 
-    def _row(self, ctx: RequestContext, cost: int | None) -> dict[str, Any]:
-        usage = ctx.usage
+    def _row(self, ctx: RequestContext, cost: int | None) -> LedgerRow:
+        usage = ctx.usage or Usage()
         target = ctx.served_by
-        return {
-            "uid": new_id(),
-            "ts": ctx.wall_started,
-            "request_id": ctx.request_id,
-            "key_name": ctx.principal.key_name if ctx.principal else None,
-            "team": ctx.principal.team if ctx.principal else None,
-            "route": ctx.route_name if ctx.route is not None else None,
-            "endpoint": ctx.endpoint,
-            "provider": target.provider if target else None,
-            "model": target.model if target else None,
-            "status": ctx.status,
-            "error_class": ctx.error_class,
-            "stream": ctx.stream,
-            "prompt_tokens": usage.prompt_tokens if usage else 0,
-            "cached_tokens": usage.cached_tokens if usage else 0,
-            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
-            "completion_tokens": usage.completion_tokens if usage else 0,
-            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
-            "cost_micro_usd": cost,
-            "latency_ms": round(ctx.elapsed() * 1000, 3),
-            "ttft_ms": round(ctx.ttft_s * 1000, 3) if ctx.ttft_s is not None else None,
-            "attempts": len(ctx.attempts),
-            "attempts_detail": orjson.dumps([a.as_dict() for a in ctx.attempts]).decode(),
-            "fell_back": ctx.fell_back,
-            "resumed": ctx.resumed,
-            "partial_stream": ctx.bytes_sent and ctx.status != 200,
-            "drill": _drill_mark(ctx),
-            "usage_estimated": ctx.usage_estimated,
-        }
+        return LedgerRow(
+            uid=new_id(),
+            ts=ctx.wall_started,
+            request_id=ctx.request_id,
+            key_name=ctx.principal.key_name if ctx.principal else None,
+            team=ctx.principal.team if ctx.principal else None,
+            route=ctx.route_name if ctx.route is not None else None,
+            endpoint=ctx.endpoint,
+            provider=target.provider if target else None,
+            model=target.model if target else None,
+            status=ctx.status,
+            error_class=ctx.error_class,
+            stream=ctx.stream,
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            completion_tokens=usage.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_micro_usd=cost,
+            latency_ms=round(ctx.elapsed() * 1000, 3),
+            ttft_ms=round(ctx.ttft_s * 1000, 3) if ctx.ttft_s is not None else None,
+            attempts=len(ctx.attempts),
+            attempts_detail=orjson.dumps([a.as_dict() for a in ctx.attempts]).decode(),
+            fell_back=ctx.fell_back,
+            resumed=ctx.resumed,
+            partial_stream=bool(ctx.bytes_sent and ctx.status != 200),
+            drill=_drill_mark(ctx),
+            usage_estimated=ctx.usage_estimated,
+        )
 
 
 def _drill_mark(ctx: RequestContext) -> str | None:

@@ -79,3 +79,18 @@ def test_the_journal_refuses_rows_past_its_bound(tmp_path: Path) -> None:
     assert journal.pending_bytes >= 2000
     _drain(journal)
     journal.append(_row(0))  # room again once the database took them
+
+
+def test_the_ledger_table_is_derived_from_the_typed_row() -> None:
+    import dataclasses
+    import typing
+
+    from gateway.accounting.ledger import ledger_table
+    from gateway.accounting.row import LedgerRow
+
+    hints = typing.get_type_hints(LedgerRow)
+    columns = {c.name: c for c in ledger_table.columns if c.name != "id"}
+    assert list(columns) == [f.name for f in dataclasses.fields(LedgerRow)]
+    for name, column in columns.items():
+        assert column.nullable == (type(None) in typing.get_args(hints[name])), name
+    assert columns["uid"].unique and columns["ts"].index
