@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
 from gateway.accounting.ledger import LedgerWriter
@@ -27,6 +28,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.budgets import Budgets
+from gateway.pipeline.context import Principal
 from gateway.providers import ProviderFactory, build_provider
 from gateway.state.contracts import Limiter, RoutingState, SpendCounters
 from gateway.state.limits import MemoryLimiter, RedisLimiter
@@ -109,6 +111,36 @@ class Gateway:
     def current(self) -> Generation:
         assert self._current is not None, "gateway not started"
         return self._current
+
+    # -- what the admin API may see and do (http/admin_port.py) ------------------------------
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    def config(self) -> GatewayConfig:
+        return self.current.config
+
+    def shares_state(self) -> bool:
+        return self.backends.shared is not None
+
+    def authenticate(self, authorization: bytes | None) -> Principal:
+        return self.current.proxy.keys.authenticate(authorization)
+
+    def problems(self) -> tuple[dict[str, int], list[str]]:
+        usable = self.current.usable_targets()
+        problems = [f"route {name} has no usable target" for name, n in usable.items() if not n]
+        if self.draining:
+            problems.append("shutting down")
+        if not self.accountant.accepting():
+            problems.append("the ledger can keep no more rows")
+        return usable, problems
+
+    def prices(self) -> PriceTable:
+        return self.accountant.prices
+
+    async def reload(self, trigger: str) -> ReloadResult:
+        return await self.reloader.reload(trigger)
 
     def _ledger_state(self, ledger: LedgerWriter) -> None:
         m = self.metrics

@@ -1,0 +1,38 @@
+"""What the admin API may see and do of the running gateway: a narrow port, so the admin
+routes never reach into the gateway's internals (its generations, proxy, accountant)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from gateway.accounting.pricing import PriceTable
+from gateway.drill.faults import FaultTable
+from gateway.http.reload import ReloadResult
+from gateway.pipeline.context import Principal
+from gateway.state.contracts import RoutingState
+from policies.schema import GatewayConfig
+
+
+class AdminPort(Protocol):
+    faults: FaultTable
+    state: RoutingState
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    def config(self) -> GatewayConfig:
+        """The config being served now."""
+
+    def shares_state(self) -> bool:
+        """Whether routing state, limits and budgets live in Redis (set at start)."""
+
+    def authenticate(self, authorization: bytes | None) -> Principal: ...
+
+    def problems(self) -> tuple[dict[str, int], list[str]]:
+        """Usable targets per route, and why this replica should not get traffic (if so)."""
+
+    def prices(self) -> PriceTable: ...
+
+    async def reload(self, trigger: str) -> ReloadResult: ...
