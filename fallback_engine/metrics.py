@@ -11,13 +11,15 @@ STATES = ("starting", "warming", "ready", "draining", "unhealthy")
 
 class PoolMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
+        self._replicas(registry)
+        self._pool(registry)
+        self._decisions(registry)
+
+    def _replicas(self, r: CollectorRegistry) -> None:
+        """Per replica: its state, the memory dimension next to the compute one."""
 
         def replica_gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, ["pool", "replica"], registry=r)
-
-        def pool_gauge(name: str, doc: str) -> Gauge:
-            return Gauge(name, doc, ["pool"], registry=r)
 
         self.replica_state = Gauge(
             "spillover_pool_replica_state",
@@ -59,6 +61,13 @@ class PoolMetrics:
         self.preemptions = replica_gauge(
             "spillover_pool_replica_preemptions", "vLLM's preemption counter, as scraped."
         )
+
+    def _pool(self, r: CollectorRegistry) -> None:
+        """Per pool: warm replicas, mean KV usage, throughput, the queue."""
+
+        def pool_gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, ["pool"], registry=r)
+
         self.warm_replicas = pool_gauge(
             "spillover_pool_warm_replicas", "Replicas ready (loaded, warmed, healthy)."
         )
@@ -84,6 +93,9 @@ class PoolMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+
+    def _decisions(self, r: CollectorRegistry) -> None:
+        """What the pool decided: sheds, picks, caps, scrape failures, state transitions."""
         self.shed = Counter(
             "spillover_pool_shed",
             "Requests the pool refused, by reason and priority.",

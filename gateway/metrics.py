@@ -17,6 +17,24 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._requests(r)
+        self._upstreams(r)
+        self._money(r)
+        self._ledger(r)
+        self._shared_state(r)
+        self._config(r)
+        self.tasks = Gauge(
+            "spillover_event_loop_tasks",
+            "asyncio tasks alive in this process (a leak shows as steady growth).",
+            registry=r,
+        )
+        self.tasks.set_function(_task_count)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, …
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self.pool = PoolMetrics(r)
+
+    def _requests(self, r: CollectorRegistry) -> None:
+        """What clients asked and got: requests, latency, tokens, streams."""
         self.requests = Counter(
             "spillover_requests",
             "Client requests by route, endpoint and final status.",
@@ -37,17 +55,14 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.attempts = Counter(
-            "spillover_upstream_attempts",
-            "Upstream attempts by target and outcome (ok, failed, skipped) and error class.",
-            ["provider", "model", "outcome", "error"],
-            registry=r,
+        self.in_flight = Gauge(
+            "spillover_requests_in_flight", "Requests being served now.", registry=r
         )
-        self.attempt_seconds = Histogram(
-            "spillover_upstream_attempt_duration_seconds",
-            "Time to a full answer (or the first event of a stream) per target.",
-            ["provider", "model"],
-            buckets=_LATENCY_BUCKETS,
+        self.tokens = Counter(
+            "spillover_tokens",
+            "Tokens by route, target and kind (prompt, completion, cached, cache_write, "
+            "reasoning).",
+            ["route", "provider", "model", "kind"],
             registry=r,
         )
         self.shape_changes = Counter(
@@ -57,48 +72,10 @@ class GatewayMetrics:
             ["route", "change"],
             registry=r,
         )
-        self.cache_saved_usd = Counter(
-            "spillover_prompt_cache_saved_usd",
-            "What cached input tokens saved against the full input price.",
-            ["route", "provider", "model"],
-            registry=r,
-        )
-        self.cache_write_premium_usd = Counter(
-            "spillover_prompt_cache_write_premium_usd",
-            "What cache writes cost above the full input price (Anthropic: 25% or 100%).",
-            ["route", "provider", "model"],
-            registry=r,
-        )
-        self.faults_injected = Counter(
-            "spillover_faults_injected",
-            "Faults injected by drills, by kind and provider.",
-            ["kind", "provider"],
-            registry=r,
-        )
-        self.fallbacks = Counter(
-            "spillover_fallbacks",
-            "Requests served by a later target, by route and the first target's error class.",
-            ["route", "reason"],
-            registry=r,
-        )
-        self.tokens = Counter(
-            "spillover_tokens",
-            "Tokens by route, target and kind (prompt, completion, cached, cache_write, "
-            "reasoning).",
-            ["route", "provider", "model", "kind"],
-            registry=r,
-        )
         self.stream_interrupted = Counter(
             "spillover_streams_interrupted",
             "Streams that failed after bytes reached the client (ended with an error event).",
             ["route", "provider"],
-            registry=r,
-        )
-        self.hedges = Counter(
-            "spillover_hedges",
-            "Hedged requests: started, won (the hedge answered first), lost (the first "
-            "target answered first), no_budget (a hedge was due but the budget was spent).",
-            ["route", "outcome"],
             registry=r,
         )
         self.streams_resumed = Counter(
@@ -117,18 +94,33 @@ class GatewayMetrics:
             ["route", "provider"],
             registry=r,
         )
-        self.in_flight = Gauge(
-            "spillover_requests_in_flight", "Requests being served now.", registry=r
-        )
-        self.config_loaded = Gauge(
-            "spillover_config_loaded_timestamp_seconds",
-            "When the serving config was loaded.",
+
+    def _upstreams(self, r: CollectorRegistry) -> None:
+        """Attempts at targets and the routing decisions around them."""
+        self.attempts = Counter(
+            "spillover_upstream_attempts",
+            "Upstream attempts by target and outcome (ok, failed, skipped) and error class.",
+            ["provider", "model", "outcome", "error"],
             registry=r,
         )
-        self.routes = Gauge(
-            "spillover_route_usable_targets",
-            "Usable targets per route (readiness).",
-            ["route"],
+        self.attempt_seconds = Histogram(
+            "spillover_upstream_attempt_duration_seconds",
+            "Time to a full answer (or the first event of a stream) per target.",
+            ["provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "spillover_fallbacks",
+            "Requests served by a later target, by route and the first target's error class.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.hedges = Counter(
+            "spillover_hedges",
+            "Hedged requests: started, won (the hedge answered first), lost (the first "
+            "target answered first), no_budget (a hedge was due but the budget was spent).",
+            ["route", "outcome"],
             registry=r,
         )
         self.skips = Counter(
@@ -156,23 +148,15 @@ class GatewayMetrics:
             ["provider", "model"],
             registry=r,
         )
-        self.state_backend_up = Gauge(
-            "spillover_state_backend_up",
-            "1 while the shared state backend (Redis) answers; 0 while routing runs on "
-            "local state.",
+        self.faults_injected = Counter(
+            "spillover_faults_injected",
+            "Faults injected by drills, by kind and provider.",
+            ["kind", "provider"],
             registry=r,
         )
-        self.config_reloads = Counter(
-            "spillover_config_reloads",
-            "Config reloads by trigger (sighup, file_changed, admin_api) and outcome.",
-            ["trigger", "outcome"],
-            registry=r,
-        )
-        self.config_reload_ok = Gauge(
-            "spillover_config_last_reload_ok",
-            "1 when the last reload (or the start) succeeded; 0 while a rejected file waits.",
-            registry=r,
-        )
+
+    def _money(self, r: CollectorRegistry) -> None:
+        """Cost, prompt-cache savings and budgets."""
         self.cost_usd = Counter(
             "spillover_cost_usd",
             "Spend in USD by team, route and target (from the ledger's integer micro-dollars).",
@@ -185,6 +169,39 @@ class GatewayMetrics:
             ["provider", "model"],
             registry=r,
         )
+        self.cache_saved_usd = Counter(
+            "spillover_prompt_cache_saved_usd",
+            "What cached input tokens saved against the full input price.",
+            ["route", "provider", "model"],
+            registry=r,
+        )
+        self.cache_write_premium_usd = Counter(
+            "spillover_prompt_cache_write_premium_usd",
+            "What cache writes cost above the full input price (Anthropic: 25% or 100%).",
+            ["route", "provider", "model"],
+            registry=r,
+        )
+        self.budget_rejections = Counter(
+            "spillover_budget_rejections",
+            "Requests refused because a hard budget was spent, by scope (key, team).",
+            ["scope"],
+            registry=r,
+        )
+        self.budget_reserved = Gauge(
+            "spillover_budget_reserved_usd",
+            "The reservation backlog: money reserved by requests in flight here, not yet "
+            "settled to their real cost.",
+            registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "spillover_budget_remaining_usd",
+            "What is left of a budget in its current period (negative once overspent).",
+            ["scope", "owner", "period"],
+            registry=r,
+        )
+
+    def _ledger(self, r: CollectorRegistry) -> None:
+        """The ledger's journal and database."""
         self.ledger_queue = Gauge(
             "spillover_ledger_queue_depth",
             "Ledger rows kept (journaled) but not yet in the database.",
@@ -221,11 +238,13 @@ class GatewayMetrics:
             "1 while the ledger database accepts writes.",
             registry=r,
         )
-        self.limit_rejections = Counter(
-            "spillover_limit_rejections",
-            "Requests refused by a gateway-side limit, by scope (key, team, route) and kind "
-            "(requests, tokens, concurrent).",
-            ["scope", "kind"],
+
+    def _shared_state(self, r: CollectorRegistry) -> None:
+        """Limits and the shared state behind them."""
+        self.state_backend_up = Gauge(
+            "spillover_state_backend_up",
+            "1 while the shared state backend (Redis) answers; 0 while routing runs on "
+            "local state.",
             registry=r,
         )
         self.limits_shared = Gauge(
@@ -234,33 +253,38 @@ class GatewayMetrics:
             "enforces its share (limit / replicas).",
             registry=r,
         )
-        self.budget_rejections = Counter(
-            "spillover_budget_rejections",
-            "Requests refused because a hard budget was spent, by scope (key, team).",
-            ["scope"],
+        self.limit_rejections = Counter(
+            "spillover_limit_rejections",
+            "Requests refused by a gateway-side limit, by scope (key, team, route) and kind "
+            "(requests, tokens, concurrent).",
+            ["scope", "kind"],
             registry=r,
         )
-        self.budget_reserved = Gauge(
-            "spillover_budget_reserved_usd",
-            "The reservation backlog: money reserved by requests in flight here, not yet "
-            "settled to their real cost.",
+
+    def _config(self, r: CollectorRegistry) -> None:
+        """The config being served and its reloads."""
+        self.config_loaded = Gauge(
+            "spillover_config_loaded_timestamp_seconds",
+            "When the serving config was loaded.",
             registry=r,
         )
-        self.budget_remaining = Gauge(
-            "spillover_budget_remaining_usd",
-            "What is left of a budget in its current period (negative once overspent).",
-            ["scope", "owner", "period"],
+        self.routes = Gauge(
+            "spillover_route_usable_targets",
+            "Usable targets per route (readiness).",
+            ["route"],
             registry=r,
         )
-        self.tasks = Gauge(
-            "spillover_event_loop_tasks",
-            "asyncio tasks alive in this process (a leak shows as steady growth).",
+        self.config_reloads = Counter(
+            "spillover_config_reloads",
+            "Config reloads by trigger (sighup, file_changed, admin_api) and outcome.",
+            ["trigger", "outcome"],
             registry=r,
         )
-        self.tasks.set_function(_task_count)
-        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, …
-        self._children: dict[tuple[Any, ...], Any] = {}
-        self.pool = PoolMetrics(r)
+        self.config_reload_ok = Gauge(
+            "spillover_config_last_reload_ok",
+            "1 when the last reload (or the start) succeeded; 0 while a rejected file waits.",
+            registry=r,
+        )
 
     def child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
