@@ -1,5 +1,5 @@
 """Admission control, pure: which ready replicas may take this request, and when none can,
-what the pool's YAML says to do. The seed article's rule: KV cache is the binding constraint,
+what the pool's YAML says to do. KV cache is the binding constraint,
 and shedding is a decision written down, never an accident of queues filling up."""
 
 from __future__ import annotations

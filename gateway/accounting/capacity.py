@@ -1,4 +1,4 @@
-"""Capacity planning from the ledger, as the seed article asks: size a self-hosted pool from
+"""Capacity planning from the ledger: size a self-hosted pool from
 the request *distribution* — p95/p99 prompt and output sizes, the concurrency over time, and
 the KV cache the requests in flight hold together — never from averages. A pool sized for
 100 concurrent 1K-token requests runs out of KV cache when those 100 bring 50K-token prompts.
