@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -33,43 +34,51 @@ def demo(
         "SIM_VLLM_PORT": str(pool_port),
         "SIM_VLLM_PORT_2": str(pool_port + 1),
     }
+    children = [
+        subprocess.Popen(c, env=env) for c in _commands(openai_port, anthropic_port, pool_port)
+    ]
+    stop = _stopper(children)
+    base = f"http://127.0.0.1:{port}"
+    if not wait_ready(
+        f"{base}/health/ready", 30, alive=lambda: all(c.poll() is None for c in children)
+    ):
+        stop()
+        console.print(
+            "[red]the demo did not come up: a process exited or 30 s passed "
+            "(is a port taken?)[/red]"
+        )
+        raise typer.Exit(1)
+    key = os.environ.get("SPILLOVER_DEMO_KEY", "sk-spillover-demo")
+    Console(soft_wrap=True).print(
+        _WELCOME.format(base=base, key=key, openai_port=openai_port), highlight=False
+    )
+    sys.stdout.flush()
+    try:
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        console.print("[red]a demo process exited; stopping the rest[/red]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+
+
+_SIM_ARGS = ["--model", "llama-3.1-8b", "--step-base-ms", "10"]
+
+
+def _commands(openai_port: int, anthropic_port: int, pool_port: int) -> list[list[str]]:
     me = [sys.executable, "-m", "gateway"]
-    commands = [
-        [
-            *me,
-            "mock-provider",
-            "--wire",
-            "openai",
-            "--port",
-            str(openai_port),
-            "--tokens-per-s",
-            "200",
-        ],
-        [
-            *me,
-            "mock-provider",
-            "--wire",
-            "anthropic",
-            "--port",
-            str(anthropic_port),
-            "--tokens-per-s",
-            "200",
-        ],
-        [
-            *me,
-            "sim-vllm",
-            "--port",
-            str(pool_port),
-            "--replicas",
-            "2",
-            "--model",
-            "llama-3.1-8b",
-            "--step-base-ms",
-            "10",
-        ],
+    mock = [*me, "mock-provider", "--tokens-per-s", "200", "--port"]
+    return [
+        [*mock, str(openai_port), "--wire", "openai"],
+        [*mock, str(anthropic_port), "--wire", "anthropic"],
+        [*me, "sim-vllm", "--port", str(pool_port), "--replicas", "2", *_SIM_ARGS],
         [*me, "serve", "--config", str(demo_config_path()), "--log-level", "warning"],
     ]
-    children = [subprocess.Popen(c, env=env) for c in commands]
+
+
+def _stopper(children: list[subprocess.Popen[bytes]]) -> Callable[[], None]:
+    """Stop every child (TERM, then KILL after 10 s), also on SIGTERM and Ctrl-C."""
 
     def stop(*_: object) -> None:
         for child in children:
@@ -88,19 +97,10 @@ def demo(
     # Installed explicitly: a parent that ignores SIGINT would otherwise make Ctrl-C a no-op.
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    base = f"http://127.0.0.1:{port}"
-    if not wait_ready(
-        f"{base}/health/ready", 30, alive=lambda: all(c.poll() is None for c in children)
-    ):
-        stop()
-        console.print(
-            "[red]the demo did not come up: a process exited or 30 s passed "
-            "(is a port taken?)[/red]"
-        )
-        raise typer.Exit(1)
-    key = os.environ.get("SPILLOVER_DEMO_KEY", "sk-spillover-demo")
-    Console(soft_wrap=True).print(
-        f"""
+    return stop
+
+
+_WELCOME = """
 [bold green]Spillover demo is up.[/bold green]
 base URL: [bold]{base}/v1[/bold]   key: [bold]{key}[/bold]
 routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool),
@@ -120,15 +120,4 @@ routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool),
        -d '{{"error_rate": 1, "error_status": 503}}'
 
 metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everything.
-""",
-        highlight=False,
-    )
-    sys.stdout.flush()
-    try:
-        while all(c.poll() is None for c in children):
-            time.sleep(0.5)
-        console.print("[red]a demo process exited; stopping the rest[/red]")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
+"""
