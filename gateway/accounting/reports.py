@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.accounting.ledger import engine_url, ledger_table
-from gateway.accounting.pricing import MILLION, PriceTable
+from gateway.accounting.pricing import MILLION, ModelPrice, PriceTable
 
 DIMENSIONS = ("team", "key", "route", "provider", "model", "day")
 _SINCE = re.compile(r"^(\d+)([smhd])$")
@@ -80,12 +80,33 @@ async def spend(
             f"cannot group by {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})"
         )
     engine = create_async_engine(engine_url(url))
+    try:
+        query = _grouped(by, engine.dialect.name == "postgresql", since, until)
+        async with engine.connect() as conn:
+            raw = (await conn.execute(query)).all()
+    finally:
+        await engine.dispose()
+    groups: dict[tuple[str, ...], _Group] = {}
+    for n, row in enumerate(raw, 1):
+        values = list(row)
+        group = tuple(str(v) if v is not None else "-" for v in values[: len(by)])
+        provider, model = values[len(by)], values[len(by) + 1]
+        sums = [int(v or 0) for v in values[len(by) + 2 :]]
+        price = prices.price(provider, model) if provider and model else None
+        self_hosted = bool(provider) and prices.kind(provider) == "vllm_pool"
+        groups.setdefault(group, _Group()).add(sums, price, self_hosted)
+        if progress:
+            progress(n)
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1].cost)
+    return [acc.row(dict(zip(by, group, strict=True))) for group, acc in ranked]
+
+
+def _grouped(
+    by: list[str], postgresql: bool, since: float | None, until: float | None
+) -> Select[Any]:
+    """Sums per group of `by` and per (provider, model)."""
     table = ledger_table.c
-    day = (
-        func.to_char(func.to_timestamp(table.ts), "YYYY-MM-DD")
-        if engine.dialect.name == "postgresql"
-        else _column("day")
-    )
+    day = func.to_char(func.to_timestamp(table.ts), "YYYY-MM-DD") if postgresql else _column("day")
     columns = {d: (day if d == "day" else _column(d)) for d in by}
     keys = [*columns.values(), table.provider, table.model]
     query = select(
@@ -104,67 +125,49 @@ async def spend(
         query = query.where(table.ts >= since)
     if until is not None:
         query = query.where(table.ts < until)
-    try:
-        async with engine.connect() as conn:
-            raw = (await conn.execute(query)).all()
-    finally:
-        await engine.dispose()
-    groups: dict[tuple[str, ...], dict[str, Any]] = {}
-    for n, row in enumerate(raw, 1):
-        values = list(row)
-        group = tuple(str(v) if v is not None else "-" for v in values[: len(by)])
-        provider, model = values[len(by)], values[len(by) + 1]
-        (requests, cost, unpriced, prompt, cached, completion, fell_back) = values[len(by) + 2 :]
-        acc = groups.setdefault(
-            group,
-            {
-                "requests": 0,
-                "cost": 0,
-                "unpriced": 0,
-                "prompt": 0,
-                "cached": 0,
-                "completion": 0,
-                "fell_back": 0,
-                "savings": Decimal(0),
-                "self_hosted": False,
-            },
+    return query
+
+
+@dataclass
+class _Group:
+    """One report row in the making: sums over its (provider, model) parts."""
+
+    requests: int = 0
+    cost: int = 0
+    unpriced: int = 0
+    prompt: int = 0
+    cached: int = 0
+    completion: int = 0
+    fell_back: int = 0
+    savings: Decimal = Decimal(0)
+    self_hosted: bool = False
+
+    def add(self, sums: list[int], price: ModelPrice | None, self_hosted: bool) -> None:
+        requests, cost, unpriced, prompt, cached, completion, fell_back = sums
+        self.requests += requests
+        self.cost += cost
+        self.unpriced += unpriced
+        self.prompt += prompt
+        self.cached += cached
+        self.completion += completion
+        self.fell_back += fell_back
+        if price is not None:
+            self.savings += price.cache_saving(cached)
+        self.self_hosted = self.self_hosted or self_hosted
+
+    def row(self, group: dict[str, str]) -> SpendRow:
+        tokens = self.prompt + self.completion
+        return SpendRow(
+            group=group,
+            requests=self.requests,
+            spend_usd=self.cost / 1_000_000,
+            unpriced_requests=self.unpriced,
+            prompt_tokens=self.prompt,
+            cached_tokens=self.cached,
+            completion_tokens=self.completion,
+            cache_hit_ratio=self.cached / self.prompt if self.prompt else 0.0,
+            cache_savings_usd=float(self.savings),
+            fallback_share=self.fell_back / self.requests if self.requests else 0.0,
+            usd_per_mtok=(self.cost / 1_000_000) / (tokens / float(MILLION)) if tokens else None,
+            self_hosted=self.self_hosted,
         )
-        for name, value in (
-            ("requests", requests),
-            ("cost", cost),
-            ("unpriced", unpriced),
-            ("prompt", prompt),
-            ("cached", cached),
-            ("completion", completion),
-            ("fell_back", fell_back),
-        ):
-            acc[name] += int(value or 0)
-        if provider and model:
-            price = prices.price(provider, model)
-            if price is not None:
-                acc["savings"] += price.cache_saving(int(cached or 0))
-            acc["self_hosted"] = acc["self_hosted"] or prices.kind(provider) == "vllm_pool"
-        if progress:
-            progress(n)
-    out = []
-    for group, acc in sorted(groups.items(), key=lambda kv: -kv[1]["cost"]):
-        tokens = acc["prompt"] + acc["completion"]
-        out.append(
-            SpendRow(
-                group=dict(zip(by, group, strict=True)),
-                requests=acc["requests"],
-                spend_usd=acc["cost"] / 1_000_000,
-                unpriced_requests=acc["unpriced"],
-                prompt_tokens=acc["prompt"],
-                cached_tokens=acc["cached"],
-                completion_tokens=acc["completion"],
-                cache_hit_ratio=acc["cached"] / acc["prompt"] if acc["prompt"] else 0.0,
-                cache_savings_usd=float(acc["savings"]),
-                fallback_share=acc["fell_back"] / acc["requests"] if acc["requests"] else 0.0,
-                usd_per_mtok=(acc["cost"] / 1_000_000) / (tokens / float(MILLION))
-                if tokens
-                else None,
-                self_hosted=acc["self_hosted"],
-            )
-        )
-    return out
