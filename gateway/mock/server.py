@@ -205,8 +205,51 @@ def _sse(chunks: list[dict[str, Any]]) -> list[bytes]:
 def build_app(wire: Wire, knobs: Knobs) -> web.Application:
     state = MockState(wire, knobs, random.Random(knobs.seed), deque(maxlen=200), {}, PrefixCache())
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    _Mock(wire, state).route(app)
+    return app
+
+
+class _Mock:
+    """The mock's handlers over its state: the wire endpoints and the /_mock controls."""
+
+    def __init__(self, wire: Wire, state: MockState) -> None:
+        self.wire = wire
+        self.state = state
+
+    def route(self, app: web.Application) -> None:
+        if self.wire == "anthropic":
+            app.router.add_post(
+                "/v1/messages",
+                self.endpoint(content.anthropic_message, self.anthropic_sse, cached=True),
+            )
+        else:
+            app.router.add_post(
+                "/v1/chat/completions",
+                self.endpoint(content.openai_chat, self.openai_chat_sse, cached=True),
+            )
+            app.router.add_post(
+                "/v1/completions",
+                self.endpoint(
+                    content.openai_completion,
+                    lambda b, n, _: _sse(content.openai_completion_chunks(b, n)),
+                ),
+            )
+            app.router.add_post(
+                "/v1/embeddings",
+                self.endpoint(
+                    lambda b, n: content.embeddings_response(b, self.state.knobs.embedding_dims),
+                    None,
+                ),
+            )
+            app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/_mock/config", self.get_config)
+        app.router.add_post("/_mock/config", self.set_config)
+        app.router.add_get("/_mock/requests", self.get_requests)
+        app.router.add_post("/_mock/reset", self.reset)
+        app.router.add_get("/health", _ok)
 
     def endpoint(
+        self,
         whole: Callable[[dict[str, Any], int], Any],
         events: Callable[[dict[str, Any], int, CacheUsage | None], list[bytes]] | None,
         cached: bool = False,
@@ -215,35 +258,35 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
         cache, then answer whole or as a stream of pre-rendered events."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            body = await _read(state, request)
-            invalid = _invalid(wire, body)
+            body = await _read(self.state, request)
+            invalid = _invalid(self.wire, body)
             if invalid is not None:
                 return invalid
-            fault = await _faults(state, request)
+            fault = await _faults(self.state, request)
             if fault is not None:
                 return fault
-            n = _n_tokens(state, body)
-            cache = _cache_usage(state, body) if cached else None
+            n = _n_tokens(self.state, body)
+            cache = _cache_usage(self.state, body) if cached else None
             prefill_s = (
-                cache.uncached / 1000 * state.knobs.uncached_ms_per_1k_tokens / 1000
+                cache.uncached / 1000 * self.state.knobs.uncached_ms_per_1k_tokens / 1000
                 if cache
                 else 0.0
             )
             if body.get("stream") and events is not None:
-                return await _stream(state, request, events(body, n, cache), prefill_s)
+                return await _stream(self.state, request, events(body, n, cache), prefill_s)
             answer = whole(body, n)
             if cache is not None:
-                if wire == "anthropic":
+                if self.wire == "anthropic":
                     patch_anthropic(answer["usage"], cache)
                 else:
                     patch_openai(answer, cache)
             if prefill_s:
                 await asyncio.sleep(prefill_s)
-            return web.json_response(answer, dumps=_dumps, headers=_headroom(state))
+            return web.json_response(answer, dumps=_dumps, headers=_headroom(self.state))
 
         return handle
 
-    def anthropic_sse(body: dict[str, Any], n: int, cache: CacheUsage | None) -> list[bytes]:
+    def anthropic_sse(self, body: dict[str, Any], n: int, cache: CacheUsage | None) -> list[bytes]:
         events = content.anthropic_events(body, n)
         if cache is not None:
             patch_anthropic(events[0][1]["message"]["usage"], cache)
@@ -252,14 +295,16 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
             for name, data in events
         ]
 
-    def openai_chat_sse(body: dict[str, Any], n: int, cache: CacheUsage | None) -> list[bytes]:
+    def openai_chat_sse(
+        self, body: dict[str, Any], n: int, cache: CacheUsage | None
+    ) -> list[bytes]:
         chunks = content.openai_chat_chunks(body, n)
         if cache is not None:
             for chunk in chunks:
                 patch_openai(chunk, cache)
         return _sse(chunks)
 
-    async def models(request: web.Request) -> web.Response:
+    async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
                 "object": "list",
@@ -267,58 +312,31 @@ def build_app(wire: Wire, knobs: Knobs) -> web.Application:
             }
         )
 
-    async def get_config(request: web.Request) -> web.Response:
-        return web.json_response(asdict(state.knobs))
+    async def get_config(self, request: web.Request) -> web.Response:
+        return web.json_response(asdict(self.state.knobs))
 
-    async def set_config(request: web.Request) -> web.Response:
+    async def set_config(self, request: web.Request) -> web.Response:
         changes = orjson.loads(await request.read() or b"{}")
         names = {f.name for f in fields(Knobs)}
         unknown = set(changes) - names
         if unknown:
             return web.json_response({"error": f"unknown knobs: {sorted(unknown)}"}, status=400)
         for name, value in changes.items():
-            setattr(state.knobs, name, type(getattr(state.knobs, name))(value))
+            setattr(self.state.knobs, name, type(getattr(self.state.knobs, name))(value))
         if "seed" in changes:
-            state.rng.seed(state.knobs.seed)
-        return web.json_response(asdict(state.knobs))
+            self.state.rng.seed(self.state.knobs.seed)
+        return web.json_response(asdict(self.state.knobs))
 
-    async def get_requests(request: web.Request) -> web.Response:
+    async def get_requests(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"counts": state.counts, "requests": list(state.received)}, dumps=_dumps
+            {"counts": self.state.counts, "requests": list(self.state.received)}, dumps=_dumps
         )
 
-    async def reset(request: web.Request) -> web.Response:
-        state.received.clear()
-        state.counts.clear()
-        state.cache.clear()
+    async def reset(self, request: web.Request) -> web.Response:
+        self.state.received.clear()
+        self.state.counts.clear()
+        self.state.cache.clear()
         return web.json_response({"ok": True})
-
-    if wire == "anthropic":
-        app.router.add_post(
-            "/v1/messages", endpoint(content.anthropic_message, anthropic_sse, cached=True)
-        )
-    else:
-        app.router.add_post(
-            "/v1/chat/completions", endpoint(content.openai_chat, openai_chat_sse, cached=True)
-        )
-        app.router.add_post(
-            "/v1/completions",
-            endpoint(
-                content.openai_completion,
-                lambda b, n, _: _sse(content.openai_completion_chunks(b, n)),
-            ),
-        )
-        app.router.add_post(
-            "/v1/embeddings",
-            endpoint(lambda b, n: content.embeddings_response(b, state.knobs.embedding_dims), None),
-        )
-        app.router.add_get("/v1/models", models)
-    app.router.add_get("/_mock/config", get_config)
-    app.router.add_post("/_mock/config", set_config)
-    app.router.add_get("/_mock/requests", get_requests)
-    app.router.add_post("/_mock/reset", reset)
-    app.router.add_get("/health", _ok)
-    return app
 
 
 async def _ok(request: web.Request) -> web.Response:
