@@ -11,7 +11,7 @@ import pytest
 from policies.loader import ConfigError, load_config, parse_config
 from policies.schema import AnthropicProvider, OpenAIProvider
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "config"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "config"
 ROOT = FIXTURES.parent.parent.parent
 
 

@@ -9,7 +9,7 @@ from fallback_engine.scrape import Snapshot, parse, rates
 from fallback_engine.sim.engine import SimEngine, SimParams, tokenize
 from fallback_engine.sim.metrics import SimMetrics
 
-REAL_METRICS = Path(__file__).parents[1] / "fixtures" / "vllm" / "metrics-0.32.0.txt"
+REAL_METRICS = Path(__file__).parents[2] / "fixtures" / "vllm" / "metrics-0.32.0.txt"
 
 
 async def _drain(engine: SimEngine, prompt: list[int], max_tokens: int) -> int:
