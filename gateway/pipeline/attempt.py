@@ -1,5 +1,5 @@
-"""The attempt stage: plan a request's targets from the routing state, hand them to the
-attempt sequence (`sequence.py`, the only place that retries), and make each single attempt —
+"""The attempt stage: take the decide stage's order of targets, hand it to the attempt
+sequence (`sequence.py`, the only place that retries), and make each single attempt —
 the upstream call, its share of the deadline, and what its outcome teaches the routing state
 (windows, breakers, cool-downs, headroom) for every later request."""
 
@@ -25,6 +25,7 @@ from gateway.errors import (
     UpstreamFailure,
 )
 from gateway.metrics import GatewayMetrics
+from gateway.pipeline import decide
 from gateway.pipeline.attempt_support import LogThrottle, RetryBudget, cut, share_of, timeouts_of
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.headroom import exhausted_for
@@ -87,22 +88,13 @@ class AttemptRunner:
         a broken stream sends the partial answer along)."""
         now = self.clock()
         self.retry_budget.request(ctx.route_name, now, route.retry.budget_window_s)
-        keys = [target_key(t) for t in targets]
-        views = await self.state.views(keys, now, route.fail_over_when.window_s)
-        ordered = routing.order(route, views, self.rng, targets, self._cost_of(route))
-        usable, skips = routing.plan(
-            route,
-            ordered,
-            views,
-            now,
-            ctx.remaining(),
-            expected_output(ctx.body, route.typical_output_tokens),
-            ctx.stream,
+        decided = await decide.order(
+            ctx, route, targets, self.state, now, self.rng, self._cost_of(route)
         )
-        for skip in skips:
+        for skip in decided.skips:
             self._skipped(ctx, skip)
         return await AttemptSequence(
-            self, ctx, route, usable, skips, views, body, continuation
+            self, ctx, route, decided.usable, decided.skips, decided.views, body, continuation
         ).run()
 
     def _cost_of(self, route: Route) -> Callable[[Target], float | None] | None:

@@ -1,13 +1,54 @@
-"""Which targets can serve the endpoint at all: the route's targets minus those whose provider
-lacks it (recorded as skips). Their order for this request (strategy, breakers, cool-downs,
-deadlines) is `policies.routing.order` and `plan`, applied by the attempt runner with the
-routing state it reads."""
+"""The decide stage: which targets, in which order. `candidates` keeps the route's targets
+whose provider serves the endpoint (the others are recorded as skips); `order` reads the
+routing state and puts them in the order the route's strategy prefers, passing over those
+that cannot help now (open circuit, cool-down, no headroom, no time) — the pure decisions
+are `policies.routing.order` and `plan`."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from gateway.errors import AttemptRecord
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.tokens import expected_output
 from gateway.providers.base import Provider
+from gateway.state.contracts import RoutingState
+from policies import routing
+from policies.routing import Skip, TargetView, target_key
 from policies.schema import Endpoint, Route, Target
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    usable: list[Target]  # in the order to try them
+    skips: list[Skip]  # passed over, with why and until when
+    views: dict[str, TargetView]  # the routing state they were decided on
+
+
+async def order(
+    ctx: RequestContext,
+    route: Route,
+    targets: list[Target],
+    state: RoutingState,
+    now: float,
+    rng: random.Random,
+    cost_of: Callable[[Target], float | None] | None = None,
+) -> Decision:
+    keys = [target_key(t) for t in targets]
+    views = await state.views(keys, now, route.fail_over_when.window_s)
+    ordered = routing.order(route, views, rng, targets, cost_of)
+    usable, skips = routing.plan(
+        route,
+        ordered,
+        views,
+        now,
+        ctx.remaining(),
+        expected_output(ctx.body, route.typical_output_tokens),
+        ctx.stream,
+    )
+    return Decision(usable, skips, views)
 
 
 def candidates(
