@@ -117,3 +117,14 @@ def _cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return sorted(found)
+
+
+def test_tests_share_helpers_only_through_tests_support() -> None:
+    imports = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(from|import) tests\.", line)
+        and not re.match(r"\s*(from|import) tests\.support(\.|\s)", line)
+    ]
+    assert imports == []
