@@ -103,3 +103,13 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "reference" / "configuration" / "index.html").exists()
     assert "Unreleased" in (tmp_path / "changelog" / "index.html").read_text()
+
+
+def test_the_readme_config_is_valid_and_fifteen_lines() -> None:
+    from policies.loader import parse_config
+
+    text = README.read_text().split("```yaml", 1)[1].split("```", 1)[0]
+    assert len(text.strip().splitlines()) <= 15
+    env = {"OPENAI_API_KEY": "a", "ANTHROPIC_API_KEY": "b", "SEARCH_APP_KEY": "c"}
+    config = parse_config(text, "README.md", env)
+    assert [t.provider for t in config.routes["gpt-4o"].targets] == ["openai", "claude", "local"]
