@@ -113,3 +113,11 @@ def test_the_readme_config_is_valid_and_fifteen_lines() -> None:
     env = {"OPENAI_API_KEY": "a", "ANTHROPIC_API_KEY": "b", "SEARCH_APP_KEY": "c"}
     config = parse_config(text, "README.md", env)
     assert [t.provider for t in config.routes["gpt-4o"].targets] == ["openai", "claude", "local"]
+
+
+def test_every_shipped_alert_is_explained_in_the_operations_page() -> None:
+    import yaml
+
+    rules = yaml.safe_load((ROOT / "config" / "alerts.yaml").read_text())["groups"][0]["rules"]
+    page = (ROOT / "docs" / "operations.md").read_text()
+    assert [r["alert"] for r in rules if f"`{r['alert']}`" not in page] == []
