@@ -57,6 +57,8 @@ bench: $(STAMP)
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements-runtime.lock
+	uv pip compile pyproject.toml --extra litellm --extra reports --generate-hashes --python-version 3.11 -o requirements-full.lock
+	uv pip compile requirements-build.in --generate-hashes --python-version 3.11 -o requirements-build.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

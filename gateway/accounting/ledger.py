@@ -107,6 +107,10 @@ def journal_folder(config: LedgerConfig) -> Path:
     return Path(f"spillover-ledger-{digest}.journal")
 
 
+class LedgerStartError(RuntimeError):
+    """The ledger cannot keep rows at all; raised at start, so the process exits."""
+
+
 class LedgerWriter:
     def __init__(
         self, config: LedgerConfig, on_state: Callable[[LedgerWriter], None] | None = None
@@ -135,7 +139,15 @@ class LedgerWriter:
         self._journal_ok = True
 
     async def start(self) -> None:
-        self.journal.open()  # OSError here: no row could be kept, so the gateway must not start
+        try:
+            self.journal.open()
+        except OSError as exc:
+            # No row could be kept: the gateway must not start (and must say why).
+            raise LedgerStartError(
+                f"the ledger journal cannot be written at {self.journal.folder} "
+                f"({exc.strerror or exc}): set ledger.journal_dir to a directory this "
+                "process can write (in the image: /var/lib/spillover, its volume)"
+            ) from exc
         self._engine = create_async_engine(engine_url(self._config.url), pool_pre_ping=True)
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)

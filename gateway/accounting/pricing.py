@@ -9,7 +9,6 @@ reads (`cached_tokens`) and Anthropic cache writes (`cache_write_tokens`) includ
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
+from gateway import bundled
 from gateway.providers.base import Usage
 from policies.schema import GatewayConfig
 
@@ -118,16 +118,6 @@ def _from_litellm(entry: dict[str, Any]) -> ModelPrice | None:
     )
 
 
-def litellm_price_file() -> Path | None:
-    """litellm's bundled map, found without importing litellm."""
-    spec = importlib.util.find_spec("litellm")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / "model_prices_and_context_window_backup.json"
-        if path.exists():
-            return path
-    return None
-
-
 class PriceTable:
     """The one price of every (provider, model): the provider's YAML `prices`, else a route
     target's `price`, else a self-hosted pool's amortised price, else litellm's map (by the
@@ -154,7 +144,7 @@ class PriceTable:
         kinds: Mapping[str, str] | None = None,
     ) -> PriceTable:
         base: dict[str, ModelPrice] = {}
-        source = path or litellm_price_file()
+        source = path or bundled.price_map()
         if source is None:
             log.warning("litellm's price map was not found; only configured prices apply")
         else:

@@ -96,7 +96,12 @@ def as_html(
     rows: list[SpendRow], by: list[str], daily: list[SpendRow], by_model: list[SpendRow], title: str
 ) -> str:
     """`daily` is grouped by day and model, `by_model` by provider and model."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError(
+            "html reports draw charts with matplotlib: install spillover[reports]"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -55,9 +55,16 @@ def costs(
             raise typer.BadParameter(str(exc)) from None
         if format == "html":
             bar.update(task, description="drawing charts")
-            text = render.as_html(
-                rows, dims, query(["day", "model"]), query(["provider", "model"]), "Spillover spend"
-            )
+            try:
+                text = render.as_html(
+                    rows,
+                    dims,
+                    query(["day", "model"]),
+                    query(["provider", "model"]),
+                    "Spillover spend",
+                )
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
     if format == "table":
         # Off a terminal (a pipe, a file) Rich would squeeze the table into 80 columns.
         wide = out is not None or not sys.stdout.isatty()

@@ -17,7 +17,14 @@ from gateway.cli.common import console, demo_config_path
 
 
 def demo(
-    port: Annotated[int, typer.Option(help="The gateway's port.")] = 4000,
+    port: Annotated[int, typer.Option(envvar="SPILLOVER_PORT", help="The gateway's port.")] = 4000,
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="SPILLOVER_HOST",
+            help="The gateway's address: 0.0.0.0 in a container, to publish its port.",
+        ),
+    ] = "127.0.0.1",
     openai_port: int = 9001,
     anthropic_port: int = 9002,
     pool_port: Annotated[int, typer.Option(help="The first of two sim-vllm replicas.")] = 9003,
@@ -29,6 +36,7 @@ def demo(
     env = {
         **os.environ,
         "SPILLOVER_PORT": str(port),
+        "SPILLOVER_HOST": host,
         "MOCK_OPENAI_PORT": str(openai_port),
         "MOCK_ANTHROPIC_PORT": str(anthropic_port),
         "SIM_VLLM_PORT": str(pool_port),
@@ -38,7 +46,8 @@ def demo(
         subprocess.Popen(c, env=env) for c in _commands(openai_port, anthropic_port, pool_port)
     ]
     stop = _stopper(children)
-    base = f"http://127.0.0.1:{port}"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # a wildcard bind: use loopback
+    base = f"http://{local}:{port}"
     if not wait_ready(
         f"{base}/health/ready", 30, alive=lambda: all(c.poll() is None for c in children)
     ):

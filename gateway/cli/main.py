@@ -9,6 +9,7 @@ from gateway.cli.costs import costs
 from gateway.cli.demo import demo
 from gateway.cli.drill import drill_app
 from gateway.cli.pool import pool_app, sim_vllm
+from gateway.cli.probe import health
 from gateway.cli.serve import check_config, mock_provider, serve
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.command("mock-provider")(mock_provider)
 app.command()(costs)
 app.command()(demo)
 app.command("sim-vllm")(sim_vllm)
+app.command()(health)
 app.command("plan")(plan)
 app.add_typer(pool_app, name="pool")
 app.add_typer(drill_app, name="drill")

@@ -1,11 +1,14 @@
-"""Off-path HTTP checks (httpx): wait for a service's readiness endpoint."""
+"""Off-path HTTP checks (httpx): wait for a service's readiness endpoint; the image's health
+check."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
 import httpx
+import typer
 
 
 def wait_ready(
@@ -30,3 +33,18 @@ def wait_ready(
     finally:
         if client is None:
             http.close()
+
+
+def health(
+    ready: bool = False,
+    port: int | None = None,
+) -> None:
+    """Exit 0 when the gateway on this machine answers its health check (the image's
+    HEALTHCHECK): liveness, or with --ready readiness; the port from SPILLOVER_PORT."""
+    where = port or int(os.environ.get("SPILLOVER_PORT", "4000"))
+    path = "/health/ready" if ready else "/health/live"
+    try:
+        answered = httpx.get(f"http://127.0.0.1:{where}{path}", timeout=2.0).status_code
+    except httpx.HTTPError:
+        answered = 0
+    raise typer.Exit(0 if answered == 200 else 1)

@@ -24,9 +24,15 @@ def check_config(
 
 
 def serve(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")],
-    host: Annotated[str | None, typer.Option(help="Overrides server.host.")] = None,
-    port: Annotated[int | None, typer.Option(help="Overrides server.port.")] = None,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", envvar="SPILLOVER_CONFIG", help="The YAML config.")
+    ],
+    host: Annotated[
+        str | None, typer.Option(envvar="SPILLOVER_HOST", help="Overrides server.host.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="SPILLOVER_PORT", help="Overrides server.port.")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Overrides server.workers.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:

@@ -1,28 +1,20 @@
 """Token estimates at admission. OpenAI models are counted with tiktoken's encodings as
-litellm bundles them (never downloaded: when the file is not on disk, we estimate);
+litellm bundles them (`gateway.bundled`; never downloaded: when the file is not on disk, we
+estimate);
 other models are estimated at four characters a token, OpenAI's rule of thumb."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from gateway import bundled
+
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
-
-
-def _bundled_dir() -> Path | None:
-    spec = importlib.util.find_spec("litellm")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / "litellm_core_utils" / "tokenizers"
-        if path.is_dir():
-            return path
-    return None
 
 
 def _encoding_name(model: str) -> str | None:
@@ -36,7 +28,7 @@ def _encoding_name(model: str) -> str | None:
 
 @lru_cache(maxsize=4)
 def _encoding(name: str) -> Any:
-    directory = _bundled_dir()
+    directory = bundled.tokenizers()
     if directory is None:
         return None
     cache_file = directory / hashlib.sha1(_BLOB.format(name).encode()).hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -47,6 +48,11 @@ class LiteLLMAdapter(Provider):
         self._params = ParamFilter(lambda _model, _endpoint: None)
 
     async def start(self) -> None:
+        if importlib.util.find_spec("litellm") is None:
+            raise RuntimeError(
+                f"provider {self.name} is kind: litellm, and litellm is not installed: "
+                "install spillover[litellm] (or use the image's `full` target)"
+            )
         self._litellm = await asyncio.to_thread(import_litellm)
         self._params = ParamFilter(litellm_supported(self._litellm))
 
