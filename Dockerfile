@@ -37,7 +37,8 @@ RUN /opt/spillover/bin/pip install --require-hashes --no-deps -r /tmp/requiremen
 
 # The run stage: the venv only, as an unprivileged user, state in one volume.
 FROM ${BASE} AS run
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin spillover \
+RUN groupadd --system --gid 10001 spillover \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin spillover \
  && mkdir -p /etc/spillover /var/lib/spillover \
  && chown 10001:10001 /var/lib/spillover
 ENV PATH=/opt/spillover/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \

