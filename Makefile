@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm test-container vllm lint fmt bench clean install lock docs
+.PHONY: run test test-vllm test-container vllm lint fmt bench clean install lock docs manifests
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ fmt: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python scripts/build_docs.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Generated deploy manifests (the PrometheusRule from config/alerts.yaml).
+manifests: $(STAMP)
+	$(BIN)/python scripts/build_manifests.py
 
 bench: $(STAMP)
 	bash bench/run.sh

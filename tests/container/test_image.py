@@ -2,7 +2,8 @@
 be installed): built from the Dockerfile on a Debian bookworm + Python 3.11 base, run with no
 arguments and a published port, it serves the demo to the host — ready, a chat completion
 through the official SDK, a ledger row in its volume, healthy by its own HEALTHCHECK command,
-running as uid 10001 — and stops within the grace period. Its size is bounded."""
+running as uid 10001 on a read-only root — and stops within the grace period. Its size is
+bounded."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def demo(image: str) -> Iterator[tuple[str, str]]:
     port = free_port()
     name = f"spillover-demo-{port}"
     limits = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
-    podman("run", "-d", "--name", name, *limits, "-p", f"{port}:4000", image)
+    # A read-only root, as the Kubernetes manifests run it: only the volume is written.
+    podman("run", "-d", "--read-only", "--name", name, *limits, "-p", f"{port}:4000", image)
     try:
         yield name, f"http://127.0.0.1:{port}"
     finally:
