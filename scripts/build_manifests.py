@@ -30,7 +30,9 @@ def main(argv: list[str]) -> int:
     if RULE.exists() and RULE.read_text() == text:
         return 0
     if "--check" in argv:
-        print(f"stale: {RULE.relative_to(ROOT)} (run `make manifests` and commit it)", file=sys.stderr)
+        print(
+            f"stale: {RULE.relative_to(ROOT)} (run `make manifests` and commit it)", file=sys.stderr
+        )
         return 1
     RULE.write_text(text)
     return 0
