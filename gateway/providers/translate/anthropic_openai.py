@@ -1,0 +1,354 @@
+"""Anthropic Messages ⇄ OpenAI chat completions, for Anthropic clients served by OpenAI-wire
+targets: the request into chat completions, the answer and its stream back into Anthropic's
+message and event sequence. Pure functions and one small state machine; no I/O.
+
+What chat completions cannot express raises `Unsupported`, so another target can serve the
+request: document blocks, server tools (web search and the like), thinking blocks sent by
+the client are dropped (an OpenAI-wire model cannot verify their signatures), `top_k` too.
+`tool_result` with `is_error` keeps its text; chat completions has no error flag.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from gateway.errors import BadRequest, Unsupported
+from gateway.providers.base import Usage
+
+_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def stop_reason(finish_reason: str | None) -> str | None:
+    return _STOP.get(finish_reason, "end_turn") if finish_reason else None
+
+
+# --- request -------------------------------------------------------------------------
+
+
+def request_to_openai(body: dict[str, Any], model: str) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    system = _system_parts(body.get("system"))
+    if system:
+        messages.append({"role": "system", "content": system})
+    for message in body.get("messages") or []:
+        role = message.get("role")
+        if role == "user":
+            messages.extend(_user_messages(message.get("content")))
+        elif role == "assistant":
+            messages.append(_assistant_message(message.get("content")))
+        else:
+            raise BadRequest(f"messages: role {role!r} is not user or assistant", param="messages")
+    out: dict[str, Any] = {"model": model, "messages": messages}
+    if body.get("max_tokens") is not None:
+        out["max_tokens"] = body["max_tokens"]
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if body.get("stop_sequences"):
+        out["stop"] = list(body["stop_sequences"])
+    user = (body.get("metadata") or {}).get("user_id")
+    if isinstance(user, str) and user:
+        out["user"] = user
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    tools = body.get("tools")
+    if tools:
+        out["tools"] = [_tool(t) for t in tools]
+        choice = body.get("tool_choice")
+        if choice:
+            out.update(_tool_choice(choice))
+    return out
+
+
+def _system_parts(system: Any) -> list[dict[str, Any]]:
+    if not system:
+        return []
+    if isinstance(system, str):
+        return [{"type": "text", "text": system}]
+    return [_text_part(block) for block in system if block.get("type") == "text"]
+
+
+def _text_part(block: dict[str, Any]) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "text", "text": block.get("text", "")}
+    if "cache_control" in block:  # kept: an OpenAI-wire target ignores it, a round trip needs it
+        part["cache_control"] = block["cache_control"]
+    return part
+
+
+def _user_messages(content: Any) -> list[dict[str, Any]]:
+    """One Anthropic user turn: its tool results become `tool` messages (first, as OpenAI
+    wants them right after the assistant's calls), the rest one user message."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    results: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    for block in content or []:
+        kind = block.get("type")
+        if kind == "tool_result":
+            results.append(_tool_message(block))
+        elif kind == "text":
+            parts.append(_text_part(block))
+        elif kind == "image":
+            parts.append(_image_part(block.get("source") or {}))
+        else:
+            raise Unsupported(f"{kind!r} blocks cannot be sent to an OpenAI-wire target")
+    return results + ([{"role": "user", "content": parts}] if parts else [])
+
+
+def _image_part(source: dict[str, Any]) -> dict[str, Any]:
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    elif source.get("type") == "url":
+        url = str(source.get("url", ""))
+    else:
+        raise Unsupported(f"image source {source.get('type')!r} cannot be sent to OpenAI-wire")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_message(block: dict[str, Any]) -> dict[str, Any]:
+    content = block.get("content")
+    if isinstance(content, list):
+        texts = [b.get("text", "") for b in content if b.get("type") == "text"]
+        if len(texts) != len(content):
+            raise Unsupported("tool results with images cannot be sent to an OpenAI-wire target")
+        content = "".join(texts)
+    return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content or ""}
+
+
+def _assistant_message(content: Any) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in content or []:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": arguments},
+                }
+            )
+        elif kind not in ("thinking", "redacted_thinking"):
+            raise Unsupported(f"assistant {kind!r} blocks cannot be sent to OpenAI-wire")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    if tool.get("type") not in (None, "custom"):
+        raise Unsupported(f"server tool {tool.get('type')!r} runs only on Anthropic")
+    function: dict[str, Any] = {
+        "name": tool.get("name"),
+        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+    }
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
+    kind = choice.get("type")
+    out: dict[str, Any]
+    if kind == "auto":
+        out = {"tool_choice": "auto"}
+    elif kind == "any":
+        out = {"tool_choice": "required"}
+    elif kind == "none":
+        out = {"tool_choice": "none"}
+    elif kind == "tool":
+        out = {"tool_choice": {"type": "function", "function": {"name": choice.get("name")}}}
+    else:
+        raise BadRequest(f"tool_choice type {kind!r} is not valid", param="tool_choice")
+    if choice.get("disable_parallel_tool_use") and kind != "none":
+        out["parallel_tool_calls"] = False
+    return out
+
+
+# --- response ------------------------------------------------------------------------
+
+
+def anthropic_usage(usage: Usage) -> dict[str, Any]:
+    """OpenAI's prompt_tokens include cached ones; Anthropic counts them apart."""
+    return {
+        "input_tokens": max(
+            0, usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+        ),
+        "output_tokens": usage.completion_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+    }
+
+
+def response_to_anthropic(completion: dict[str, Any], model: str, usage: Usage) -> dict[str, Any]:
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or _id("toolu_"),
+                "name": function.get("name"),
+                "input": _arguments(function.get("arguments")),
+            }
+        )
+    return {
+        "id": _id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason(choice.get("finish_reason")) or "end_turn",
+        "stop_sequence": None,
+        "usage": anthropic_usage(usage),
+    }
+
+
+def _arguments(arguments: Any) -> Any:
+    if not isinstance(arguments, str):
+        return arguments or {}
+    try:
+        return orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        return {"_raw": arguments}  # a model's broken JSON, kept rather than lost
+
+
+def _id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+# --- stream --------------------------------------------------------------------------
+
+
+Event = tuple[str, dict[str, Any]]
+
+
+class AnthropicStreamWriter:
+    """Feed OpenAI chunk objects (parsed `data:` payloads); get Anthropic (event, data) pairs
+    in Anthropic's order: message_start, ping, then per content block start / deltas / stop,
+    then message_delta (stop reason, usage) and message_stop."""
+
+    def __init__(self, model: str, prompt_tokens: int = 0) -> None:
+        self.model = model
+        self.usage = Usage(prompt_tokens=prompt_tokens)
+        self._started = False
+        self._block: int = -1
+        self._open: str | None = None  # "text" or "tool:<openai index>"
+        self._finish: str | None = None
+        self.finished = False
+
+    def feed(self, chunk: dict[str, Any]) -> Iterator[Event]:
+        if not self._started:
+            yield from self._start()
+        if chunk.get("usage"):
+            self.usage = Usage.from_openai(chunk["usage"])
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                yield from self._text(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                yield from self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+
+    def close(self) -> Iterator[Event]:
+        """The upstream stream ended normally: close the open block and the message."""
+        if not self._started:
+            yield from self._start()
+        yield from self._close_block()
+        yield (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": stop_reason(self._finish) or "end_turn",
+                    "stop_sequence": None,
+                },
+                "usage": {"output_tokens": self.usage.completion_tokens},
+            },
+        )
+        yield "message_stop", {"type": "message_stop"}
+        self.finished = True
+
+    def _start(self) -> Iterator[Event]:
+        self._started = True
+        message = {
+            "id": _id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**anthropic_usage(self.usage), "output_tokens": 1},
+        }
+        yield "message_start", {"type": "message_start", "message": message}
+        yield "ping", {"type": "ping"}
+
+    def _text(self, text: str) -> Iterator[Event]:
+        if self._open != "text":
+            yield from self._close_block()
+            yield from self._open_block("text", {"type": "text", "text": ""})
+        delta = {"type": "text_delta", "text": text}
+        yield (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": self._block, "delta": delta},
+        )
+
+    def _tool_delta(self, call: dict[str, Any]) -> Iterator[Event]:
+        key = f"tool:{call.get('index', 0)}"
+        function = call.get("function") or {}
+        if self._open != key:
+            yield from self._close_block()
+            block = {
+                "type": "tool_use",
+                "id": call.get("id") or _id("toolu_"),
+                "name": function.get("name") or "",
+                "input": {},
+            }
+            yield from self._open_block(key, block)
+        if function.get("arguments"):
+            delta = {"type": "input_json_delta", "partial_json": function["arguments"]}
+            yield (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": self._block, "delta": delta},
+            )
+
+    def _open_block(self, key: str, block: dict[str, Any]) -> Iterator[Event]:
+        self._block += 1
+        self._open = key
+        yield (
+            "content_block_start",
+            {"type": "content_block_start", "index": self._block, "content_block": block},
+        )
+
+    def _close_block(self) -> Iterator[Event]:
+        if self._open is not None:
+            yield "content_block_stop", {"type": "content_block_stop", "index": self._block}
+            self._open = None
+
+
+def sse(event: Event) -> bytes:
+    name, data = event
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
