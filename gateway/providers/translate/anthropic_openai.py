@@ -293,7 +293,7 @@ class AnthropicStreamWriter:
 
     def _start(self) -> Iterator[Event]:
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": _id("msg_"),
             "type": "message",
             "role": "assistant",
@@ -321,7 +321,7 @@ class AnthropicStreamWriter:
         function = call.get("function") or {}
         if self._open != key:
             yield from self._close_block()
-            block = {
+            block: dict[str, Any] = {
                 "type": "tool_use",
                 "id": call.get("id") or _id("toolu_"),
                 "name": function.get("name") or "",
