@@ -235,3 +235,36 @@ def test_the_stream_read_back_by_the_opposite_translator_says_the_same() -> None
     assert text == "Let me check."
     assert {i: orjson.loads(a) for i, a in calls.items()} == {0: {"q": "cat"}, 1: {"q": "dog"}}
     assert reader.finished and reader.usage.completion_tokens == 17
+
+
+def test_the_request_agrees_with_litellms_adapter() -> None:
+    """litellm's Anthropic adapter as the oracle, on what both express. Differences by design:
+    ours asks for usage in streams (billing needs it) and maps disable_parallel_tool_use;
+    litellm keeps thinking blocks as fields an OpenAI-wire server does not define."""
+    import copy
+
+    from gateway.providers.litellm import import_litellm
+
+    import_litellm()
+    from litellm.llms.anthropic.messages.adapters.transformation import (
+        LiteLLMAnthropicMessagesAdapter,
+    )
+
+    request = {k: v for k, v in REQUEST.items() if k != "top_k"}
+    theirs, _ = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(
+        copy.deepcopy(request)
+    )
+    ours = ao.request_to_openai(request, str(request["model"]))
+
+    def normal(body: dict[str, Any]) -> dict[str, Any]:
+        body = orjson.loads(orjson.dumps(body, default=str))
+        for key in ("stream_options", "parallel_tool_calls"):
+            body.pop(key, None)
+        for message in body["messages"]:
+            message.pop("thinking_blocks", None)
+            message.pop("reasoning_content", None)
+            for call in message.get("tool_calls") or []:
+                call["function"]["arguments"] = orjson.loads(call["function"]["arguments"])
+        return body
+
+    assert normal(ours) == normal(dict(theirs))
