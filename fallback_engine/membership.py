@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
+from fallback_engine.load import ReplicaLoad
 from fallback_engine.metrics import STATES, PoolMetrics
 from fallback_engine.replica import Replica, ReplicaProbe, State
 from policies.pool import VllmPoolProvider
@@ -37,6 +39,11 @@ class Membership:
 
     def ready(self) -> list[Replica]:
         return [r for r in self.replicas.values() if r.state == "ready"]
+
+    def loads(self) -> list[ReplicaLoad]:
+        """What the ready replicas hold now (a stale scrape counts as unknown load)."""
+        now, stale = time.monotonic(), self.config.scrape.stale_after_s
+        return [r.load(now, stale) for r in self.ready()]
 
     def paid(self) -> int:
         """Replicas whose GPUs cost money now: every one but those already draining."""

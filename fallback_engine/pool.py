@@ -16,7 +16,7 @@ import httpx
 from fallback_engine import admission
 from fallback_engine.choose import choose
 from fallback_engine.lease import Lease
-from fallback_engine.load import PoolRequest, ReplicaLoad
+from fallback_engine.load import PoolRequest
 from fallback_engine.membership import Membership, Resolve
 from fallback_engine.metrics import PoolMetrics
 from fallback_engine.prefix import PrefixTable
@@ -119,12 +119,8 @@ class Pool:
 
     # -- admission --------------------------------------------------------------------------
 
-    def _loads(self) -> list[ReplicaLoad]:
-        now, stale = time.monotonic(), self.config.scrape.stale_after_s
-        return [r.load(now, stale) for r in self.ready()]
-
     def _try(self, request: PoolRequest) -> Lease | admission.ShedReason:
-        loads = self._loads()
+        loads = self.members.loads()
         if not loads:
             return "no_ready_replica"
         policy = self.config.admission
@@ -212,7 +208,7 @@ class Pool:
             raise self._shed(request, result)
         launch = self.config.launch
         max_model_len = launch.max_model_len if launch is not None else None
-        if admission.too_large_for_any(self._loads(), request, max_model_len):
+        if admission.too_large_for_any(self.members.loads(), request, max_model_len):
             raise self._shed(request, "context_too_large")
         if request.priority == "sheddable":
             raise self._shed(request, result)

@@ -22,6 +22,7 @@ class ScrapeLoop:
         self._on_scraped = on_scraped  # the pool: fresh load may make room for the queue
         self._started = time.monotonic()
         self._served: deque[tuple[float, float]] = deque()  # (when, tokens) from scrapes
+        self._served_total = 0.0  # their sum: the price asks for it on every pool request
 
     async def run(self, prober: ReplicaProbe) -> None:
         scrape = self.members.config.scrape
@@ -47,8 +48,9 @@ class ScrapeLoop:
         """Tokens the pool served over the last hour (or since it started, scaled up, but
         over at least a minute so one busy second does not set the price)."""
         now = time.monotonic()
+        self._forget_before(now - 3600)
         span = min(3600.0, max(60.0, now - self._started))
-        return sum(tokens for at, tokens in self._served if at >= now - span) * 3600 / span
+        return self._served_total * 3600 / span
 
     def drain_rate(self) -> float:
         """Tokens per second the ready replicas are working off."""
@@ -65,8 +67,12 @@ class ScrapeLoop:
         served = after - before if after >= before else after  # a restart counts from zero
         if served > 0:
             self._served.append((new.at, served))
-        while self._served and self._served[0][0] < new.at - 3600:
-            self._served.popleft()
+            self._served_total += served
+        self._forget_before(new.at - 3600)
+
+    def _forget_before(self, cutoff: float) -> None:
+        while self._served and self._served[0][0] < cutoff:
+            self._served_total -= self._served.popleft()[1]
 
     def _show_load(self, replica: Replica) -> None:
         m, snap = self.members.metrics, replica.snapshot
@@ -94,9 +100,7 @@ class ScrapeLoop:
         if metrics is None:
             return
         ready = self.members.ready()
-        stale = self.members.config.scrape.stale_after_s
-        loads = [r.load(time.monotonic(), stale) for r in ready]
-        usage = admission.pool_kv_usage(loads)
+        usage = admission.pool_kv_usage(self.members.loads())
         metrics.pool_kv_usage.labels(name).set(usage or 0.0)
         metrics.pool_tps.labels(name).set(self.drain_rate())
         queries = sum(r.snapshot.prefix_queries for r in ready if r.snapshot)

@@ -4,6 +4,7 @@ priority. Each waiter holds the future its request awaits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class WaitQueue(Generic[T]):
         return heapq.heappop(self._heap)
 
     def remove(self, waiter: Waiter[T]) -> None:
-        if waiter in self._heap:
+        with contextlib.suppress(ValueError):  # already handed out or failed
             self._heap.remove(waiter)
             heapq.heapify(self._heap)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from generated import sync  # noqa: E402
+
 from policies.reference import render as render_reference  # noqa: E402
 
 GENERATED_NOTE = "<!-- generated from README.md by `make docs`; edit the README -->\n"
@@ -31,19 +33,7 @@ def pages() -> dict[Path, str]:
 
 
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    stale = []
-    for path, text in pages().items():
-        if path.exists() and path.read_text() == text:
-            continue
-        if check:
-            stale.append(path.relative_to(ROOT))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    for path in stale:
-        print(f"stale: {path} (run `make docs` and commit it)", file=sys.stderr)
-    return 1 if stale else 0
+    return sync(pages(), ROOT, argv, "make docs")
 
 
 if __name__ == "__main__":

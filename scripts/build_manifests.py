@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from generated import sync
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE = ROOT / "deploy" / "kubernetes" / "base" / "prometheusrule.yaml"
@@ -26,16 +27,7 @@ def prometheus_rule() -> str:
 
 
 def main(argv: list[str]) -> int:
-    text = prometheus_rule()
-    if RULE.exists() and RULE.read_text() == text:
-        return 0
-    if "--check" in argv:
-        print(
-            f"stale: {RULE.relative_to(ROOT)} (run `make manifests` and commit it)", file=sys.stderr
-        )
-        return 1
-    RULE.write_text(text)
-    return 0
+    return sync({RULE: prometheus_rule()}, ROOT, argv, "make manifests")
 
 
 if __name__ == "__main__":

@@ -35,20 +35,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.accounting.journal import Journal, JournalFull
-from gateway.accounting.row import ADDED_COLUMNS, COLUMNS, LedgerRow
-from gateway.accounting.row import ledger_table as ledger_table_of
+from gateway.accounting.row import ADDED_COLUMNS, COLUMNS, LedgerRow, table_for
 from policies.schema import LedgerConfig
 
 log = logging.getLogger("spillover.ledger")
 
 metadata = MetaData()
 
-ledger_table = ledger_table_of(metadata)
-_COLUMNS = COLUMNS
-_ADDED_COLUMNS = ADDED_COLUMNS
+ledger_table = table_for(metadata)
 _SQLITE_INSERT = (
-    f"INSERT OR IGNORE INTO spillover_ledger ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT OR IGNORE INTO spillover_ledger ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
 
 schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
@@ -244,7 +241,7 @@ class LedgerWriter:
                 if not used:
                     return True
                 if rows:
-                    await self._insert([{**_ADDED_COLUMNS, **row} for row in rows])
+                    await self._insert([{**ADDED_COLUMNS, **row} for row in rows])
                 self.journal.commit(len(rows), used)
                 await asyncio.sleep(0)  # let requests run between batches
         except (SQLAlchemyError, OSError) as exc:
@@ -259,7 +256,7 @@ class LedgerWriter:
             if self._engine.dialect.name == "sqlite":
                 # SQLite runs in this process: the plain statement costs half the CPU.
                 await conn.exec_driver_sql(
-                    _SQLITE_INSERT, [tuple(row[c] for c in _COLUMNS) for row in rows]
+                    _SQLITE_INSERT, [tuple(row[c] for c in COLUMNS) for row in rows]
                 )
             else:
                 statement = postgresql.insert(ledger_table).on_conflict_do_nothing(
@@ -317,7 +314,7 @@ def _spooled_rows(path: Path) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as spool:
         for line in spool:
             if line.strip():
-                yield {**_ADDED_COLUMNS, **json.loads(line)}
+                yield {**ADDED_COLUMNS, **json.loads(line)}
 
 
 def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

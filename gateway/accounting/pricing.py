@@ -56,15 +56,21 @@ class ModelPrice:
             dec(reasoning),
         )
 
+    @property
+    def cache_read_rate(self) -> Decimal:
+        return self.cached_input if self.cached_input is not None else self.input
+
+    @property
+    def cache_write_rate(self) -> Decimal:
+        return self.cache_write if self.cache_write is not None else self.input
+
     def cache_saving(self, cached_tokens: int) -> Decimal:
         """What `cached_tokens` read from a prompt cache saved against the full input price."""
-        read = self.cached_input if self.cached_input is not None else self.input
-        return cached_tokens * (self.input - read)
+        return cached_tokens * (self.input - self.cache_read_rate)
 
     def cache_write_premium(self, written_tokens: int) -> Decimal:
         """What writing `written_tokens` into a prompt cache cost above the input price."""
-        write = self.cache_write if self.cache_write is not None else self.input
-        return written_tokens * (write - self.input)
+        return written_tokens * (self.cache_write_rate - self.input)
 
     def per_request(self, prompt_tokens: int, output_tokens: int) -> Decimal:
         """A request of this size at this price, before caching (for ordering and limits)."""
@@ -84,8 +90,8 @@ def cost_micro_usd(usage: Usage, price: ModelPrice) -> int:
     )
     usd = (
         fresh * price.input
-        + cached * (price.cached_input if price.cached_input is not None else price.input)
-        + written * (price.cache_write if price.cache_write is not None else price.input)
+        + cached * price.cache_read_rate
+        + written * price.cache_write_rate
         + visible * price.output
         + (reasoning * price.reasoning if price.reasoning is not None else 0)
     )

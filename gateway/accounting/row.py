@@ -78,7 +78,7 @@ def _columns() -> list[tuple[str, Col, bool]]:
     return out
 
 
-def ledger_table(metadata: MetaData) -> Table:
+def table_for(metadata: MetaData) -> Table:
     columns: list[Column[Any]] = [
         Column(
             "id",
@@ -87,7 +87,7 @@ def ledger_table(metadata: MetaData) -> Table:
             autoincrement=True,
         )
     ]
-    for name, col, nullable in _columns():
+    for name, col, nullable in _COLUMN_SPECS:
         extra: dict[str, Any] = {}
         if col.added and col.added_default is False:
             extra["server_default"] = false()
@@ -97,6 +97,7 @@ def ledger_table(metadata: MetaData) -> Table:
     return Table("spillover_ledger", metadata, *columns)
 
 
-COLUMNS = [name for name, _, _ in _columns()]
+_COLUMN_SPECS = _columns()
+COLUMNS = [name for name, _, _ in _COLUMN_SPECS]
 # A row spooled by an older gateway lacks the columns added since: their defaults.
-ADDED_COLUMNS = {name: col.added_default for name, col, _ in _columns() if col.added}
+ADDED_COLUMNS = {name: col.added_default for name, col, _ in _COLUMN_SPECS if col.added}

@@ -142,6 +142,12 @@ class Gateway:
     async def reload(self, trigger: str) -> ReloadResult:
         return await self.reloader.reload(trigger)
 
+    def _configure(self, config: GatewayConfig, generation: Generation) -> None:
+        """What lives across generations takes the new config: prices, limits, budgets."""
+        self.accountant.configure(config, generation.self_hosted_prices())
+        self.admitter.configure(config)
+        self.budgets.configure(config, self.accountant.prices)
+
     def _ledger_state(self, ledger: LedgerWriter) -> None:
         m = self.metrics
         m.ledger_queue.set(ledger.pending())
@@ -165,9 +171,7 @@ class Gateway:
             faults=self.faults,
             build=self._build_provider,
         )
-        self.accountant.configure(self.boot_config, self._current.self_hosted_prices())
-        self.admitter.configure(self.boot_config)
-        self.budgets.configure(self.boot_config, self.accountant.prices)
+        self._configure(self.boot_config, self._current)
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
             self.reloader.start()
@@ -219,9 +223,7 @@ class Gateway:
             self.faults,
             self._build_provider,
         )
-        self.accountant.configure(config, new.self_hosted_prices())
-        self.admitter.configure(config)
-        self.budgets.configure(config, self.accountant.prices)
+        self._configure(config, new)
         old, self._current = self._current, new
         if old is not None:
             task = asyncio.get_running_loop().create_task(

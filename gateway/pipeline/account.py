@@ -9,7 +9,7 @@ from typing import Protocol
 
 import orjson
 
-from gateway.accounting.pricing import ModelPrice, PriceTable
+from gateway.accounting.pricing import ModelPrice, PriceTable, cost_micro_usd
 from gateway.accounting.row import LedgerRow
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
@@ -83,9 +83,11 @@ class Accountant:
                 ):
                     if value:
                         m.child(m.tokens, route, target.provider, target.model, kind).inc(value)
-                cost = self._prices.cost(target.provider, target.model, usage)
-                if usage.cached_tokens or usage.cache_write_tokens:
-                    self._cache_saving(route, target.provider, target.model, usage)
+                # Looked up once: a pool's price is computed from its recent traffic.
+                price = self._prices.price(target.provider, target.model)
+                cost = None if price is None else cost_micro_usd(usage, price)
+                if price is not None and (usage.cached_tokens or usage.cache_write_tokens):
+                    self._cache_saving(route, target.provider, target.model, usage, price)
                 if cost is None:
                     m.child(m.cost_unknown, target.provider, target.model).inc()
                 elif cost:
@@ -109,10 +111,9 @@ class Accountant:
             )
         return cost
 
-    def _cache_saving(self, route: str, provider: str, model: str, usage: Usage) -> None:
-        price = self._prices.price(provider, model)
-        if price is None:
-            return
+    def _cache_saving(
+        self, route: str, provider: str, model: str, usage: Usage, price: ModelPrice
+    ) -> None:
         m = self._metrics
         saved = price.cache_saving(usage.cached_tokens)
         if saved > 0:

@@ -93,9 +93,7 @@ class AttemptRunner:
         )
         for skip in decided.skips:
             self._skipped(ctx, skip)
-        return await AttemptSequence(
-            self, ctx, route, decided.usable, decided.skips, decided.views, body, continuation
-        ).run()
+        return await AttemptSequence(self, ctx, route, decided, body, continuation).run()
 
     def _cost_of(self, route: Route) -> Callable[[Target], float | None] | None:
         """`lowest_cost` orders by the prices accounting charges: a 1,000-token prompt and

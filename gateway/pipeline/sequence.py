@@ -23,9 +23,10 @@ from gateway.errors import (
     UpstreamFailure,
 )
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.decide import Decision
 from gateway.pipeline.hedge import first_answer
 from policies import routing
-from policies.routing import Skip, target_key
+from policies.routing import target_key
 from policies.schema import Hedge, Route, Target
 
 if TYPE_CHECKING:
@@ -47,18 +48,15 @@ class AttemptSequence:
         runner: AttemptRunner,
         ctx: RequestContext,
         route: Route,
-        usable: list[Target],
-        skips: list[Skip],
-        views: dict[str, routing.TargetView],
+        decided: Decision,
         body: dict[str, Any] | None,
         continuation: bool,
     ) -> None:
         self.runner = runner
         self.ctx = ctx
         self.route = route
-        self.queue = deque(usable)
-        self.skips = skips
-        self.views = views
+        self.queue = deque(decided.usable)
+        self.views = decided.views
         self.body = body
         self.continuation = continuation
         self.tries: dict[str, int] = {}

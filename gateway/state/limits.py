@@ -164,15 +164,12 @@ class RedisLimiter:
                     *_, alive = await pipe.execute()
                 self.replicas = max(1, int(alive))
             except (RedisError, OSError) as exc:
-                self._down(exc)
+                self.shared.lost(exc)
             await asyncio.sleep(self._heartbeat_s if self.available else 1.0)
 
     @property
     def available(self) -> bool:
         return self.shared.available
-
-    def _down(self, exc: BaseException) -> None:
-        self.shared.lost(exc)
 
     def _share(self, check: Check) -> Check:
         share = max(1, check.rate.per_minute // self.replicas)
@@ -196,7 +193,7 @@ class RedisLimiter:
                     for i in range(len(checks))
                 ]
             except (RedisError, OSError) as exc:
-                self._down(exc)
+                self.shared.lost(exc)
         return await self.local.acquire([self._share(c) for c in checks])
 
     async def settle(self, check: Check, actual: int) -> None:
@@ -208,7 +205,7 @@ class RedisLimiter:
                 )
                 return
             except (RedisError, OSError) as exc:
-                self._down(exc)
+                self.shared.lost(exc)
         await self.local.settle(self._share(check), actual)
 
     async def enter(self, slots: list[tuple[str, int]]) -> str | None:
@@ -221,7 +218,7 @@ class RedisLimiter:
                 )
                 return slots[index - 1][0] if index else None
             except (RedisError, OSError) as exc:
-                self._down(exc)
+                self.shared.lost(exc)
         shares = [(n, max(1, lim // self.replicas)) for n, lim in slots]
         refused = await self.local.enter(shares)
         if refused is None:

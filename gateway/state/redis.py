@@ -94,9 +94,6 @@ class RedisState:
     def available(self) -> bool:
         return self.shared.available
 
-    def _lost(self, exc: BaseException) -> None:
-        self.shared.lost(exc)
-
     async def _push_local(self) -> None:
         """Tell Redis what this replica learnt while it was away: open breakers and
         cool-downs win over a closed remote state."""
@@ -114,7 +111,7 @@ class RedisState:
             names = [self._k(kind, key) for key in keys for kind in ("breaker", "cool", "room")]
             values = await self._redis.mget(names)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self.shared.lost(exc)
             return local
         out: dict[str, TargetView] = {}
         for i, key in enumerate(keys):
@@ -156,7 +153,7 @@ class RedisState:
         try:
             self.local.breakers[key] = await self._change(key, change)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self.shared.lost(exc)
             return await self.local.admit(key, now, config)
         return decision[0]
 
@@ -197,7 +194,7 @@ class RedisState:
 
             state = await self._change(key, change)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self.shared.lost(exc)
             return self.local.apply(key, outcome, local_stats, now, rules, config)
         self.local.breakers[key] = state
         return state
@@ -208,7 +205,7 @@ class RedisState:
         try:
             await self._max_set(keys=[self._k(kind, key)], args=[repr(until)])
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self.shared.lost(exc)
 
     async def cool_down(self, key: str, until: float) -> None:
         await self.local.cool_down(key, until)
@@ -235,7 +232,7 @@ class RedisState:
             if names:
                 await self._redis.delete(*names)
         except (RedisError, OSError) as exc:
-            self._lost(exc)
+            self.shared.lost(exc)
 
     async def close(self) -> None:
         """Nothing of its own to close: the client is the SharedRedis owner's."""
