@@ -37,14 +37,14 @@ class GatewayMetrics:
         """What clients asked and got: requests, latency, tokens, streams."""
         self.requests = Counter(
             "spillover_requests",
-            "Client requests by route, endpoint and final status.",
-            ["route", "endpoint", "status"],
+            "Client requests by route, endpoint, client protocol and final status.",
+            ["route", "endpoint", "ingress", "status"],
             registry=r,
         )
         self.request_seconds = Histogram(
             "spillover_request_duration_seconds",
             "End-to-end request latency at the gateway.",
-            ["route", "endpoint"],
+            ["route", "endpoint", "ingress"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -70,6 +70,13 @@ class GatewayMetrics:
             "Requests the shape stage changed, by route and change (tools, volatile, "
             "system_ordered).",
             ["route", "change"],
+            registry=r,
+        )
+        self.translation_dropped = Counter(
+            "spillover_translation_dropped",
+            "What translated requests were served without (route untranslatable: drop), by "
+            "route, client protocol and what (field, block, tool).",
+            ["route", "ingress", "what"],
             registry=r,
         )
         self.stream_interrupted = Counter(

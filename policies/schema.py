@@ -10,6 +10,8 @@ from policies.pool import Priority, VllmPoolProvider
 from policies.schema_base import PriceOverride, PromptCache, Strict, Timeouts
 
 Endpoint = Literal["chat", "completions", "embeddings"]
+# The protocol a client speaks to the gateway: OpenAI's, or Anthropic's Messages API.
+Ingress = Literal["openai", "anthropic"]
 
 
 class Limits(Strict):
@@ -272,6 +274,11 @@ class Route(Strict):
     """A full self-hosted pool with `when_full: cap_context` may cap this route's max_tokens."""
     prompt_cache: PromptCache = PromptCache()
     """The shape stage and provider cache hints."""
+    untranslatable: Literal["reject", "drop"] = "reject"
+    """A client request carrying what a target's protocol cannot say (an Anthropic document
+    block or `thinking` for an OpenAI-wire target, unknown fields): `reject` skips such
+    targets (a 400 naming the fields when no target is left); `drop` serves without them
+    and says so in the `x-spillover-dropped` header and a metric."""
 
 
 class KeyConfig(Strict):

@@ -50,7 +50,7 @@ _SQLITE_INSERT = (
 
 schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def engine_url(url: str) -> str:
@@ -79,6 +79,13 @@ async def migrate(engine: AsyncEngine) -> None:
                 text(
                     "ALTER TABLE spillover_ledger "
                     "ADD COLUMN usage_estimated BOOLEAN NOT NULL DEFAULT FALSE"
+                )
+            )
+        if version < 4:
+            await conn.execute(
+                text(
+                    "ALTER TABLE spillover_ledger "
+                    "ADD COLUMN ingress VARCHAR(16) NOT NULL DEFAULT 'openai'"
                 )
             )
         if version < SCHEMA_VERSION:

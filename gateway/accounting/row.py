@@ -59,6 +59,8 @@ class LedgerRow:
     # Tokens estimated by the gateway: a stream cut (client gone, upstream broken) before the
     # upstream reported its usage. The provider billed something; this is our best count.
     usage_estimated: Annotated[bool, Col(Boolean, added=True, added_default=False)]
+    # The client's protocol: openai (chat, completions, embeddings) or anthropic (Messages).
+    ingress: Annotated[str, Col(String(16), added=True, added_default="openai")]
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}
@@ -91,6 +93,8 @@ def table_for(metadata: MetaData) -> Table:
         extra: dict[str, Any] = {}
         if col.added and col.added_default is False:
             extra["server_default"] = false()
+        elif col.added and isinstance(col.added_default, str):
+            extra["server_default"] = col.added_default
         columns.append(
             Column(name, col.sql, nullable=nullable, index=col.index, unique=col.unique, **extra)
         )

@@ -179,6 +179,7 @@ class FaultyProvider(Provider):
         self.inner = inner
         self.name = inner.name
         self.supports = inner.supports
+        self.native_protocols = inner.native_protocols
         self._table = table
         self._on_fire = on_fire
 

@@ -124,25 +124,42 @@ def _iso(ts: float) -> str:
 async def _request(session: aiohttp.ClientSession, gw: Gateway, run: DrillRun, t0: float,
                    stream: bool, prompt: str) -> None:  # fmt: skip
     traffic = run.scenario.traffic
-    headers = {"Authorization": f"Bearer {gw.key}", "x-spillover-drill": run.drill_id}
+    headers = {"x-spillover-drill": run.drill_id}
     if traffic.budget_ms:
         headers["x-spillover-budget-ms"] = str(traffic.budget_ms)
     body: dict[str, Any] = {"model": traffic.route, "max_tokens": traffic.max_tokens,
                             "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
     if stream:
         body["stream"] = True
+    anthropic = traffic.protocol == "anthropic"
+    if anthropic:
+        headers |= {"x-api-key": gw.key, "anthropic-version": "2023-06-01"}
+    else:
+        headers["Authorization"] = f"Bearer {gw.key}"
+    path = "/v1/messages" if anthropic else "/v1/chat/completions"
     started = time.perf_counter()
     status, provider, error = 0, "", True
     try:
-        async with session.post(gw.url + "/v1/chat/completions", json=body, headers=headers) as r:
+        async with session.post(gw.url + path, json=body, headers=headers) as r:
             status = r.status
             provider = r.headers.get("x-spillover-provider", "")
             data = await r.read()
-            error = status != 200 or (stream and b'"error"' in data)
+            error = status != 200 or not _whole(data, stream, anthropic)
     except (aiohttp.ClientError, TimeoutError):
         pass
     run.outcomes.append(Outcome(started - t0, time.perf_counter() - started, status, provider,
                                 error))  # fmt: skip
+
+
+def _whole(data: bytes, stream: bool, anthropic: bool) -> bool:
+    """What a client of the protocol would take as a whole answer: a message, or a stream
+    that ends the protocol's way and carries no error event."""
+    if not anthropic:
+        return not (stream and b'"error"' in data)
+    if stream:
+        last = data.rstrip().rsplit(b"\n", 1)[-1]
+        return b"event: error" not in data and b'"message_stop"' in last
+    return data.startswith(b"{") and b'"type":"message"' in data
 
 
 async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, DrillRun], None],

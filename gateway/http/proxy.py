@@ -1,33 +1,33 @@
-"""The OpenAI-wire HTTP surface (`/v1/*`) as plain ASGI: read the body within its limit,
-authenticate, parse once, validate, then decide → attempt → account, and answer with the
-upstream's bytes or pass its stream through event by event."""
+"""The `/v1/*` surface as plain ASGI: read the body within its limit, authenticate, parse
+once, validate, then admit → shape → decide → attempt → account, and answer — each in the
+client's own protocol (`gateway.http.ingress`): OpenAI's, or Anthropic's Messages API."""
 
 from __future__ import annotations
 
 import logging
 import time
 import traceback
-from typing import Any
 
-import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.drill.faults import FaultTable
 from gateway.errors import (
     BadRequest,
-    ClientError,
     InternalError,
     InvalidRequest,
     LedgerUnavailable,
     MethodNotAllowed,
     ModelNotFound,
-    PayloadTooLarge,
     SpilloverError,
     UpstreamFailure,
 )
 from gateway.http.auth import KeyStore
-from gateway.http.edge import error_body, send_error
-from gateway.http.validate import json_depth_within, validate
+from gateway.http.body import parse_body, read_body
+from gateway.http.ingress.anthropic_messages import AnthropicProtocol
+from gateway.http.ingress.base import ClientProtocol, RawClientStream
+from gateway.http.ingress.openai_chat import OpenAIProtocol
+from gateway.http.local_answers import COUNT_TOKENS, count_tokens, model_list
+from gateway.http.validate import json_depth_within
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
@@ -40,7 +40,7 @@ from gateway.pipeline.relay import relay
 from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import Provider
 from policies.pool import PRIORITY_RANK, Priority
-from policies.schema import Endpoint, GatewayConfig, Route, Target
+from policies.schema import GatewayConfig, Route, Target
 
 log = logging.getLogger("spillover")
 
@@ -51,12 +51,12 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_ENDPOINTS: dict[str, Endpoint] = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
+_PROTOCOLS: dict[str, ClientProtocol] = {
+    "/v1/chat/completions": OpenAIProtocol("chat"),
+    "/v1/completions": OpenAIProtocol("completions"),
+    "/v1/embeddings": OpenAIProtocol("embeddings"),
+    "/v1/messages": AnthropicProtocol(),
 }
-_READ_SLACK = 64 * 1024
 
 
 class ProxyApp:
@@ -89,16 +89,22 @@ class ProxyApp:
 
     def handles(self, scope: Scope) -> bool:
         path = scope["path"]
-        return path in _ENDPOINTS or path == "/v1/models"
+        return path in _PROTOCOLS or path in ("/v1/models", COUNT_TOKENS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         headers = dict(scope["headers"])
         request_id = _request_id(headers.get(b"x-request-id"))
         if path == "/v1/models":
-            await self._models(scope, headers, request_id, send)
+            await model_list(self.config, self.keys, self._created, scope, request_id, send)
             return
-        ctx = RequestContext(request_id=request_id, endpoint=_ENDPOINTS[path])
+        if path == COUNT_TOKENS:
+            await count_tokens(self.config, self.keys, scope, receive, request_id, send)
+            return
+        protocol = _PROTOCOLS[path]
+        ctx = RequestContext(
+            request_id=request_id, endpoint=protocol.endpoint, ingress=protocol.ingress
+        )
         self._metrics.in_flight.inc()
         self.in_flight += 1
         accounted = False
@@ -118,7 +124,7 @@ class ProxyApp:
             await send(message)
 
         try:
-            await self._serve(ctx, scope, headers, receive, send_accounted)
+            await self._serve(ctx, protocol, scope, headers, receive, send_accounted)
         finally:
             self.in_flight -= 1
             self._metrics.in_flight.dec()
@@ -132,16 +138,17 @@ class ProxyApp:
     async def _serve(
         self,
         ctx: RequestContext,
+        protocol: ClientProtocol,
         scope: Scope,
         headers: dict[bytes, bytes],
         receive: Receive,
         send: Send,
     ) -> None:
         try:
-            route, targets = await self._prepare(ctx, scope, headers, receive)
+            route, targets = await self._prepare(ctx, protocol, scope, headers, receive)
             served = await self._attempts.run(ctx, route, targets)
         except SpilloverError as exc:
-            await self._reply_error(ctx, exc, send)
+            await self._reply_error(ctx, protocol, exc, send)
             return
         except Exception as exc:  # a bug of ours: still an answer in the client's protocol
             log.error(
@@ -150,13 +157,19 @@ class ProxyApp:
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
-            await self._reply_error(ctx, InternalError("the gateway failed on this request"), send)
+            failure = InternalError("the gateway failed on this request")
+            await self._reply_error(ctx, protocol, failure, send)
             return
         ctx.served_by = served.target
+        self._dropped(ctx, served.dropped)
         if served.response is not None:
             ctx.usage = served.response.usage
+            try:
+                body_bytes = protocol.answer(ctx, served.response)
+            except UpstreamFailure as exc:  # an answer in a shape we cannot read back
+                await self._reply_error(ctx, protocol, exc, send)
+                return
             ctx.status = 200
-            body_bytes = served.response.body
             await send(
                 {
                     "type": "http.response.start",
@@ -164,31 +177,35 @@ class ProxyApp:
                     "headers": [
                         JSON,
                         (b"content-length", str(len(body_bytes)).encode()),
-                        *self._trace_headers(ctx),
+                        *self._answer_headers(ctx),
                     ],
                 }
             )
             await send({"type": "http.response.body", "body": body_bytes})
             await self._attempts.settle(ctx, route, served)
             return
-        await self._stream(ctx, route, served, receive, send)
+        await self._stream(ctx, protocol, route, served, receive, send)
 
     async def _prepare(
-        self, ctx: RequestContext, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+        self,
+        ctx: RequestContext,
+        protocol: ClientProtocol,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        receive: Receive,
     ) -> tuple[Route, list[Target]]:
         """api → admit → shape → decide: everything before the first attempt, filling `ctx`;
         the route and its candidate targets, or a SpilloverError to answer with."""
         if scope["method"] != "POST":
             raise MethodNotAllowed(f"{scope['path']} accepts POST only", allow="POST")
-        ctx.principal = self.keys.authenticate(headers.get(b"authorization"))
-        raw = await self._read_body(headers, receive)
-        body = _parse(raw)
-        validate(ctx.endpoint, body)
+        ctx.principal = self.keys.authenticate(protocol.credentials(headers))
+        body = parse_body(await read_body(headers, receive, self._max_body))
+        protocol.validate(body)
         if not json_depth_within(body, self._max_depth):
             raise InvalidRequest(
                 f"the request nests objects or arrays deeper than {self._max_depth} levels"
             )
-        ctx.body = body
+        protocol.read(ctx, body, headers)
         ctx.route_name = body["model"]
         route = self.config.routes.get(ctx.route_name)
         if route is None or not ctx.principal.may_use(ctx.route_name):
@@ -217,9 +234,6 @@ class ProxyApp:
         ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
         drill = headers.get(b"x-spillover-drill")
         ctx.drill = _printable(drill[:64]) if drill else None
-        ctx.stream = bool(body.get("stream"))
-        options = body.get("stream_options")
-        ctx.client_wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
         targets, skipped = candidates(route, ctx.endpoint, self._providers)
         ctx.attempts.extend(skipped)
         if not targets:
@@ -237,28 +251,14 @@ class ProxyApp:
         for change in shaped.changes:
             m.child(m.shape_changes, ctx.route_name, change).inc()
 
-    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        limit = self._max_body
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidRequest("client disconnected while sending the body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
     async def _stream(
-        self, ctx: RequestContext, route: Route, served: Served, receive: Receive, send: Send
+        self,
+        ctx: RequestContext,
+        protocol: ClientProtocol,
+        route: Route,
+        served: Served,
+        receive: Receive,
+        send: Send,
     ) -> None:
         stream = served.stream
         events = served.events
@@ -267,19 +267,17 @@ class ProxyApp:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [*_SSE_HEADERS, *self._trace_headers(ctx)],
+                "headers": [*_SSE_HEADERS, *self._answer_headers(ctx)],
             }
         )
-        await send({"type": "http.response.body", "body": served.first_event, "more_body": True})
+        client = protocol.stream(ctx, stream.protocol, RawClientStream(send, receive))
+        await client.write(served.first_event)
         ctx.bytes_sent = True
         ctx.ttft_s = ctx.elapsed()
         ctx.status = 200
         await self._attempts.settle(ctx, route, served)
         try:
-            client = AsgiClientStream(send, receive)
-            ctx.usage = await relay(
-                ctx, route, served, self._attempts, self._metrics, client, error_body
-            )
+            ctx.usage = await relay(ctx, route, served, self._attempts, self._metrics, client)
         finally:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         if ctx.status == 200 and ctx.ttft_s is not None and not ctx.resumed:
@@ -287,15 +285,46 @@ class ProxyApp:
                 served.target, ctx.ttft_s, ctx.elapsed(), ctx.usage.completion_tokens
             )
 
-    async def _reply_error(self, ctx: RequestContext, exc: SpilloverError, send: Send) -> None:
+    async def _reply_error(
+        self, ctx: RequestContext, protocol: ClientProtocol, exc: SpilloverError, send: Send
+    ) -> None:
         if isinstance(exc, BadRequest):
             # The upstream judged the request invalid: the client's fault, said as such.
             exc = InvalidRequest(exc.message, param=exc.param)
-        ctx.status = exc.status
+        status, body, headers = protocol.error(exc, ctx.request_id)
+        ctx.status = status
         ctx.error_class = (
             exc.error_class if isinstance(exc, UpstreamFailure) else exc.code or type(exc).__name__
         )
-        await send_error(send, exc, self._trace_headers(ctx))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    JSON,
+                    (b"content-length", str(len(body)).encode()),
+                    *self._trace_headers(ctx),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _dropped(self, ctx: RequestContext, dropped: list[str]) -> None:
+        """A translated target served without what it could not carry: counted, and told
+        in `x-spillover-dropped`."""
+        ctx.dropped = dropped
+        m = self._metrics
+        for item in dropped:
+            m.child(m.translation_dropped, ctx.route_name, ctx.ingress, _what(item)).inc()
+
+    def _answer_headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+        """A served answer's headers: the trace, and Anthropic's `request-id` for its SDKs
+        (an error answer carries its protocol's own)."""
+        headers = self._trace_headers(ctx)
+        if ctx.ingress == "anthropic":
+            headers.append((b"request-id", ctx.request_id.encode()))
+        return headers
 
     def _trace_headers(self, ctx: RequestContext) -> list[tuple[bytes, bytes]]:
         headers = [
@@ -311,51 +340,10 @@ class ProxyApp:
         if target is not None:
             headers.append((b"x-spillover-provider", target.provider.encode()))
             headers.append((b"x-spillover-model", target.model.encode()))
+        if ctx.dropped:
+            shown = ", ".join(ctx.dropped)[:1024]  # the client's own field names, bounded
+            headers.append((b"x-spillover-dropped", _printable(shown.encode())[:1024].encode()))
         return headers
-
-    async def _models(
-        self, scope: Scope, headers: dict[bytes, bytes], request_id: str, send: Send
-    ) -> None:
-        extra: list[tuple[bytes, bytes]] = []
-        try:
-            if scope["method"] != "GET":
-                raise MethodNotAllowed("/v1/models accepts GET only", allow="GET")
-            principal = self.keys.authenticate(headers.get(b"authorization"))
-        except ClientError as exc:
-            body = error_body(exc)
-            status = exc.status
-            if isinstance(exc, MethodNotAllowed):
-                extra.append((b"allow", exc.allow.encode()))
-        else:
-            body = orjson.dumps(
-                {
-                    "object": "list",
-                    "data": [
-                        {
-                            "id": name,
-                            "object": "model",
-                            "created": self._created,
-                            "owned_by": "spillover",
-                        }
-                        for name in self.config.routes
-                        if principal.may_use(name)
-                    ],
-                }
-            )
-            status = 200
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    JSON,
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    *extra,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _tenant(ctx: RequestContext) -> str:
@@ -410,27 +398,8 @@ def _request_id(given: bytes | None) -> str:
     return new_id()
 
 
-def _parse(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRequest("the request body is not valid UTF-8") from None
-        raise InvalidRequest("the request body is not valid JSON") from None
-
-
-class AsgiClientStream:
-    """The relay's view of the client (`pipeline.relay.ClientStream`) over ASGI."""
-
-    def __init__(self, send: Send, receive: Receive) -> None:
-        self._send = send
-        self._receive = receive
-
-    async def write(self, chunk: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    async def disconnected(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
+def _what(item: str) -> str:
+    """A bounded label for a dropped item: a top-level field, a content block or a tool."""
+    if item.startswith("tools["):
+        return "tool"
+    return "block" if "(" in item else "field"

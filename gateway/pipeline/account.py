@@ -64,8 +64,8 @@ class Accountant:
         m = self._metrics
         # Label values come from the config alone: a name the client made up is "-".
         route = ctx.route_name if ctx.route is not None else "-"
-        m.child(m.requests, route, ctx.endpoint, str(ctx.status)).inc()
-        m.child(m.request_seconds, route, ctx.endpoint).observe(ctx.elapsed())
+        m.child(m.requests, route, ctx.endpoint, ctx.ingress, str(ctx.status)).inc()
+        m.child(m.request_seconds, route, ctx.endpoint, ctx.ingress).observe(ctx.elapsed())
         target = ctx.served_by
         usage = ctx.usage
         cost: int | None = 0
@@ -153,6 +153,7 @@ class Accountant:
             partial_stream=bool(ctx.bytes_sent and ctx.status != 200),
             drill=_drill_mark(ctx),
             usage_estimated=ctx.usage_estimated,
+            ingress=ctx.ingress,
         )
 
 

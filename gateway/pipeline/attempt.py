@@ -10,7 +10,7 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.accounting.pricing import ModelPrice
@@ -31,7 +31,13 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.headroom import exhausted_for
 from gateway.pipeline.sequence import MIN_ATTEMPT_S, AttemptSequence
 from gateway.pipeline.tokens import expected_output
-from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, UpstreamStream
+from gateway.providers.base import (
+    NativeRequest,
+    Provider,
+    UpstreamCall,
+    UpstreamResponse,
+    UpstreamStream,
+)
 from gateway.state.contracts import RoutingState
 from gateway.state.windows import Outcome
 from policies import routing
@@ -51,6 +57,9 @@ class Served:
     first_event: bytes = b""
     started: float = 0.0
     elapsed: float = 0.0
+    # What of the client's request this target was served without (route `untranslatable:
+    # drop`); empty when nothing was left out.
+    dropped: list[str] = field(default_factory=list)
 
 
 class AttemptRunner:
@@ -166,6 +175,9 @@ class AttemptRunner:
         started = time.perf_counter()
         served = Served(target, started=started)
         try:
+            call.native = _native_for(ctx, route, provider, continuation)
+            if call.native is None and ctx.untranslatable:
+                served.dropped = ctx.untranslatable
             result = await provider.send(call)
             if isinstance(result, UpstreamStream):
                 served.stream = result
@@ -333,3 +345,22 @@ class AttemptRunner:
                 ctx.request_id,
                 count,
             )
+
+
+def _native_for(
+    ctx: RequestContext, route: Route, provider: Provider, continuation: bool
+) -> NativeRequest | None:
+    """The client's own body when this provider speaks the client's protocol. Else the
+    chat form goes, and what it could not carry decides as the route says: a skip
+    (`reject`), or an answer without it (`drop`)."""
+    native = ctx.native
+    if native is not None and not continuation and native.protocol in provider.native_protocols:
+        return native
+    if ctx.untranslatable and route.untranslatable == "reject":
+        shown = ", ".join(ctx.untranslatable[:5])
+        more = f" and {len(ctx.untranslatable) - 5} more" if len(ctx.untranslatable) > 5 else ""
+        raise Unsupported(
+            f"{provider.name} takes OpenAI chat completions, which cannot carry {shown}{more} "
+            f"(route '{ctx.route_name}' has untranslatable: reject; 'drop' serves without them)"
+        )
+    return None

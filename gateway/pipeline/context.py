@@ -8,10 +8,10 @@ from typing import Any
 
 from gateway.errors import AttemptRecord
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
-from gateway.providers.base import CacheHint, Usage
+from gateway.providers.base import CacheHint, NativeRequest, Usage
 from policies.pool import Priority
 from policies.routing import Skip
-from policies.schema import Endpoint, Route, Target
+from policies.schema import Endpoint, Ingress, Route, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,14 @@ class RequestContext:
     cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache
     drill: str | None = None  # x-spillover-drill: faults scoped to it apply
     faults: list[str] = field(default_factory=list)  # injected into this request
+    # The client's protocol. `body` is always the OpenAI chat form the pipeline reads;
+    # `native` keeps the client's own body for targets that speak its protocol, and
+    # `untranslatable` what the chat form could not carry ("top_k", "messages[0].content[1]
+    # (document)"); `dropped` is set when a translated target served without them.
+    ingress: Ingress = "openai"
+    native: NativeRequest | None = None
+    untranslatable: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def fell_back(self) -> bool:

@@ -35,8 +35,8 @@ class ClientStream(Protocol):
     async def disconnected(self) -> None:
         """Return once the client has gone away."""
 
-
-ErrorBody = Callable[[SpilloverError], bytes]
+    async def error(self, exc: SpilloverError) -> None:
+        """End the stream with an error event in the client's protocol."""
 
 
 class PartialAnswer:
@@ -97,7 +97,6 @@ async def relay(
     attempts: AttemptRunner,
     metrics: GatewayMetrics,
     client: ClientStream,
-    error_body: ErrorBody,
 ) -> Usage:
     """Forward events until the stream ends; returns the usage of every segment. A watcher
     notices the client leaving and closes whichever upstream stream is current."""
@@ -110,7 +109,7 @@ async def relay(
 
     watcher = asyncio.create_task(watch_disconnect(ctx, client, close_current, metrics))
     try:
-        return await _forward(ctx, route, segments, attempts, metrics, client, error_body)
+        return await _forward(ctx, route, segments, attempts, metrics, client)
     finally:
         watcher.cancel()
         for segment in segments:
@@ -125,10 +124,13 @@ async def _forward(
     attempts: AttemptRunner,
     metrics: GatewayMetrics,
     client: ClientStream,
-    error_body: ErrorBody,
 ) -> Usage:
     served = segments[0]
-    partial = PartialAnswer() if route.resume_streams and ctx.endpoint == "chat" else None
+    # Only OpenAI-wire answers can be continued: a continuation is a chat request.
+    resumable = served.stream is not None and served.stream.protocol == "openai"
+    partial = (
+        PartialAnswer() if route.resume_streams and ctx.endpoint == "chat" and resumable else None
+    )
     if partial is not None:
         partial.see(served.first_event)
     usage = Usage()
@@ -162,7 +164,7 @@ async def _forward(
                 interrupted = StreamInterrupted(
                     f"upstream stream failed after output began: {failure.message}", failure
                 )
-                await client.write(b"data: " + error_body(interrupted) + b"\n\n")
+                await client.error(interrupted)
                 return usage
             current = resumed
             segments.append(resumed)

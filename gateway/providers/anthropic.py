@@ -1,5 +1,7 @@
-"""`kind: anthropic` — OpenAI chat requests sent to the Anthropic Messages API and the
-answers translated back, streams included (see `gateway.providers.translate.openai_anthropic`)."""
+"""`kind: anthropic` — the Messages API. OpenAI chat requests are translated there and the
+answers back, streams included (`gateway.providers.translate.openai_anthropic`); a request
+that arrived as an Anthropic Messages request goes as sent, only the model replaced, and its
+answer comes back as Anthropic sent it."""
 
 from __future__ import annotations
 
@@ -10,21 +12,30 @@ import aiohttp
 import orjson
 
 from gateway.errors import Unsupported
-from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream
-from gateway.providers.cache_hints import anthropic_breakpoints
+from gateway.providers.base import (
+    NativeRequest,
+    UpstreamCall,
+    UpstreamResponse,
+    UpstreamStream,
+)
+from gateway.providers.cache_hints import anthropic_breakpoints, count_markers
 from gateway.providers.http import PooledHTTPProvider
 from gateway.providers.sse import DONE, data_of, ended_early, iter_events
 from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
     response_from_anthropic,
+    usage_from_anthropic,
 )
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import AnthropicProvider
 
+ANTHROPIC = "anthropic"
+
 
 class AnthropicAdapter(PooledHTTPProvider):
     supports = frozenset({"chat"})
+    native_protocols = frozenset({ANTHROPIC})
 
     def __init__(self, name: str, config: AnthropicProvider) -> None:
         super().__init__(name, config)
@@ -41,6 +52,8 @@ class AnthropicAdapter(PooledHTTPProvider):
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
         if call.endpoint != "chat":
             raise Unsupported(f"Anthropic serves chat only, not {call.endpoint}")
+        if call.native is not None and call.native.protocol == ANTHROPIC:
+            return await self._send_native(call, call.native)
         body = request_to_anthropic(call.body, call.model, self._config.default_max_tokens)
         if call.cache_hint is not None and call.cache_hint.anthropic_ttl is not None:
             body = anthropic_breakpoints(body, call.cache_hint)
@@ -51,8 +64,27 @@ class AnthropicAdapter(PooledHTTPProvider):
         response = await self._open_stream(self._url, body, self._headers, call.timeouts)
         return _AnthropicStream(response, call)
 
+    async def _send_native(
+        self, call: UpstreamCall, native: NativeRequest
+    ) -> UpstreamResponse | UpstreamStream:
+        """The client's Messages request as sent; breakpoints added only when the client
+        placed none of its own."""
+        body = {**native.body, "model": call.model}
+        hint = call.cache_hint
+        if hint is not None and hint.anthropic_ttl is not None and count_markers(body) == 0:
+            body = anthropic_breakpoints(body, hint)
+        headers = {**self._headers, **native.headers}
+        if not call.stream:
+            raw, answer_headers = await self._fetch(self._url, body, headers, call.timeouts)
+            usage = usage_from_anthropic(upstream_object(raw).get("usage") or {})
+            return UpstreamResponse(raw, usage, answer_headers, protocol=ANTHROPIC)
+        response = await self._open_stream(self._url, body, headers, call.timeouts)
+        return _NativeStream(response, call)
+
 
 class _AnthropicStream(UpstreamStream):
+    """Anthropic's events translated into OpenAI chunks."""
+
     def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
         self._response = response
         self._call = call
@@ -86,3 +118,62 @@ class _AnthropicStream(UpstreamStream):
     async def aclose(self) -> None:
         if not self._response.closed:
             self._response.close()
+
+
+class _NativeStream(UpstreamStream):
+    """Anthropic's events passed through as they came, read only for their usage and for
+    an error event (which becomes our failure, so the relay ends the stream its way)."""
+
+    protocol = ANTHROPIC
+
+    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
+        self._response = response
+        self._call = call
+        self.headers: Mapping[str, str] = response.headers
+        self.usage = usage_from_anthropic({})
+        self._reported: dict[str, Any] = {}
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        timeouts = self._call.timeouts
+        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+            kind = _event_name(event)
+            if kind in ("message_start", "message_delta", "error"):
+                payload: Any = upstream_object(data_of(event) or b"")
+                if kind == "error":
+                    raise from_stream_error(payload.get("error") or {})
+                self._see_usage(kind, payload)
+            yield event + b"\n\n"
+            if kind == "message_stop":
+                self._response.release()
+                return
+        await self.aclose()
+        raise ended_early()
+
+    def _see_usage(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "message_start":
+            self._reported = dict((payload.get("message") or {}).get("usage") or {})
+        else:
+            self._reported.update(payload.get("usage") or {})
+        self.usage = usage_from_anthropic(self._reported)
+
+    async def aclose(self) -> None:
+        if not self._response.closed:
+            self._response.close()
+
+
+def _event_name(event: bytes) -> str:
+    """The `event:` line's name (Anthropic names every event; its data repeats it)."""
+    if event.startswith(b"event:"):
+        line = event.split(b"\n", 1)[0]
+        return line[6:].strip().decode("ascii", "replace")
+    payload = data_of(event)
+    if payload and payload.startswith(b"{"):
+        try:
+            kind = orjson.loads(payload).get("type")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return kind if isinstance(kind, str) else ""
+    return ""

@@ -1,5 +1,10 @@
 """The provider contract: one async method, `send`, that returns a whole response or a
-stream of OpenAI-wire SSE events, and raises only `gateway.errors.UpstreamFailure`."""
+stream of SSE events, and raises only `gateway.errors.UpstreamFailure`.
+
+Answers are OpenAI-wire (`protocol = "openai"`) unless the call carried the client's own
+body in a protocol the provider speaks natively (`UpstreamCall.native`, a provider's
+`native_protocols`): then the answer is in that protocol, its bytes as the upstream sent
+them, and says so in its `protocol`."""
 
 from __future__ import annotations
 
@@ -52,6 +57,16 @@ class CacheHint:
     openai_key: str | None = None  # prompt_cache_key, when the client set none
 
 
+@dataclass(frozen=True, slots=True)
+class NativeRequest:
+    """The client's body as sent, for a target that speaks the client's protocol: only the
+    model is replaced. `headers` are the few client headers that protocol forwards."""
+
+    protocol: str
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class UpstreamCall:
     endpoint: Endpoint
@@ -75,6 +90,9 @@ class UpstreamCall:
     route: str = ""
     drill: str | None = None
     faults: list[str] = field(default_factory=list)
+    # The client's own body, offered to a provider whose native_protocols include its
+    # protocol; `body` stays the OpenAI chat form every other provider reads.
+    native: NativeRequest | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +100,7 @@ class UpstreamResponse:
     body: bytes
     usage: Usage
     headers: Mapping[str, str] = field(default_factory=dict)
+    protocol: str = "openai"
 
 
 class UpstreamStream(ABC):
@@ -90,6 +109,7 @@ class UpstreamStream(ABC):
 
     usage: Usage
     headers: Mapping[str, str]
+    protocol: str = "openai"
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[bytes]: ...
@@ -106,6 +126,7 @@ class WrappedStream(UpstreamStream):
     def __init__(self, inner: UpstreamStream) -> None:
         self._inner = inner
         self.headers = inner.headers
+        self.protocol = inner.protocol
 
     @property
     def usage(self) -> Usage:  # type: ignore[override]
@@ -124,6 +145,7 @@ class WrappedStream(UpstreamStream):
 class Provider(ABC):
     name: str
     supports: frozenset[Endpoint]
+    native_protocols: frozenset[str] = frozenset()  # client protocols taken as sent
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pools; called once at startup."""

@@ -29,8 +29,8 @@ from tests.support.processes import (
 from tests.support.redis import real_redis_url
 
 pytestmark = pytest.mark.e2e
-SCENARIOS = ["provider-outage", "rate-limit-storm", "latency-spike", "stream-cut",
-             "pool-replica-crash", "kv-pressure"]  # fmt: skip
+SCENARIOS = ["provider-outage", "provider-outage-anthropic", "rate-limit-storm", "latency-spike",
+             "stream-cut", "pool-replica-crash", "kv-pressure"]  # fmt: skip
 # redis-down needs a gateway with shared state: its own test below.
 
 
@@ -65,6 +65,10 @@ def _config(
             breaker: {{base_ejection_s: 1}}
           llama-3.1-8b:
             targets: [{{provider: local, model: llama-3.1-8b}}, {{provider: primary, model: gpt-4o-mini}}]
+          claude-sonnet-4-5:
+            targets: [{{provider: claude, model: claude-sonnet-4-5}}, {{provider: primary, model: gpt-4o}}]
+            fail_over_when: {{consecutive_failures: 3}}
+            breaker: {{base_ejection_s: 1}}
           only-primary:
             targets: [{{provider: primary, model: gpt-4o}}]
         keys:
@@ -119,6 +123,12 @@ def test_each_shipped_scenario_holds_its_slos(
     marks = [r[0] for r in sqlite3.connect(ledger).execute("SELECT drill FROM spillover_ledger")]
     assert marks and all(m and m.startswith(f"drill-{scenario}-") for m in marks)
     assert any(":" in m.split(",", 1)[-1] for m in marks if "," in m)
+    # The clients spoke the scenario's protocol, and their rows say so.
+    protocol = "anthropic" if scenario.endswith("-anthropic") else "openai"
+    ingresses = {
+        r[0] for r in sqlite3.connect(ledger).execute("SELECT ingress FROM spillover_ledger")
+    }
+    assert ingresses == {protocol}
 
 
 def test_a_drill_fails_when_the_route_has_no_fallback(

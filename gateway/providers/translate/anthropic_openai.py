@@ -2,21 +2,24 @@
 targets: the request into chat completions, the answer and its stream back into Anthropic's
 message and event sequence. Pure functions and one small state machine; no I/O.
 
-What chat completions cannot express raises `Unsupported`, so another target can serve the
-request: document blocks, server tools (web search and the like), thinking blocks sent by
-the client are dropped (an OpenAI-wire model cannot verify their signatures), `top_k` too.
-`tool_result` with `is_error` keeps its text; chat completions has no error flag.
+What chat completions cannot say is left out of the translation and named in
+`Translated.left_out` — document blocks, server tools (web search and the like), thinking
+blocks (an OpenAI-wire model cannot check their signatures), `top_k`, fields this
+translator does not know — so the route's `untranslatable` setting decides: refuse such a
+target, or serve it without them and say so. `tool_result` with `is_error` keeps its text;
+chat completions has no error flag.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest, Unsupported
+from gateway.errors import BadRequest
 from gateway.providers.base import Usage
 
 _STOP = {
@@ -34,21 +37,32 @@ def stop_reason(finish_reason: str | None) -> str | None:
 
 # --- request -------------------------------------------------------------------------
 
+# The top-level fields chat completions can say; any other is left out (and named).
+TRANSLATED_FIELDS = frozenset(
+    {"model", "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream",
+     "temperature", "top_p", "tools", "tool_choice"}
+)  # fmt: skip
 
-def request_to_openai(body: dict[str, Any], model: str) -> dict[str, Any]:
+
+@dataclass(slots=True)
+class Translated:
+    """A chat completions request, and what of the Messages request it could not carry,
+    each named by where it was ("top_k", "messages[2].content[0] (document)")."""
+
+    body: dict[str, Any]
+    left_out: list[str] = field(default_factory=list)
+
+
+def request_to_openai(body: dict[str, Any], model: str) -> Translated:
+    out: dict[str, Any] = {"model": model}
+    walk = _Walk()
     messages: list[dict[str, Any]] = []
-    system = _system_parts(body.get("system"))
+    system = walk.system_parts(body.get("system"))
     if system:
         messages.append({"role": "system", "content": system})
-    for message in body.get("messages") or []:
-        role = message.get("role")
-        if role == "user":
-            messages.extend(_user_messages(message.get("content")))
-        elif role == "assistant":
-            messages.append(_assistant_message(message.get("content")))
-        else:
-            raise BadRequest(f"messages: role {role!r} is not user or assistant", param="messages")
-    out: dict[str, Any] = {"model": model, "messages": messages}
+    for i, message in enumerate(body.get("messages") or []):
+        messages.extend(walk.message(message, f"messages[{i}]"))
+    out["messages"] = messages
     if body.get("max_tokens") is not None:
         out["max_tokens"] = body["max_tokens"]
     for name in ("temperature", "top_p"):
@@ -62,21 +76,120 @@ def request_to_openai(body: dict[str, Any], model: str) -> dict[str, Any]:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = body.get("tools")
+    tools = [t for i, t in enumerate(body.get("tools") or []) if walk.tool_kept(t, i)]
     if tools:
         out["tools"] = [_tool(t) for t in tools]
         choice = body.get("tool_choice")
         if choice:
             out.update(_tool_choice(choice))
-    return out
+    for name in body:
+        if name not in TRANSLATED_FIELDS and not _says_nothing(name, body[name]):
+            walk.left_out.append(name)
+    return Translated(out, walk.left_out)
 
 
-def _system_parts(system: Any) -> list[dict[str, Any]]:
-    if not system:
-        return []
-    if isinstance(system, str):
-        return [{"type": "text", "text": system}]
-    return [_text_part(block) for block in system if block.get("type") == "text"]
+def _says_nothing(name: str, value: Any) -> bool:
+    """Fields whose value asks nothing of the model (thinking turned off, and the like)."""
+    if value is None:
+        return True
+    return name == "thinking" and isinstance(value, dict) and value.get("type") == "disabled"
+
+
+class _Walk:
+    """Turns Anthropic messages into chat messages, noting what it has to leave out."""
+
+    def __init__(self) -> None:
+        self.left_out: list[str] = []
+
+    def system_parts(self, system: Any) -> list[dict[str, Any]]:
+        if not system:
+            return []
+        if isinstance(system, str):
+            return [{"type": "text", "text": system}]
+        parts = []
+        for j, block in enumerate(system):
+            if block.get("type") == "text":
+                parts.append(_text_part(block))
+            else:
+                self.left_out.append(f"system[{j}] ({block.get('type')})")
+        return parts
+
+    def message(self, message: dict[str, Any], at: str) -> list[dict[str, Any]]:
+        role = message.get("role")
+        content = message.get("content")
+        if role == "user":
+            return self._user_messages(content, at)
+        if role == "assistant":
+            return [self._assistant_message(content, at)]
+        if role == "system":  # real clients send them; chat completions has the role
+            return [{"role": "system", "content": self.system_parts(content)}]
+        raise BadRequest(f"{at}: role {role!r} is not user or assistant", param="messages")
+
+    def _user_messages(self, content: Any, at: str) -> list[dict[str, Any]]:
+        """One Anthropic user turn: its tool results become `tool` messages (first, as
+        OpenAI wants them right after the assistant's calls), the rest one user message."""
+        if isinstance(content, str):
+            return [{"role": "user", "content": content}]
+        results: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        for j, block in enumerate(content or []):
+            kind = block.get("type")
+            where = f"{at}.content[{j}]"
+            if kind == "tool_result":
+                results.append(self._tool_message(block, where))
+            elif kind == "text":
+                parts.append(_text_part(block))
+            elif kind == "image" and (image := _image_part(block.get("source") or {})):
+                parts.append(image)
+            else:
+                self.left_out.append(f"{where} ({kind})")
+        return results + ([{"role": "user", "content": parts}] if parts else [])
+
+    def _tool_message(self, block: dict[str, Any], at: str) -> dict[str, Any]:
+        content = block.get("content")
+        if isinstance(content, list):
+            texts = []
+            for k, part in enumerate(content):
+                if part.get("type") == "text":
+                    texts.append(part.get("text", ""))
+                else:
+                    self.left_out.append(f"{at}.content[{k}] ({part.get('type')} in a tool result)")
+            content = "".join(texts)
+        return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content or ""}
+
+    def _assistant_message(self, content: Any, at: str) -> dict[str, Any]:
+        if isinstance(content, str):
+            return {"role": "assistant", "content": content}
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for j, block in enumerate(content or []):
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(block.get("text", ""))
+            elif kind == "tool_use":
+                arguments = orjson.dumps(block.get("input") or {}).decode()
+                calls.append(
+                    {
+                        "id": block.get("id"),
+                        "type": "function",
+                        "function": {"name": block.get("name"), "arguments": arguments},
+                    }
+                )
+            else:  # thinking (its signature only Anthropic can check), server tool blocks
+                self.left_out.append(f"{at}.content[{j}] ({kind})")
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(texts) if texts else None,
+        }
+        if calls:
+            message["tool_calls"] = calls
+        return message
+
+    def tool_kept(self, tool: dict[str, Any], i: int) -> bool:
+        if tool.get("type") in (None, "custom"):
+            return True
+        self.left_out.append(f"tools[{i}] ({tool.get('type')}, run by Anthropic)")
+        return False
 
 
 def _text_part(block: dict[str, Any]) -> dict[str, Any]:
@@ -86,75 +199,17 @@ def _text_part(block: dict[str, Any]) -> dict[str, Any]:
     return part
 
 
-def _user_messages(content: Any) -> list[dict[str, Any]]:
-    """One Anthropic user turn: its tool results become `tool` messages (first, as OpenAI
-    wants them right after the assistant's calls), the rest one user message."""
-    if isinstance(content, str):
-        return [{"role": "user", "content": content}]
-    results: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] = []
-    for block in content or []:
-        kind = block.get("type")
-        if kind == "tool_result":
-            results.append(_tool_message(block))
-        elif kind == "text":
-            parts.append(_text_part(block))
-        elif kind == "image":
-            parts.append(_image_part(block.get("source") or {}))
-        else:
-            raise Unsupported(f"{kind!r} blocks cannot be sent to an OpenAI-wire target")
-    return results + ([{"role": "user", "content": parts}] if parts else [])
-
-
-def _image_part(source: dict[str, Any]) -> dict[str, Any]:
+def _image_part(source: dict[str, Any]) -> dict[str, Any] | None:
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
     elif source.get("type") == "url":
         url = str(source.get("url", ""))
     else:
-        raise Unsupported(f"image source {source.get('type')!r} cannot be sent to OpenAI-wire")
+        return None  # a Files API id: only Anthropic can resolve it
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _tool_message(block: dict[str, Any]) -> dict[str, Any]:
-    content = block.get("content")
-    if isinstance(content, list):
-        texts = [b.get("text", "") for b in content if b.get("type") == "text"]
-        if len(texts) != len(content):
-            raise Unsupported("tool results with images cannot be sent to an OpenAI-wire target")
-        content = "".join(texts)
-    return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content or ""}
-
-
-def _assistant_message(content: Any) -> dict[str, Any]:
-    if isinstance(content, str):
-        return {"role": "assistant", "content": content}
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for block in content or []:
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(block.get("text", ""))
-        elif kind == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": arguments},
-                }
-            )
-        elif kind not in ("thinking", "redacted_thinking"):
-            raise Unsupported(f"assistant {kind!r} blocks cannot be sent to OpenAI-wire")
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        message["tool_calls"] = calls
-    return message
-
-
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    if tool.get("type") not in (None, "custom"):
-        raise Unsupported(f"server tool {tool.get('type')!r} runs only on Anthropic")
     function: dict[str, Any] = {
         "name": tool.get("name"),
         "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
@@ -246,8 +301,8 @@ Event = tuple[str, dict[str, Any]]
 
 class AnthropicStreamWriter:
     """Feed OpenAI chunk objects (parsed `data:` payloads); get Anthropic (event, data) pairs
-    in Anthropic's order: message_start, ping, then per content block start / deltas / stop,
-    then message_delta (stop reason, usage) and message_stop."""
+    in Anthropic's order: message_start, then per content block start / deltas / stop (a
+    ping after the first start), then message_delta (stop reason, usage) and message_stop."""
 
     def __init__(self, model: str, prompt_tokens: int = 0) -> None:
         self.model = model
@@ -285,7 +340,8 @@ class AnthropicStreamWriter:
                     "stop_reason": stop_reason(self._finish) or "end_turn",
                     "stop_sequence": None,
                 },
-                "usage": {"output_tokens": self.usage.completion_tokens},
+                # Cumulative, as Anthropic sends it: the SDKs take every count from here.
+                "usage": anthropic_usage(self.usage),
             },
         )
         yield "message_stop", {"type": "message_stop"}
@@ -304,7 +360,6 @@ class AnthropicStreamWriter:
             "usage": {**anthropic_usage(self.usage), "output_tokens": 1},
         }
         yield "message_start", {"type": "message_start", "message": message}
-        yield "ping", {"type": "ping"}
 
     def _text(self, text: str) -> Iterator[Event]:
         if self._open != "text":
@@ -342,6 +397,8 @@ class AnthropicStreamWriter:
             "content_block_start",
             {"type": "content_block_start", "index": self._block, "content_block": block},
         )
+        if self._block == 0:
+            yield "ping", {"type": "ping"}  # where Anthropic sends its first one
 
     def _close_block(self) -> Iterator[Event]:
         if self._open is not None:

@@ -24,7 +24,7 @@ def row(n: int) -> LedgerRow:
         stream=False, prompt_tokens=1, cached_tokens=0, cache_write_tokens=0,
         completion_tokens=1, reasoning_tokens=0, cost_micro_usd=1, latency_ms=1.0,
         ttft_ms=None, attempts=1, attempts_detail="[]", fell_back=False, resumed=False,
-        partial_stream=False, drill=None, usage_estimated=False,
+        partial_stream=False, drill=None, usage_estimated=False, ingress="openai",
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from gateway.errors import (
     SpilloverError,
     Timeout,
 )
-from gateway.http.anthropic_errors import anthropic_error
+from gateway.http.ingress.anthropic_errors import anthropic_error
 
 OVERLOADED = AllTargetsFailed(
     [AttemptRecord("p", "m", "failed", "overloaded", 529, "busy", 3.0)],

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.errors import BadRequest, Unsupported
+from gateway.errors import BadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate import anthropic_openai as ao
 from gateway.providers.translate import openai_anthropic as oa
@@ -62,8 +62,10 @@ REQUEST: dict[str, Any] = {
 
 
 def test_a_full_request_becomes_chat_completions() -> None:
-    out = ao.request_to_openai(REQUEST, "gpt-4o")
-    assert out == {
+    translated = ao.request_to_openai(REQUEST, "gpt-4o")
+    # What chat completions cannot say is named, by where it was.
+    assert translated.left_out == ["messages[1].content[0] (thinking)", "top_k"]
+    assert translated.body == {
         "model": "gpt-4o",
         "messages": [
             {"role": "system", "content": [{"type": "text", "text": "You are terse.", "cache_control": CACHE}]},
@@ -113,7 +115,7 @@ def test_the_round_trip_through_the_opposite_translator_keeps_the_request() -> N
         {"role": "assistant", "content": REQUEST["messages"][1]["content"][1:]},
         REQUEST["messages"][2],
     ]
-    back = oa.request_to_anthropic(ao.request_to_openai(request, "m"), "m", 4096)
+    back = oa.request_to_anthropic(ao.request_to_openai(request, "m").body, "m", 4096)
     assert back["system"] == request["system"]
     assert back["tools"] == request["tools"]
     assert back["tool_choice"] == request["tool_choice"]
@@ -125,19 +127,44 @@ def test_the_round_trip_through_the_opposite_translator_keeps_the_request() -> N
 
 
 @pytest.mark.parametrize(
-    ("change", "error"),
+    ("change", "left_out"),
     [
-        ({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, Unsupported),
-        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, Unsupported),
-        ({"messages": [{"role": "system", "content": "x"}]}, BadRequest),
-        ({"tool_choice": {"type": "sometimes"}}, BadRequest),
+        ({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
+         ["messages[0].content[0] (document)"]),
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+         ["tools[0] (web_search_20250305, run by Anthropic)"]),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "file", "file_id": "f_1"}}]}]},
+         ["messages[0].content[0] (image)"]),
+        ({"context_management": {"edits": []}, "thinking": {"type": "enabled", "budget_tokens": 2000}},
+         ["context_management", "thinking"]),
+        ({"thinking": {"type": "disabled"}, "top_k": None}, []),
     ],
 )  # fmt: skip
-def test_what_chat_completions_cannot_say_is_refused_by_type(
-    change: dict[str, Any], error: type[Exception]
+def test_what_chat_completions_cannot_say_is_named_not_lost_silently(
+    change: dict[str, Any], left_out: list[str]
 ) -> None:
-    with pytest.raises(error):
-        ao.request_to_openai({**REQUEST, **change}, "m")
+    base = {k: v for k, v in REQUEST.items() if k not in ("top_k", "messages")}
+    base["messages"] = [{"role": "user", "content": "hi"}]
+    assert ao.request_to_openai({**base, **change}, "m").left_out == left_out
+
+
+def test_system_turns_inside_messages_become_system_messages() -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}  # fmt: skip
+    out = ao.request_to_openai(body, "m")
+    assert out.left_out == []
+    assert out.body["messages"][0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": "Be brief."}],
+    }
+
+
+def test_an_invalid_tool_choice_or_role_is_the_requests_fault() -> None:
+    with pytest.raises(BadRequest):
+        ao.request_to_openai({**REQUEST, "tool_choice": {"type": "sometimes"}}, "m")
+    with pytest.raises(BadRequest):
+        ao.request_to_openai({**REQUEST, "messages": [{"role": "tool", "content": "x"}]}, "m")
 
 
 def test_an_answer_becomes_an_anthropic_message() -> None:
@@ -204,7 +231,10 @@ def test_a_stream_follows_anthropics_event_grammar() -> None:
     writer = ao.AnthropicStreamWriter("claude-sonnet-4-5", prompt_tokens=48)
     events = [e for c in STREAM for e in writer.feed(c)] + list(writer.close())
     names = " ".join(name for name, _ in events)
-    grammar = r"message_start ping( content_block_start( content_block_delta)* content_block_stop)* message_delta message_stop"
+    grammar = (
+        r"message_start content_block_start ping( content_block_delta)* content_block_stop"
+        r"( content_block_start( content_block_delta)* content_block_stop)* message_delta message_stop"
+    )
     assert re.fullmatch(grammar, names), names
     assert writer.finished
     starts = [d for n, d in events if n == "content_block_start"]
@@ -218,6 +248,7 @@ def test_a_stream_follows_anthropics_event_grammar() -> None:
     assert events[0][1]["message"]["usage"]["input_tokens"] == 48
     delta = events[-2][1]
     assert delta["delta"]["stop_reason"] == "tool_use" and delta["usage"]["output_tokens"] == 17
+    assert delta["usage"]["input_tokens"] == 50  # cumulative, as Anthropic sends it
     assert ao.sse(events[-1]) == b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
 
@@ -254,7 +285,7 @@ def test_the_request_agrees_with_litellms_adapter() -> None:
     theirs, _ = LiteLLMAnthropicMessagesAdapter().translate_anthropic_to_openai(
         copy.deepcopy(request)
     )
-    ours = ao.request_to_openai(request, str(request["model"]))
+    ours = ao.request_to_openai(request, str(request["model"])).body
 
     def normal(body: dict[str, Any]) -> dict[str, Any]:
         body = orjson.loads(orjson.dumps(body, default=str))

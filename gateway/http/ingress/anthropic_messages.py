@@ -1,0 +1,148 @@
+"""Anthropic's Messages API (`POST /v1/messages`): keys by `x-api-key` or `Bearer`, the body
+validated as Anthropic would and kept as sent for Anthropic targets; every other target gets
+its chat completions translation, and its answer or stream comes back as Anthropic's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.errors import InvalidRequest, SpilloverError, UpstreamError
+from gateway.http.ingress.anthropic_errors import anthropic_error, status_and_type
+from gateway.http.ingress.anthropic_validate import validate_messages
+from gateway.http.ingress.base import ClientProtocol, HeaderList, Headers, RawClientStream
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.relay import ClientStream
+from gateway.providers.base import NativeRequest, UpstreamResponse
+from gateway.providers.sse import data_of
+from gateway.providers.translate.anthropic_openai import (
+    AnthropicStreamWriter,
+    request_to_openai,
+    response_to_anthropic,
+    sse,
+)
+from gateway.providers.upstream_errors import upstream_object
+from policies.schema import Endpoint, Ingress
+
+ANTHROPIC = "anthropic"
+MAX_BETA_HEADER = 1024
+
+
+class AnthropicProtocol(ClientProtocol):
+    ingress: Ingress = "anthropic"
+    endpoint: Endpoint = "chat"
+
+    def credentials(self, headers: Headers) -> bytes | None:
+        key = headers.get(b"x-api-key")
+        if key is not None:
+            return b"Bearer " + key.strip()
+        return headers.get(b"authorization")
+
+    def validate(self, body: Any) -> None:
+        validate_messages(body)
+
+    def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+        translated = request_to_openai(body, body["model"])
+        ctx.body = translated.body
+        ctx.untranslatable = translated.left_out
+        ctx.native = NativeRequest(ANTHROPIC, body, forwarded_headers(headers))
+        ctx.stream = bool(body.get("stream"))
+        ctx.client_wants_usage = True  # Anthropic always reports usage; billing needs it
+
+    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+        if response.protocol == ANTHROPIC:
+            return response.body
+        assert ctx.served_by is not None
+        completion = upstream_object(response.body)
+        try:
+            message = response_to_anthropic(completion, ctx.served_by.model, response.usage)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise unreadable() from exc
+        return orjson.dumps(message)
+
+    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+        if upstream == ANTHROPIC:
+            return AnthropicEvents(client, ctx.request_id)
+        assert ctx.served_by is not None
+        writer = AnthropicStreamWriter(ctx.served_by.model, ctx.prompt_estimate or 0)
+        return TranslatedEvents(client, ctx.request_id, writer)
+
+    def error(self, exc: SpilloverError, request_id: str) -> tuple[int, bytes, HeaderList]:
+        return anthropic_error(exc, request_id)
+
+
+def forwarded_headers(headers: Headers) -> dict[str, str]:
+    """The client headers an Anthropic target receives: `anthropic-beta` alone (features,
+    never hosts or credentials)."""
+    beta = headers.get(b"anthropic-beta")
+    if beta is None:
+        return {}
+    if len(beta) > MAX_BETA_HEADER or not beta.isascii() or not beta.decode().isprintable():
+        raise InvalidRequest(
+            f"anthropic-beta must be printable ASCII of at most {MAX_BETA_HEADER} bytes",
+            param="anthropic-beta",
+        )
+    return {"anthropic-beta": beta.decode()}
+
+
+def error_event(exc: SpilloverError, request_id: str) -> bytes:
+    """Anthropic's in-stream error: what a client sees when a stream breaks after its
+    first byte, rather than a silent end."""
+    _, kind = status_and_type(exc)
+    return sse(
+        (
+            "error",
+            {
+                "type": "error",
+                "error": {"type": kind, "message": exc.message},
+                "request_id": request_id,
+            },
+        )
+    )
+
+
+class AnthropicEvents:
+    """An Anthropic target's events, passed through as they came."""
+
+    def __init__(self, client: RawClientStream, request_id: str) -> None:
+        self.write = client.write
+        self.disconnected = client.disconnected
+        self._request_id = request_id
+
+    async def error(self, exc: SpilloverError) -> None:
+        await self.write(error_event(exc, self._request_id))
+
+
+class TranslatedEvents:
+    """An OpenAI-wire target's chunks rewritten as Anthropic's event sequence."""
+
+    def __init__(
+        self, client: RawClientStream, request_id: str, writer: AnthropicStreamWriter
+    ) -> None:
+        self._client = client
+        self._request_id = request_id
+        self._writer = writer
+        self.disconnected = client.disconnected
+
+    async def write(self, chunk: bytes) -> None:
+        payload = data_of(chunk.rstrip(b"\n"))
+        if payload == b"[DONE]":
+            events = list(self._writer.close())
+        elif payload:
+            # Unreadable: the upstream's failure (the relay ends the stream with an error).
+            try:
+                events = list(self._writer.feed(upstream_object(payload)))
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                raise unreadable() from exc
+        else:
+            return  # comments and keep-alives carry nothing to translate
+        if events:
+            await self._client.write(b"".join(sse(e) for e in events))
+
+    async def error(self, exc: SpilloverError) -> None:
+        await self._client.write(error_event(exc, self._request_id))
+
+
+def unreadable() -> UpstreamError:
+    return UpstreamError("the upstream answered in a shape chat completions does not have")

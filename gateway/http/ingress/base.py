@@ -1,0 +1,66 @@
+"""The contract of a client protocol (`ClientProtocol`) and the raw client stream under it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.types import Receive, Send
+
+from gateway.errors import SpilloverError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.relay import ClientStream
+from gateway.providers.base import UpstreamResponse
+from policies.schema import Endpoint, Ingress
+
+Headers = Mapping[bytes, bytes]
+HeaderList = list[tuple[bytes, bytes]]
+
+
+class ClientProtocol(ABC):
+    """One client protocol, both ways. The proxy calls, in order: `credentials`, `validate`,
+    `read` (fills the context), then `answer` or `stream`, or `error`."""
+
+    ingress: Ingress
+    endpoint: Endpoint
+
+    def credentials(self, headers: Headers) -> bytes | None:
+        """The `Authorization` value to authenticate (`Bearer <key>`)."""
+        return headers.get(b"authorization")
+
+    @abstractmethod
+    def validate(self, body: Any) -> None:
+        """Raise `InvalidRequest` for a body the protocol's own API would refuse."""
+
+    @abstractmethod
+    def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+        """Fill `ctx`: the chat form in `body`, `native`, `stream`, `client_wants_usage`,
+        `untranslatable`."""
+
+    @abstractmethod
+    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+        """The whole answer's body in the client's protocol."""
+
+    @abstractmethod
+    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+        """The client's stream for events in the `upstream` protocol."""
+
+    @abstractmethod
+    def error(self, exc: SpilloverError, request_id: str) -> tuple[int, bytes, HeaderList]:
+        """Status, body and protocol headers (Retry-After, …) for `exc`."""
+
+
+class RawClientStream:
+    """Bytes to the client over ASGI, and a wait for it to leave; protocols wrap it."""
+
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send = send
+        self._receive = receive
+
+    async def write(self, chunk: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def disconnected(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass

@@ -1,0 +1,92 @@
+"""The `/v1` answers the gateway gives without an upstream: the model list (OpenAI's
+`GET /v1/models`) and a prompt's token count (Anthropic's `POST /v1/messages/count_tokens`),
+each authenticated and shaped in its client's protocol. Neither is billed: no ledger row."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import ClientError, InvalidRequest, MethodNotAllowed, ModelNotFound
+from gateway.http.auth import KeyStore
+from gateway.http.body import parse_body, read_body
+from gateway.http.edge import error_body
+from gateway.http.ingress.anthropic_errors import anthropic_error
+from gateway.http.ingress.anthropic_messages import AnthropicProtocol
+from gateway.http.ingress.anthropic_validate import validate_messages
+from gateway.http.validate import json_depth_within
+from gateway.pipeline.tokens import prompt_tokens
+from gateway.providers.translate.anthropic_openai import request_to_openai
+from policies.schema import GatewayConfig
+
+COUNT_TOKENS = "/v1/messages/count_tokens"
+_JSON = (b"content-type", b"application/json")
+
+
+async def model_list(
+    config: GatewayConfig, keys: KeyStore, created: int, scope: Scope, request_id: str, send: Send
+) -> None:
+    extra: list[tuple[bytes, bytes]] = []
+    try:
+        if scope["method"] != "GET":
+            raise MethodNotAllowed("/v1/models accepts GET only", allow="GET")
+        principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
+    except ClientError as exc:
+        body = error_body(exc)
+        status = exc.status
+        if isinstance(exc, MethodNotAllowed):
+            extra.append((b"allow", exc.allow.encode()))
+    else:
+        models = [
+            {"id": name, "object": "model", "created": created, "owned_by": "spillover"}
+            for name in config.routes
+            if principal.may_use(name)
+        ]
+        body = orjson.dumps({"object": "list", "data": models})
+        status = 200
+    await _answer(send, status, body, [(b"x-request-id", request_id.encode()), *extra])
+
+
+async def count_tokens(
+    config: GatewayConfig,
+    keys: KeyStore,
+    scope: Scope,
+    receive: Receive,
+    request_id: str,
+    send: Send,
+) -> None:
+    """The gateway's own count — the one its limits and budgets use — of the prompt as the
+    route's first target would read it; `x-spillover-token-count: estimated` says so."""
+    headers = dict(scope["headers"])
+    try:
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"{COUNT_TOKENS} accepts POST only", allow="POST")
+        principal = keys.authenticate(AnthropicProtocol().credentials(headers))
+        body = parse_body(await read_body(headers, receive, config.server.max_body_bytes))
+        validate_messages(body, count_only=True)
+        depth = config.server.max_json_depth
+        if not json_depth_within(body, depth):
+            raise InvalidRequest(f"the request nests objects or arrays deeper than {depth} levels")
+        route = config.routes.get(body["model"])
+        if route is None or not principal.may_use(body["model"]):
+            raise ModelNotFound(f"model: {body['model'][:256]!r} does not exist", param="model")
+        model = route.targets[0].model
+        tokens = prompt_tokens(request_to_openai(body, model).body, model)
+    except ClientError as exc:
+        status, answer, extra = anthropic_error(exc, request_id)
+        await _answer(send, status, answer, extra)
+        return
+    estimated = (b"x-spillover-token-count", b"estimated")
+    answer = orjson.dumps({"input_tokens": tokens})
+    await _answer(send, 200, answer, [(b"request-id", request_id.encode()), estimated])
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
