@@ -11,7 +11,7 @@ from policies.schema_base import PriceOverride, PromptCache, Strict, Timeouts
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 # The protocol a client speaks to the gateway: OpenAI's, or Anthropic's Messages API.
-Ingress = Literal["openai", "anthropic"]
+Ingress = Literal["openai", "anthropic", "responses"]
 
 
 class Limits(Strict):
@@ -102,6 +102,10 @@ class OpenAIProvider(_ProviderBase):
     """Any upstream that speaks the OpenAI wire format."""
     api_base: str = "https://api.openai.com/v1"
     """The upstream's base URL, including `/v1`."""
+    responses_api: bool = False
+    """The upstream serves OpenAI's Responses API (`POST /responses`): Responses clients'
+    requests go to it as sent (history expanded by the gateway, `store: false`) rather than
+    translated to chat completions."""
 
 
 class AnthropicProvider(_ProviderBase):
@@ -347,6 +351,13 @@ class LedgerConfig(Strict):
     """A spool file left by a gateway older than the journal: replayed at start."""
 
 
+class ResponsesConfig(Strict):
+    """Responses API clients' stored responses (`store: true`, `previous_response_id`)."""
+
+    retention_days: float = Field(30.0, gt=0)
+    """How long a stored response can be retrieved or continued; then it is deleted."""
+
+
 class DrillsConfig(Strict):
     """Fault injection through /admin/faults (admin keys only); off unless enabled."""
 
@@ -365,6 +376,8 @@ class GatewayConfig(Strict):
     """Where routing state and limit counters live."""
     ledger: LedgerConfig = LedgerConfig()
     """Where ledger rows go."""
+    responses: ResponsesConfig = ResponsesConfig()
+    """Stored Responses (kept in the ledger's database)."""
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     """Upstreams by name; `kind` chooses the wire format."""
     routes: dict[str, Route] = Field(min_length=1)

@@ -92,7 +92,7 @@ async def migrate(engine: AsyncEngine) -> None:
             await conn.execute(schema_table.update().values(version=SCHEMA_VERSION))
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def sqlite_pragmas(connection: Any, _record: Any) -> None:
     """Write-ahead logging, synced at checkpoints: appends stop waiting on every fsync,
     and a crash loses at most the last transactions (the spool covers the rest)."""
     cursor = connection.cursor()
@@ -154,7 +154,7 @@ class LedgerWriter:
             ) from exc
         self._engine = create_async_engine(engine_url(self._config.url), pool_pre_ping=True)
         if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
         await self._connect()
         self._task = asyncio.get_running_loop().create_task(self._run())
 

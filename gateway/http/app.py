@@ -34,6 +34,7 @@ from gateway.state.contracts import Limiter, RoutingState, SpendCounters
 from gateway.state.limits import MemoryLimiter, RedisLimiter
 from gateway.state.memory import MemoryState
 from gateway.state.redis import RedisState
+from gateway.state.responses import ResponseStore
 from gateway.state.shared import Outage, SharedRedis
 from gateway.state.spend import MemorySpendCounters, RedisSpendCounters
 from policies.loader import load_config
@@ -87,6 +88,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.faults = FaultTable()  # drills: active faults, kept across reloads
         self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
+        self.responses = ResponseStore(config.ledger.url, _retention_s(config))
         self.accountant = Accountant(
             self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
         )
@@ -147,6 +149,7 @@ class Gateway:
         self.accountant.configure(config, generation.self_hosted_prices())
         self.admitter.configure(config)
         self.budgets.configure(config, self.accountant.prices)
+        self.responses.configure(_retention_s(config))
 
     def _ledger_state(self, ledger: LedgerWriter) -> None:
         m = self.metrics
@@ -160,6 +163,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.ledger.start()
+        await self.responses.start()
         await self.admitter.limiter.start()
         self._current = await build_generation(
             self.boot_config,
@@ -168,6 +172,7 @@ class Gateway:
             self.state,
             self.admitter,
             self.budgets,
+            self.responses,
             faults=self.faults,
             build=self._build_provider,
         )
@@ -219,6 +224,7 @@ class Gateway:
             self.state,
             self.admitter,
             self.budgets,
+            self.responses,
             self._current,
             self.faults,
             self._build_provider,
@@ -246,6 +252,7 @@ class Gateway:
         if self._current is not None:
             await close_generation(self._current, 0)
         await self.ledger.close()
+        await self.responses.close()
         await self.admitter.limiter.close()
         await self.budgets.spend.close()
         await self.state.close()
@@ -288,6 +295,10 @@ class Gateway:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _retention_s(config: GatewayConfig) -> float:
+    return config.responses.retention_days * 86_400
 
 
 def app_from_env() -> Any:

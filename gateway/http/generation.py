@@ -23,6 +23,7 @@ from gateway.providers import ProviderFactory, build_provider
 from gateway.providers.base import Provider
 from gateway.providers.vllm_pool import VllmPoolAdapter
 from gateway.state.contracts import RoutingState
+from gateway.state.responses import ResponseStore
 from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover")
@@ -79,6 +80,7 @@ async def build_generation(
     state: RoutingState,
     admitter: Admitter,
     budgets: Budgets,
+    responses: ResponseStore,
     previous: Generation | None = None,
     faults: FaultTable | None = None,
     build: ProviderFactory = build_provider,
@@ -114,6 +116,7 @@ async def build_generation(
             attempts,
             admitter,
             budgets,
+            responses,
             faults if config.drills.enabled else None,
         ),
     )

@@ -1,7 +1,8 @@
 """The `/v1/*` endpoints in the published OpenAPI document (`/openapi.json`). They are served
 by the raw ASGI proxy, not by FastAPI, so their request and response shapes are declared
-here, as models of what `gateway.http.validate` enforces (extra fields pass through), and merged
-into the admin app's document."""
+here (OpenAI's) and in `openapi_more` (Anthropic's Messages, OpenAI's Responses), as models
+of what the edge enforces (extra fields pass through), and merged into the admin app's
+document."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.http import openapi_more as more
 
 
 class _Open(BaseModel):
@@ -152,17 +155,72 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _responses(ok: type[BaseModel], streams: bool) -> dict[str, Any]:
+def _responses(
+    ok: type[BaseModel],
+    streams: bool,
+    error_model: type[BaseModel] = ErrorResponse,
+    errors: dict[str, str] = _ERRORS,
+) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": _ref(ok)}}
     if streams:
         # `data: {chunk}` events (chat.completion.chunk / text_completion objects) and a
         # final `data: [DONE]`, which is no JSON: so no schema per event.
         content["text/event-stream"] = {"schema": {}}
-    error = {"application/json": {"schema": _ref(ErrorResponse)}}
+    error = {"application/json": {"schema": _ref(error_model)}}
     return {
         "200": {"description": "OK", "content": content},
-        **{code: {"description": text, "content": error} for code, text in _ERRORS.items()},
+        **{code: {"description": text, "content": error} for code, text in errors.items()},
     }
+
+
+def _operation(
+    summary: str, path: str, responses: dict[str, Any], request: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["openai" if "messages" not in path else "anthropic"],
+        "summary": summary,
+        "operationId": path.strip("/").replace("/", "_").replace("{", "").replace("}", ""),
+        "security": [{"bearer": []}],
+        "responses": responses,
+    }
+    if request is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(request)}},
+        }
+    if "{id}" in path:
+        operation["parameters"] = [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ]
+    return operation
+
+
+def _more_paths() -> dict[str, Any]:
+    """Anthropic's Messages and OpenAI's Responses."""
+
+    def anthropic(ok: type[BaseModel], streams: bool) -> dict[str, Any]:
+        return _responses(ok, streams, more.AnthropicErrorResponse, more.ANTHROPIC_ERRORS)
+
+    stored = "/v1/responses/{id}"
+    return {
+        "/v1/messages": {"post": _operation(
+            "Anthropic Messages", "/v1/messages",
+            anthropic(more.MessageResponse, True), more.MessagesRequest)},
+        "/v1/messages/count_tokens": {"post": _operation(
+            "A Messages prompt's token count", "/v1/messages/count_tokens",
+            anthropic(more.TokenCount, False), more.MessagesCountRequest)},
+        "/v1/responses": {"post": _operation(
+            "OpenAI Responses", "/v1/responses",
+            _responses(more.ResponseObject, True), more.ResponsesRequest)},
+        stored: {
+            "get": _operation("A stored response", stored, _responses(more.ResponseObject, False)),
+            "delete": _operation(
+                "Delete a stored response", stored, _responses(more.ResponseDeleted, False)),
+        },
+        stored + "/input_items": {"get": _operation(
+            "A stored response's input items", stored + "/input_items",
+            _responses(more.InputItems, False))},
+    }  # fmt: skip
 
 
 def _paths() -> dict[str, Any]:
@@ -190,11 +248,11 @@ def _paths() -> dict[str, Any]:
             "responses": _responses(ModelList, False),
         }
     }
-    return paths
+    return {**paths, **_more_paths()}
 
 
 def _schemas() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [ErrorResponse, ModelList]
+    models: list[type[BaseModel]] = [ErrorResponse, ModelList, *more.MODELS]
     models += [m for _, request, response, _ in _POSTS.values() for m in (request, response)]
     schemas: dict[str, Any] = {}
     for model in models:

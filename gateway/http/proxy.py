@@ -26,7 +26,10 @@ from gateway.http.body import parse_body, read_body
 from gateway.http.ingress.anthropic_messages import AnthropicProtocol
 from gateway.http.ingress.base import ClientProtocol, RawClientStream
 from gateway.http.ingress.openai_chat import OpenAIProtocol
+from gateway.http.ingress.openai_responses import ResponsesProtocol
 from gateway.http.local_answers import COUNT_TOKENS, count_tokens, model_list
+from gateway.http.stored_responses import PREFIX as STORED_RESPONSES
+from gateway.http.stored_responses import stored_response
 from gateway.http.validate import json_depth_within
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
@@ -39,6 +42,7 @@ from gateway.pipeline.decide import candidates
 from gateway.pipeline.relay import relay
 from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import Provider
+from gateway.state.responses import ResponseStore
 from policies.pool import PRIORITY_RANK, Priority
 from policies.schema import GatewayConfig, Route, Target
 
@@ -51,12 +55,17 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_PROTOCOLS: dict[str, ClientProtocol] = {
-    "/v1/chat/completions": OpenAIProtocol("chat"),
-    "/v1/completions": OpenAIProtocol("completions"),
-    "/v1/embeddings": OpenAIProtocol("embeddings"),
-    "/v1/messages": AnthropicProtocol(),
-}
+
+
+def client_protocols(responses: ResponseStore) -> dict[str, ClientProtocol]:
+    """The pipeline's paths, each with the protocol its clients speak."""
+    return {
+        "/v1/chat/completions": OpenAIProtocol("chat"),
+        "/v1/completions": OpenAIProtocol("completions"),
+        "/v1/embeddings": OpenAIProtocol("embeddings"),
+        "/v1/messages": AnthropicProtocol(),
+        "/v1/responses": ResponsesProtocol(responses),
+    }
 
 
 class ProxyApp:
@@ -71,9 +80,12 @@ class ProxyApp:
         attempts: AttemptRunner,
         admitter: Admitter,
         budgets: Budgets,
+        responses: ResponseStore,
         faults: FaultTable | None = None,
     ) -> None:
         self.config = config
+        self._protocols = client_protocols(responses)
+        self._responses = responses
         self._faults = faults
         self._providers = providers
         self.keys = KeyStore(config)
@@ -89,7 +101,11 @@ class ProxyApp:
 
     def handles(self, scope: Scope) -> bool:
         path = scope["path"]
-        return path in _PROTOCOLS or path in ("/v1/models", COUNT_TOKENS)
+        return (
+            path in self._protocols
+            or path in ("/v1/models", COUNT_TOKENS)
+            or path.startswith(STORED_RESPONSES)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -101,7 +117,10 @@ class ProxyApp:
         if path == COUNT_TOKENS:
             await count_tokens(self.config, self.keys, scope, receive, request_id, send)
             return
-        protocol = _PROTOCOLS[path]
+        if path.startswith(STORED_RESPONSES):
+            await stored_response(self.keys, self._responses, scope, request_id, send)
+            return
+        protocol = self._protocols[path]
         ctx = RequestContext(
             request_id=request_id, endpoint=protocol.endpoint, ingress=protocol.ingress
         )
@@ -165,7 +184,7 @@ class ProxyApp:
         if served.response is not None:
             ctx.usage = served.response.usage
             try:
-                body_bytes = protocol.answer(ctx, served.response)
+                body_bytes = await protocol.answer(ctx, served.response)
             except UpstreamFailure as exc:  # an answer in a shape we cannot read back
                 await self._reply_error(ctx, protocol, exc, send)
                 return
@@ -205,7 +224,7 @@ class ProxyApp:
             raise InvalidRequest(
                 f"the request nests objects or arrays deeper than {self._max_depth} levels"
             )
-        protocol.read(ctx, body, headers)
+        await protocol.read(ctx, body, headers)
         ctx.route_name = body["model"]
         route = self.config.routes.get(ctx.route_name)
         if route is None or not ctx.principal.may_use(ctx.route_name):
@@ -348,7 +367,7 @@ class ProxyApp:
 
 def _tenant(ctx: RequestContext) -> str:
     principal = ctx.principal
-    return (principal.team or principal.key_name) if principal else "-"
+    return principal.tenant if principal else "-"
 
 
 def _deadline(ctx: RequestContext, budget_ms: int | None, header: bytes | None) -> float | None:

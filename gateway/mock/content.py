@@ -359,3 +359,106 @@ def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dic
     )
     events.append(("message_stop", {"type": "message_stop"}))
     return events
+
+
+# --- OpenAI Responses (for native pass-through) -----------------------------------------
+
+
+def _responses_turn(body: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """The input as the chat-like turns `wants_tool` reads, and the prompt's size."""
+    given = body.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    turns = [
+        {"role": "tool" if item.get("type") == "function_call_output" else item.get("role", "")}
+        for item in items
+    ]
+    return turns, estimate_tokens(items)
+
+
+def responses_output(body: dict[str, Any], n_tokens: int) -> tuple[list[dict[str, Any]], int]:
+    turns, _ = _responses_turn(body)
+    tool = wants_tool(body, turns)
+    if tool:
+        call = {
+            "id": openai_id("fc"),
+            "type": "function_call",
+            "status": "completed",
+            "call_id": openai_id("call"),
+            "name": tool["name"],
+            "arguments": orjson.dumps(tool["arguments"]).decode(),
+        }
+        return [call], estimate_tokens(tool["arguments"]) + 5
+    text = "".join(words(n_tokens))  # the deltas, joined: a stream says the same
+    message = {
+        "id": openai_id("msg"),
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+    return [message], n_tokens
+
+
+def responses_answer(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
+    output, completion = responses_output(body, n_tokens)
+    _, prompt = _responses_turn(body)
+    return _response(body, openai_id("resp"), output, "completed", prompt, completion)
+
+
+def _response(
+    body: dict[str, Any], rid: str, output: list[dict[str, Any]], status: str, prompt: int,
+    completion: int,
+) -> dict[str, Any]:  # fmt: skip
+    usage = {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+    return {
+        "id": rid, "object": "response", "created_at": int(time.time()), "status": status,
+        "model": body.get("model"), "output": output, "error": None, "incomplete_details": None,
+        "instructions": body.get("instructions"), "parallel_tool_calls": True,
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
+        "store": body.get("store", True), "usage": usage if status != "in_progress" else None,
+        "metadata": body.get("metadata") or {},
+    }  # fmt: skip
+
+
+def responses_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dict[str, Any]]]:
+    output, completion = responses_output(body, n_tokens)
+    _, prompt = _responses_turn(body)
+    rid = openai_id("resp")
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def add(name: str, **data: Any) -> None:
+        events.append((name, {"type": name, "sequence_number": len(events), **data}))
+
+    opening = _response(body, rid, [], "in_progress", prompt, 0)
+    add("response.created", response=opening)
+    add("response.in_progress", response=opening)
+    item = output[0]
+    if item["type"] == "function_call":
+        add("response.output_item.added", output_index=0, item={**item, "arguments": ""})
+        args = item["arguments"]
+        for i in range(0, len(args), 8):
+            add("response.function_call_arguments.delta", item_id=item["id"], output_index=0,
+                delta=args[i : i + 8])  # fmt: skip
+        add("response.function_call_arguments.done", item_id=item["id"], output_index=0,
+            arguments=args)  # fmt: skip
+    else:
+        where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        add("response.output_item.added", output_index=0, item={**item, "content": []})
+        add("response.content_part.added", **where, part=part)
+        for word in words(n_tokens):
+            add("response.output_text.delta", **where, delta=word, logprobs=[])
+        text = item["content"][0]["text"]
+        add("response.output_text.done", **where, text=text, logprobs=[])
+        add("response.content_part.done", **where, part={**part, "text": text})
+    add("response.output_item.done", output_index=0, item=item)
+    add(
+        "response.completed", response=_response(body, rid, output, "completed", prompt, completion)
+    )
+    return events

@@ -228,6 +228,10 @@ class _Mock:
                 self.endpoint(content.openai_chat, self.openai_chat_sse, cached=True),
             )
             app.router.add_post(
+                "/v1/responses",
+                self.endpoint(content.responses_answer, self.responses_sse),
+            )
+            app.router.add_post(
                 "/v1/completions",
                 self.endpoint(
                     content.openai_completion,
@@ -293,6 +297,12 @@ class _Mock:
         return [
             f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
             for name, data in events
+        ]
+
+    def responses_sse(self, body: dict[str, Any], n: int, cache: CacheUsage | None) -> list[bytes]:
+        return [
+            f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+            for name, data in content.responses_events(body, n)
         ]
 
     def openai_chat_sse(
@@ -374,7 +384,9 @@ def _cache_usage(state: MockState, body: dict[str, Any]) -> CacheUsage | None:
 def _n_tokens(state: MockState, body: dict[str, Any]) -> int:
     """Words still to say: the answer has `output_tokens` words in all, so a continuation
     says only the rest; `max_tokens` caps it."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    limit = (
+        body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    )
     messages = body.get("messages") if isinstance(body.get("messages"), list) else []
     n = max(0, state.knobs.output_tokens - content.continued_from(body, messages or []))
     return min(n, int(limit)) if limit else n

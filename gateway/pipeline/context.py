@@ -27,6 +27,11 @@ class Principal:
     def may_use(self, route: str) -> bool:
         return self.routes is None or route in self.routes
 
+    @property
+    def tenant(self) -> str:
+        """Whose data this is: the key's team, else the key."""
+        return self.team or self.key_name
+
 
 @dataclass(slots=True)
 class RequestContext:
@@ -67,6 +72,7 @@ class RequestContext:
     native: NativeRequest | None = None
     untranslatable: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    exchange: Any = None  # what the client's protocol keeps for this request (Responses)
 
     @property
     def fell_back(self) -> bool:

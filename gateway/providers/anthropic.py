@@ -20,7 +20,7 @@ from gateway.providers.base import (
 )
 from gateway.providers.cache_hints import anthropic_breakpoints, count_markers
 from gateway.providers.http import PooledHTTPProvider
-from gateway.providers.sse import DONE, data_of, ended_early, iter_events
+from gateway.providers.sse import DONE, data_of, ended_early, event_name, iter_events
 from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
@@ -139,7 +139,7 @@ class _NativeStream(UpstreamStream):
     async def _events(self) -> AsyncIterator[bytes]:
         timeouts = self._call.timeouts
         async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
-            kind = _event_name(event)
+            kind = event_name(event)
             if kind in ("message_start", "message_delta", "error"):
                 payload: Any = upstream_object(data_of(event) or b"")
                 if kind == "error":
@@ -162,18 +162,3 @@ class _NativeStream(UpstreamStream):
     async def aclose(self) -> None:
         if not self._response.closed:
             self._response.close()
-
-
-def _event_name(event: bytes) -> str:
-    """The `event:` line's name (Anthropic names every event; its data repeats it)."""
-    if event.startswith(b"event:"):
-        line = event.split(b"\n", 1)[0]
-        return line[6:].strip().decode("ascii", "replace")
-    payload = data_of(event)
-    if payload and payload.startswith(b"{"):
-        try:
-            kind = orjson.loads(payload).get("type")
-        except (orjson.JSONDecodeError, AttributeError):
-            return ""
-        return kind if isinstance(kind, str) else ""
-    return ""

@@ -1,5 +1,6 @@
 """`kind: openai` — any OpenAI-wire upstream. The client's body is forwarded as received
-except for `model` (and `stream_options` when we need usage the client did not ask for)."""
+except for `model` (and `stream_options` when we need usage the client did not ask for).
+With `responses_api: true`, Responses clients' requests go to its `/responses` as sent."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.providers.base import UpstreamCall, UpstreamResponse, UpstreamStream, Usage
+from gateway.errors import UpstreamError
+from gateway.providers.base import (
+    NativeRequest,
+    UpstreamCall,
+    UpstreamResponse,
+    UpstreamStream,
+    Usage,
+)
 from gateway.providers.http import PooledHTTPProvider
-from gateway.providers.sse import DONE, data_of, ended_early, iter_events
+from gateway.providers.sse import DONE, data_of, ended_early, event_name, iter_events
+from gateway.providers.translate.responses_openai import usage_from_responses
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import OpenAIProvider
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+RESPONSES = "responses"
 
 
 class OpenAIAdapter(PooledHTTPProvider):
@@ -26,11 +36,15 @@ class OpenAIAdapter(PooledHTTPProvider):
         self._config = config
         base = config.api_base.rstrip("/")
         self._urls = {endpoint: base + path for endpoint, path in PATHS.items()}
+        self._responses_url = base + "/responses"
+        self.native_protocols = frozenset({RESPONSES}) if config.responses_api else frozenset()
         self._headers = {"Content-Type": "application/json", **config.headers}
         if config.api_key is not None and config.api_key.get_secret_value():
             self._headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
+        if call.native is not None and call.native.protocol in self.native_protocols:
+            return await self._send_responses(call, call.native)
         hint = call.cache_hint
         if hint is not None and hint.openai_key and "prompt_cache_key" not in call.body:
             call.body = {**call.body, "prompt_cache_key": hint.openai_key}
@@ -61,6 +75,64 @@ class OpenAIAdapter(PooledHTTPProvider):
             }
         response = await self._open_stream(url, body, headers, call.timeouts)
         return _OpenAIStream(response, call, strip_usage=inject_usage)
+
+    async def _send_responses(
+        self, call: UpstreamCall, native: NativeRequest
+    ) -> UpstreamResponse | UpstreamStream:
+        """A Responses request as the client sent it (the gateway expanded its history)."""
+        body = {**native.body, "model": call.model}
+        hint = call.cache_hint
+        if hint is not None and hint.openai_key and "prompt_cache_key" not in body:
+            body["prompt_cache_key"] = hint.openai_key
+        headers = {**self._headers, "X-Request-Id": call.request_id}
+        if not call.stream:
+            raw, upstream_headers = await self._fetch(
+                self._responses_url, body, headers, call.timeouts
+            )
+            usage = usage_from_responses(upstream_object(raw).get("usage") or {})
+            return UpstreamResponse(raw, usage, upstream_headers, protocol=RESPONSES)
+        response = await self._open_stream(self._responses_url, body, headers, call.timeouts)
+        return _ResponsesStream(response, call)
+
+
+class _ResponsesStream(UpstreamStream):
+    """A Responses event stream passed through as it came; read for its usage at the end and
+    for a failure (which becomes ours, so the relay ends the stream its way)."""
+
+    protocol = RESPONSES
+
+    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
+        self._response = response
+        self._call = call
+        self.usage = Usage()
+        self.headers: Mapping[str, str] = response.headers
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        timeouts = self._call.timeouts
+        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+            kind = event_name(event)
+            if kind == "error":
+                raise from_stream_error(upstream_object(data_of(event) or b""))
+            if kind == "response.failed":
+                failed = upstream_object(data_of(event) or b"").get("response") or {}
+                error = failed.get("error") or {}
+                raise UpstreamError(f"the upstream response failed: {error.get('message', '')}")
+            if kind in ("response.completed", "response.incomplete"):
+                done = upstream_object(data_of(event) or b"").get("response") or {}
+                self.usage = usage_from_responses(done.get("usage") or {})
+                yield event + b"\n\n"
+                self._response.release()
+                return
+            yield event + b"\n\n"
+        await self.aclose()
+        raise ended_early()
+
+    async def aclose(self) -> None:
+        if not self._response.closed:
+            self._response.close()
 
 
 class _OpenAIStream(UpstreamStream):

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 
 from gateway.errors import ConnectFailed
 from gateway.providers.upstream_errors import from_aiohttp
@@ -52,6 +53,22 @@ def data_of(event: bytes) -> bytes | None:
         return event[5:].lstrip(b" ")
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
+
+
+def event_name(event: bytes) -> str:
+    """The `event:` line's name, else the data's `type` (Anthropic and the Responses API
+    name every event; their data repeats the name)."""
+    if event.startswith(b"event:"):
+        line = event.split(b"\n", 1)[0]
+        return line[6:].strip().decode("ascii", "replace")
+    payload = data_of(event)
+    if payload and payload.startswith(b"{"):
+        try:
+            kind = orjson.loads(payload).get("type")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return kind if isinstance(kind, str) else ""
+    return ""
 
 
 def ended_early() -> ConnectFailed:

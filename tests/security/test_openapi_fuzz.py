@@ -42,17 +42,20 @@ def _with_routes(document: dict[str, Any]) -> dict[str, Any]:
     """Mostly this gateway's own route names, so bodies reach the stages behind the lookup."""
     document = copy.deepcopy(document)
     schemas = document["components"]["schemas"]
-    for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest"):
+    for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest",
+                 "MessagesRequest", "MessagesCountRequest", "ResponsesRequest"):  # fmt: skip
         schemas[name]["properties"]["model"] = {"type": "string", "enum": ROUTES}
     return document
 
 
 def test_the_published_document_describes_the_proxy(hostile_proc: Hostile) -> None:
     document = httpx.get(hostile_proc.url + "/openapi.json").json()
-    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+                 "/v1/messages/count_tokens", "/v1/responses"):  # fmt: skip
         body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert body["schema"]["$ref"].startswith("#/components/schemas/")
     assert "get" in document["paths"]["/v1/models"]
+    assert {"get", "delete"} <= set(document["paths"]["/v1/responses/{id}"])
 
 
 def _operations(hostile: Hostile) -> list[Any]:
@@ -64,7 +67,9 @@ def _operations(hostile: Hostile) -> list[Any]:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_5xx_and_every_answer_as_documented(hostile: Hostile, mode: GenerationMode) -> None:
     operations = _operations(hostile)
-    assert {op.path for op in operations} >= {"/v1/chat/completions", "/v1/embeddings"}
+    assert {op.path for op in operations} >= {
+        "/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/responses",
+    }  # fmt: skip
     for operation in operations:
 
         @given(operation.as_strategy(generation_mode=mode))

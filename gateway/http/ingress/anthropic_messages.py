@@ -42,7 +42,7 @@ class AnthropicProtocol(ClientProtocol):
     def validate(self, body: Any) -> None:
         validate_messages(body)
 
-    def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
         translated = request_to_openai(body, body["model"])
         ctx.body = translated.body
         ctx.untranslatable = translated.left_out
@@ -50,7 +50,7 @@ class AnthropicProtocol(ClientProtocol):
         ctx.stream = bool(body.get("stream"))
         ctx.client_wants_usage = True  # Anthropic always reports usage; billing needs it
 
-    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+    async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         if response.protocol == ANTHROPIC:
             return response.body
         assert ctx.served_by is not None

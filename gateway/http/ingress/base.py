@@ -34,12 +34,12 @@ class ClientProtocol(ABC):
         """Raise `InvalidRequest` for a body the protocol's own API would refuse."""
 
     @abstractmethod
-    def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
         """Fill `ctx`: the chat form in `body`, `native`, `stream`, `client_wants_usage`,
         `untranslatable`."""
 
     @abstractmethod
-    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+    async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         """The whole answer's body in the client's protocol."""
 
     @abstractmethod

@@ -24,13 +24,13 @@ class OpenAIProtocol(ClientProtocol):
     def validate(self, body: Any) -> None:
         validate(self.endpoint, body)
 
-    def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
         ctx.body = body
         ctx.stream = bool(body.get("stream"))
         options = body.get("stream_options")
         ctx.client_wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
 
-    def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+    async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         return response.body
 
     def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:

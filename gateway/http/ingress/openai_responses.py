@@ -1,0 +1,230 @@
+"""OpenAI's Responses API (`POST /v1/responses`). The gateway keeps the conversation itself:
+a `previous_response_id` is expanded from its own store into the full history, so any target
+can take the next turn — a native Responses target gets the request as sent with that
+history as its input (`store: false`), every other one its chat completions translation.
+The answer comes back as a Response under the gateway's id, stored (unless `store: false`)
+before its last byte leaves."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.errors import LedgerUnavailable, NotFound, SpilloverError, UpstreamError
+from gateway.http.edge import error_body, protocol_headers
+from gateway.http.ingress.base import ClientProtocol, HeaderList, Headers, RawClientStream
+from gateway.http.ingress.responses_validate import validate_responses
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.relay import ClientStream
+from gateway.providers.base import NativeRequest, UpstreamResponse
+from gateway.providers.sse import data_of, event_name
+from gateway.providers.translate.responses_openai import (
+    ResponsesStreamWriter,
+    input_items,
+    new_id,
+    output_from_chat,
+    request_to_chat,
+    response_object,
+    sse,
+)
+from gateway.providers.upstream_errors import upstream_object
+from gateway.state.responses import ResponseStore, StoredResponse
+from policies.schema import Endpoint, Ingress
+
+log = logging.getLogger("spillover.responses")
+
+RESPONSES = "responses"
+_LIFECYCLE = frozenset(
+    {"response.created", "response.in_progress", "response.completed", "response.incomplete",
+     "response.failed", "response.queued"}
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One Responses request as the gateway keeps it: its id, owner and input items."""
+
+    body: dict[str, Any]
+    response_id: str
+    owner: str
+    items: list[dict[str, Any]]
+    created_at: int
+
+    @property
+    def store(self) -> bool:
+        return self.body.get("store") is not False
+
+    def stored(self, response: dict[str, Any]) -> StoredResponse:
+        return StoredResponse(
+            id=self.response_id,
+            owner=self.owner,
+            created_at=float(self.created_at),
+            previous_response_id=self.body.get("previous_response_id"),
+            input_items=self.items,
+            output_items=list(response.get("output") or []),
+            response=response,
+        )
+
+
+class ResponsesProtocol(ClientProtocol):
+    ingress: Ingress = "responses"
+    endpoint: Endpoint = "chat"
+
+    def __init__(self, store: ResponseStore) -> None:
+        self._store = store
+
+    def validate(self, body: Any) -> None:
+        validate_responses(body)
+
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+        assert ctx.principal is not None
+        owner = ctx.principal.tenant
+        history: list[dict[str, Any]] = []
+        previous = body.get("previous_response_id")
+        if previous:
+            found = await self._store.history(previous, owner)
+            if found is None:
+                raise NotFound(
+                    f"Previous response with id '{previous[:64]}' not found.",
+                    param="previous_response_id",
+                )
+            history = found
+        items = [_with_id(item) for item in input_items(body)]
+        translated = request_to_chat(body, history, body["model"])
+        ctx.body = translated.body
+        ctx.untranslatable = translated.left_out
+        native = {k: v for k, v in body.items() if k != "previous_response_id"}
+        native["input"] = [*history, *items]
+        native["store"] = False  # the conversation is ours; the upstream keeps nothing
+        ctx.native = NativeRequest(RESPONSES, native)
+        ctx.stream = bool(body.get("stream"))
+        ctx.client_wants_usage = True
+        ctx.exchange = Exchange(body, new_id("resp_"), owner, items, int(time.time()))
+
+    async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
+        exchange: Exchange = ctx.exchange
+        assert ctx.served_by is not None
+        if response.protocol == RESPONSES:
+            answer = _as_ours(upstream_object(response.body), exchange)
+        else:
+            completion = upstream_object(response.body)
+            try:
+                output, status = output_from_chat(completion)
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                raise UpstreamError("the upstream answered in a shape chat does not have") from exc
+            answer = response_object(
+                exchange.body, exchange.response_id, ctx.served_by.model, output, status,
+                response.usage, exchange.created_at,
+            )  # fmt: skip
+        await self._keep(exchange, answer)
+        return orjson.dumps(answer)
+
+    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+        assert ctx.served_by is not None
+        exchange: Exchange = ctx.exchange
+        if upstream == RESPONSES:
+            return NativeResponsesEvents(client, exchange, ctx.served_by.model, self._keep)
+        writer = ResponsesStreamWriter(exchange.body, exchange.response_id, ctx.served_by.model)
+        return TranslatedResponsesEvents(client, exchange, writer, self._keep)
+
+    def error(self, exc: SpilloverError, request_id: str) -> tuple[int, bytes, HeaderList]:
+        return exc.status, error_body(exc), protocol_headers(exc)
+
+    async def _keep(self, exchange: Exchange, response: dict[str, Any]) -> None:
+        """Store the finished response, unless the client said `store: false`. A store that
+        is down costs the chain, not the answer the client already paid for."""
+        if not exchange.store:
+            return
+        try:
+            await self._store.save(exchange.stored(response))
+        except LedgerUnavailable:
+            log.warning("response %s answered but not stored", exchange.response_id)
+
+
+def _with_id(item: dict[str, Any]) -> dict[str, Any]:
+    if item.get("id") or item.get("type") not in ("message", None):
+        return item
+    return {"id": new_id("msg_"), **item}
+
+
+def _as_ours(response: dict[str, Any], exchange: Exchange) -> dict[str, Any]:
+    """A native target's Response under the gateway's id and the client's own settings."""
+    return {
+        **response,
+        "id": exchange.response_id,
+        "previous_response_id": exchange.body.get("previous_response_id"),
+        "store": exchange.store,
+    }
+
+
+class TranslatedResponsesEvents:
+    """A chat target's chunks rewritten as the Responses event sequence."""
+
+    def __init__(
+        self, client: RawClientStream, exchange: Exchange, writer: ResponsesStreamWriter, keep: Any
+    ) -> None:
+        self._client = client
+        self._exchange = exchange
+        self._writer = writer
+        self._keep = keep
+        self.disconnected = client.disconnected
+
+    async def write(self, chunk: bytes) -> None:
+        payload = data_of(chunk.rstrip(b"\n"))
+        if payload == b"[DONE]":
+            events = list(self._writer.close())
+            assert self._writer.final is not None
+            await self._keep(self._exchange, self._writer.final)
+        elif payload:
+            try:
+                events = list(self._writer.feed(upstream_object(payload)))
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                raise UpstreamError("the upstream sent a chunk chat does not have") from exc
+        else:
+            return
+        if events:
+            await self._client.write(b"".join(sse(e) for e in events))
+
+    async def error(self, exc: SpilloverError) -> None:
+        await self._client.write(
+            b"".join(sse(e) for e in self._writer.fail("server_error", exc.message))
+        )
+
+
+class NativeResponsesEvents:
+    """A Responses target's events passed through; the lifecycle events (which carry the
+    Response) are rewritten to the gateway's id, and the finished one is stored."""
+
+    def __init__(self, client: RawClientStream, exchange: Exchange, model: str, keep: Any) -> None:
+        self._client = client
+        self._exchange = exchange
+        self._model = model
+        self._keep = keep
+        self._sequence = -1
+        self.disconnected = client.disconnected
+
+    async def write(self, chunk: bytes) -> None:
+        name = event_name(chunk)
+        if name not in _LIFECYCLE:
+            self._sequence += 1
+            await self._client.write(chunk)
+            return
+        data = upstream_object(data_of(chunk.rstrip(b"\n")) or b"")
+        self._sequence = int(data.get("sequence_number") or self._sequence + 1)
+        data["response"] = _as_ours(data.get("response") or {}, self._exchange)
+        if name in ("response.completed", "response.incomplete"):
+            await self._keep(self._exchange, data["response"])
+        await self._client.write(sse((name, data)))
+
+    async def error(self, exc: SpilloverError) -> None:
+        exchange = self._exchange
+        failed = response_object(
+            exchange.body, exchange.response_id, self._model, [], "failed", None,
+            exchange.created_at, {"code": "server_error", "message": exc.message},
+        )  # fmt: skip
+        event = {"response": failed, "sequence_number": self._sequence + 1}
+        await self._client.write(sse(("response.failed", {"type": "response.failed", **event})))

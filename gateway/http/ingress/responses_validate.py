@@ -1,0 +1,128 @@
+"""Reject a Responses request the way OpenAI would, before any upstream sees it: the fields
+the gateway reads, each error naming its parameter. Item and tool kinds it does not know
+pass (they go as sent to native targets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import InvalidRequest
+
+MAX_METADATA_KEYS = 16
+_CHOICES = frozenset({"auto", "none", "required"})
+
+
+def validate_responses(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required and must be a string", param="model")
+    _input(body.get("input"))
+    for name in ("instructions", "previous_response_id", "user", "prompt_cache_key"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise InvalidRequest(f"'{name}' must be a string", param=name)
+    for name in ("stream", "store", "parallel_tool_calls", "background"):
+        if name in body and body[name] is not None and not isinstance(body[name], bool):
+            raise InvalidRequest(f"'{name}' must be a boolean", param=name)
+    if body.get("background"):
+        raise InvalidRequest("background responses are not supported", param="background")
+    _int(body, "max_output_tokens", 1)
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and len(metadata) <= MAX_METADATA_KEYS
+        and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise InvalidRequest(
+            f"'metadata' must be an object of at most {MAX_METADATA_KEYS} string values",
+            param="metadata",
+        )
+    _tools(body.get("tools"))
+    _tool_choice(body.get("tool_choice"))
+    _text(body.get("text"))
+    reasoning = body.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, dict):
+        raise InvalidRequest("'reasoning' must be an object", param="reasoning")
+
+
+def _input(given: Any) -> None:
+    if isinstance(given, str):
+        return
+    if not isinstance(given, list) or not given:
+        raise InvalidRequest(
+            "'input' must be a string or a non-empty array of items", param="input"
+        )
+    for i, item in enumerate(given):
+        at = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{at} must be an object", param=at)
+        kind = item.get("type", "message")
+        if kind == "message":
+            if not isinstance(item.get("role"), str):
+                raise InvalidRequest(f"{at}.role must be a string", param=f"{at}.role")
+            content = item.get("content")
+            if not isinstance(content, str | list):
+                raise InvalidRequest(
+                    f"{at}.content must be a string or an array", param=f"{at}.content"
+                )
+            for j, part in enumerate(content if isinstance(content, list) else []):
+                if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
+                    where = f"{at}.content[{j}]"
+                    raise InvalidRequest(f"{where} must be an object with a type", param=where)
+        elif kind in ("function_call", "function_call_output"):
+            if not isinstance(item.get("call_id"), str):
+                raise InvalidRequest(f"{at}.call_id must be a string", param=f"{at}.call_id")
+        elif not isinstance(kind, str):
+            raise InvalidRequest(f"{at}.type must be a string", param=f"{at}.type")
+
+
+def _tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise InvalidRequest("'tools' must be an array", param="tools")
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+            raise InvalidRequest(f"tools[{i}] must be an object with a type", param=f"tools[{i}]")
+        if tool["type"] == "function" and not isinstance(tool.get("name"), str):
+            raise InvalidRequest(f"tools[{i}].name must be a string", param=f"tools[{i}].name")
+
+
+def _tool_choice(choice: Any) -> None:
+    if choice is None or choice in _CHOICES:
+        return
+    if isinstance(choice, dict) and isinstance(choice.get("type"), str):
+        return
+    raise InvalidRequest(
+        "'tool_choice' must be auto, none, required or an object", param="tool_choice"
+    )
+
+
+def _text(text: Any) -> None:
+    if text is None:
+        return
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(text, dict) or (fmt is not None and not isinstance(fmt, dict)):
+        raise InvalidRequest("'text' must be an object with a format object", param="text")
+    schema = isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+    if schema and not (isinstance(fmt.get("name"), str) and isinstance(fmt.get("schema"), dict)):  # type: ignore[union-attr]
+        raise InvalidRequest(
+            "text.format json_schema needs a name and a schema", param="text.format"
+        )
+
+
+def _int(body: dict[str, Any], name: str, low: int) -> None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise InvalidRequest(f"'{name}' must be an integer ≥ {low}", param=name)
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be a number from {low} to {high}", param=name)

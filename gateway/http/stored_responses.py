@@ -1,0 +1,97 @@
+"""`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`: a caller's
+stored responses, answered from the gateway's own store. Another owner's id is a 404, the
+same answer as an id that never existed."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.types import Scope, Send
+
+from gateway.errors import ClientError, InvalidRequest, MethodNotAllowed, NotFound, SpilloverError
+from gateway.http.auth import KeyStore
+from gateway.http.edge import error_body, protocol_headers
+from gateway.state.responses import ResponseStore
+
+PREFIX = "/v1/responses/"
+MAX_ID = 64
+
+
+async def stored_response(
+    keys: KeyStore, store: ResponseStore, scope: Scope, request_id: str, send: Send
+) -> None:
+    headers = [(b"x-request-id", request_id.encode())]
+    try:
+        body = await _answer(keys, store, scope)
+        status = 200
+    except SpilloverError as exc:
+        status, body = exc.status, error_body(exc)
+        headers.extend(protocol_headers(exc))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _answer(keys: KeyStore, store: ResponseStore, scope: Scope) -> bytes:
+    principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
+    rest = scope["path"][len(PREFIX) :]
+    response_id, _, tail = rest.partition("/")
+    if not response_id or len(response_id) > MAX_ID or not response_id.isprintable():
+        raise _missing(response_id[:MAX_ID])
+    method = scope["method"]
+    if tail == "input_items":
+        if method != "GET":
+            raise MethodNotAllowed("input_items accepts GET only", allow="GET")
+        return await _input_items(store, response_id, principal.tenant, scope)
+    if tail:
+        raise NotFound(f"no route for {scope['path'][:128]}")
+    if method == "GET":
+        found = await store.get(response_id, principal.tenant)
+        if found is None:
+            raise _missing(response_id)
+        return orjson.dumps(found.response)
+    if method == "DELETE":
+        if not await store.delete(response_id, principal.tenant):
+            raise _missing(response_id)
+        return orjson.dumps({"id": response_id, "object": "response", "deleted": True})
+    raise MethodNotAllowed(f"{PREFIX}{{id}} accepts GET and DELETE", allow="GET, DELETE")
+
+
+async def _input_items(store: ResponseStore, response_id: str, owner: str, scope: Scope) -> bytes:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    order = query.get("order", ["desc"])[0]
+    limit_text = query.get("limit", ["20"])[0]
+    if order not in ("asc", "desc") or not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        raise InvalidRequest("order must be asc or desc and limit from 1 to 100", param="limit")
+    found = await store.get(response_id, owner)
+    if found is None:
+        raise _missing(response_id)
+    items = found.input_items if order == "asc" else list(reversed(found.input_items))
+    after = query.get("after", [None])[0]
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[: int(limit_text)]
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0].get("id") if page else None,
+            "last_id": page[-1].get("id") if page else None,
+            "has_more": len(items) > len(page),
+        }
+    )
+
+
+def _missing(response_id: str) -> ClientError:
+    return NotFound(f"Response with id '{response_id}' not found.", param="response_id")

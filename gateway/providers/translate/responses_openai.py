@@ -1,0 +1,432 @@
+"""OpenAI Responses ⇄ OpenAI chat completions, for Responses clients served by chat targets:
+the request (its stored history first) into chat messages, the answer back into a
+Response object, and a chat stream into the Responses event sequence. Pure; no I/O.
+
+Like the Anthropic pair, what chat completions cannot say is named in `Translated.left_out`
+(built-in tools such as web search, reasoning items, fields it does not know) and the
+route's `untranslatable` setting decides."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from gateway.errors import BadRequest
+from gateway.providers.base import Usage
+from gateway.providers.translate.anthropic_openai import Translated
+
+# Fields the gateway handles itself or that chat completions can say; others are left out.
+HANDLED_FIELDS = frozenset(
+    {"model", "input", "instructions", "tools", "tool_choice", "max_output_tokens",
+     "temperature", "top_p", "text", "reasoning", "parallel_tool_calls", "metadata", "user",
+     "stream", "store", "previous_response_id", "prompt_cache_key", "safety_identifier",
+     "stream_options", "include", "truncation", "service_tier", "top_logprobs"}
+)  # fmt: skip
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's `input` as items (a string is one user message)."""
+    given = body.get("input")
+    if isinstance(given, str):
+        return [{"type": "message", "role": "user", "content": given}]
+    return [item if "type" in item else {"type": "message", **item} for item in given or []]
+
+
+# --- request -------------------------------------------------------------------------
+
+
+def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: str) -> Translated:
+    """`history`: the stored items of the `previous_response_id` chain, oldest first."""
+    left_out: list[str] = []
+    messages: list[dict[str, Any]] = []
+    if body.get("instructions"):
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = [*history, *input_items(body)]
+    for i, item in enumerate(items):
+        _item(item, messages, left_out, f"input[{i - len(history)}]" if i >= len(history) else "")
+    out: dict[str, Any] = {"model": model, "messages": messages}
+    if body.get("max_output_tokens") is not None:
+        out["max_completion_tokens"] = body["max_output_tokens"]
+    for name in ("temperature", "top_p", "parallel_tool_calls", "user", "prompt_cache_key",
+                 "safety_identifier", "top_logprobs", "service_tier"):  # fmt: skip
+        if body.get(name) is not None:
+            out[name] = body[name]
+    if body.get("top_logprobs") is not None:
+        out["logprobs"] = True
+    effort = (body.get("reasoning") or {}).get("effort")
+    if effort:
+        out["reasoning_effort"] = effort
+    fmt = (body.get("text") or {}).get("format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+        out["response_format"] = _response_format(fmt)
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    tools = []
+    for i, tool in enumerate(body.get("tools") or []):
+        if tool.get("type") == "function":
+            tools.append(_tool(tool))
+        else:
+            left_out.append(f"tools[{i}] ({tool.get('type')}, run by OpenAI)")
+    if tools:
+        out["tools"] = tools
+        if body.get("tool_choice") is not None:
+            out["tool_choice"] = _tool_choice(body["tool_choice"])
+    left_out.extend(name for name in body if name not in HANDLED_FIELDS)
+    return Translated(out, left_out)
+
+
+def _item(
+    item: dict[str, Any], messages: list[dict[str, Any]], left_out: list[str], at: str
+) -> None:
+    kind = item.get("type")
+    if kind == "message":
+        role = item.get("role")
+        if role not in _ROLES:
+            raise BadRequest(
+                f"{at or 'history'}: role {role!r} is not a message role", param="input"
+            )
+        messages.append(
+            {"role": role, "content": _content(item.get("content"), role, left_out, at)}
+        )
+    elif kind == "function_call":
+        call = {
+            "id": item.get("call_id"),
+            "type": "function",
+            "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""},
+        }
+        last = messages[-1] if messages else None
+        if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+            last["tool_calls"].append(call)  # parallel calls: one assistant turn
+        else:
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+    elif kind == "function_call_output":
+        output = item.get("output")
+        text = output if isinstance(output, str) else _joined_text(output)
+        messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": text})
+    elif at:  # reasoning (encrypted for its own model), built-in tool calls, references
+        left_out.append(f"{at} ({kind})")
+
+
+def _content(content: Any, role: str, left_out: list[str], at: str) -> Any:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content or []):
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": part.get("refusal", "")})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            image: dict[str, Any] = {"url": part["image_url"]}
+            if part.get("detail"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        elif at:
+            left_out.append(f"{at}.content[{j}] ({kind})")
+    if role != "user":  # only user turns take images: the rest is text
+        return "".join(p.get("text", "") for p in parts)
+    return parts
+
+
+def _joined_text(output: Any) -> str:
+    if not isinstance(output, list):
+        return "" if output is None else str(output)
+    return "".join(p.get("text", "") for p in output if isinstance(p, dict))
+
+
+def _response_format(fmt: dict[str, Any]) -> dict[str, Any]:
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = {
+        "name": tool.get("name"),
+        "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+    }
+    for name in ("description", "strict"):
+        if tool.get(name) is not None:
+            function[name] = tool[name]
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: Any) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    raise BadRequest("tool_choice: must be auto, none, required or a function", param="tool_choice")
+
+
+# --- response ------------------------------------------------------------------------
+
+
+def usage_from_responses(usage: dict[str, Any]) -> Usage:
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(usage.get("input_tokens") or 0),
+        completion_tokens=int(usage.get("output_tokens") or 0),
+        cached_tokens=int(input_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
+    )
+
+
+def responses_usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def response_object(
+    body: dict[str, Any],
+    response_id: str,
+    model: str,
+    output: list[dict[str, Any]],
+    status: str,
+    usage: Usage | None,
+    created_at: int,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Response as the API returns it, echoing the request's settings."""
+    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": False,
+        "error": error,
+        "incomplete_details": incomplete,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": responses_usage(usage) if usage is not None else None,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def output_from_chat(completion: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """A chat completion's output items and the response status it ends in."""
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    output: list[dict[str, Any]] = []
+    if message.get("content"):
+        output.append(message_item(new_id("msg_"), message["content"]))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        output.append(
+            call_item(
+                new_id("fc_"),
+                call.get("id") or new_id("call_"),
+                function.get("name") or "",
+                function.get("arguments") or "",
+                "completed",
+            )
+        )
+    status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
+    return output, status
+
+
+# --- stream --------------------------------------------------------------------------
+
+Event = tuple[str, dict[str, Any]]
+
+
+class ResponsesStreamWriter:
+    """Feed chat chunk objects; get the Responses events, each with its `sequence_number`:
+    response.created and .in_progress, then per output item added → deltas → done, and
+    response.completed (or .incomplete) carrying the whole response; `fail` ends it with
+    response.failed."""
+
+    def __init__(self, body: dict[str, Any], response_id: str, model: str) -> None:
+        self._body = body
+        self.response_id = response_id
+        self._model = model
+        self._created = int(time.time())
+        self._seq = 0
+        self._started = False
+        self._output: list[dict[str, Any]] = []
+        self._open: dict[str, Any] | None = None  # the item being streamed
+        self._calls: dict[int, dict[str, Any]] = {}  # chat tool index → its item
+        self._finish: str | None = None
+        self.usage = Usage()
+        self.final: dict[str, Any] | None = None
+
+    def feed(self, chunk: dict[str, Any]) -> Iterator[Event]:
+        yield from self._start()
+        if chunk.get("usage"):
+            self.usage = Usage.from_openai(chunk["usage"])
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                yield from self._text(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                yield from self._call(call)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+
+    def close(self) -> Iterator[Event]:
+        yield from self._start()
+        yield from self._close_item()
+        status = "incomplete" if self._finish == "length" else "completed"
+        self.final = self._response(status, self.usage)
+        yield self._event(f"response.{status}", {"response": self.final})
+
+    def fail(self, code: str, message: str) -> Iterator[Event]:
+        yield from self._start()
+        error = {"code": code, "message": message}
+        failed = self._response("failed", self.usage, error)
+        yield self._event("response.failed", {"response": failed})
+
+    def _response(
+        self, status: str, usage: Usage | None, error: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        output = [_public(item) for item in self._output]
+        return response_object(
+            self._body, self.response_id, self._model, output, status, usage, self._created, error
+        )
+
+    def _start(self) -> Iterator[Event]:
+        if self._started:
+            return
+        self._started = True
+        opening = self._response("in_progress", None)
+        yield self._event("response.created", {"response": opening})
+        yield self._event("response.in_progress", {"response": opening})
+
+    def _text(self, text: str) -> Iterator[Event]:
+        item = self._open
+        if item is None or item["type"] != "message":
+            yield from self._close_item()
+            item = message_item(new_id("msg_"), "", "in_progress")
+            item["content"] = []
+            yield from self._add(item)
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            item["content"].append(part)
+            yield self._event("response.content_part.added", {**self._where(item), "part": part})
+        item["content"][0]["text"] += text
+        yield self._event(
+            "response.output_text.delta", {**self._where(item), "delta": text, "logprobs": []}
+        )
+
+    def _call(self, call: dict[str, Any]) -> Iterator[Event]:
+        index = int(call.get("index", 0))
+        function = call.get("function") or {}
+        item = self._calls.get(index)
+        if item is None:
+            yield from self._close_item()
+            call_id = call.get("id") or new_id("call_")
+            item = call_item(new_id("fc_"), call_id, function.get("name") or "", "", "in_progress")
+            self._calls[index] = item
+            yield from self._add(item)
+        if function.get("arguments"):
+            item["arguments"] += function["arguments"]
+            yield self._event(
+                "response.function_call_arguments.delta",
+                {
+                    "item_id": item["id"],
+                    "output_index": item["_index"],
+                    "delta": function["arguments"],
+                },
+            )
+
+    def _add(self, item: dict[str, Any]) -> Iterator[Event]:
+        item["_index"] = len(self._output)
+        self._open = item
+        self._output.append(item)
+        yield self._event(
+            "response.output_item.added", {"output_index": item["_index"], "item": _public(item)}
+        )
+
+    def _close_item(self) -> Iterator[Event]:
+        item = self._open
+        if item is None:
+            return
+        self._open = None
+        item["status"] = "completed"
+        if item["type"] == "message":
+            part = item["content"][0]
+            where = self._where(item)
+            yield self._event(
+                "response.output_text.done", {**where, "text": part["text"], "logprobs": []}
+            )
+            yield self._event("response.content_part.done", {**where, "part": part})
+        else:
+            yield self._event(
+                "response.function_call_arguments.done",
+                {
+                    "item_id": item["id"],
+                    "output_index": item["_index"],
+                    "arguments": item["arguments"],
+                },
+            )
+        done = {"output_index": item["_index"], "item": _public(item)}
+        yield self._event("response.output_item.done", done)
+
+    def _where(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"item_id": item["id"], "output_index": item["_index"], "content_index": 0}
+
+    def _event(self, name: str, data: dict[str, Any]) -> Event:
+        event = (name, {"type": name, "sequence_number": self._seq, **data})
+        self._seq += 1
+        return event
+
+
+def _public(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+def sse(event: Event) -> bytes:
+    name, data = event
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"

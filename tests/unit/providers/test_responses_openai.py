@@ -1,0 +1,238 @@
+"""OpenAI Responses → chat completions and back (for Responses clients on chat targets): the
+request field by field with its stored history, what cannot be said named, the answer as a
+Response, the stream's event grammar with its sequence numbers, and a differential test
+against litellm's bridge."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.errors import BadRequest
+from gateway.providers.base import Usage
+from gateway.providers.translate import responses_openai as ro
+
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": True,
+}
+INPUT: list[dict[str, Any]] = [
+    {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Weather?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAA"}]},
+    {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
+    {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+    {"type": "function_call_output", "call_id": "call_1", "output": "12C"},
+    {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "20C"}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "12C and 20C."}]},
+    {"role": "user", "content": "thanks"},
+]  # fmt: skip
+REQUEST: dict[str, Any] = {
+    "model": "gpt-4o",
+    "input": INPUT,
+    "instructions": "Be brief.",
+    "tools": [TOOL],
+    "tool_choice": {"type": "function", "name": "get_weather"},
+    "max_output_tokens": 50,
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "parallel_tool_calls": False,
+    "user": "u-1",
+    "reasoning": {"effort": "low"},
+    "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": True}},
+    "store": True,
+    "metadata": {"ticket": "T-1"},
+    "stream": True,
+}  # fmt: skip
+
+
+def test_a_full_request_becomes_chat_completions() -> None:
+    translated = ro.request_to_chat(REQUEST, [], "gpt-4o-mini")
+    assert translated.left_out == []
+    assert translated.body == {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Weather?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
+            {"role": "assistant", "content": None, "tool_calls": [  # parallel calls: one turn
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12C"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "20C"},
+            {"role": "assistant", "content": "12C and 20C."},
+            {"role": "user", "content": "thanks"},
+        ],
+        "max_completion_tokens": 50,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "parallel_tool_calls": False,
+        "user": "u-1",
+        "reasoning_effort": "low",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True}},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather", "parameters": TOOL["parameters"], "description": "Weather for a city", "strict": True}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    }  # fmt: skip
+
+
+def test_the_stored_history_comes_first() -> None:
+    history = [
+        {"id": "msg_1", "type": "message", "role": "user", "content": "My name is Ada."},
+        ro.message_item("msg_2", "Hello Ada."),
+    ]
+    body = {"model": "m", "input": "What is my name?", "previous_response_id": "resp_1"}
+    messages = ro.request_to_chat(body, history, "m").body["messages"]
+    assert messages == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "left_out"),
+    [
+        ({"tools": [{"type": "web_search"}, TOOL]}, ["tools[0] (web_search, run by OpenAI)"]),
+        ({"input": [{"type": "reasoning", "encrypted_content": "gAAA"}, {"role": "user", "content": "x"}]},
+         ["input[0] (reasoning)"]),
+        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+         ["input[0].content[0] (input_file)"]),
+        ({"conversation": "conv_1", "prompt": {"id": "p"}}, ["conversation", "prompt"]),
+    ],
+)  # fmt: skip
+def test_what_chat_completions_cannot_say_is_named(
+    change: dict[str, Any], left_out: list[str]
+) -> None:
+    body = {"model": "m", "input": "hi", **change}
+    assert ro.request_to_chat(body, [], "m").left_out == left_out
+
+
+def test_a_wrong_role_or_tool_choice_is_the_requests_fault() -> None:
+    with pytest.raises(BadRequest):
+        ro.request_to_chat({"model": "m", "input": [{"role": "wizard", "content": "x"}]}, [], "m")
+    with pytest.raises(BadRequest):
+        ro.request_to_chat({"model": "m", "input": "x", "tools": [TOOL], "tool_choice": 3}, [], "m")
+
+
+def test_a_chat_answer_becomes_response_output() -> None:
+    completion = {"choices": [{"finish_reason": "tool_calls", "message": {
+        "content": "Checking.", "tool_calls": [
+            {"id": "call_9", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]}}]}  # fmt: skip
+    output, status = ro.output_from_chat(completion)
+    assert status == "completed"
+    assert [item["type"] for item in output] == ["message", "function_call"]
+    assert output[0]["content"][0] == {
+        "type": "output_text", "text": "Checking.", "annotations": [], "logprobs": []
+    }  # fmt: skip
+    assert (output[1]["call_id"], output[1]["arguments"]) == ("call_9", '{"city":"Oslo"}')
+    usage = Usage(prompt_tokens=30, completion_tokens=7, cached_tokens=10, reasoning_tokens=2)
+    response = ro.response_object(REQUEST, "resp_x", "gpt-4o", output, status, usage, 1)
+    assert response["usage"] == {
+        "input_tokens": 30, "input_tokens_details": {"cached_tokens": 10},
+        "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 37,
+    }  # fmt: skip
+    assert response["metadata"] == {"ticket": "T-1"} and response["instructions"] == "Be brief."
+    capped = {"choices": [{"finish_reason": "length", "message": {"content": "tok tok"}}]}
+    assert ro.output_from_chat(capped)[1] == "incomplete"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+STREAM = [
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"content": "Let me "}),
+    _chunk({"content": "check."}),
+    _chunk({"tool_calls": [{"index": 0, "id": "call_a", "function": {"name": "get_weather", "arguments": ""}}]}),
+    _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+    _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]}),
+    _chunk({}, "tool_calls"),
+    {"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 12}},
+]  # fmt: skip
+GRAMMAR = re.compile(
+    r"response\.created response\.in_progress"
+    r"( response\.output_item\.added( response\.content_part\.added( response\.output_text\.delta)+"
+    r" response\.output_text\.done response\.content_part\.done"
+    r"|( response\.function_call_arguments\.delta)* response\.function_call_arguments\.done)"
+    r" response\.output_item\.done)* response\.(completed|incomplete)"
+)
+
+
+def test_a_stream_follows_the_responses_event_grammar() -> None:
+    writer = ro.ResponsesStreamWriter(REQUEST, "resp_1", "gpt-4o")
+    events = [e for c in STREAM for e in writer.feed(c)] + list(writer.close())
+    names = " ".join(name for name, _ in events)
+    assert GRAMMAR.fullmatch(names), names
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    assert all(data["type"] == name for name, data in events)
+    completed = events[-1][1]["response"]
+    assert completed["id"] == events[0][1]["response"]["id"] == "resp_1"
+    assert completed["status"] == "completed" and completed["usage"]["output_tokens"] == 12
+    message, call = completed["output"]
+    assert message["content"][0]["text"] == "Let me check."
+    assert (call["call_id"], orjson.loads(call["arguments"])) == ("call_a", {"city": "Oslo"})
+    added = [d["item"]["id"] for n, d in events if n == "response.output_item.added"]
+    done = [d["item"]["id"] for n, d in events if n == "response.output_item.done"]
+    assert added == done == [message["id"], call["id"]]
+    assert all("_index" not in item for item in completed["output"])
+
+
+def test_a_broken_stream_ends_with_response_failed() -> None:
+    writer = ro.ResponsesStreamWriter(REQUEST, "resp_2", "gpt-4o")
+    events = [e for c in STREAM[:3] for e in writer.feed(c)]
+    failed = list(writer.fail("server_error", "upstream stream failed"))
+    assert [name for name, _ in failed] == ["response.failed"]
+    response = failed[0][1]["response"]
+    assert response["status"] == "failed" and response["error"]["code"] == "server_error"
+    assert failed[0][1]["sequence_number"] == len(events)
+
+
+def test_the_request_agrees_with_litellms_bridge() -> None:
+    """litellm's Responses → chat bridge as the oracle on what both say. By design ours sends
+    max_completion_tokens (chat's current name), assistant text as a string, and no
+    `detail` the client did not choose; litellm numbers tool calls."""
+    from gateway.providers.litellm import import_litellm
+
+    import_litellm()
+    from litellm.responses.litellm_completion_transformation.transformation import (
+        LiteLLMCompletionResponsesConfig,
+    )
+
+    request = {
+        k: v for k, v in REQUEST.items() if k not in ("reasoning", "store", "stream", "metadata")
+    }
+    theirs = LiteLLMCompletionResponsesConfig.transform_responses_api_request_to_chat_completion_request(
+        model="gpt-4o", input=copy.deepcopy(INPUT), custom_llm_provider="openai",
+        responses_api_request={k: v for k, v in copy.deepcopy(request).items() if k not in ("model", "input")},
+    )  # fmt: skip
+    ours = ro.request_to_chat(request, [], "gpt-4o").body
+
+    def normal(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for message in orjson.loads(orjson.dumps(messages, default=str)):
+            for call in message.get("tool_calls") or []:
+                call.pop("index", None)
+            for part in message["content"] if isinstance(message.get("content"), list) else []:
+                (part.get("image_url") or {}).pop("detail", None)
+            if message["role"] == "assistant" and isinstance(message.get("content"), list):
+                message["content"] = "".join(p["text"] for p in message["content"])
+            out.append(message)
+        return out
+
+    assert normal(ours["messages"]) == normal(theirs["messages"])
+    for name in ("tools", "tool_choice", "temperature", "top_p", "parallel_tool_calls", "user",
+                 "response_format"):  # fmt: skip
+        assert ours[name] == theirs[name], name
+    assert ours["max_completion_tokens"] == theirs["max_tokens"]
