@@ -17,6 +17,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.drill.scenario import Scenario
+from policies.schema import Ingress
 
 
 @dataclass
@@ -124,19 +125,13 @@ def _iso(ts: float) -> str:
 async def _request(session: aiohttp.ClientSession, gw: Gateway, run: DrillRun, t0: float,
                    stream: bool, prompt: str) -> None:  # fmt: skip
     traffic = run.scenario.traffic
-    headers = {"x-spillover-drill": run.drill_id}
+    path, headers, body = _speak(traffic.protocol, gw.key, traffic.route, traffic.max_tokens,
+                                 prompt)  # fmt: skip
+    headers["x-spillover-drill"] = run.drill_id
     if traffic.budget_ms:
         headers["x-spillover-budget-ms"] = str(traffic.budget_ms)
-    body: dict[str, Any] = {"model": traffic.route, "max_tokens": traffic.max_tokens,
-                            "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
     if stream:
         body["stream"] = True
-    anthropic = traffic.protocol == "anthropic"
-    if anthropic:
-        headers |= {"x-api-key": gw.key, "anthropic-version": "2023-06-01"}
-    else:
-        headers["Authorization"] = f"Bearer {gw.key}"
-    path = "/v1/messages" if anthropic else "/v1/chat/completions"
     started = time.perf_counter()
     status, provider, error = 0, "", True
     try:
@@ -144,22 +139,43 @@ async def _request(session: aiohttp.ClientSession, gw: Gateway, run: DrillRun, t
             status = r.status
             provider = r.headers.get("x-spillover-provider", "")
             data = await r.read()
-            error = status != 200 or not _whole(data, stream, anthropic)
+            error = status != 200 or not _whole(traffic.protocol, data, stream)
     except (aiohttp.ClientError, TimeoutError):
         pass
     run.outcomes.append(Outcome(started - t0, time.perf_counter() - started, status, provider,
                                 error))  # fmt: skip
 
 
-def _whole(data: bytes, stream: bool, anthropic: bool) -> bool:
-    """What a client of the protocol would take as a whole answer: a message, or a stream
-    that ends the protocol's way and carries no error event."""
-    if not anthropic:
-        return not (stream and b'"error"' in data)
-    if stream:
-        last = data.rstrip().rsplit(b"\n", 1)[-1]
-        return b"event: error" not in data and b'"message_stop"' in last
-    return data.startswith(b"{") and b'"type":"message"' in data
+def _speak(
+    protocol: Ingress, key: str, route: str, max_tokens: int, prompt: str
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The path, headers and body a client of `protocol` sends."""
+    if protocol == "anthropic":
+        body = {"model": route, "max_tokens": max_tokens,
+                "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+        return "/v1/messages", {"x-api-key": key, "anthropic-version": "2023-06-01"}, body
+    bearer = {"Authorization": f"Bearer {key}"}
+    if protocol == "responses":
+        body = {"model": route, "max_output_tokens": max_tokens, "input": prompt, "store": False}
+        return "/v1/responses", bearer, body
+    body = {"model": route, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+    return "/v1/chat/completions", bearer, body
+
+
+def _whole(protocol: Ingress, data: bytes, stream: bool) -> bool:
+    """What a client of the protocol would take as a whole answer: a message or a Response,
+    or a stream that ends the protocol's way and carries no error event."""
+    last = data.rstrip().rsplit(b"\n", 1)[-1]
+    if protocol == "anthropic":
+        if stream:
+            return b"event: error" not in data and b'"message_stop"' in last
+        return data.startswith(b"{") and b'"type":"message"' in data
+    if protocol == "responses":
+        if stream:
+            return b"response.failed" not in data and b'"response.completed"' in last
+        return data.startswith(b"{") and b'"status":"completed"' in data
+    return not (stream and b'"error"' in data)
 
 
 async def drive(scenario: Scenario, gw: Gateway, progress: Callable[[float, DrillRun], None],

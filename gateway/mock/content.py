@@ -274,6 +274,8 @@ def anthropic_message(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
         content = [{"type": "text", "text": "".join(words(n_tokens, start)).strip()}]
         output = n_tokens
         stop = "max_tokens" if n_tokens >= int(body["max_tokens"]) else "end_turn"
+    if _thinks(body):
+        content = [THINKING, *content]
     return {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
@@ -291,6 +293,30 @@ def anthropic_message(body: dict[str, Any], n_tokens: int) -> dict[str, Any]:
     }
 
 
+# Extended thinking, as Anthropic streams it: the thought, then its signature.
+THINKING = {"type": "thinking", "thinking": "Let me think.", "signature": "EqMBCkgIARABGAIiQmock"}
+
+
+def _thinks(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _thinking_events() -> list[tuple[str, dict[str, Any]]]:
+    def delta(kind: str, **value: str) -> tuple[str, dict[str, Any]]:
+        event = {"type": "content_block_delta", "index": 0, "delta": {"type": kind, **value}}
+        return "content_block_delta", event
+
+    start = {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "thinking", "thinking": "", "signature": ""}}  # fmt: skip
+    return [
+        ("content_block_start", start),
+        delta("thinking_delta", thinking=THINKING["thinking"]),
+        delta("signature_delta", signature=THINKING["signature"]),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ]
+
+
 def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dict[str, Any]]]:
     message = anthropic_message(body, n_tokens)
     usage = message["usage"]
@@ -298,7 +324,11 @@ def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dic
     events: list[tuple[str, dict[str, Any]]] = [
         ("message_start", {"type": "message_start", "message": start})
     ]
-    block = message["content"][0]
+    thinks = _thinks(body)
+    if thinks:
+        events.extend(_thinking_events())
+    first = len(events)
+    block = message["content"][-1]
     if block["type"] == "tool_use":
         events.append(
             (
@@ -347,6 +377,10 @@ def anthropic_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dic
                 )
             )
     events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    if thinks:  # the answer's block comes after the thought's
+        for _, data in events[first:]:
+            if "index" in data:
+                data["index"] = 1
     events.append(
         (
             "message_delta",

@@ -5,6 +5,7 @@ before the first byte; errors are the SDK's own exception types; each request ha
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import textwrap
@@ -365,3 +366,37 @@ def test_hostile_input_gets_anthropic_errors_never_a_500(gw: Proc) -> None:
     bad_beta = {**headers, "anthropic-beta": "x" * 2000}
     body = b'{"model": "claude-native", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}'
     assert httpx.post(gw.url + "/v1/messages", content=body, headers=bad_beta).status_code == 400
+
+
+def test_thinking_blocks_and_their_signatures_pass_through_both_ways(
+    gw: Proc, anthropic_upstream: MockUpstream
+) -> None:
+    client = _client(gw)
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    question: Any = {"role": "user", "content": "Think first."}
+    body = {"model": "claude-native", "max_tokens": 2048, "thinking": thinking,
+            "messages": [question]}  # fmt: skip
+    deltas = [
+        _delta_type(data) for name, data in _events(gw, body) if name == "content_block_delta"
+    ]
+    assert "thinking_delta" in deltas and "signature_delta" in deltas
+    with client.messages.stream(**body) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_message()
+    thought = final.content[0]
+    assert thought.type == "thinking" and thought.signature  # type: ignore[union-attr]
+    client.messages.create(
+        model="claude-native", max_tokens=2048, thinking=thinking,
+        messages=[question, {"role": "assistant", "content": final.content},  # type: ignore[typeddict-item]
+                  {"role": "user", "content": "Go on."}],
+    )  # fmt: skip
+    echoed = anthropic_upstream.received()[-1]["body"]["messages"][1]["content"][0]
+    assert echoed == {"type": "thinking", "thinking": thought.thinking,  # type: ignore[union-attr]
+                      "signature": thought.signature}  # type: ignore[union-attr]  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError) as refused:  # an OpenAI-wire target cannot
+        client.messages.create(**{**body, "model": "gpt-translated"})  # type: ignore[arg-type]
+    assert "thinking" in refused.value.message
+
+
+def _delta_type(data: str) -> str:
+    """The delta type of a content_block_delta event's data."""
+    return str(json.loads(data)["delta"]["type"])
