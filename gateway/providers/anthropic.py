@@ -5,7 +5,7 @@ answer comes back as Anthropic sent it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,8 +19,8 @@ from gateway.providers.base import (
     UpstreamStream,
 )
 from gateway.providers.cache_hints import anthropic_breakpoints, count_markers
-from gateway.providers.http import PooledHTTPProvider
-from gateway.providers.sse import DONE, data_of, ended_early, event_name, iter_events
+from gateway.providers.http import HTTPStream, PooledHTTPProvider
+from gateway.providers.sse import DONE, data_of, ended_early, event_name
 from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
@@ -82,23 +82,17 @@ class AnthropicAdapter(PooledHTTPProvider):
         return _NativeStream(response, call)
 
 
-class _AnthropicStream(UpstreamStream):
+class _AnthropicStream(HTTPStream):
     """Anthropic's events translated into OpenAI chunks."""
 
     def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
-        self._response = response
-        self._call = call
+        super().__init__(response, call)
         self._translator = StreamTranslator(include_usage=call.client_wants_usage)
-        self.headers: Mapping[str, str] = response.headers
         self.usage = self._translator.usage
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
-
     async def _events(self) -> AsyncIterator[bytes]:
-        timeouts = self._call.timeouts
         translator = self._translator
-        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+        async for event in self._read():
             data = data_of(event)
             if not data:
                 continue
@@ -115,30 +109,19 @@ class _AnthropicStream(UpstreamStream):
         await self.aclose()
         raise ended_early()
 
-    async def aclose(self) -> None:
-        if not self._response.closed:
-            self._response.close()
 
-
-class _NativeStream(UpstreamStream):
+class _NativeStream(HTTPStream):
     """Anthropic's events passed through as they came, read only for their usage and for
     an error event (which becomes our failure, so the relay ends the stream its way)."""
 
     protocol = ANTHROPIC
 
     def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
-        self._response = response
-        self._call = call
-        self.headers: Mapping[str, str] = response.headers
-        self.usage = usage_from_anthropic({})
+        super().__init__(response, call)
         self._reported: dict[str, Any] = {}
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
-
     async def _events(self) -> AsyncIterator[bytes]:
-        timeouts = self._call.timeouts
-        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+        async for event in self._read():
             kind = event_name(event)
             if kind in ("message_start", "message_delta", "error"):
                 payload: Any = upstream_object(data_of(event) or b"")
@@ -158,7 +141,3 @@ class _NativeStream(UpstreamStream):
         else:
             self._reported.update(payload.get("usage") or {})
         self.usage = usage_from_anthropic(self._reported)
-
-    async def aclose(self) -> None:
-        if not self._response.closed:
-            self._response.close()

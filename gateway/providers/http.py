@@ -5,13 +5,15 @@ arrive within `first_byte`. Non-2xx answers and connection failures become our e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import orjson
 
-from gateway.providers.base import AttemptTimeouts, Provider
+from gateway.providers.base import AttemptTimeouts, Provider, UpstreamCall, UpstreamStream, Usage
+from gateway.providers.sse import iter_events
 from gateway.providers.upstream_errors import from_aiohttp, from_status
 from policies.schema import AnthropicProvider, OpenAIProvider
 
@@ -84,3 +86,29 @@ class PooledHTTPProvider(Provider):
                 return await self._post(url, body, headers, t.connect)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise from_aiohttp(exc, "first_byte") from None
+
+
+class HTTPStream(UpstreamStream):
+    """An upstream's event stream on one aiohttp response; a subclass's `_events` reads it
+    through `_read` (the attempt's first-byte and idle timeouts applied) and says what goes
+    to the client."""
+
+    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
+        self._response = response
+        self._call = call
+        self.headers: Mapping[str, str] = response.headers
+        self.usage = Usage()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    @abstractmethod
+    def _events(self) -> AsyncIterator[bytes]: ...
+
+    def _read(self) -> AsyncIterator[bytes]:
+        timeouts = self._call.timeouts
+        return iter_events(self._response, timeouts.first_byte, timeouts.idle)
+
+    async def aclose(self) -> None:
+        if not self._response.closed:
+            self._response.close()

@@ -4,7 +4,7 @@ With `responses_api: true`, Responses clients' requests go to its `/responses` a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -18,8 +18,8 @@ from gateway.providers.base import (
     UpstreamStream,
     Usage,
 )
-from gateway.providers.http import PooledHTTPProvider
-from gateway.providers.sse import DONE, data_of, ended_early, event_name, iter_events
+from gateway.providers.http import HTTPStream, PooledHTTPProvider
+from gateway.providers.sse import DONE, data_of, ended_early, event_name
 from gateway.providers.translate.responses_openai import usage_from_responses
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import OpenAIProvider
@@ -95,24 +95,14 @@ class OpenAIAdapter(PooledHTTPProvider):
         return _ResponsesStream(response, call)
 
 
-class _ResponsesStream(UpstreamStream):
+class _ResponsesStream(HTTPStream):
     """A Responses event stream passed through as it came; read for its usage at the end and
     for a failure (which becomes ours, so the relay ends the stream its way)."""
 
     protocol = RESPONSES
 
-    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
-        self._response = response
-        self._call = call
-        self.usage = Usage()
-        self.headers: Mapping[str, str] = response.headers
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
-
     async def _events(self) -> AsyncIterator[bytes]:
-        timeouts = self._call.timeouts
-        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+        async for event in self._read():
             kind = event_name(event)
             if kind == "error":
                 raise from_stream_error(upstream_object(data_of(event) or b""))
@@ -130,26 +120,15 @@ class _ResponsesStream(UpstreamStream):
         await self.aclose()
         raise ended_early()
 
-    async def aclose(self) -> None:
-        if not self._response.closed:
-            self._response.close()
 
-
-class _OpenAIStream(UpstreamStream):
+class _OpenAIStream(HTTPStream):
     def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall, strip_usage: bool):
-        self._response = response
-        self._call = call
+        super().__init__(response, call)
         self._strip_usage = strip_usage
-        self.usage = Usage()
-        self.headers: Mapping[str, str] = response.headers
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
 
     async def _events(self) -> AsyncIterator[bytes]:
-        timeouts = self._call.timeouts
         done = False
-        async for event in iter_events(self._response, timeouts.first_byte, timeouts.idle):
+        async for event in self._read():
             data = data_of(event)
             if data is None:
                 continue  # comments and keep-alives are ours to drop
@@ -184,7 +163,3 @@ class _OpenAIStream(UpstreamStream):
             return None
         payload.pop("usage", None)
         return orjson.dumps(payload)
-
-    async def aclose(self) -> None:
-        if not self._response.closed:
-            self._response.close()

@@ -21,6 +21,7 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
+from gateway.providers.translate.chat_chunks import ChatChunkWriter, Event
 
 _STOP = {
     "stop": "end_turn",
@@ -296,41 +297,23 @@ def _id(prefix: str) -> str:
 # --- stream --------------------------------------------------------------------------
 
 
-Event = tuple[str, dict[str, Any]]
-
-
-class AnthropicStreamWriter:
+class AnthropicStreamWriter(ChatChunkWriter):
     """Feed OpenAI chunk objects (parsed `data:` payloads); get Anthropic (event, data) pairs
     in Anthropic's order: message_start, then per content block start / deltas / stop (a
     ping after the first start), then message_delta (stop reason, usage) and message_stop."""
 
     def __init__(self, model: str, prompt_tokens: int = 0) -> None:
+        super().__init__()
         self.model = model
         self.usage = Usage(prompt_tokens=prompt_tokens)
         self._started = False
         self._block: int = -1
         self._open: str | None = None  # "text" or "tool:<openai index>"
-        self._finish: str | None = None
         self.finished = False
-
-    def feed(self, chunk: dict[str, Any]) -> Iterator[Event]:
-        if not self._started:
-            yield from self._start()
-        if chunk.get("usage"):
-            self.usage = Usage.from_openai(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                yield from self._text(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                yield from self._tool_delta(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
 
     def close(self) -> Iterator[Event]:
         """The upstream stream ended normally: close the open block and the message."""
-        if not self._started:
-            yield from self._start()
+        yield from self._begin()
         yield from self._close_block()
         yield (
             "message_delta",
@@ -347,7 +330,9 @@ class AnthropicStreamWriter:
         yield "message_stop", {"type": "message_stop"}
         self.finished = True
 
-    def _start(self) -> Iterator[Event]:
+    def _begin(self) -> Iterator[Event]:
+        if self._started:
+            return
         self._started = True
         message: dict[str, Any] = {
             "id": _id("msg_"),
@@ -371,7 +356,7 @@ class AnthropicStreamWriter:
             {"type": "content_block_delta", "index": self._block, "delta": delta},
         )
 
-    def _tool_delta(self, call: dict[str, Any]) -> Iterator[Event]:
+    def _tool_call(self, call: dict[str, Any]) -> Iterator[Event]:
         key = f"tool:{call.get('index', 0)}"
         function = call.get("function") or {}
         if self._open != key:

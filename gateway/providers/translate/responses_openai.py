@@ -18,6 +18,7 @@ import orjson
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate.anthropic_openai import Translated
+from gateway.providers.translate.chat_chunks import ChatChunkWriter, Event
 
 # Fields the gateway handles itself or that chat completions can say; others are left out.
 HANDLED_FIELDS = frozenset(
@@ -280,16 +281,15 @@ def output_from_chat(completion: dict[str, Any]) -> tuple[list[dict[str, Any]], 
 
 # --- stream --------------------------------------------------------------------------
 
-Event = tuple[str, dict[str, Any]]
 
-
-class ResponsesStreamWriter:
+class ResponsesStreamWriter(ChatChunkWriter):
     """Feed chat chunk objects; get the Responses events, each with its `sequence_number`:
     response.created and .in_progress, then per output item added → deltas → done, and
     response.completed (or .incomplete) carrying the whole response; `fail` ends it with
     response.failed."""
 
     def __init__(self, body: dict[str, Any], response_id: str, model: str) -> None:
+        super().__init__()
         self._body = body
         self.response_id = response_id
         self._model = model
@@ -299,32 +299,17 @@ class ResponsesStreamWriter:
         self._output: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool index → its item
-        self._finish: str | None = None
-        self.usage = Usage()
         self.final: dict[str, Any] | None = None
 
-    def feed(self, chunk: dict[str, Any]) -> Iterator[Event]:
-        yield from self._start()
-        if chunk.get("usage"):
-            self.usage = Usage.from_openai(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                yield from self._text(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                yield from self._call(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-
     def close(self) -> Iterator[Event]:
-        yield from self._start()
+        yield from self._begin()
         yield from self._close_item()
         status = "incomplete" if self._finish == "length" else "completed"
         self.final = self._response(status, self.usage)
         yield self._event(f"response.{status}", {"response": self.final})
 
     def fail(self, code: str, message: str) -> Iterator[Event]:
-        yield from self._start()
+        yield from self._begin()
         error = {"code": code, "message": message}
         failed = self._response("failed", self.usage, error)
         yield self._event("response.failed", {"response": failed})
@@ -337,7 +322,7 @@ class ResponsesStreamWriter:
             self._body, self.response_id, self._model, output, status, usage, self._created, error
         )
 
-    def _start(self) -> Iterator[Event]:
+    def _begin(self) -> Iterator[Event]:
         if self._started:
             return
         self._started = True
@@ -360,7 +345,7 @@ class ResponsesStreamWriter:
             "response.output_text.delta", {**self._where(item), "delta": text, "logprobs": []}
         )
 
-    def _call(self, call: dict[str, Any]) -> Iterator[Event]:
+    def _tool_call(self, call: dict[str, Any]) -> Iterator[Event]:
         index = int(call.get("index", 0))
         function = call.get("function") or {}
         item = self._calls.get(index)
