@@ -356,6 +356,9 @@ class ResponsesConfig(Strict):
 
     retention_days: float = Field(30.0, gt=0)
     """How long a stored response can be retrieved or continued; then it is deleted."""
+    max_history_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
+    """The most a `previous_response_id` chain may hold (its items as stored JSON): a longer
+    conversation is refused with 413 rather than loaded."""
 
 
 class DrillsConfig(Strict):

@@ -88,7 +88,9 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.faults = FaultTable()  # drills: active faults, kept across reloads
         self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
-        self.responses = ResponseStore(config.ledger.url, _retention_s(config))
+        self.responses = ResponseStore(
+            config.ledger.url, _retention_s(config), config.responses.max_history_bytes
+        )
         self.accountant = Accountant(
             self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
         )
@@ -149,7 +151,7 @@ class Gateway:
         self.accountant.configure(config, generation.self_hosted_prices())
         self.admitter.configure(config)
         self.budgets.configure(config, self.accountant.prices)
-        self.responses.configure(_retention_s(config))
+        self.responses.configure(_retention_s(config), config.responses.max_history_bytes)
 
     def _ledger_state(self, ledger: LedgerWriter) -> None:
         m = self.metrics

@@ -224,7 +224,6 @@ class ProxyApp:
             raise InvalidRequest(
                 f"the request nests objects or arrays deeper than {self._max_depth} levels"
             )
-        await protocol.read(ctx, body, headers)
         ctx.route_name = body["model"]
         route = self.config.routes.get(ctx.route_name)
         if route is None or not ctx.principal.may_use(ctx.route_name):
@@ -234,6 +233,7 @@ class ProxyApp:
                 param="model",
             )
         ctx.route = route
+        await protocol.read(ctx, body, headers)
         if not self._account.accepting():
             raise LedgerUnavailable(
                 "the gateway cannot record requests right now (its ledger is full)",

@@ -73,13 +73,21 @@ class AnthropicAdapter(PooledHTTPProvider):
         hint = call.cache_hint
         if hint is not None and hint.anthropic_ttl is not None and count_markers(body) == 0:
             body = anthropic_breakpoints(body, hint)
-        headers = {**self._headers, **native.headers}
+        headers = _with_betas(self._headers, native.headers.get("anthropic-beta"))
         if not call.stream:
             raw, answer_headers = await self._fetch(self._url, body, headers, call.timeouts)
             usage = usage_from_anthropic(upstream_object(raw).get("usage") or {})
             return UpstreamResponse(raw, usage, answer_headers, protocol=ANTHROPIC)
         response = await self._open_stream(self._url, body, headers, call.timeouts)
         return _NativeStream(response, call)
+
+
+def _with_betas(headers: dict[str, str], client_betas: str | None) -> dict[str, str]:
+    """The provider's headers with the client's beta features added to any it sets."""
+    if not client_betas:
+        return headers
+    own = headers.get("anthropic-beta")
+    return {**headers, "anthropic-beta": f"{own},{client_betas}" if own else client_betas}
 
 
 class _AnthropicStream(HTTPStream):

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.accounting.ledger import engine_url, sqlite_pragmas
-from gateway.errors import LedgerUnavailable
+from gateway.errors import LedgerUnavailable, PayloadTooLarge
 
 log = logging.getLogger("spillover.responses")
 
@@ -65,14 +65,16 @@ class StoredResponse:
 
 
 class ResponseStore:
-    def __init__(self, url: str, retention_s: float) -> None:
+    def __init__(self, url: str, retention_s: float, max_history_bytes: int = 32 << 20) -> None:
         self._url = url
         self._retention_s = retention_s
+        self._max_history_bytes = max_history_bytes
         self._engine: AsyncEngine | None = None
         self._pruned = 0.0
 
-    def configure(self, retention_s: float) -> None:
+    def configure(self, retention_s: float, max_history_bytes: int) -> None:
         self._retention_s = retention_s
+        self._max_history_bytes = max_history_bytes
 
     async def start(self) -> None:
         self._engine = create_async_engine(engine_url(self._url), pool_pre_ping=True)
@@ -146,6 +148,12 @@ class ResponseStore:
             rows = (await conn.execute(query)).all()
         if not rows:
             return None
+        size = sum(len(given) + len(answered) for given, answered in rows)
+        if size > self._max_history_bytes:
+            raise PayloadTooLarge(
+                f"the conversation behind previous_response_id holds {size:,} bytes, over "
+                f"responses.max_history_bytes ({self._max_history_bytes:,}): start a new one"
+            )
         items: list[dict[str, Any]] = []
         for given, answered in rows:
             items.extend(orjson.loads(given))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import LedgerUnavailable
+from gateway.errors import LedgerUnavailable, PayloadTooLarge
 from gateway.state.responses import ResponseStore, StoredResponse
 
 
@@ -92,3 +92,22 @@ def test_a_database_that_is_away_is_our_503(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(away())
+
+
+def test_a_chain_past_its_bound_is_refused_not_loaded(tmp_path: Path) -> None:
+    async def long_chain() -> None:
+        store = ResponseStore(f"sqlite:///{tmp_path / 's.sqlite'}", 60, max_history_bytes=4096)
+        await store.start()
+        try:
+            previous = None
+            for i in range(4):
+                rid = f"resp_long_{i}"
+                await store.save(_turn(rid, "team-a", previous, "x" * 1000, time.time()))
+                previous = rid
+            assert await store.history("resp_long_0", "team-a") is not None  # one turn fits
+            with pytest.raises(PayloadTooLarge):
+                await store.history("resp_long_3", "team-a")
+        finally:
+            await store.close()
+
+    asyncio.run(long_chain())
