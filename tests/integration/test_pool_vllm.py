@@ -182,6 +182,34 @@ def test_no_traffic_before_warm_up_then_the_pool_takes_over_from_hosted(
     assert usage is not None and usage.completion_tokens == 12 and usage.prompt_tokens > 10
 
 
+def test_anthropic_and_responses_clients_are_served_by_real_vllm(real_pool: RealPool) -> None:
+    """The pool speaks chat completions only: both other protocols reach it translated."""
+    import anthropic
+
+    for replica in real_pool.replicas:
+        wait_ready(real_pool.gateway, replica.url, timeout=240)
+    claude = anthropic.Anthropic(
+        base_url=real_pool.gateway.url, api_key=GATEWAY_KEY, max_retries=0, timeout=60
+    )
+    message = claude.messages.create(
+        model="pool-only", max_tokens=6, messages=[{"role": "user", "content": "Count to three."}]
+    )
+    assert message.type == "message" and message.content[0].type == "text"
+    assert 0 < message.usage.output_tokens <= 6 and message.usage.input_tokens > 0
+    with claude.messages.stream(
+        model="pool-only", max_tokens=6, messages=[{"role": "user", "content": "Say hi."}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.content[0].text == text and final.usage.output_tokens > 0  # type: ignore[union-attr]
+    client = openai.OpenAI(
+        base_url=real_pool.gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0, timeout=60
+    )
+    response = client.responses.create(model="pool-only", input="Say hi.", max_output_tokens=6)
+    assert response.status in ("completed", "incomplete") and response.output_text
+    assert response.usage is not None and response.usage.output_tokens > 0
+
+
 def test_prefix_affinity_shows_in_vllm_prefix_cache_hits(real_pool: RealPool) -> None:
     for replica in real_pool.replicas:
         wait_ready(real_pool.gateway, replica.url, timeout=240)

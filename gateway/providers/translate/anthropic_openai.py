@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
-from gateway.providers.translate.chat_chunks import ChatChunkWriter, Event
+from gateway.providers.translate.chat_form import ChatChunkWriter, Event, Translated
 
 _STOP = {
     "stop": "end_turn",
@@ -43,15 +42,6 @@ TRANSLATED_FIELDS = frozenset(
     {"model", "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream",
      "temperature", "top_p", "tools", "tool_choice"}
 )  # fmt: skip
-
-
-@dataclass(slots=True)
-class Translated:
-    """A chat completions request, and what of the Messages request it could not carry,
-    each named by where it was ("top_k", "messages[2].content[0] (document)")."""
-
-    body: dict[str, Any]
-    left_out: list[str] = field(default_factory=list)
 
 
 def request_to_openai(body: dict[str, Any], model: str) -> Translated:

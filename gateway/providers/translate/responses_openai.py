@@ -17,8 +17,7 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
-from gateway.providers.translate.anthropic_openai import Translated
-from gateway.providers.translate.chat_chunks import ChatChunkWriter, Event
+from gateway.providers.translate.chat_form import ChatChunkWriter, Event, Translated
 
 # Fields the gateway handles itself or that chat completions can say; others are left out.
 HANDLED_FIELDS = frozenset(

@@ -1,16 +1,27 @@
-"""Reading OpenAI chat chunks, for the writers that turn a chat stream into another
-protocol's events (Anthropic's, the Responses API's): the usage, the text and tool-call
-deltas and the finish reason, each handed to the writer. Pure; no I/O."""
+"""The chat form — OpenAI chat completions — as the other client protocols' translators
+meet it: a request translated into it with what it could not carry (`Translated`), and its
+stream read back chunk by chunk by the writers of another protocol's events
+(`ChatChunkWriter`: the usage, the text and tool-call deltas, the finish reason). Pure."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.providers.base import Usage
 
 Event = tuple[str, dict[str, Any]]  # (event name, data)
+
+
+@dataclass(slots=True)
+class Translated:
+    """A chat completions request, and what of the client's request it could not carry,
+    each named by where it was ("top_k", "messages[2].content[0] (document)")."""
+
+    body: dict[str, Any]
+    left_out: list[str] = field(default_factory=list)
 
 
 class ChatChunkWriter(ABC):
