@@ -180,17 +180,26 @@ def _tool_choice(choice: Any) -> None:
 
 
 def json_depth_within(value: Any, limit: int) -> bool:
-    """Whether no object or array in `value` is nested deeper than `limit` (the top: 1)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth >= limit:
-                    return False
-                stack.append((child, depth + 1))
-    return True
+    """Whether no object or array in `value` is nested deeper than `limit` (the top: 1).
+    Level by level, testing exact types (parsed JSON has no subclasses): agent-sized bodies
+    are mostly leaves, and this is on every request's path."""
+    if type(value) is not dict and type(value) is not list:
+        return True
+    level = [value]
+    depth = 1
+    while True:
+        deeper = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+        if not deeper:
+            return True
+        if depth >= limit:
+            return False
+        level = deeper
+        depth += 1
 
 
 def _completions(body: dict[str, Any]) -> None:
