@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from policies.schema import Endpoint, Ingress
 log = logging.getLogger("spillover.responses")
 
 RESPONSES = "responses"
+Keep = Callable[["Exchange", dict[str, Any]], Awaitable[None]]  # stores a finished response
 _LIFECYCLE = frozenset(
     {"response.created", "response.in_progress", "response.completed", "response.incomplete",
      "response.failed", "response.queued"}
@@ -165,7 +167,7 @@ class TranslatedResponsesEvents:
     """A chat target's chunks rewritten as the Responses event sequence."""
 
     def __init__(
-        self, client: RawClientStream, exchange: Exchange, writer: ResponsesStreamWriter, keep: Any
+        self, client: RawClientStream, exchange: Exchange, writer: ResponsesStreamWriter, keep: Keep
     ) -> None:
         self._client = client
         self._exchange = exchange
@@ -199,7 +201,7 @@ class NativeResponsesEvents:
     """A Responses target's events passed through; the lifecycle events (which carry the
     Response) are rewritten to the gateway's id, and the finished one is stored."""
 
-    def __init__(self, client: RawClientStream, exchange: Exchange, model: str, keep: Any) -> None:
+    def __init__(self, client: RawClientStream, exchange: Exchange, model: str, keep: Keep) -> None:
         self._client = client
         self._exchange = exchange
         self._model = model
