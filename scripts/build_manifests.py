@@ -1,6 +1,7 @@
-"""Write the generated deploy manifests: the PrometheusRule from config/alerts.yaml, so the
-cluster's alerts are the ones the repository tests. With --check, write nothing and exit 1
-when the committed file differs from what would be generated."""
+"""Write the generated deploy files: the PrometheusRule from config/alerts.yaml, so the
+cluster's alerts are the ones the repository tests, and the Grafana dashboard from
+scripts/dashboard.py. With --check, write nothing and exit 1 when a committed file differs
+from what would be generated."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import sys
 from pathlib import Path
 
 import yaml
+from dashboard import rendered as dashboard
 from generated import sync
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE = ROOT / "deploy" / "kubernetes" / "base" / "prometheusrule.yaml"
+DASHBOARD = ROOT / "config" / "grafana" / "spillover.json"
 HEADER = "# Generated from config/alerts.yaml by `make manifests`; edit that file instead.\n"
 
 
@@ -27,7 +30,7 @@ def prometheus_rule() -> str:
 
 
 def main(argv: list[str]) -> int:
-    return sync({RULE: prometheus_rule()}, ROOT, argv, "make manifests")
+    return sync({RULE: prometheus_rule(), DASHBOARD: dashboard()}, ROOT, argv, "make manifests")
 
 
 if __name__ == "__main__":
