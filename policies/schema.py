@@ -67,6 +67,9 @@ class ServerConfig(Strict):
     metrics)."""
     access_log: bool = False
     """One log line per request at INFO."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one object per line (ts, level, logger, message, the request id on every line
+    logged while serving a request, and a line's own fields) for a log pipeline."""
     keep_alive_s: float = Field(75.0, gt=0)
     """An idle client connection stays open this long. Above a load balancer's idle timeout (60 s on
     AWS ALB and GCP), so the balancer, not the gateway, closes idle connections: a gateway closing

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from importlib import resources
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from gateway.logs import setup_logging as setup_logging
 from policies.loader import ConfigError, load_config
 from policies.schema import GatewayConfig
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # One line per health check or scrape would drown the log; failures are logged by us.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def load_or_exit(path: Path) -> GatewayConfig:

@@ -39,12 +39,14 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
-    from gateway.http.app import CONFIG_ENV
+    from gateway.http.app import CONFIG_ENV, LOG_LEVEL_ENV
     from gateway.http.head_limits import BoundedHttpToolsProtocol
 
     setup_logging(log_level)
     loaded = load_or_exit(config)
+    setup_logging(log_level, loaded.server.log_format)
     os.environ[CONFIG_ENV] = str(config.resolve())
+    os.environ[LOG_LEVEL_ENV] = log_level
     uvicorn.run(
         "gateway.http.app:app_from_env",
         factory=True,
@@ -57,6 +59,7 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level=log_level,
+        log_config=None,  # ours: one format for the gateway's lines and uvicorn's
         timeout_graceful_shutdown=int(loaded.server.graceful_shutdown_s),
         timeout_keep_alive=int(loaded.server.keep_alive_s),
         server_header=False,

@@ -24,6 +24,7 @@ from gateway.http.admin import admin_app
 from gateway.http.edge import guard_admin, send_error
 from gateway.http.generation import Generation, build_generation, close_generation
 from gateway.http.reload import Reloader, ReloadResult
+from gateway.logs import setup_logging
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
@@ -43,6 +44,7 @@ from policies.schema import GatewayConfig, StateConfig
 log = logging.getLogger("spillover")
 
 CONFIG_ENV = "SPILLOVER_CONFIG"
+LOG_LEVEL_ENV = "SPILLOVER_LOG_LEVEL"  # serve → its worker processes
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,9 @@ def _retention_s(config: GatewayConfig) -> float:
 
 
 def app_from_env() -> Any:
-    """uvicorn factory (`--factory`): the config path comes from SPILLOVER_CONFIG."""
+    """uvicorn factory (`--factory`): the config path comes from SPILLOVER_CONFIG. Logging is
+    set again here: a worker process of its own starts without the parent's handlers."""
     path = os.environ[CONFIG_ENV]
-    return Gateway(load_config(path), path)
+    config = load_config(path)
+    setup_logging(os.environ.get(LOG_LEVEL_ENV, "info"), config.server.log_format)
+    return Gateway(config, path)

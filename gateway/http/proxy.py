@@ -10,6 +10,7 @@ import traceback
 
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway import logs
 from gateway.drill.faults import FaultTable
 from gateway.errors import (
     BadRequest,
@@ -124,6 +125,7 @@ class ProxyApp:
         ctx = RequestContext(
             request_id=request_id, endpoint=protocol.endpoint, ingress=protocol.ingress
         )
+        logged_as = logs.request_id.set(request_id)  # on every log line of this request
         self._metrics.in_flight.inc()
         self.in_flight += 1
         accounted = False
@@ -153,6 +155,7 @@ class ProxyApp:
                 cost = self._account.record(ctx)
             if ctx.reservation is not None:
                 await self._budgets.settle(ctx.reservation, cost)
+            logs.request_id.reset(logged_as)
 
     async def _serve(
         self,

@@ -97,19 +97,29 @@ class Accountant:
         if self._ledger is not None:
             self._ledger.add(self._row(ctx, cost))
         if self._log_access:
-            access_log.info(
-                "request_id=%s key=%s route=%s endpoint=%s status=%s provider=%s attempts=%d "
-                "ms=%.1f",
-                ctx.request_id,
-                ctx.principal.key_name if ctx.principal else "-",
-                route,
-                ctx.endpoint,
-                ctx.status,
-                target.provider if target else "-",
-                len(ctx.attempts),
-                ctx.elapsed() * 1000,
-            )
+            self._access_line(ctx, route, cost)
         return cost
+
+    def _access_line(self, ctx: RequestContext, route: str, cost: int | None) -> None:
+        """One line per request: key=value words for a terminal, the same as fields of the
+        JSON object with `server.log_format: json`."""
+        target = ctx.served_by
+        fields = {
+            "key": ctx.principal.key_name if ctx.principal else "-",
+            "route": route,
+            "endpoint": ctx.endpoint,
+            "ingress": ctx.ingress,
+            "status": ctx.status,
+            "provider": target.provider if target else "-",
+            "model": target.model if target else "-",
+            "attempts": len(ctx.attempts),
+            "ms": round(ctx.elapsed() * 1000, 1),
+            "cost_micro_usd": cost,
+        }
+        words = " ".join(f"{name}={value}" for name, value in fields.items())
+        access_log.info(
+            "request_id=%s %s", ctx.request_id, words, extra={"fields": {"request": fields}}
+        )
 
     def _cache_saving(
         self, route: str, provider: str, model: str, usage: Usage, price: ModelPrice
