@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import anthropic
 import httpx
 import pytest
 
+from tests.support.ledger_rows import ledger_row
 from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
@@ -100,25 +99,6 @@ def _client(gw: Proc, **kwargs: Any) -> anthropic.Anthropic:
     )
 
 
-def _row(ledger: Path, request_id: str) -> dict[str, Any]:
-    """The request's ledger row, once the writer (flushing every 50 ms) has it."""
-    deadline = time.monotonic() + 5
-    while True:
-        db = sqlite3.connect(ledger)
-        db.row_factory = sqlite3.Row
-        rows = [
-            dict(r)
-            for r in db.execute(
-                "SELECT * FROM spillover_ledger WHERE request_id = ?", (request_id,)
-            )
-        ]
-        db.close()
-        if rows or time.monotonic() > deadline:
-            assert len(rows) == 1, rows
-            return rows[0]
-        time.sleep(0.05)
-
-
 def _events(gw: Proc, body: dict[str, Any], request_id: str = "") -> list[tuple[str, str]]:
     """The raw stream as (event name, data) pairs."""
     headers = {"x-api-key": GATEWAY_KEY, "anthropic-version": "2023-06-01"}
@@ -169,7 +149,7 @@ def test_an_anthropic_target_gets_the_body_as_sent_and_its_answer_back(
     }
     assert received["headers"]["anthropic-beta"] == "context-1m-2025-08-07"
     assert GATEWAY_KEY not in str(received["headers"])  # the client's key never goes up
-    row = _row(ingress_gateway[1], raw.headers["x-request-id"])
+    row = ledger_row(ingress_gateway[1], raw.headers["x-request-id"])
     assert (row["ingress"], row["provider"], row["status"]) == ("anthropic", "claude", 200)
     assert row["prompt_tokens"] == message.usage.input_tokens + (
         message.usage.cache_read_input_tokens or 0
@@ -190,7 +170,7 @@ def test_an_openai_wire_target_answers_as_anthropic_would(
     sent = openai_upstream.received()[-1]
     assert sent["path"] == "/v1/chat/completions"
     assert sent["body"]["messages"][0]["role"] == "system" and sent["body"]["stop"] == ["END"]
-    row = _row(ingress_gateway[1], raw.headers["x-request-id"])
+    row = ledger_row(ingress_gateway[1], raw.headers["x-request-id"])
     assert (row["ingress"], row["provider"], row["status"]) == ("anthropic", "primary", 200)
     assert row["completion_tokens"] == message.usage.output_tokens
 
@@ -309,7 +289,7 @@ def test_failover_crosses_protocols_before_the_first_byte(
     streamed = _events(gw, body, request_id="cross-protocol-stream")
     assert GRAMMAR.fullmatch(" ".join(name for name, _ in streamed))
     for request_id in (raw.headers["x-request-id"], "cross-protocol-stream"):
-        row = _row(ingress_gateway[1], request_id)
+        row = ledger_row(ingress_gateway[1], request_id)
         assert (row["ingress"], row["provider"], row["fell_back"]) == ("anthropic", "primary", 1)
 
 

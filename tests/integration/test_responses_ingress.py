@@ -5,17 +5,15 @@ failover to an Anthropic target, visible only to its own team."""
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from tests.support.ledger_rows import ledger_row
 from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
@@ -89,20 +87,6 @@ def _client(gw: Proc, key: str = GATEWAY_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0)
 
 
-def _row(ledger: Path, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while True:
-        db = sqlite3.connect(ledger)
-        db.row_factory = sqlite3.Row
-        query = "SELECT * FROM spillover_ledger WHERE request_id = ?"
-        rows = [dict(r) for r in db.execute(query, (request_id,))]
-        db.close()
-        if rows or time.monotonic() > deadline:
-            assert len(rows) == 1, rows
-            return rows[0]
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize(("route", "path"), [("gpt-chat", "/v1/chat/completions"),
                                              ("gpt-native", "/v1/responses")])  # fmt: skip
 def test_create_answers_a_response(
@@ -127,7 +111,7 @@ def test_create_answers_a_response(
         assert sent["body"]["store"] is False and sent["body"]["instructions"] == "Be brief."
     else:
         assert sent["body"]["messages"][0] == {"role": "system", "content": "Be brief."}
-    row = _row(responses_gateway[1], raw.headers["x-request-id"])
+    row = ledger_row(responses_gateway[1], raw.headers["x-request-id"])
     assert (row["ingress"], row["status"], row["completion_tokens"]) == (
         "responses",
         200,
