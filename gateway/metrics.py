@@ -79,6 +79,12 @@ class GatewayMetrics:
             ["route", "ingress", "what"],
             registry=r,
         )
+        self.responses_unstored = Counter(
+            "spillover_responses_unstored",
+            "Responses answered with store: true that the response store could not keep "
+            "(their previous_response_id chains end there).",
+            registry=r,
+        )
         self.stream_interrupted = Counter(
             "spillover_streams_interrupted",
             "Streams that failed after bytes reached the client (ended with an error event).",

@@ -58,14 +58,16 @@ _SSE_HEADERS = [
 ]
 
 
-def client_protocols(responses: ResponseStore) -> dict[str, ClientProtocol]:
+def client_protocols(
+    responses: ResponseStore, metrics: GatewayMetrics
+) -> dict[str, ClientProtocol]:
     """The pipeline's paths, each with the protocol its clients speak."""
     return {
         "/v1/chat/completions": OpenAIProtocol("chat"),
         "/v1/completions": OpenAIProtocol("completions"),
         "/v1/embeddings": OpenAIProtocol("embeddings"),
         "/v1/messages": AnthropicProtocol(),
-        "/v1/responses": ResponsesProtocol(responses),
+        "/v1/responses": ResponsesProtocol(responses, metrics.responses_unstored),
     }
 
 
@@ -85,7 +87,7 @@ class ProxyApp:
         faults: FaultTable | None = None,
     ) -> None:
         self.config = config
-        self._protocols = client_protocols(responses)
+        self._protocols = client_protocols(responses, metrics)
         self._responses = responses
         self._faults = faults
         self._providers = providers

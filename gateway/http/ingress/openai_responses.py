@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 
 from gateway.errors import LedgerUnavailable, NotFound, SpilloverError, UpstreamError
 from gateway.http.edge import error_body, protocol_headers
@@ -76,8 +77,9 @@ class ResponsesProtocol(ClientProtocol):
     ingress: Ingress = "responses"
     endpoint: Endpoint = "chat"
 
-    def __init__(self, store: ResponseStore) -> None:
+    def __init__(self, store: ResponseStore, unstored: Counter) -> None:
         self._store = store
+        self._unstored = unstored
 
     def validate(self, body: Any) -> None:
         validate_responses(body)
@@ -144,6 +146,7 @@ class ResponsesProtocol(ClientProtocol):
         try:
             await self._store.save(exchange.stored(response))
         except LedgerUnavailable:
+            self._unstored.inc()
             log.warning("response %s answered but not stored", exchange.response_id)
 
 

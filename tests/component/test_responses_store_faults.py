@@ -1,0 +1,36 @@
+"""A Responses client whose store fails as its answer completes: the answer it paid for still
+comes back, the chain ends there (its next turn is a clear 404), and a metric counts it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.support.inprocess import FakeProvider, completion, running
+
+ROUTE = """\
+  chat:
+    targets:
+      - {provider: primary, model: m1}
+"""
+
+
+async def test_a_store_that_fails_costs_the_chain_not_the_answer(tmp_path: Path) -> None:
+    primary = FakeProvider("primary", [completion("first"), completion("second")])
+    async with running(tmp_path, ROUTE, {"primary": primary}) as gw:
+        stored = await gw.client.post("/v1/responses", json={"model": "chat", "input": "hi"})
+        assert stored.status_code == 200
+        follow = {"model": "chat", "input": "again", "previous_response_id": stored.json()["id"]}
+        assert (await gw.client.post("/v1/responses", json=follow)).status_code == 200
+        with sqlite3.connect(gw.ledger_path) as db:  # the store's table is gone
+            db.execute("DROP TABLE spillover_responses")
+        lost = await gw.client.post("/v1/responses", json={"model": "chat", "input": "hi"})
+        assert lost.status_code == 200 and lost.json()["output"][0]["content"][0]["text"]
+        metrics = (await gw.client.get("/metrics")).text
+        assert "spillover_responses_unstored_total 1.0" in metrics
+        chained = await gw.client.post(
+            "/v1/responses",
+            json={"model": "chat", "input": "more", "previous_response_id": lost.json()["id"]},
+        )
+        assert chained.status_code == 503  # the store cannot answer: ours, never a 500
+        assert chained.json()["error"]["code"] == "ledger_unavailable"
