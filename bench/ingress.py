@@ -3,11 +3,12 @@ an Anthropic message and an OpenAI Response, through the gateway to one OpenAI-w
 next to the mock asked directly — and an agent-sized Anthropic request (100 KB, 40 tools,
 cache_control on three blocks) streamed next to a small one.
 
-    .venv/bin/python bench/ingress.py [--duration 8] [--conc 1,16]
+    .venv/bin/python bench/ingress.py [--duration 8] [--conc 1,16] [--trace]
 
 The mock (spillover's own, no delay) runs on CPU 0 with the load generator, the gateway on
 CPU 1 with one worker: compare ratios within one run. Writes bench/results/<date>-<commit>-
-ingress.json and prints the tables.
+ingress.json and prints the tables. `--trace`: the same with OpenTelemetry tracing on, its
+spans exported to a sink in this process (`ingress-traced.json`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -155,8 +157,9 @@ def _pct(values: list[float], p: int) -> float:
     return round(values[index] * 1000, 3)
 
 
-def _config(port: int, mock_port: int) -> str:
-    return textwrap.dedent(f"""\
+def _config(port: int, mock_port: int, traces: str | None = None) -> str:
+    tracing = f"tracing: {{otlp_endpoint: '{traces}', export_every_ms: 500}}\n" if traces else ""
+    return tracing + textwrap.dedent(f"""\
         server: {{host: 127.0.0.1, port: {port}, access_log: false, max_body_bytes: 4194304}}
         ledger: {{url: "sqlite:////tmp/spillover-bench-ingress.sqlite"}}
         providers:
@@ -198,6 +201,25 @@ async def _run(gateway: str, mock: str, args: argparse.Namespace) -> dict[str, A
     return results
 
 
+def _otlp_sink() -> str:
+    """An OTLP/HTTP endpoint that accepts and drops every batch (in this process, CPU 0)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{port}/v1/traces"
+
+
 def _print(results: dict[str, Any]) -> None:
     print("\nNon-streaming (closed loop, aiohttp client)")
     print("| ingress | conc | rps | p50 ms | p99 ms | added p50 | added p99 | errors |")
@@ -220,13 +242,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--conc", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16])
     parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--trace", action="store_true", help="tracing on, to a local sink")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})  # the load generator shares CPU 0 with the mock
     logs = Path("/tmp/bench-ingress")
     logs.mkdir(exist_ok=True)
     mock_port, port = free_port(), free_port()
     config = logs / "gateway.yaml"
-    config.write_text(_config(port, mock_port))
+    sink = _otlp_sink() if args.trace else None
+    config.write_text(_config(port, mock_port, sink))
     spillover = str(ROOT / ".venv" / "bin" / "spillover")
     mock = spawn(["taskset", "-c", "0", spillover, "mock-provider", "--wire", "openai",
                   "--port", str(mock_port)], logs / "mock.log")  # fmt: skip
@@ -242,7 +266,7 @@ def main() -> None:
         stop(gateway)
         stop(mock)
     results["median_of"] = {"duration_s": args.duration, "streams": args.streams}
-    out = results_path("ingress")
+    out = results_path("ingress-traced" if args.trace else "ingress")
     out.write_text(json.dumps(results, indent=2))
     _print(results)
     print(f"\nraw: {out.relative_to(ROOT)} (one run: run twice before believing a tail)")

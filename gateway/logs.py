@@ -1,6 +1,7 @@
 """The gateway's log lines: text for a terminal (the default), or one JSON object per line
 (`server.log_format: json`) for a log pipeline. Every line logged while a request is being
-served carries its request id, taken from a context variable the HTTP layer sets; lines
+served carries its request id (and its trace id when tracing is on), taken from context
+variables the HTTP layer sets; lines
 may add their own fields (`extra={"fields": {...}}`)."""
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ LogFormat = Literal["text", "json"]
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "spillover_request_id", default=None
 )
+trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "spillover_trace_id", default=None
+)
 _TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
@@ -33,6 +37,9 @@ class JsonFormatter(logging.Formatter):
         current = request_id.get()
         if current is not None:
             line["request_id"] = current
+            trace = trace_id.get()
+            if trace is not None:
+                line["trace_id"] = trace
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)

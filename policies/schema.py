@@ -364,6 +364,23 @@ class ResponsesConfig(Strict):
     conversation is refused with 413 rather than loaded."""
 
 
+class TracingConfig(Strict):
+    """OpenTelemetry traces: a span per request and one per upstream attempt, with the GenAI
+    semantic conventions, exported over OTLP/HTTP. Off unless an endpoint is set."""
+
+    otlp_endpoint: str | None = None
+    """The collector's traces URL, e.g. `http://otel-collector:4318/v1/traces`; unset: off,
+    and nothing is traced (no cost on the request path)."""
+    service_name: str = "spillover"
+    """`service.name` of the spans."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Headers for the collector (an API key: use `${ENV}`)."""
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    """Share of new traces recorded; a client's `traceparent` sampling decision is kept."""
+    export_every_ms: int = Field(1000, ge=10)
+    """Spans are sent in batches at most this far apart."""
+
+
 class DrillsConfig(Strict):
     """Fault injection through /admin/faults (admin keys only); off unless enabled."""
 
@@ -384,6 +401,8 @@ class GatewayConfig(Strict):
     """Where ledger rows go."""
     responses: ResponsesConfig = ResponsesConfig()
     """Stored Responses (kept in the ledger's database)."""
+    tracing: TracingConfig = TracingConfig()
+    """OpenTelemetry traces (off by default)."""
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     """Upstreams by name; `kind` chooses the wire format."""
     routes: dict[str, Route] = Field(min_length=1)

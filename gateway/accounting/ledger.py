@@ -50,7 +50,7 @@ _SQLITE_INSERT = (
 
 schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def engine_url(url: str) -> str:
@@ -88,6 +88,8 @@ async def migrate(engine: AsyncEngine) -> None:
                     "ADD COLUMN ingress VARCHAR(16) NOT NULL DEFAULT 'openai'"
                 )
             )
+        if version < 5:
+            await conn.execute(text("ALTER TABLE spillover_ledger ADD COLUMN trace_id VARCHAR(32)"))
         if version < SCHEMA_VERSION:
             await conn.execute(schema_table.update().values(version=SCHEMA_VERSION))
 

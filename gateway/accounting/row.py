@@ -61,6 +61,8 @@ class LedgerRow:
     usage_estimated: Annotated[bool, Col(Boolean, added=True, added_default=False)]
     # The client's protocol: openai (chat, completions, embeddings) or anthropic (Messages).
     ingress: Annotated[str, Col(String(16), added=True, added_default="openai")]
+    # The request's OpenTelemetry trace (32 hex digits), when tracing is on.
+    trace_id: Annotated[str | None, Col(String(32), added=True)] = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}

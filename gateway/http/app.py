@@ -38,6 +38,7 @@ from gateway.state.redis import RedisState
 from gateway.state.responses import ResponseStore
 from gateway.state.shared import Outage, SharedRedis
 from gateway.state.spend import MemorySpendCounters, RedisSpendCounters
+from gateway.tracing import Tracing
 from policies.loader import load_config
 from policies.schema import GatewayConfig, StateConfig
 
@@ -90,6 +91,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.faults = FaultTable()  # drills: active faults, kept across reloads
         self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
+        self.tracing = Tracing(config.tracing)
         self.responses = ResponseStore(
             config.ledger.url, _retention_s(config), config.responses.max_history_bytes
         )
@@ -154,6 +156,7 @@ class Gateway:
         self.admitter.configure(config)
         self.budgets.configure(config, self.accountant.prices)
         self.responses.configure(_retention_s(config), config.responses.max_history_bytes)
+        self.tracing.configure(config)
 
     def _ledger_state(self, ledger: LedgerWriter) -> None:
         m = self.metrics
@@ -177,6 +180,7 @@ class Gateway:
             self.admitter,
             self.budgets,
             self.responses,
+            self.tracing,
             faults=self.faults,
             build=self._build_provider,
         )
@@ -218,7 +222,7 @@ class Gateway:
     async def _swap(self, config: GatewayConfig) -> list[str]:
         notes = [
             f"{part} changed: takes effect after a restart"
-            for part in ("server", "state")
+            for part in ("server", "state", "tracing")
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
         new = await build_generation(
@@ -229,6 +233,7 @@ class Gateway:
             self.admitter,
             self.budgets,
             self.responses,
+            self.tracing,
             self._current,
             self.faults,
             self._build_provider,
@@ -257,6 +262,7 @@ class Gateway:
             await close_generation(self._current, 0)
         await self.ledger.close()
         await self.responses.close()
+        self.tracing.shutdown()
         await self.admitter.limiter.close()
         await self.budgets.spend.close()
         await self.state.close()

@@ -24,6 +24,7 @@ from gateway.providers.base import Provider
 from gateway.providers.vllm_pool import VllmPoolAdapter
 from gateway.state.contracts import RoutingState
 from gateway.state.responses import ResponseStore
+from gateway.tracing import Tracing
 from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover")
@@ -81,6 +82,7 @@ async def build_generation(
     admitter: Admitter,
     budgets: Budgets,
     responses: ResponseStore,
+    tracing: Tracing,
     previous: Generation | None = None,
     faults: FaultTable | None = None,
     build: ProviderFactory = build_provider,
@@ -104,6 +106,7 @@ async def build_generation(
         metrics,
         state,
         price_of=accountant.price_of,
+        tracing=tracing,
     )
     generation = Generation(
         config,
@@ -117,6 +120,7 @@ async def build_generation(
             admitter,
             budgets,
             responses,
+            tracing,
             faults if config.drills.enabled else None,
         ),
     )

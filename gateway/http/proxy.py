@@ -44,6 +44,7 @@ from gateway.pipeline.relay import relay
 from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import Provider
 from gateway.state.responses import ResponseStore
+from gateway.tracing import Tracing
 from policies.pool import PRIORITY_RANK, Priority
 from policies.schema import GatewayConfig, Route, Target
 
@@ -84,9 +85,11 @@ class ProxyApp:
         admitter: Admitter,
         budgets: Budgets,
         responses: ResponseStore,
+        tracing: Tracing,
         faults: FaultTable | None = None,
     ) -> None:
         self.config = config
+        self._tracing = tracing
         self._protocols = client_protocols(responses, metrics)
         self._responses = responses
         self._faults = faults
@@ -128,6 +131,10 @@ class ProxyApp:
             request_id=request_id, endpoint=protocol.endpoint, ingress=protocol.ingress
         )
         logged_as = logs.request_id.set(request_id)  # on every log line of this request
+        span = self._tracing.request(protocol.endpoint, headers)
+        if span is not None:
+            ctx.trace_id = span.trace_id
+        traced_as = logs.trace_id.set(ctx.trace_id)
         self._metrics.in_flight.inc()
         self.in_flight += 1
         accounted = False
@@ -157,6 +164,9 @@ class ProxyApp:
                 cost = self._account.record(ctx)
             if ctx.reservation is not None:
                 await self._budgets.settle(ctx.reservation, cost)
+            if span is not None:
+                self._tracing.request_done(span, ctx, cost)
+            logs.trace_id.reset(traced_as)
             logs.request_id.reset(logged_as)
 
     async def _serve(

@@ -164,6 +164,7 @@ class Accountant:
             drill=_drill_mark(ctx),
             usage_estimated=ctx.usage_estimated,
             ingress=ctx.ingress,
+            trace_id=ctx.trace_id,
         )
 
 

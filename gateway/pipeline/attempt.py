@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import tracing
 from gateway.accounting.pricing import ModelPrice
 from gateway.errors import (
     AllTargetsFailed,
@@ -40,9 +41,10 @@ from gateway.providers.base import (
 )
 from gateway.state.contracts import RoutingState
 from gateway.state.windows import Outcome
+from gateway.tracing import Tracing
 from policies import routing
 from policies.routing import Skip, target_key
-from policies.schema import Route, Target
+from policies.schema import Route, Target, TracingConfig
 from policies.schema_base import Timeouts
 
 log = logging.getLogger("spillover.attempt")
@@ -72,8 +74,10 @@ class AttemptRunner:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         price_of: Callable[[str, str], ModelPrice | None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.providers = providers
+        self.tracing = tracing or Tracing(TracingConfig())
         self._timeouts = {name: timeouts_of(t) for name, t in timeouts.items()}
         self.metrics = metrics
         self.state = state
@@ -178,20 +182,13 @@ class AttemptRunner:
             call.native = _native_for(ctx, route, provider, continuation)
             if call.native is None and ctx.untranslatable:
                 served.dropped = ctx.untranslatable
-            result = await provider.send(call)
-            if isinstance(result, UpstreamStream):
-                served.stream = result
-                served.events = result.__aiter__()
+            address = getattr(provider, "address", "")
+            with self.tracing.attempt(ctx.endpoint, target.provider, target.model, address) as span:
                 try:
-                    served.first_event = await served.events.__anext__()
-                except StopAsyncIteration:
-                    await result.aclose()
-                    raise UpstreamFailure("upstream stream was empty") from None
-                except BaseException:
-                    await result.aclose()
+                    await _send(provider, call, served)
+                except UpstreamFailure as failure:
+                    tracing.failed(span, failure.error_class)
                     raise
-            else:
-                served.response = result
         except Unsupported as skip:
             self._skipped(ctx, Skip(target, "unsupported", 0.0), skip.message)
             raise
@@ -364,3 +361,21 @@ def _native_for(
             f"(route '{ctx.route_name}' has untranslatable: reject; 'drop' serves without them)"
         )
     return None
+
+
+async def _send(provider: Provider, call: UpstreamCall, served: Served) -> None:
+    """The upstream call: a whole answer, or a stream read up to its first event."""
+    result = await provider.send(call)
+    if not isinstance(result, UpstreamStream):
+        served.response = result
+        return
+    served.stream = result
+    served.events = result.__aiter__()
+    try:
+        served.first_event = await served.events.__anext__()
+    except StopAsyncIteration:
+        await result.aclose()
+        raise UpstreamFailure("upstream stream was empty") from None
+    except BaseException:
+        await result.aclose()
+        raise

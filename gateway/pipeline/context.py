@@ -73,6 +73,7 @@ class RequestContext:
     untranslatable: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
+    trace_id: str | None = None  # the request's trace, when tracing is on
 
     @property
     def fell_back(self) -> bool:

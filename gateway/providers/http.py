@@ -8,6 +8,7 @@ import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -15,12 +16,14 @@ import orjson
 from gateway.providers.base import AttemptTimeouts, Provider, UpstreamCall, UpstreamStream, Usage
 from gateway.providers.sse import iter_events
 from gateway.providers.upstream_errors import from_aiohttp, from_status
+from gateway.tracing import traced
 from policies.schema import AnthropicProvider, OpenAIProvider
 
 
 class PooledHTTPProvider(Provider):
     def __init__(self, name: str, config: OpenAIProvider | AnthropicProvider) -> None:
         self.name = name
+        self.address = urlsplit(config.api_base).hostname or ""  # server.address on spans
         self._pool_size = config.max_connections
         self._connect_s = config.timeouts.connect_ms / 1000
         self._session: aiohttp.ClientSession | None = None
@@ -52,7 +55,7 @@ class PooledHTTPProvider(Provider):
         response = await self._session.post(
             url,
             data=orjson.dumps(body),
-            headers=headers,
+            headers=traced(headers),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_s),
         )
         if response.status >= 300:

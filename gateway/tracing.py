@@ -1,0 +1,174 @@
+"""OpenTelemetry traces, when `tracing.otlp_endpoint` is set: one server span per request and
+one client span per upstream attempt (until its answer or first event), with the GenAI
+semantic conventions and Spillover's own attributes, exported over OTLP/HTTP in batches off
+the event loop. A client's W3C `traceparent` is the parent; the attempt's context goes to
+the upstream in its own `traceparent`. Off, nothing is imported or created: every entry
+point returns at its first line.
+
+Prompt and completion content are never put on spans."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from policies.schema import GatewayConfig, TracingConfig
+
+# Read by `traced()` on every upstream call: a module flag is the cheapest check.
+ENABLED = False
+_OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+
+
+def traced(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """`headers` with the current attempt's `traceparent` (unchanged when tracing is off)."""
+    if not ENABLED:
+        return headers
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return {**headers, **carrier} if carrier else headers
+
+
+class RequestSpan:
+    """A request's span and the context it made current (detached when it ends)."""
+
+    def __init__(self, span: Any, token: object) -> None:
+        self.span = span
+        self.token = token
+
+    @property
+    def trace_id(self) -> str:
+        return f"{self.span.get_span_context().trace_id:032x}"
+
+
+class Tracing:
+    def __init__(self, config: TracingConfig) -> None:
+        global ENABLED
+        self.enabled = config.otlp_endpoint is not None
+        self._tracer: Any = None
+        self._provider: Any = None
+        self._kinds: dict[str, str] = {}
+        if self.enabled:
+            self._start(config)
+            ENABLED = True
+
+    def _start(self, config: TracingConfig) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        headers = {name: value.get_secret_value() for name, value in config.headers.items()}
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": config.service_name}),
+            sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+        )
+        exporter = OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=headers, timeout=5)
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, schedule_delay_millis=config.export_every_ms)
+        )
+        self._provider = provider
+        self._tracer = provider.get_tracer("spillover")
+
+    def configure(self, config: GatewayConfig) -> None:
+        """Each provider's kind (`gen_ai.provider.name`), from the config in force."""
+        self._kinds = {name: provider.kind for name, provider in config.providers.items()}
+
+    def request(self, endpoint: str, headers: Mapping[bytes, bytes]) -> RequestSpan | None:
+        if not self.enabled:
+            return None
+        from opentelemetry import context, trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier = {
+            name: value.decode("latin-1")
+            for name, value in ((k, headers.get(k.encode())) for k in ("traceparent", "tracestate"))
+            if value is not None
+        }
+        parent = TraceContextTextMapPropagator().extract(carrier)
+        operation = _OPERATIONS.get(endpoint, endpoint)
+        span = self._tracer.start_span(operation, context=parent, kind=trace.SpanKind.SERVER)
+        span.set_attribute("gen_ai.operation.name", operation)
+        token = context.attach(trace.set_span_in_context(span, parent))
+        return RequestSpan(span, token)
+
+    def request_done(self, handle: RequestSpan, ctx: Any, cost: int | None) -> None:
+        """The request's attributes from its context, its skipped targets as events; end."""
+        from opentelemetry import context
+
+        span = handle.span
+        try:
+            if ctx.route is not None:
+                operation = _OPERATIONS.get(ctx.endpoint, ctx.endpoint)
+                span.update_name(f"{operation} {ctx.route_name}")
+                span.set_attribute("gen_ai.request.model", ctx.route_name)
+                span.set_attribute("spillover.route", ctx.route_name)
+            span.set_attribute("spillover.ingress", ctx.ingress)
+            span.set_attribute("http.response.status_code", ctx.status)
+            target = ctx.served_by
+            if target is not None:
+                span.set_attribute("gen_ai.response.model", target.model)
+                span.set_attribute("gen_ai.provider.name", self._kinds.get(target.provider, ""))
+                span.set_attribute("spillover.target", f"{target.provider}/{target.model}")
+                span.set_attribute("spillover.fallback", bool(ctx.fell_back))
+            if ctx.usage is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", ctx.usage.prompt_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", ctx.usage.completion_tokens)
+            if cost is not None:
+                span.set_attribute("spillover.cost_micro_usd", cost)
+            for attempt in ctx.attempts:
+                if attempt.outcome == "skipped":
+                    span.add_event(
+                        "spillover.skip",
+                        {
+                            "spillover.target": f"{attempt.provider}/{attempt.model}",
+                            "spillover.skip_reason": attempt.error_class or "",
+                        },
+                    )
+            if ctx.status >= 400 or ctx.error_class:
+                _failed(span, ctx.error_class or str(ctx.status))
+        finally:
+            span.end()
+            context.detach(handle.token)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def attempt(self, operation: str, provider: str, model: str, address: str) -> Iterator[Any]:
+        """A client span around one upstream attempt, current while it runs (so the upstream
+        call carries its `traceparent`)."""
+        if not self.enabled:
+            yield None
+            return
+        from opentelemetry import trace
+
+        name = f"{_OPERATIONS.get(operation, operation)} {model}"
+        with self._tracer.start_as_current_span(
+            name, kind=trace.SpanKind.CLIENT, record_exception=False, set_status_on_exception=False
+        ) as span:
+            span.set_attribute("gen_ai.operation.name", _OPERATIONS.get(operation, operation))
+            span.set_attribute("gen_ai.request.model", model)
+            span.set_attribute("gen_ai.provider.name", self._kinds.get(provider, ""))
+            span.set_attribute("spillover.target", f"{provider}/{model}")
+            if address:
+                span.set_attribute("server.address", address)
+            yield span
+
+    def shutdown(self) -> None:
+        """Send what is batched, then stop the exporter."""
+        if self._provider is not None:
+            self._provider.shutdown()
+
+
+def failed(span: Any, error_type: str) -> None:
+    """Mark an attempt span failed with our error class (`error.type`)."""
+    if span is not None:
+        _failed(span, error_type)
+
+
+def _failed(span: Any, error_type: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("error.type", error_type)
+    span.set_status(Status(StatusCode.ERROR))
