@@ -15,8 +15,9 @@ from typing import Any
 
 from policies.schema import GatewayConfig, TracingConfig
 
-# Read by `traced()` on every upstream call: a module flag is the cheapest check.
+# Read by `traced()` and `span()` on every call: a module flag is the cheapest check.
 ENABLED = False
+_TRACER: Any = None  # the tracer of the running gateway, for `span()`
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
@@ -29,6 +30,17 @@ def traced(headers: Mapping[str, str]) -> Mapping[str, str]:
     carrier: dict[str, str] = {}
     TraceContextTextMapPropagator().inject(carrier)
     return {**headers, **carrier} if carrier else headers
+
+
+@contextlib.contextmanager
+def span(name: str, attributes: Mapping[str, str | int | float | bool]) -> Iterator[Any]:
+    """A span of the current request's trace around a step that waits (the pool's
+    admission); nothing when tracing is off."""
+    if not ENABLED:
+        yield None
+        return
+    with _TRACER.start_as_current_span(name, attributes=dict(attributes)) as current:
+        yield current
 
 
 class RequestSpan:
@@ -51,8 +63,9 @@ class Tracing:
         self._provider: Any = None
         self._kinds: dict[str, str] = {}
         if self.enabled:
+            global _TRACER
             self._start(config)
-            ENABLED = True
+            ENABLED, _TRACER = True, self._tracer
 
     def _start(self, config: TracingConfig) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -5,11 +5,13 @@ and the replica choice live in `fallback_engine`), send over the OpenAI wire to 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from fallback_engine.load import PoolRequest
 from fallback_engine.metrics import PoolMetrics
 from fallback_engine.pool import Lease, Pool, PoolShed
 from fallback_engine.prefix import CHARS_PER_TOKEN, block_hashes, prompt_text
+from gateway import tracing
 from gateway.errors import ConnectFailed, Timeout, UpstreamFailure
 from gateway.providers.base import (
     Provider,
@@ -61,12 +63,22 @@ class VllmPoolAdapter(Provider):
         )
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream:
-        try:
-            lease = await self.pool.acquire(
-                self._request(call), call.timeouts.total, call.allow_cap_context
-            )
-        except PoolShed as shed:
-            raise from_pool_shed(shed) from None
+        request = self._request(call)
+        waited: dict[str, str | int] = {
+            "spillover.pool": self.name,
+            "spillover.priority": call.priority,
+            "gen_ai.usage.input_tokens": request.prompt_tokens,
+        }
+        with tracing.span("spillover.pool.admission", waited) as admission:
+            try:
+                lease = await self.pool.acquire(
+                    request, call.timeouts.total, call.allow_cap_context
+                )
+            except PoolShed as shed:
+                tracing.failed(admission, f"shed_{shed.reason}")
+                raise from_pool_shed(shed) from None
+            if admission is not None:
+                admission.set_attribute("server.address", _host(lease.base_url))
         if lease.max_tokens is not None:
             call.body = {**call.body, "max_tokens": lease.max_tokens}
             call.body.pop("max_completion_tokens", None)
@@ -116,3 +128,7 @@ class _LeasedStream(WrappedStream):
     async def aclose(self) -> None:
         self._lease.release()
         await self._inner.aclose()
+
+
+def _host(base_url: str) -> str:
+    return urlsplit(base_url).hostname or ""

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tests.support.pool import start_sim, wait_ready
 from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
@@ -154,3 +155,43 @@ def test_without_tracing_no_trace_goes_upstream(
     finally:
         proc.stop()
     assert "traceparent" not in openai_upstream.received()[-1]["headers"]
+
+
+def test_a_pool_request_shows_its_admission_wait_under_its_attempt(
+    receiver: Receiver, logs_dir: Path
+) -> None:
+    sim = start_sim(logs_dir, "traced-sim")
+    config = (
+        "providers:\n"
+        "  local:\n"
+        "    kind: vllm_pool\n"
+        "    model: tiny-llama\n"
+        f'    replicas: ["{sim.url}"]\n'
+        "    health: {every_s: 0.5}\n"
+        "routes:\n"
+        "  pool: {targets: [{provider: local, model: tiny-llama}]}\n"
+        'keys:\n  - {name: tests, key: "${TEST_GATEWAY_KEY}"}\n'
+        f"tracing: {{otlp_endpoint: 'http://127.0.0.1:{receiver.port}/v1/traces', "
+        "export_every_ms: 100}\n"
+    )
+    proc = start_gateway(config, logs_dir, name="traced-pool")
+    trace_id = secrets.token_hex(16)
+    try:
+        wait_ready(proc, sim.url)
+        reply = httpx.post(
+            proc.url + "/v1/chat/completions",
+            json={"model": "pool", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {GATEWAY_KEY}",
+                     "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        )  # fmt: skip
+        assert reply.status_code == 200
+        spans = receiver.spans_of(trace_id, 3)
+    finally:
+        proc.stop()
+        sim.stop()
+    by_name = {s.name: s for s in spans}
+    attempt, admission = by_name["chat tiny-llama"], by_name["spillover.pool.admission"]
+    assert admission.parent_span_id == attempt.span_id
+    assert _attributes(admission)["spillover.pool"] == "local"
+    assert _attributes(admission)["server.address"] == "127.0.0.1"
+    assert _attributes(attempt)["gen_ai.provider.name"] == "vllm_pool"
