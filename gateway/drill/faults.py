@@ -180,6 +180,7 @@ class FaultyProvider(Provider):
         self.name = inner.name
         self.supports = inner.supports
         self.native_protocols = inner.native_protocols
+        self.address = inner.address
         self._table = table
         self._on_fire = on_fire
 

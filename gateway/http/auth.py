@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, ModelNotFound
 from gateway.pipeline.context import Principal
-from policies.schema import GatewayConfig
+from policies.schema import GatewayConfig, Route
 
 
 class KeyStore:
@@ -39,3 +39,15 @@ class KeyStore:
         if principal is None:
             raise AuthenticationFailed("invalid API key")
         return principal
+
+
+def route_for(config: GatewayConfig, principal: Principal, name: str) -> Route:
+    """The route `name` when it exists and this key may use it; else the same 404 for both,
+    so a key cannot learn which routes exist."""
+    route = config.routes.get(name)
+    if route is None or not principal.may_use(name):
+        raise ModelNotFound(
+            f"The model '{name[:256]}' does not exist or you do not have access to it.",
+            param="model",
+        )
+    return route

@@ -7,14 +7,13 @@ from __future__ import annotations
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import ClientError, InvalidRequest, MethodNotAllowed, ModelNotFound
-from gateway.http.auth import KeyStore
-from gateway.http.body import parse_body, read_body
+from gateway.errors import ClientError, MethodNotAllowed
+from gateway.http.auth import KeyStore, route_for
+from gateway.http.body import checked_body, read_body
 from gateway.http.edge import error_body
 from gateway.http.ingress.anthropic_errors import anthropic_error
 from gateway.http.ingress.anthropic_messages import AnthropicProtocol
 from gateway.http.ingress.anthropic_validate import validate_messages
-from gateway.http.validate import json_depth_within
 from gateway.pipeline.tokens import prompt_tokens
 from gateway.providers.translate.anthropic_openai import request_to_openai
 from policies.schema import GatewayConfig
@@ -64,14 +63,8 @@ async def count_tokens(
             raise MethodNotAllowed(f"{COUNT_TOKENS} accepts POST only", allow="POST")
         principal = keys.authenticate(AnthropicProtocol().credentials(headers))
         raw = await read_body(headers, receive, config.server.max_body_bytes)
-        body = parse_body(raw)
-        validate_messages(body, count_only=True)
-        depth = config.server.max_json_depth
-        if not json_depth_within(body, depth):
-            raise InvalidRequest(f"the request nests objects or arrays deeper than {depth} levels")
-        route = config.routes.get(body["model"])
-        if route is None or not principal.may_use(body["model"]):
-            raise ModelNotFound(f"model: {body['model'][:256]!r} does not exist", param="model")
+        body = checked_body(raw, _count_only, config.server.max_json_depth)
+        route = route_for(config, principal, body["model"])
         model = route.targets[0].model
         # Past EXACT_UP_TO bytes the four-characters-a-token estimate: the work a count costs
         # is bounded, since counting calls no upstream and is not rate limited.
@@ -84,6 +77,10 @@ async def count_tokens(
     estimated = (b"x-spillover-token-count", b"estimated")
     answer = orjson.dumps({"input_tokens": tokens})
     await _answer(send, 200, answer, [(b"request-id", request_id.encode()), estimated])
+
+
+def _count_only(body: object) -> None:
+    validate_messages(body, count_only=True)
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

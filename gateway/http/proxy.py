@@ -18,12 +18,11 @@ from gateway.errors import (
     InvalidRequest,
     LedgerUnavailable,
     MethodNotAllowed,
-    ModelNotFound,
     SpilloverError,
     UpstreamFailure,
 )
-from gateway.http.auth import KeyStore
-from gateway.http.body import parse_body, read_body
+from gateway.http.auth import KeyStore, route_for
+from gateway.http.body import checked_body, read_body
 from gateway.http.ingress.anthropic_messages import AnthropicProtocol
 from gateway.http.ingress.base import ClientProtocol, RawClientStream
 from gateway.http.ingress.openai_chat import OpenAIProtocol
@@ -31,7 +30,6 @@ from gateway.http.ingress.openai_responses import ResponsesProtocol
 from gateway.http.local_answers import COUNT_TOKENS, count_tokens, model_list
 from gateway.http.stored_responses import PREFIX as STORED_RESPONSES
 from gateway.http.stored_responses import stored_response
-from gateway.http.validate import json_depth_within
 from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
@@ -233,21 +231,10 @@ class ProxyApp:
         if scope["method"] != "POST":
             raise MethodNotAllowed(f"{scope['path']} accepts POST only", allow="POST")
         ctx.principal = self.keys.authenticate(protocol.credentials(headers))
-        body = parse_body(await read_body(headers, receive, self._max_body))
-        protocol.validate(body)
-        if not json_depth_within(body, self._max_depth):
-            raise InvalidRequest(
-                f"the request nests objects or arrays deeper than {self._max_depth} levels"
-            )
+        raw = await read_body(headers, receive, self._max_body)
+        body = checked_body(raw, protocol.validate, self._max_depth)
         ctx.route_name = body["model"]
-        route = self.config.routes.get(ctx.route_name)
-        if route is None or not ctx.principal.may_use(ctx.route_name):
-            shown = ctx.route_name[:256]
-            raise ModelNotFound(
-                f"The model '{shown}' does not exist or you do not have access to it.",
-                param="model",
-            )
-        ctx.route = route
+        route = ctx.route = route_for(self.config, ctx.principal, ctx.route_name)
         await protocol.read(ctx, body, headers)
         if not self._account.accepting():
             raise LedgerUnavailable(

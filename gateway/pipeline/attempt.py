@@ -182,8 +182,9 @@ class AttemptRunner:
             call.native = _native_for(ctx, route, provider, continuation)
             if call.native is None and ctx.untranslatable:
                 served.dropped = ctx.untranslatable
-            address = getattr(provider, "address", "")
-            with self.tracing.attempt(ctx.endpoint, target.provider, target.model, address) as span:
+            with self.tracing.attempt(
+                ctx.endpoint, target.provider, target.model, provider.address
+            ) as span:
                 try:
                     await _send(provider, call, served)
                 except UpstreamFailure as failure:

@@ -146,6 +146,7 @@ class Provider(ABC):
     name: str
     supports: frozenset[Endpoint]
     native_protocols: frozenset[str] = frozenset()  # client protocols taken as sent
+    address: str = ""  # the upstream's host, for traces (server.address)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pools; called once at startup."""

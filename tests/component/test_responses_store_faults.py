@@ -3,6 +3,7 @@ comes back, the chain ends there (its next turn is a clear 404), and a metric co
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -22,8 +23,8 @@ async def test_a_store_that_fails_costs_the_chain_not_the_answer(tmp_path: Path)
         assert stored.status_code == 200
         follow = {"model": "chat", "input": "again", "previous_response_id": stored.json()["id"]}
         assert (await gw.client.post("/v1/responses", json=follow)).status_code == 200
-        with sqlite3.connect(gw.ledger_path) as db:  # the store's table is gone
-            db.execute("DROP TABLE spillover_responses")
+        # The store's table is gone (dropped off the event loop, which the ledger shares).
+        await asyncio.to_thread(_drop_store, gw.ledger_path)
         lost = await gw.client.post("/v1/responses", json={"model": "chat", "input": "hi"})
         assert lost.status_code == 200 and lost.json()["output"][0]["content"][0]["text"]
         metrics = (await gw.client.get("/metrics")).text
@@ -34,3 +35,8 @@ async def test_a_store_that_fails_costs_the_chain_not_the_answer(tmp_path: Path)
         )
         assert chained.status_code == 503  # the store cannot answer: ours, never a 500
         assert chained.json()["error"]["code"] == "ledger_unavailable"
+
+
+def _drop_store(ledger: Path) -> None:
+    with sqlite3.connect(ledger, timeout=30) as db:
+        db.execute("DROP TABLE spillover_responses")

@@ -8,20 +8,26 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest, SpilloverError, UpstreamError
+from gateway.errors import InvalidRequest, SpilloverError
 from gateway.http.ingress.anthropic_errors import anthropic_error, status_and_type
 from gateway.http.ingress.anthropic_validate import validate_messages
-from gateway.http.ingress.base import ClientProtocol, HeaderList, Headers, RawClientStream
+from gateway.http.ingress.base import (
+    ClientProtocol,
+    HeaderList,
+    Headers,
+    RawClientStream,
+    TranslatedStream,
+    unreadable,
+)
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
-from gateway.providers.sse import data_of
 from gateway.providers.translate.anthropic_openai import (
     AnthropicStreamWriter,
     request_to_openai,
     response_to_anthropic,
-    sse,
 )
+from gateway.providers.translate.chat_form import Event, sse
 from gateway.providers.upstream_errors import upstream_object
 from policies.schema import Endpoint, Ingress
 
@@ -114,35 +120,18 @@ class AnthropicEvents:
         await self.write(error_event(exc, self._request_id))
 
 
-class TranslatedEvents:
+class TranslatedEvents(TranslatedStream):
     """An OpenAI-wire target's chunks rewritten as Anthropic's event sequence."""
 
     def __init__(
         self, client: RawClientStream, request_id: str, writer: AnthropicStreamWriter
     ) -> None:
-        self._client = client
+        super().__init__(client, writer)
         self._request_id = request_id
-        self._writer = writer
-        self.disconnected = client.disconnected
+        self._anthropic = writer
 
-    async def write(self, chunk: bytes) -> None:
-        payload = data_of(chunk.rstrip(b"\n"))
-        if payload == b"[DONE]":
-            events = list(self._writer.close())
-        elif payload:
-            # Unreadable: the upstream's failure (the relay ends the stream with an error).
-            try:
-                events = list(self._writer.feed(upstream_object(payload)))
-            except (AttributeError, TypeError, KeyError, IndexError) as exc:
-                raise unreadable() from exc
-        else:
-            return  # comments and keep-alives carry nothing to translate
-        if events:
-            await self._client.write(b"".join(sse(e) for e in events))
+    async def _done(self) -> list[Event]:
+        return list(self._anthropic.close())
 
     async def error(self, exc: SpilloverError) -> None:
         await self._client.write(error_event(exc, self._request_id))
-
-
-def unreadable() -> UpstreamError:
-    return UpstreamError("the upstream answered in a shape chat completions does not have")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.types import Receive, Send
 
-from gateway.errors import SpilloverError
+from gateway.errors import SpilloverError, UpstreamError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import UpstreamResponse
+from gateway.providers.sse import data_of
+from gateway.providers.translate.chat_form import ChatChunkWriter, Event, sse
+from gateway.providers.upstream_errors import upstream_object
 from policies.schema import Endpoint, Ingress
 
 Headers = Mapping[bytes, bytes]
@@ -64,3 +67,43 @@ class RawClientStream:
     async def disconnected(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+
+
+class TranslatedStream(ABC):
+    """A chat target's chunks rewritten, one by one, into the client's protocol by its
+    `writer`; a subclass says how the stream ends (`_done`) and how it fails (`error`)."""
+
+    def __init__(self, client: RawClientStream, writer: ChatChunkWriter) -> None:
+        self._client = client
+        self._writer = writer
+        self.disconnected = client.disconnected
+
+    async def write(self, chunk: bytes) -> None:
+        payload = data_of(chunk.rstrip(b"\n"))
+        if payload == b"[DONE]":
+            events = await self._done()
+        elif payload:
+            # Unreadable: the upstream's failure (the relay ends the stream with an error).
+            try:
+                events = list(self._writer.feed(upstream_object(payload)))
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                raise unreadable() from exc
+        else:
+            return  # comments and keep-alives carry nothing to translate
+        await self._send(events)
+
+    async def _send(self, events: Iterable[Event]) -> None:
+        rendered = b"".join(sse(e) for e in events)
+        if rendered:
+            await self._client.write(rendered)
+
+    @abstractmethod
+    async def _done(self) -> list[Event]:
+        """The events that end the stream after the upstream's `[DONE]`."""
+
+    @abstractmethod
+    async def error(self, exc: SpilloverError) -> None: ...
+
+
+def unreadable() -> UpstreamError:
+    return UpstreamError("the upstream answered in a shape chat completions does not have")

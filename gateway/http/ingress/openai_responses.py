@@ -16,14 +16,22 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from gateway.errors import LedgerUnavailable, NotFound, SpilloverError, UpstreamError
+from gateway.errors import LedgerUnavailable, NotFound, SpilloverError
 from gateway.http.edge import error_body, protocol_headers
-from gateway.http.ingress.base import ClientProtocol, HeaderList, Headers, RawClientStream
+from gateway.http.ingress.base import (
+    ClientProtocol,
+    HeaderList,
+    Headers,
+    RawClientStream,
+    TranslatedStream,
+    unreadable,
+)
 from gateway.http.ingress.responses_validate import validate_responses
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
+from gateway.providers.translate.chat_form import Event, sse
 from gateway.providers.translate.responses_openai import (
     ResponsesStreamWriter,
     input_items,
@@ -31,7 +39,6 @@ from gateway.providers.translate.responses_openai import (
     output_from_chat,
     request_to_chat,
     response_object,
-    sse,
 )
 from gateway.providers.upstream_errors import upstream_object
 from gateway.state.responses import ResponseStore, StoredResponse
@@ -119,7 +126,7 @@ class ResponsesProtocol(ClientProtocol):
             try:
                 output, status = output_from_chat(completion)
             except (AttributeError, TypeError, KeyError, IndexError) as exc:
-                raise UpstreamError("the upstream answered in a shape chat does not have") from exc
+                raise unreadable() from exc
             answer = response_object(
                 exchange.body, exchange.response_id, ctx.served_by.model, output, status,
                 response.usage, exchange.created_at,
@@ -166,38 +173,26 @@ def _as_ours(response: dict[str, Any], exchange: Exchange) -> dict[str, Any]:
     }
 
 
-class TranslatedResponsesEvents:
-    """A chat target's chunks rewritten as the Responses event sequence."""
+class TranslatedResponsesEvents(TranslatedStream):
+    """A chat target's chunks rewritten as the Responses event sequence; the finished
+    response is stored before its last event leaves."""
 
     def __init__(
         self, client: RawClientStream, exchange: Exchange, writer: ResponsesStreamWriter, keep: Keep
     ) -> None:
-        self._client = client
+        super().__init__(client, writer)
         self._exchange = exchange
-        self._writer = writer
+        self._responses = writer
         self._keep = keep
-        self.disconnected = client.disconnected
 
-    async def write(self, chunk: bytes) -> None:
-        payload = data_of(chunk.rstrip(b"\n"))
-        if payload == b"[DONE]":
-            events = list(self._writer.close())
-            assert self._writer.final is not None
-            await self._keep(self._exchange, self._writer.final)
-        elif payload:
-            try:
-                events = list(self._writer.feed(upstream_object(payload)))
-            except (AttributeError, TypeError, KeyError, IndexError) as exc:
-                raise UpstreamError("the upstream sent a chunk chat does not have") from exc
-        else:
-            return
-        if events:
-            await self._client.write(b"".join(sse(e) for e in events))
+    async def _done(self) -> list[Event]:
+        events = list(self._responses.close())
+        assert self._responses.final is not None
+        await self._keep(self._exchange, self._responses.final)
+        return events
 
     async def error(self, exc: SpilloverError) -> None:
-        await self._client.write(
-            b"".join(sse(e) for e in self._writer.fail("server_error", exc.message))
-        )
+        await self._send(self._responses.fail("server_error", exc.message))
 
 
 class NativeResponsesEvents:

@@ -21,6 +21,7 @@ import orjson
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate.chat_form import ChatChunkWriter, Event, Translated
+from gateway.providers.translate.chat_form import sse as sse  # its event form, for callers
 
 _STOP = {
     "stop": "end_turn",
@@ -379,8 +380,3 @@ class AnthropicStreamWriter(ChatChunkWriter):
         if self._open is not None:
             yield "content_block_stop", {"type": "content_block_stop", "index": self._block}
             self._open = None
-
-
-def sse(event: Event) -> bytes:
-    name, data = event
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"

@@ -10,9 +10,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gateway.providers.base import Usage
 
 Event = tuple[str, dict[str, Any]]  # (event name, data)
+
+
+def sse(event: Event) -> bytes:
+    """A named server-sent event, as Anthropic and the Responses API write them."""
+    name, data = event
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 @dataclass(slots=True)

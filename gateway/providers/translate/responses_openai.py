@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate.chat_form import ChatChunkWriter, Event, Translated
@@ -409,8 +407,3 @@ class ResponsesStreamWriter(ChatChunkWriter):
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if not k.startswith("_")}
-
-
-def sse(event: Event) -> bytes:
-    name, data = event
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
