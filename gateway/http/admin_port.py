@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.accounting.pricing import PriceTable
 from gateway.drill.faults import FaultTable
+from gateway.http.console.incidents import Incidents
 from gateway.http.reload import ReloadResult
 from gateway.pipeline.context import Principal
 from gateway.state.contracts import RoutingState
@@ -18,6 +19,7 @@ from policies.schema import GatewayConfig
 class AdminPort(Protocol):
     faults: FaultTable
     state: RoutingState
+    incidents: Incidents
 
     @property
     def registry(self) -> CollectorRegistry: ...

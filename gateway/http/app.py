@@ -16,11 +16,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
+from fallback_engine.pool import Pool
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.pricing import PriceTable
 from gateway.drill.faults import FaultTable
 from gateway.errors import NotFound
 from gateway.http.admin import admin_app
+from gateway.http.auth import KeyStore
+from gateway.http.console.app import console_app
+from gateway.http.console.drills import ConsoleDrills
+from gateway.http.console.incidents import Incidents
+from gateway.http.console.sampler import Sampler
+from gateway.http.console.session import Sessions, process_secret
 from gateway.http.edge import guard_admin, send_error
 from gateway.http.generation import Generation, build_generation, close_generation
 from gateway.http.reload import Reloader, ReloadResult
@@ -40,7 +47,7 @@ from gateway.state.shared import Outage, SharedRedis
 from gateway.state.spend import MemorySpendCounters, RedisSpendCounters
 from gateway.tracing import Tracing
 from policies.loader import load_config
-from policies.schema import GatewayConfig, StateConfig
+from policies.schema import GatewayConfig, StateConfig, Target
 
 log = logging.getLogger("spillover")
 
@@ -105,6 +112,21 @@ class Gateway:
         self.admitter = Admitter(self.backends.limiter, self.metrics)
         self.budgets = Budgets(self.backends.spend, self.metrics)
         self.admin = admin_app(self)
+        self.incidents = Incidents()
+        console = config.console
+        self._sampler = (
+            Sampler(self.metrics.registry, console.sample_s) if console.enabled else None
+        )
+        self.console_drills = ConsoleDrills(self.faults, self.incidents)
+        secret = console.session_secret
+        self.console = console_app(
+            self,
+            Sessions(
+                secret.get_secret_value().encode() if secret else process_secret(),
+                console.session_ttl_s,
+            ),
+            self.console_drills,
+        )
         self.reloader = Reloader(
             config_path,
             self._swap,
@@ -147,6 +169,26 @@ class Gateway:
     def prices(self) -> PriceTable:
         return self.accountant.prices
 
+    # -- and what the console may, besides (console/port.py) ----------------------------------
+
+    @property
+    def sampler(self) -> Sampler | None:
+        return self._sampler
+
+    @property
+    def limiter(self) -> Limiter:
+        return self.backends.limiter
+
+    @property
+    def spend_counters(self) -> SpendCounters:
+        return self.backends.spend
+
+    def keys(self) -> KeyStore:
+        return self.current.proxy.keys
+
+    def pools(self) -> dict[str, Pool]:
+        return self.current.pools()
+
     async def reload(self, trigger: str) -> ReloadResult:
         return await self.reloader.reload(trigger)
 
@@ -183,11 +225,14 @@ class Gateway:
             self.tracing,
             faults=self.faults,
             build=self._build_provider,
+            on_breaker=self._breaker_changed,
         )
         self._configure(self.boot_config, self._current)
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
             self.reloader.start()
+        if self._sampler is not None:
+            self._sampler.start()
         self._drain_on_sigterm()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight so a full collection under load does not rescan it (p99 spikes).
@@ -222,7 +267,7 @@ class Gateway:
     async def _swap(self, config: GatewayConfig) -> list[str]:
         notes = [
             f"{part} changed: takes effect after a restart"
-            for part in ("server", "state", "tracing")
+            for part in ("server", "state", "tracing", "console")
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
         new = await build_generation(
@@ -237,6 +282,7 @@ class Gateway:
             self._current,
             self.faults,
             self._build_provider,
+            self._breaker_changed,
         )
         self._configure(config, new)
         old, self._current = self._current, new
@@ -248,14 +294,34 @@ class Gateway:
             task.add_done_callback(self._retiring.discard)
         return notes
 
+    def _breaker_changed(self, target: Target, phase: str, reason: str) -> None:
+        why = f" ({reason})" if reason and phase == "open" else ""
+        self.incidents.add(
+            "breaker",
+            f"circuit of {target.provider}/{target.model} {phase.replace('_', '-')}{why}",
+            bad=phase == "open",
+        )
+
     def _reloaded(self, result: ReloadResult) -> None:
         self.metrics.child(
             self.metrics.config_reloads, result.trigger, "ok" if result.ok else "error"
         ).inc()
         self.metrics.config_reload_ok.set(1 if result.ok else 0)
+        if result.ok:
+            self.incidents.add("reload", f"config reloaded ({result.trigger})")
+        else:
+            first = result.errors[0] if result.errors else "?"
+            self.incidents.add(
+                "reload",
+                f"reload rejected ({result.trigger}), still serving the last good config: {first}",
+                bad=True,
+            )
 
     async def stop(self) -> None:
         await self.reloader.stop()
+        await self.console_drills.stop()
+        if self._sampler is not None:
+            await self._sampler.stop()
         for task in list(self._retiring):
             await task
         if self._current is not None:
@@ -280,6 +346,12 @@ class Gateway:
             if path.startswith("/v1/") or path == "/v1":
                 shown = path if len(path) <= 200 else path[:200] + "…"
                 await send_error(send, NotFound(f"no such endpoint: {shown}"))
+                return
+            if path == "/ui" or path.startswith("/ui/"):
+                if self.boot_config.console.enabled:
+                    await self.console(scope, receive, send)
+                else:
+                    await send_error(send, NotFound("the console is off (console.enabled)"))
                 return
             if path.startswith("/admin"):
                 guarded = await guard_admin(scope, receive, send, proxy.keys)

@@ -4,14 +4,23 @@ digest instead of the secret, and no secret sits in memory longer than loading t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 
 from gateway.errors import AuthenticationFailed, ModelNotFound
 from gateway.pipeline.context import Principal
 from policies.schema import GatewayConfig, Route
 
 
+def digest(token: bytes) -> str:
+    return hashlib.sha256(token).hexdigest()
+
+
 class KeyStore:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(
+        self, config: GatewayConfig, minted: Mapping[str, Principal] | None = None
+    ) -> None:
+        # Keys minted at run time (a console drill's), by digest; looked at only on a miss.
+        self._minted: Mapping[str, Principal] = minted if minted is not None else {}
         self._by_digest: dict[str, Principal] = {}
         for key in config.keys:
             digest = (
@@ -24,6 +33,7 @@ class KeyStore:
                 team=key.team,
                 routes=frozenset(key.routes) if key.routes is not None else None,
                 admin=key.admin,
+                viewer=key.viewer,
                 priority=key.priority,
             )
 
@@ -35,10 +45,17 @@ class KeyStore:
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
             raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
-        principal = self._by_digest.get(hashlib.sha256(token.strip()).hexdigest())
+        found = digest(token.strip())
+        principal = self._by_digest.get(found)
         if principal is None:
-            raise AuthenticationFailed("invalid API key")
+            principal = self._minted.get(found)
+            if principal is None:
+                raise AuthenticationFailed("invalid API key")
         return principal
+
+    def holders(self) -> Iterable[tuple[str, Principal]]:
+        """The configured keys' digests and principals (minted keys are not among them)."""
+        return self._by_digest.items()
 
 
 def route_for(config: GatewayConfig, principal: Principal, name: str) -> Route:

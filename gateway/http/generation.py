@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from fallback_engine.pool import Pool
 from gateway.accounting.pricing import ModelPrice, self_hosted_price
 from gateway.drill.faults import FaultTable, FaultyProvider
 from gateway.http.proxy import ProxyApp
@@ -25,7 +26,7 @@ from gateway.providers.vllm_pool import VllmPoolAdapter
 from gateway.state.contracts import RoutingState
 from gateway.state.responses import ResponseStore
 from gateway.tracing import Tracing
-from policies.schema import GatewayConfig
+from policies.schema import GatewayConfig, Target
 
 log = logging.getLogger("spillover")
 
@@ -55,6 +56,14 @@ class Generation:
                 if self.started.get(t.provider) and wanted & self.providers[t.provider].supports
             )
         return out
+
+    def pools(self) -> dict[str, Pool]:
+        """The self-hosted pools, by provider name."""
+        return {
+            name: adapter.pool
+            for name, provider in self.providers.items()
+            if isinstance(adapter := unwrapped(provider), VllmPoolAdapter)
+        }
 
     def self_hosted_prices(self) -> dict[str, Callable[[], ModelPrice]]:
         """Each pool's price, amortised over the tokens it serves (changes as it runs)."""
@@ -86,6 +95,7 @@ async def build_generation(
     previous: Generation | None = None,
     faults: FaultTable | None = None,
     build: ProviderFactory = build_provider,
+    on_breaker: Callable[[Target, str, str], None] | None = None,
 ) -> Generation:
     providers = {name: build(name, p, metrics.pool) for name, p in config.providers.items()}
     if previous is not None:
@@ -107,6 +117,7 @@ async def build_generation(
         state,
         price_of=accountant.price_of,
         tracing=tracing,
+        on_breaker=on_breaker,
     )
     generation = Generation(
         config,

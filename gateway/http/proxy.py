@@ -92,7 +92,7 @@ class ProxyApp:
         self._responses = responses
         self._faults = faults
         self._providers = providers
-        self.keys = KeyStore(config)
+        self.keys = KeyStore(config, faults.minted_keys if faults is not None else None)
         self.in_flight = 0
         self._metrics = metrics
         self._account = accountant

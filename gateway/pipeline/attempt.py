@@ -75,8 +75,10 @@ class AttemptRunner:
         rng: random.Random | None = None,
         price_of: Callable[[str, str], ModelPrice | None] | None = None,
         tracing: Tracing | None = None,
+        on_breaker: Callable[[Target, str, str], None] | None = None,
     ) -> None:
         self.providers = providers
+        self._on_breaker = on_breaker  # (target, new phase, reason): the console's incidents
         self.tracing = tracing or Tracing(TracingConfig())
         self._timeouts = {name: timeouts_of(t) for name, t in timeouts.items()}
         self.metrics = metrics
@@ -273,9 +275,12 @@ class AttemptRunner:
             await self.state.cool_down(key, now + failure.retry_after)
 
     def _show_breaker(self, target: Target, breaker: routing.BreakerState) -> None:
-        if self._shown.get(target) == breaker.phase:
+        shown = self._shown.get(target, "closed")
+        if shown == breaker.phase and target in self._shown:
             return
         self._shown[target] = breaker.phase
+        if self._on_breaker is not None and shown != breaker.phase:
+            self._on_breaker(target, breaker.phase, breaker.reason)
         value = {"closed": 0, "half_open": 1, "open": 2}[breaker.phase]
         self.metrics.child(self.metrics.breaker_state, target.provider, target.model).set(value)
 

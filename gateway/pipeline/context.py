@@ -23,6 +23,12 @@ class Principal:
     routes: frozenset[str] | None
     admin: bool
     priority: Priority = "standard"
+    viewer: bool = False  # may read the console
+
+    @property
+    def console_role(self) -> str | None:
+        """`admin` (read and act), `viewer` (read), or None (no console)."""
+        return "admin" if self.admin else "viewer" if self.viewer else None
 
     def may_use(self, route: str) -> bool:
         return self.routes is None or route in self.routes

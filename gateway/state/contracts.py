@@ -40,7 +40,9 @@ class RoutingState(Protocol):
 
     def describe(self, now: float, window_s: float) -> dict[str, Any]: ...
 
-    async def reset(self) -> None: ...
+    async def reset(self, key: str | None = None) -> None:
+        """Forget what was observed of one target (`key`) or of all: breakers close,
+        cool-downs end."""
 
     async def close(self) -> None: ...
 
@@ -58,6 +60,10 @@ class Limiter(Protocol):
 
     async def leave(self, slots: list[tuple[str, int]]) -> None: ...
 
+    async def peek(self, names: list[str]) -> list[float]:
+        """Read-only (the console): a rate's theoretical arrival time (epoch seconds, 0 when
+        unused) or a concurrency counter's requests in flight, per name."""
+
     async def close(self) -> None: ...
 
 
@@ -67,5 +73,8 @@ class SpendCounters(Protocol):
 
     async def settle(self, buckets: list[Bucket], amount: int, actual: int) -> list[int]:
         """Turn a reservation into what was spent; the buckets' totals after it."""
+
+    async def peek(self, names: list[str]) -> list[tuple[int, int]]:
+        """Read-only (the console): (spent, reserved) micro-dollars per bucket name."""
 
     async def close(self) -> None: ...

@@ -64,6 +64,9 @@ class MemoryLimiter:
         for name, _ in slots:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
 
+    async def peek(self, names: list[str]) -> list[float]:
+        return [float(self._tat.get(n) or self._inflight.get(n, 0)) for n in names]
+
     async def start(self) -> None:
         return None
 
@@ -234,6 +237,15 @@ class RedisLimiter:
             return
         with contextlib.suppress(RedisError, OSError):
             await self._leave(keys=[self._prefix + n for n in names])
+
+    async def peek(self, names: list[str]) -> list[float]:
+        if self.available and names:
+            try:
+                raw = await self._redis.mget([self._prefix + n for n in names])
+                return [float(v or 0) for v in raw]
+            except (RedisError, OSError) as exc:
+                self.shared.lost(exc)
+        return await self.local.peek(names)
 
     async def close(self) -> None:
         if self._task is not None:

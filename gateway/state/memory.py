@@ -87,12 +87,13 @@ class MemoryState:
     async def limit_headroom(self, key: str, until: float) -> None:
         self.headroom[key] = max(until, self.headroom.get(key, 0.0))
 
-    async def reset(self) -> None:
-        """Forget everything observed: close every breaker, end every cool-down."""
-        self.windows.clear()
-        self.breakers.clear()
-        self.cooldowns.clear()
-        self.headroom.clear()
+    async def reset(self, key: str | None = None) -> None:
+        """Forget what was observed of one target or of all: breakers close, cool-downs end."""
+        for table in (self.windows, self.breakers, self.cooldowns, self.headroom):
+            if key is None:
+                table.clear()
+            else:
+                table.pop(key, None)
 
     async def close(self) -> None:
         return None

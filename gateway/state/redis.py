@@ -66,6 +66,9 @@ return 1
 _STATE_TTL_S = 24 * 3600
 
 
+_ROUTING_KINDS = ("breaker", "cool", "room", "win")
+
+
 def _encode(state: BreakerState) -> str:
     return json.dumps(asdict(state), separators=(",", ":"))
 
@@ -224,11 +227,20 @@ class RedisState:
     def window_stats(self, key: str, now: float, window_s: float) -> routing.WindowStats:
         return self.local.window_stats(key, now, window_s)
 
-    async def reset(self) -> None:
-        """Forget everything observed, here and for every replica sharing this prefix."""
-        await self.local.reset()
+    async def reset(self, key: str | None = None) -> None:
+        """Forget what was observed of one target or of all, here and for every replica
+        sharing this prefix. Only routing state: limit and budget counters share the prefix
+        and must survive (a reset is not a way around a budget)."""
+        await self.local.reset(key)
         try:
-            names = [name async for name in self._redis.scan_iter(match=self._prefix + "*")]
+            if key is not None:
+                await self._redis.delete(*[self._k(kind, key) for kind in _ROUTING_KINDS])
+                return
+            names = [
+                name
+                for kind in _ROUTING_KINDS
+                async for name in self._redis.scan_iter(match=self._k(kind, "*"))
+            ]
             if names:
                 await self._redis.delete(*names)
         except (RedisError, OSError) as exc:

@@ -44,6 +44,9 @@ class MemorySpendCounters:
             out.append(self.spent[b.name])
         return out
 
+    async def peek(self, names: list[str]) -> list[tuple[int, int]]:
+        return [(self.spent.get(n, 0), self.reserved.get(n, 0)) for n in names]
+
     async def close(self) -> None:
         return None
 
@@ -110,6 +113,18 @@ class RedisSpendCounters:
             except (RedisError, OSError) as exc:
                 self.shared.lost(exc)
         return await self.local.settle(buckets, amount, actual)
+
+    async def peek(self, names: list[str]) -> list[tuple[int, int]]:
+        if self.shared.available and names:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for name in names:
+                        pipe.hmget(self._prefix + name, ["spent", "reserved"])
+                    raw = await pipe.execute()
+                return [(int(s or 0), int(r or 0)) for s, r in raw]
+            except (RedisError, OSError) as exc:
+                self.shared.lost(exc)
+        return await self.local.peek(names)
 
     async def close(self) -> None:
         """Nothing of its own to close: the client is the SharedRedis owner's."""

@@ -13,9 +13,12 @@ import httpx
 import pytest
 import redis
 
+from gateway.state.limits import Check, RedisLimiter
 from gateway.state.redis import RedisState
 from gateway.state.shared import SharedRedis
+from gateway.state.spend import Bucket, RedisSpendCounters
 from gateway.state.windows import Outcome
+from policies.limits import Rate
 from policies.schema import Breaker, FailOverWhen, StateConfig
 from tests.support.processes import (
     GATEWAY_KEY,
@@ -169,3 +172,38 @@ def test_gateway_starts_and_serves_while_redis_is_down(
         assert proc.output().count("limits fall back to") == 1
     finally:
         proc.stop()
+
+
+async def test_a_reset_forgets_one_target_or_all_but_never_limits_or_budgets() -> None:
+    """Resetting the routing state (admin API, console) closes breakers; the limit and budget
+    counters share the key prefix and must survive it, or a reset would refill a budget."""
+    prefix = f"spillover-test-reset-{os.getpid()}:"
+    shared = SharedRedis(
+        StateConfig(backend="redis", url=real_redis_url(), key_prefix=prefix, timeout_ms=500)
+    )
+    state, limiter, spend = RedisState(shared), RedisLimiter(shared), RedisSpendCounters(shared)
+    rules = FailOverWhen(consecutive_failures=1, min_requests=100)
+    breaker = Breaker(base_ejection_s=300)
+    try:
+        now = time.time()
+        for key in ("p/a", "p/b"):
+            await state.record(key, Outcome(ok=False), now, rules, breaker)
+        await limiter.acquire([Check("key:app:rpm", Rate(60, 5), 3)])
+        bucket = Bucket("key:app:day:2026-12-01", 10_000_000, True, 3600.0, "key app daily")
+        await spend.reserve([bucket], 500)
+        await spend.settle([bucket], 500, 700)
+
+        await state.reset("p/a")
+        views = await state.views(["p/a", "p/b"], now, 30)
+        assert (views["p/a"].breaker.phase, views["p/b"].breaker.phase) == ("closed", "open")
+        await state.reset()
+        assert (await state.views(["p/b"], now, 30))["p/b"].breaker.phase == "closed"
+
+        assert (await limiter.peek(["key:app:rpm"]))[0] > now
+        assert await spend.peek([bucket.name]) == [(700, 0)]
+    finally:
+        client = redis.Redis.from_url(real_redis_url())
+        names = list(client.scan_iter(match=prefix + "*"))
+        if names:
+            client.delete(*names)
+        await shared.close()

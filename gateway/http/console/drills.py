@@ -1,0 +1,130 @@
+"""Drills run from the console: the scenario's traffic goes to this gateway's own address
+over loopback, through the whole pipeline, with a key minted for the run (admin, so the
+drill may set its faults) that is forgotten when the run ends. One drill at a time; the
+last runs are kept in memory with their verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from gateway.drill import scenario as scenarios
+from gateway.drill.faults import FaultTable
+from gateway.drill.runner import DrillRun, Gateway, drive
+from gateway.drill.verdict import Check, checks, measures
+from gateway.errors import Conflict, InvalidRequest
+from gateway.http.console.incidents import Incidents
+from gateway.pipeline.context import Principal
+
+log = logging.getLogger("spillover.console")
+
+
+@dataclass
+class DrillRecord:
+    id: str
+    scenario: str
+    description: str
+    started_by: str
+    started: float  # epoch seconds
+    duration_s: float
+    status: str = "running"  # running, passed, failed, error
+    elapsed_s: float = 0.0
+    run: DrillRun | None = None
+    checks: list[Check] = field(default_factory=list)
+    measures: dict[str, float | None] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def requests(self) -> int:
+        return len(self.run.outcomes) if self.run else 0
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for o in self.run.outcomes if o.error) if self.run else 0
+
+    def timeline(self) -> list[list[float]]:
+        """Per second of the drill: requests answered and errors (uPlot's columns)."""
+        seconds = int(self.elapsed_s) + 1
+        done, failed = [0.0] * seconds, [0.0] * seconds
+        for outcome in self.run.outcomes if self.run else []:
+            second = min(seconds - 1, int(outcome.t))
+            done[second] += 1
+            failed[second] += 1 if outcome.error else 0
+        return [[float(s) for s in range(seconds)], done, failed]
+
+
+class ConsoleDrills:
+    def __init__(self, faults: FaultTable, incidents: Incidents, keep: int = 20) -> None:
+        self._faults = faults
+        self._incidents = incidents
+        self._keep = keep
+        self.records: OrderedDict[str, DrillRecord] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> DrillRecord | None:
+        return next((r for r in self.records.values() if r.status == "running"), None)
+
+    def start(self, name: str, scale: float, base_url: str, started_by: str) -> DrillRecord:
+        if self.running is not None:
+            raise Conflict(f"drill {self.running.id} is still running")
+        if not 0.01 <= scale <= 1.0:
+            raise InvalidRequest("scale must be between 0.01 and 1")
+        shipped = {s.name: s for s in scenarios.shipped()}
+        if name not in shipped:
+            raise InvalidRequest(f"no drill scenario {name!r}")
+        scenario = shipped[name].scaled(scale) if scale != 1.0 else shipped[name]
+        record = DrillRecord(
+            id=f"d{int(time.time())}-{secrets.token_hex(3)}",
+            scenario=name,
+            description=scenario.description,
+            started_by=started_by,
+            started=time.time(),
+            duration_s=scenario.traffic.duration_s,
+        )
+        self.records[record.id] = record
+        while len(self.records) > self._keep:
+            self.records.popitem(last=False)
+        token = secrets.token_urlsafe(32)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        self._faults.minted_keys[digest] = Principal(
+            key_name=f"console-drill:{started_by}", team=None, routes=None, admin=True
+        )
+        gateway = Gateway(base_url, token, token)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(record, scenario, gateway, digest)
+        )
+        self._incidents.add("drill", f"drill {name} started by {started_by}")
+        return record
+
+    async def _run(
+        self, record: DrillRecord, scenario: scenarios.Scenario, gateway: Gateway, digest: str
+    ) -> None:
+        def progress(elapsed: float, run: DrillRun) -> None:
+            record.elapsed_s, record.run = elapsed, run
+
+        try:
+            run = await drive(scenario, gateway, progress)
+            record.run = run
+            record.checks = checks(run)
+            record.measures = measures(run)
+            record.status = "passed" if all(c.ok for c in record.checks) else "failed"
+        except Exception as exc:  # the drill's own failure is its verdict, not a crash
+            log.warning("console drill %s could not run: %s", record.id, exc)
+            record.status, record.error = "error", str(exc)[:500]
+        finally:
+            self._faults.minted_keys.pop(digest, None)
+            record.elapsed_s = max(record.elapsed_s, record.duration_s)
+        self._incidents.add(
+            "drill", f"drill {record.scenario}: {record.status}", bad=record.status != "passed"
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,347 @@
+"""What each console page shows, as plain data for its template: read from the routing
+state, the pools, the limit and spend counters, the ledger and the metrics registry."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+from pydantic import SecretStr
+
+from gateway.accounting.reports import SpendRow, parse_when, spend
+from gateway.http.console.port import ConsolePort
+from gateway.http.console.sampler import flatten
+from gateway.pipeline.budgets import periods
+from policies.routing import target_key
+from policies.schema import Budget, GatewayConfig, Limits
+
+# -- routes and targets ------------------------------------------------------------------------
+
+
+@dataclass
+class TargetRow:
+    key: str
+    provider: str
+    model: str
+    breaker: str
+    breaker_reason: str
+    reopens_in_s: float
+    cooldown_s: float
+    headroom_blocked_s: float
+    requests: int
+    failures: int
+    p95_ttft_ms: float | None
+    p95_latency_ms: float | None
+    errors: dict[str, int]  # error class → failed attempts since start (this process)
+
+
+@dataclass
+class RouteRow:
+    name: str
+    strategy: str
+    targets: list[TargetRow] = field(default_factory=list)
+
+
+async def routes(port: ConsolePort, now: float) -> list[RouteRow]:
+    config = port.config()
+    errors = _attempt_errors(port)
+    out = []
+    for name, route in config.routes.items():
+        window_s = route.fail_over_when.window_s
+        keys = [target_key(t) for t in route.targets]
+        views = await port.state.views(keys, now, window_s)
+        row = RouteRow(name, getattr(route, "strategy", "priority"))
+        for target, key in zip(route.targets, keys, strict=True):
+            view = views[key]
+            stats = port.state.window_stats(key, now, window_s)
+            row.targets.append(
+                TargetRow(
+                    key=key,
+                    provider=target.provider,
+                    model=target.model,
+                    breaker=view.breaker.phase,
+                    breaker_reason=view.breaker.reason,
+                    reopens_in_s=max(0.0, view.breaker.open_until - now),
+                    cooldown_s=max(0.0, view.cooldown_until - now),
+                    headroom_blocked_s=max(0.0, view.headroom_until - now),
+                    requests=stats.requests,
+                    failures=stats.failures,
+                    p95_ttft_ms=_ms(stats.p95_ttft_s),
+                    p95_latency_ms=_ms(stats.p95_latency_s),
+                    errors=errors.get((target.provider, target.model), {}),
+                )
+            )
+        out.append(row)
+    return out
+
+
+def target_keys(config: GatewayConfig) -> set[str]:
+    return {target_key(t) for route in config.routes.values() for t in route.targets}
+
+
+def _attempt_errors(port: ConsolePort) -> dict[tuple[str, str], dict[str, int]]:
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for (name, labels), value in flatten(port.registry).items():
+        named = dict(labels)
+        if name == "spillover_upstream_attempts_total" and named.get("outcome") == "failed":
+            errors = out.setdefault((named["provider"], named["model"]), {})
+            errors[named.get("error", "?")] = int(value)
+    return out
+
+
+# -- the pool -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplicaRow:
+    url: str
+    state: str
+    for_s: float
+    kv_usage: float | None
+    running: float | None
+    waiting: float | None
+    outstanding_tokens: int
+    prefix_hit_ratio: float | None
+    tokens_per_s: float
+    last_error: str
+
+
+@dataclass
+class PoolRow:
+    name: str
+    model: str
+    warm: int
+    min_warm: int
+    replicas: list[ReplicaRow]
+    shed: dict[str, int]  # reason → requests shed since start (this process)
+
+
+def pools(port: ConsolePort) -> list[PoolRow]:
+    shed: dict[str, dict[str, int]] = {}
+    for (name, labels), value in flatten(port.registry).items():
+        if name == "spillover_pool_shed_total":
+            named = dict(labels)
+            reasons = shed.setdefault(named["pool"], {})
+            reasons[named["reason"]] = reasons.get(named["reason"], 0) + int(value)
+    now = time.monotonic()
+    out = []
+    for name, pool in port.pools().items():
+        rows = []
+        for replica in pool.replicas.values():
+            snap = replica.snapshot
+            rows.append(
+                ReplicaRow(
+                    url=replica.url,
+                    state=replica.state,
+                    for_s=now - replica.since,
+                    kv_usage=snap.kv_usage if snap else None,
+                    running=snap.running if snap else None,
+                    waiting=snap.waiting if snap else None,
+                    outstanding_tokens=replica.outstanding_tokens,
+                    prefix_hit_ratio=replica.rates.prefix_hit_ratio,
+                    tokens_per_s=replica.rates.prompt_tokens_per_s
+                    + replica.rates.generation_tokens_per_s,
+                    last_error=replica.last_error,
+                )
+            )
+        out.append(
+            PoolRow(
+                name,
+                pool.config.model,
+                len(pool.ready()),
+                pool.config.min_warm_replicas,
+                rows,
+                shed.get(name, {}),
+            )
+        )
+    return out
+
+
+# -- spend --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpendReport:
+    by: list[str]
+    since: str
+    rows: list[SpendRow]
+    days: list[SpendRow]  # by day, for the chart
+    total_usd: float
+    savings_usd: float
+    hosted_usd_per_mtok: float | None
+    self_hosted_usd_per_mtok: float | None
+
+
+async def spend_report(port: ConsolePort, by: list[str], since: str) -> SpendReport:
+    """The cost report of `spillover costs`; ValueError for a bad dimension or time."""
+    now = time.time()
+    start = parse_when(since, now)
+    url, prices = port.config().ledger.url, port.prices()
+    rows = await spend(url, by, start, None, prices)
+    by_provider = await spend(url, ["provider"], start, None, prices)
+    days = await spend(url, ["day"], start, None, prices)
+    days.sort(key=lambda r: r.group["day"])
+    return SpendReport(
+        by=by,
+        since=since,
+        rows=rows,
+        days=days,
+        total_usd=sum(r.spend_usd for r in by_provider),
+        savings_usd=sum(r.cache_savings_usd for r in by_provider),
+        hosted_usd_per_mtok=_per_mtok([r for r in by_provider if not r.self_hosted]),
+        self_hosted_usd_per_mtok=_per_mtok([r for r in by_provider if r.self_hosted]),
+    )
+
+
+async def spend_today(port: ConsolePort) -> float:
+    """Spend since midnight in the config's time zone, from the ledger."""
+    config = port.config()
+    now = time.time()
+    midnight = datetime.fromtimestamp(now, _zone(config.timezone)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    rows = await spend(config.ledger.url, [], midnight.timestamp(), None, port.prices())
+    return sum(r.spend_usd for r in rows)
+
+
+def _per_mtok(rows: list[SpendRow]) -> float | None:
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in rows)
+    return sum(r.spend_usd for r in rows) / (tokens / 1e6) if tokens else None
+
+
+CSV_COLUMNS = (
+    "requests",
+    "spend_usd",
+    "unpriced_requests",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cache_hit_ratio",
+    "cache_savings_usd",
+    "fallback_share",
+    "usd_per_mtok",
+    "self_hosted",
+)
+
+
+def spend_csv(report: SpendReport) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*report.by, *CSV_COLUMNS])
+    for row in report.rows:
+        values = row.as_dict()
+        # A cell a spreadsheet would run as a formula is quoted as text.
+        groups = [_cell(row.group.get(d, "")) for d in report.by]
+        writer.writerow([*groups, *(values[c] for c in CSV_COLUMNS)])
+    return out.getvalue()
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+# -- limits and budgets -------------------------------------------------------------------------
+
+
+@dataclass
+class UseRow:
+    scope: str  # "key" or "team"
+    name: str
+    rpm: tuple[float, int] | None  # (used in the last minute, limit)
+    tpm: tuple[float, int] | None
+    concurrent: tuple[float, int] | None
+    budgets: list[tuple[str, float, float, float, str]]  # (period, spent, reserved, limit, mode)
+
+
+async def limits(port: ConsolePort) -> list[UseRow]:
+    config = port.config()
+    owners: list[tuple[str, str, Limits, Budget]] = [
+        ("key", k.name, k.limits, k.budget) for k in config.keys
+    ]
+    owners += [("team", name, t.limits, t.budget) for name, t in config.teams.items()]
+    names: list[str] = []
+    for scope, name, _, _ in owners:
+        names += [f"{scope}:{name}:rpm", f"{scope}:{name}:tpm", f"{scope}:{name}:concurrent"]
+    raw = dict(zip(names, await port.limiter.peek(names), strict=True))
+    now = time.time()
+    current = periods(now, _zone(config.timezone))
+    buckets = [
+        f"{scope}:{name}:{period}:{current[period][0]}"
+        for scope, name, _, _ in owners
+        for period in ("day", "month")
+    ]
+    money = dict(zip(buckets, await port.spend_counters.peek(buckets), strict=True))
+    out = []
+    for scope, name, lim, budget in owners:
+        prefix = f"{scope}:{name}"
+
+        def used(kind: str, limit: int | None, prefix: str = prefix) -> tuple[float, int] | None:
+            if not limit:
+                return None
+            value = raw[f"{prefix}:{kind}"]
+            if kind == "concurrent":
+                return value, limit
+            # GCRA: the theoretical arrival time runs ahead of now by one interval per unit
+            # admitted and not yet replenished — the use over the last minute.
+            return max(0.0, value - now) / (60.0 / limit), limit
+
+        rows_budget: list[tuple[str, float, float, float, str]] = []
+        for period, usd in (("day", budget.daily_usd), ("month", budget.monthly_usd)):
+            spent, reserved = money[f"{prefix}:{period}:{current[period][0]}"]
+            if usd is not None or spent:
+                rows_budget.append(
+                    (period, spent / 1e6, reserved / 1e6, usd or 0.0, budget.mode if usd else "")
+                )
+        out.append(
+            UseRow(
+                scope,
+                name,
+                used("rpm", lim.rpm),
+                used("tpm", lim.tpm),
+                used("concurrent", lim.concurrent),
+                rows_budget,
+            )
+        )
+    return out
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def masked_yaml(config: GatewayConfig) -> str:
+    """The running config as YAML with every secret replaced: SecretStr fields, header values
+    (they may carry credentials) and the user:password part of URLs (ledger, Redis)."""
+
+    def mask(value: Any, secret: bool = False) -> Any:
+        if isinstance(value, SecretStr) or (secret and value is not None):
+            return "********"
+        if isinstance(value, dict):
+            return {k: mask(v, secret or k == "headers") for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v, secret) for v in value]
+        if isinstance(value, str) and "://" in value:
+            return _USERINFO.sub("********@", value)
+        return value
+
+    data = mask(config.model_dump(exclude_defaults=True))
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
