@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,7 +233,7 @@ class Gateway:
         if self.config_path:
             self.reloader.start()
         if self._sampler is not None:
-            self._sampler.start()
+            self._sampler.start(time.time())
         self._drain_on_sigterm()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight so a full collection under load does not rescan it (p99 spikes).

@@ -185,10 +185,10 @@ def test_an_operator_signs_in_resets_a_circuit_runs_a_drill_and_downloads_spend(
         expect(page.locator("[data-verdict]")).to_have_attribute(
             "data-verdict", "passed", timeout=30_000
         )
-        expect(page.locator("table")).to_contain_text("client-visible error rate")
+        expect(page.locator("table.slos")).to_contain_text("client-visible error rate")
         _shot(page, shots, "drill")
         page.click("text=All drills")
-        expect(page.locator("table").last).to_contain_text("provider-outage")
+        expect(page.locator("table.runs")).to_contain_text("provider-outage")
         _shot(page, shots, "drills")
 
         # Spend, by key: the CSV holds what the table shows.
@@ -206,8 +206,8 @@ def test_an_operator_signs_in_resets_a_circuit_runs_a_drill_and_downloads_spend(
         assert any(k.startswith("console-drill:admin") for k in by_key)
 
         page.click("nav >> text=Limits and budgets")
-        expect(page.locator("table")).to_contain_text("tests")
-        expect(page.locator("table")).to_contain_text("of $5.00 hard")
+        expect(page.locator("table.limits")).to_contain_text("tests")
+        expect(page.locator("table.limits")).to_contain_text("of $5.00 hard")
         _shot(page, shots, "limits")
 
         page.click("nav >> text=Pool")

@@ -1,7 +1,8 @@
 """The console's time series: every `console.sample_s` the gateway's own Prometheus registry
-is read and turned into rates and latency quantiles over the last interval (request rate,
-error and fallback shares, p50/p99 latency and TTFT, spend rate, the pool's admissions and
-sheds). No work per request."""
+is read and reduced to a few cumulative totals (requests, 5xx, fallbacks, spend, the pool's
+admissions and sheds, latency and TTFT histograms). A chart point is the difference between
+two consecutive samples; the overview's numbers are the difference over the last minute, so
+one quiet or busy interval does not swing them. No work per request."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
@@ -33,6 +35,7 @@ SERIES = (
     "pool_shed_ps",
     "pool_queue",
 )
+SUMMARY_WINDOW_S = 60.0
 
 
 def flatten(registry: CollectorRegistry) -> Flat:
@@ -41,24 +44,6 @@ def flatten(registry: CollectorRegistry) -> Flat:
         for sample in family.samples:
             flat[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return flat
-
-
-def total(flat: Flat, name: str, **match: str) -> float:
-    return sum(
-        v
-        for (n, labels), v in flat.items()
-        if n == name and all((k, want) in labels for k, want in match.items())
-    )
-
-
-def buckets(flat: Flat, name: str) -> dict[float, float]:
-    """A histogram's cumulative bucket counts by upper bound, summed over its label sets."""
-    out: dict[float, float] = {}
-    for (n, labels), v in flat.items():
-        if n == name + "_bucket":
-            le = float(dict(labels)["le"])
-            out[le] = out.get(le, 0.0) + v
-    return out
 
 
 def quantile(q: float, cumulative: dict[float, float]) -> float | None:
@@ -79,8 +64,72 @@ def quantile(q: float, cumulative: dict[float, float]) -> float | None:
     return lower
 
 
-def _delta(now: dict[float, float], before: dict[float, float]) -> dict[float, float]:
-    return {le: v - before.get(le, 0.0) for le, v in now.items()}
+@dataclass
+class Totals:
+    """The registry reduced to what the console charts, all cumulative but the queue."""
+
+    at: float
+    requests: float = 0.0
+    errors: float = 0.0
+    fallbacks: float = 0.0
+    cost_usd: float = 0.0
+    pool_picks: float = 0.0
+    pool_shed: float = 0.0
+    pool_queue: float = 0.0
+    latency: dict[float, float] = field(default_factory=dict)
+    ttft: dict[float, float] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, registry: CollectorRegistry, at: float) -> Totals:
+        totals = cls(at)
+        for (name, labels), value in flatten(registry).items():
+            totals._add(name, labels, value)
+        return totals
+
+    def _add(self, name: str, labels: Labels, value: float) -> None:
+        if name == "spillover_requests_total":
+            self.requests += value
+            if dict(labels).get("status", "").startswith("5"):
+                self.errors += value
+        elif name == "spillover_fallbacks_total":
+            self.fallbacks += value
+        elif name == "spillover_cost_usd_total":
+            self.cost_usd += value
+        elif name == "spillover_pool_picks_total":
+            self.pool_picks += value
+        elif name == "spillover_pool_shed_total":
+            self.pool_shed += value
+        elif name == "spillover_pool_queue_depth":
+            self.pool_queue += value
+        elif name in ("spillover_request_duration_seconds_bucket", _TTFT):
+            histogram = self.latency if name != _TTFT else self.ttft
+            le = float(dict(labels)["le"])
+            histogram[le] = histogram.get(le, 0.0) + value
+
+    def since(self, before: Totals) -> dict[str, float | None]:
+        """What happened between `before` and these totals, as rates and shares."""
+        elapsed = max(self.at - before.at, 1e-3)
+        requests = max(0.0, self.requests - before.requests)
+        latency = {le: v - before.latency.get(le, 0.0) for le, v in self.latency.items()}
+        ttft = {le: v - before.ttft.get(le, 0.0) for le, v in self.ttft.items()}
+        return {
+            "rps": requests / elapsed,
+            "error_rate": (self.errors - before.errors) / requests if requests else None,
+            "fallback_share": (
+                (self.fallbacks - before.fallbacks) / requests if requests else None
+            ),
+            "latency_p50_ms": _ms(quantile(0.5, latency)),
+            "latency_p99_ms": _ms(quantile(0.99, latency)),
+            "ttft_p50_ms": _ms(quantile(0.5, ttft)),
+            "ttft_p99_ms": _ms(quantile(0.99, ttft)),
+            "spend_usd_per_h": max(0.0, self.cost_usd - before.cost_usd) / elapsed * 3600,
+            "pool_admitted_ps": max(0.0, self.pool_picks - before.pool_picks) / elapsed,
+            "pool_shed_ps": max(0.0, self.pool_shed - before.pool_shed) / elapsed,
+            "pool_queue": self.pool_queue,
+        }
+
+
+_TTFT = "spillover_time_to_first_token_seconds_bucket"
 
 
 class Sampler:
@@ -89,13 +138,12 @@ class Sampler:
         self.every_s = every_s
         self.times: deque[float] = deque(maxlen=keep)
         self.series: dict[str, deque[float | None]] = {s: deque(maxlen=keep) for s in SERIES}
-        self.latest: dict[str, float | None] = {s: None for s in SERIES}
-        self._last: Flat | None = None
-        self._last_at = 0.0
+        # Enough samples to reach a minute back, for the summary.
+        self._recent: deque[Totals] = deque(maxlen=int(SUMMARY_WINDOW_S / every_s) + 2)
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self.tick(time.time())
+    def start(self, now: float) -> None:
+        self.tick(now)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -113,48 +161,26 @@ class Sampler:
                 log.exception("console sampler failed")
 
     def tick(self, now: float) -> None:
-        flat = flatten(self._registry)
-        before, self._last = self._last, flat
-        elapsed, self._last_at = now - self._last_at, now
-        if before is None:
-            return
-        point = self._point(flat, before, max(elapsed, 1e-3))
-        self.times.append(now)
-        for name in SERIES:
-            self.series[name].append(point.get(name))
-        self.latest = point
+        totals = Totals.read(self._registry, now)
+        if self._recent:
+            point = totals.since(self._recent[-1])
+            self.times.append(now)
+            for name in SERIES:
+                self.series[name].append(point[name])
+        self._recent.append(totals)
 
-    def _point(self, flat: Flat, before: Flat, elapsed: float) -> dict[str, float | None]:
-        def rise(name: str, **match: str) -> float:
-            return max(0.0, total(flat, name, **match) - total(before, name, **match))
-
-        requests = rise("spillover_requests_total")
-        errors = sum(
-            max(0.0, v - before.get((n, labels), 0.0))
-            for (n, labels), v in flat.items()
-            if n == "spillover_requests_total" and dict(labels).get("status", "").startswith("5")
+    @property
+    def latest(self) -> dict[str, float | None]:
+        """The last minute (or as much of it as has been sampled)."""
+        if len(self._recent) < 2:
+            return {}
+        newest = self._recent[-1]
+        oldest = next(
+            (t for t in self._recent if newest.at - t.at <= SUMMARY_WINDOW_S), self._recent[0]
         )
-        latency = _delta(
-            buckets(flat, "spillover_request_duration_seconds"),
-            buckets(before, "spillover_request_duration_seconds"),
-        )
-        ttft = _delta(
-            buckets(flat, "spillover_time_to_first_token_seconds"),
-            buckets(before, "spillover_time_to_first_token_seconds"),
-        )
-        return {
-            "rps": requests / elapsed,
-            "error_rate": errors / requests if requests else None,
-            "fallback_share": rise("spillover_fallbacks_total") / requests if requests else None,
-            "latency_p50_ms": _ms(quantile(0.5, latency)),
-            "latency_p99_ms": _ms(quantile(0.99, latency)),
-            "ttft_p50_ms": _ms(quantile(0.5, ttft)),
-            "ttft_p99_ms": _ms(quantile(0.99, ttft)),
-            "spend_usd_per_h": rise("spillover_cost_usd_total") / elapsed * 3600,
-            "pool_admitted_ps": rise("spillover_pool_picks_total") / elapsed,
-            "pool_shed_ps": rise("spillover_pool_shed_total") / elapsed,
-            "pool_queue": total(flat, "spillover_pool_queue_depth"),
-        }
+        if oldest is newest:
+            oldest = self._recent[-2]
+        return newest.since(oldest)
 
     def data(self, names: Iterable[str]) -> list[list[float | None]]:
         """uPlot's columns: the sample times, then each series."""

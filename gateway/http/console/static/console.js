@@ -1,10 +1,12 @@
 // Charts for the console: each <figure class="chart"> is drawn with uPlot, either from the
-// live series (data-names, refreshed every data-refresh seconds) or from a JSON block on the
-// page (data-static = the id of a <script type="application/json">). Without JavaScript the
-// pages still show every number in their tables.
+// live series (data-names, refreshed every data-refresh seconds) or from the JSON in its
+// data-chart attribute (drawn once; htmx swaps in a new figure when it changes). Without
+// JavaScript the pages still show every number in their tables.
 (function () {
   "use strict";
-  const palette = ["#2f5bd3", "#c8322d", "#2f855a", "#b7791f", "#6b46c1"];
+  const palette = ["#2f5bd3", "#2f855a", "#b7791f", "#6b46c1"];
+  // What is bad is red wherever it is drawn.
+  const bad = new Set(["error_rate", "latency_p99_ms", "ttft_p99_ms", "pool_shed_ps", "errors"]);
   const labels = {
     rps: "req/s", error_rate: "errors", fallback_share: "fallback", latency_p50_ms: "p50",
     latency_p99_ms: "p99", ttft_p50_ms: "p50", ttft_p99_ms: "p99", spend_usd_per_h: "$/h",
@@ -17,10 +19,17 @@
     const days = x === "days";
     return {
       width: width, height: 180,
-      scales: { x: { time: x === "time" } },
-      axes: days ? [{ values: (u, ticks) => ticks.map((t) => fig._days[t] || "") }, {}] : [{}, {}],
+      scales: {
+        x: days ? { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] } : { time: x === "time" },
+      },
+      axes: days
+        ? [{ splits: () => fig._days.map((_, i) => i), values: (u, ticks) => ticks.map((t) => fig._days[t] || "") }, {}]
+        : [{}, {}],
       series: [{}].concat(names.map((name, i) => ({
-        label: labels[name] || name, stroke: palette[i % palette.length], width: 1.5, spanGaps: true,
+        label: labels[name] || name, width: 1.5, spanGaps: true,
+        stroke: bad.has(name) ? "#c8322d" : palette[i % palette.length],
+        paths: days && typeof uPlot.paths.bars === "function" ? uPlot.paths.bars({ size: [0.6, 60] }) : undefined,
+        fill: days ? "rgba(47, 91, 211, 0.35)" : undefined,
       }))),
     };
   }
@@ -44,9 +53,7 @@
   }
 
   function fixed(fig) {
-    const block = document.getElementById(fig.dataset.static);
-    if (!block) { return; }
-    const body = JSON.parse(block.textContent);
+    const body = JSON.parse(fig.dataset.chart);
     draw(fig, body.names, body.data, body.x || "time");
   }
 
@@ -54,7 +61,7 @@
     root.querySelectorAll("figure.chart").forEach((fig) => {
       if (fig._drawn) { return; }
       fig._drawn = true;
-      if (fig.dataset.names) { live(fig); } else if (fig.dataset.static) { fixed(fig); }
+      if (fig.dataset.names) { live(fig); } else if (fig.dataset.chart) { fixed(fig); }
     });
   }
 

@@ -22,7 +22,7 @@ def test_a_point_is_what_happened_between_two_samples() -> None:
     metrics = GatewayMetrics()
     sampler = Sampler(metrics.registry, every_s=1)
     sampler.tick(100.0)
-    assert list(sampler.times) == []
+    assert list(sampler.times) == [] and sampler.latest == {}
     ok = metrics.requests.labels("gpt-4o", "chat", "openai", "200")
     failed = metrics.requests.labels("gpt-4o", "chat", "openai", "503")
     ok.inc(18)
@@ -39,8 +39,14 @@ def test_a_point_is_what_happened_between_two_samples() -> None:
     assert point["spend_usd_per_h"] == pytest.approx(3.6)
     assert point["latency_p50_ms"] is not None and point["latency_p50_ms"] <= 25
     assert point["latency_p99_ms"] is not None and point["latency_p99_ms"] >= 1000
-    # The next interval saw nothing: no rate, no shares.
+    # The next interval saw nothing: its point has no rate and no shares, while the summary
+    # covers the whole last minute.
     sampler.tick(120.0)
-    assert sampler.latest["rps"] == 0 and sampler.latest["error_rate"] is None
-    times, rps = sampler.data(["rps"])
+    times, rps, errors = sampler.data(["rps", "error_rate"])
     assert times == [110.0, 120.0] and rps == [pytest.approx(2.0), 0.0]
+    assert errors == [pytest.approx(0.1), None]
+    assert sampler.latest["rps"] == pytest.approx(1.0)
+    assert sampler.latest["error_rate"] == pytest.approx(0.1)
+    # Past a minute, the summary forgets.
+    sampler.tick(181.0)
+    assert sampler.latest["rps"] == 0 and sampler.latest["error_rate"] is None
