@@ -87,6 +87,12 @@ def test_docker_run_serves_the_demo_to_the_host(demo: tuple[str, str]) -> None:
     )
     assert reply.parse().choices[0].message.content
     assert reply.headers["x-spillover-provider"] == "primary"
+    # The console's templates and vendored files are in the image: sign in, see a page.
+    with httpx.Client(base_url=url, timeout=10) as console:
+        signed_in = console.post("/ui/login", data={"key": "sk-spillover-admin"})
+        assert signed_in.status_code == 303
+        assert "primary/gpt-4o" in console.get("/ui/targets").text
+        assert console.get("/ui/static/vendor/uPlot-1.6.32.iife.min.js").status_code == 200
     count = (
         "import sqlite3, time; time.sleep(1); print(sqlite3.connect("
         "'/var/lib/spillover/spillover-ledger.sqlite').execute("
