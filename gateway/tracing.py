@@ -56,22 +56,24 @@ class RequestSpan:
 
 
 class Tracing:
-    def __init__(self, config: TracingConfig) -> None:
+    def __init__(self, config: TracingConfig, exporter: Any = None) -> None:
+        """`exporter`: an SDK SpanExporter to use instead of OTLP (tests: in-memory), spans
+        handed to it as each ends."""
         global ENABLED
-        self.enabled = config.otlp_endpoint is not None
+        self.enabled = config.otlp_endpoint is not None or exporter is not None
         self._tracer: Any = None
         self._provider: Any = None
         self._kinds: dict[str, str] = {}
         if self.enabled:
             global _TRACER
-            self._start(config)
+            self._start(config, exporter)
             ENABLED, _TRACER = True, self._tracer
 
-    def _start(self, config: TracingConfig) -> None:
+    def _start(self, config: TracingConfig, exporter: Any) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
         headers = {name: value.get_secret_value() for name, value in config.headers.items()}
@@ -79,10 +81,13 @@ class Tracing:
             resource=Resource.create({"service.name": config.service_name}),
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
         )
-        exporter = OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=headers, timeout=5)
-        provider.add_span_processor(
-            BatchSpanProcessor(exporter, schedule_delay_millis=config.export_every_ms)
-        )
+        if exporter is not None:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            otlp = OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=headers, timeout=5)
+            provider.add_span_processor(
+                BatchSpanProcessor(otlp, schedule_delay_millis=config.export_every_ms)
+            )
         self._provider = provider
         self._tracer = provider.get_tracer("spillover")
 
@@ -169,9 +174,12 @@ class Tracing:
             yield span
 
     def shutdown(self) -> None:
-        """Send what is batched, then stop the exporter."""
+        """Send what is batched, then stop the exporter; nothing is traced after."""
+        global ENABLED, _TRACER
         if self._provider is not None:
             self._provider.shutdown()
+        if _TRACER is self._tracer:
+            ENABLED, _TRACER = False, None
 
 
 def failed(span: Any, error_type: str) -> None:

@@ -24,6 +24,7 @@ from gateway.providers.base import (
     UpstreamStream,
     Usage,
 )
+from gateway.tracing import Tracing
 from policies.loader import parse_config
 from policies.schema import Endpoint
 
@@ -142,8 +143,10 @@ async def running(
     routes: str,
     providers: dict[str, FakeProvider],
     provider_yaml: dict[str, str] | None = None,
+    span_exporter: Any = None,
 ) -> AsyncIterator[InProcess]:
-    """`provider_yaml`: more flow-style YAML for a provider's entry (e.g. its prices)."""
+    """`provider_yaml`: more flow-style YAML for a provider's entry (e.g. its prices);
+    `span_exporter`: trace every request into this OpenTelemetry SDK exporter."""
     ledger = tmp / "ledger.sqlite"
     text = config_text(ledger, routes, providers, provider_yaml)
     config = parse_config(text, "component.yaml", {})
@@ -152,6 +155,8 @@ async def running(
         return providers[name]
 
     gateway = Gateway(config, build_provider=build)
+    if span_exporter is not None:
+        gateway.tracing = Tracing(config.tracing, exporter=span_exporter)
     await gateway.start()
     transport = httpx.ASGITransport(app=gateway)
     headers = {"Authorization": f"Bearer {KEY}"}
