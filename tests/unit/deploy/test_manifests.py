@@ -6,6 +6,7 @@ file resolves and mounts only files that exist."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -100,6 +101,13 @@ def test_the_prometheus_rule_is_the_repositorys_alerts() -> None:
         [sys.executable, "scripts/build_manifests.py", "--check"], cwd=ROOT, capture_output=True
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_the_dashboard_config_map_is_the_repositorys_dashboard() -> None:
+    config_map = find(render("production"), "ConfigMap", "spillover-grafana-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((ROOT / "config" / "grafana" / "spillover.json").read_text())
+    assert json.loads(config_map["data"]["spillover.json"]) == shipped
 
 
 def test_the_compose_file_resolves_and_mounts_what_exists(tmp_path: Path) -> None:
