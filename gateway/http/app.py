@@ -115,9 +115,7 @@ class Gateway:
         self.admin = admin_app(self)
         self.incidents = Incidents()
         console = config.console
-        self._sampler = (
-            Sampler(self.metrics.registry, console.sample_s) if console.enabled else None
-        )
+        self._sampler = Sampler(self.metrics, console.sample_s) if console.enabled else None
         self.console_drills = ConsoleDrills(self.faults, self.incidents)
         secret = console.session_secret
         self.console = console_app(

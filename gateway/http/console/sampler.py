@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from gateway.metrics import GatewayMetrics
+
 log = logging.getLogger("spillover.console")
 
 Labels = tuple[tuple[str, str], ...]
@@ -80,10 +82,17 @@ class Totals:
     ttft: dict[float, float] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, registry: CollectorRegistry, at: float) -> Totals:
+    def read(cls, metrics: GatewayMetrics, at: float) -> Totals:
+        """From the few metrics the console charts, not the whole registry (a full collection
+        of a busy gateway's registry takes milliseconds)."""
         totals = cls(at)
-        for (name, labels), value in flatten(registry).items():
-            totals._add(name, labels, value)
+        pool = metrics.pool
+        for metric in (metrics.requests, metrics.fallbacks, metrics.cost_usd, pool.picks,
+                       pool.shed, pool.queue_depth, metrics.request_seconds,
+                       metrics.ttft_seconds):  # fmt: skip
+            for family in metric.collect():
+                for sample in family.samples:
+                    totals._add(sample.name, tuple(sorted(sample.labels.items())), sample.value)
         return totals
 
     def _add(self, name: str, labels: Labels, value: float) -> None:
@@ -133,8 +142,8 @@ _TTFT = "spillover_time_to_first_token_seconds_bucket"
 
 
 class Sampler:
-    def __init__(self, registry: CollectorRegistry, every_s: float, keep: int = 360) -> None:
-        self._registry = registry
+    def __init__(self, metrics: GatewayMetrics, every_s: float, keep: int = 360) -> None:
+        self._metrics = metrics
         self.every_s = every_s
         self.times: deque[float] = deque(maxlen=keep)
         self.series: dict[str, deque[float | None]] = {s: deque(maxlen=keep) for s in SERIES}
@@ -156,12 +165,16 @@ class Sampler:
         while True:
             await asyncio.sleep(self.every_s)
             try:
-                self.tick(time.time())
+                # Off the event loop: the metrics' own locks make reading them thread-safe.
+                self.add(await asyncio.to_thread(Totals.read, self._metrics, time.time()))
             except Exception:  # a bad sample must not end the console's history
                 log.exception("console sampler failed")
 
     def tick(self, now: float) -> None:
-        totals = Totals.read(self._registry, now)
+        self.add(Totals.read(self._metrics, now))
+
+    def add(self, totals: Totals) -> None:
+        now = totals.at
         if self._recent:
             point = totals.since(self._recent[-1])
             self.times.append(now)

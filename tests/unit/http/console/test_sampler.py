@@ -20,7 +20,7 @@ def test_quantiles_interpolate_inside_the_bucket_like_histogram_quantile() -> No
 
 def test_a_point_is_what_happened_between_two_samples() -> None:
     metrics = GatewayMetrics()
-    sampler = Sampler(metrics.registry, every_s=1)
+    sampler = Sampler(metrics, every_s=1)
     sampler.tick(100.0)
     assert list(sampler.times) == [] and sampler.latest == {}
     ok = metrics.requests.labels("gpt-4o", "chat", "openai", "200")
