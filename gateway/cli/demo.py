@@ -128,5 +128,6 @@ routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool),
   curl -X POST http://127.0.0.1:{openai_port}/_mock/config \\
        -d '{{"error_rate": 1, "error_status": 503}}'
 
+console: {base}/ui (sign in with the admin key sk-spillover-admin)
 metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everything.
 """
