@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm test-container vllm lint fmt bench clean install lock docs manifests screenshots
+.PHONY: run test test-vllm test-container vllm lint fmt bench bench-check clean install lock docs manifests screenshots
 
 install: $(STAMP)
 
@@ -69,6 +69,12 @@ manifests: $(STAMP)
 
 bench: $(STAMP)
 	bash bench/run.sh
+
+# The request path's stages timed in process against bench/micro/baseline.json: fails when
+# one is more than 25% slower (timing: not part of `make test`; write the baseline on the
+# machine that checks it, `python -m bench.micro.stages --write-baseline`).
+bench-check: $(STAMP)
+	$(BIN)/python -m bench.micro.stages --check
 
 # Regenerate the hashed lock after changing dependencies in pyproject.toml.
 lock:

@@ -403,7 +403,10 @@ class ConsoleConfig(Strict):
     """Signs session cookies (use `${ENV}`, 32+ characters). Unset: a random secret per start,
     shared by the workers of one `spillover serve`; a restart then signs everyone out."""
     sample_s: float = Field(5.0, ge=0.2, le=60)
-    """How often the console samples the gateway's metrics for its charts and incidents."""
+    """How often the console samples the gateway's metrics for its charts."""
+    secure_cookie: bool | None = None
+    """Mark the session cookie `Secure`; unset: when the sign-in came over HTTPS (set `true`
+    behind a proxy that terminates TLS and does not send `X-Forwarded-Proto`)."""
 
     @field_validator("session_secret")
     @classmethod

@@ -57,8 +57,9 @@ class Budgets:
         self._outstanding = 0  # micro-dollars reserved here and not yet settled
 
     def configure(self, config: GatewayConfig, prices: PriceTable) -> None:
-        self._keys = {k.name: k.budget for k in config.keys}
-        self._teams = {name: t.budget for name, t in config.teams.items()}
+        # Only owners with an amount set: a request of anyone else costs one dict lookup.
+        self._keys = {k.name: k.budget for k in config.keys if _limited(k.budget)}
+        self._teams = {name: t.budget for name, t in config.teams.items() if _limited(t.budget)}
         self._tz = ZoneInfo(config.timezone)
         self._prices = prices
 
@@ -68,6 +69,8 @@ class Budgets:
         owners = [("key", principal.key_name, self._keys.get(principal.key_name))]
         if principal.team:
             owners.append(("team", principal.team, self._teams.get(principal.team)))
+        if all(budget is None for _, _, budget in owners):
+            return []
         current = periods(now, self._tz)
         out = []
         for scope, name, budget in owners:
@@ -140,3 +143,7 @@ class Budgets:
                     "soft budget exceeded: %s (spent $%.6f)", bucket.label, total / 1_000_000
                 )
         return warnings
+
+
+def _limited(budget: Budget) -> bool:
+    return budget.daily_usd is not None or budget.monthly_usd is not None

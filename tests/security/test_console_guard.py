@@ -177,3 +177,16 @@ def test_a_key_removed_by_a_reload_ends_its_sessions(
                 assert replay.get(proc.url + "/ui/overview").status_code == 303
     finally:
         proc.stop()
+
+
+def test_behind_a_tls_proxy_the_cookie_can_be_marked_secure(
+    openai_upstream_proc: MockUpstream, logs_dir: Path
+) -> None:
+    config = _config(openai_upstream_proc.port) + "console: {secure_cookie: true}\n"
+    proc = start_gateway(config, logs_dir, name="console-secure")
+    try:
+        answer = httpx.post(proc.url + "/ui/login", data={"key": ADMIN_KEY}, timeout=10)
+        assert answer.status_code == 303
+        assert "; secure" in answer.headers["set-cookie"].lower()
+    finally:
+        proc.stop()

@@ -80,9 +80,14 @@ async def login(request: Request) -> Response:
         path="/ui",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_secure(console, request),
     )
     return response
+
+
+def _secure(console: Console, request: Request) -> bool:
+    forced = console.port.config().console.secure_cookie
+    return request.url.scheme == "https" if forced is None else forced
 
 
 async def logout(request: Request) -> Response:
