@@ -5,7 +5,8 @@ the event loop. A client's W3C `traceparent` is the parent; the attempt's contex
 the upstream in its own `traceparent`. Off, nothing is imported or created: every entry
 point returns at its first line.
 
-Prompt and completion content are never put on spans."""
+Prompt and completion content are never put on spans; why an answer ended is
+(`gen_ai.response.finish_reasons`, read from the answer only while tracing is on)."""
 
 from __future__ import annotations
 
@@ -132,6 +133,8 @@ class Tracing:
                 span.set_attribute("gen_ai.provider.name", self._kinds.get(target.provider, ""))
                 span.set_attribute("spillover.target", f"{target.provider}/{target.model}")
                 span.set_attribute("spillover.fallback", bool(ctx.fell_back))
+            if ctx.finish_reasons:
+                span.set_attribute("gen_ai.response.finish_reasons", tuple(ctx.finish_reasons))
             if ctx.usage is not None:
                 span.set_attribute("gen_ai.usage.input_tokens", ctx.usage.prompt_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", ctx.usage.completion_tokens)

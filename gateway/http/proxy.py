@@ -10,7 +10,7 @@ import traceback
 
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import logs
+from gateway import logs, tracing
 from gateway.drill.faults import FaultTable
 from gateway.errors import (
     BadRequest,
@@ -40,6 +40,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.decide import candidates
 from gateway.pipeline.relay import relay
 from gateway.pipeline.shape import cache_hint, shape
+from gateway.providers import finish
 from gateway.providers.base import Provider
 from gateway.state.responses import ResponseStore
 from gateway.tracing import Tracing
@@ -196,6 +197,10 @@ class ProxyApp:
         self._dropped(ctx, served.dropped)
         if served.response is not None:
             ctx.usage = served.response.usage
+            if tracing.ENABLED:
+                ctx.finish_reasons = finish.from_body(
+                    served.response.protocol, served.response.body
+                )
             try:
                 body_bytes = await protocol.answer(ctx, served.response)
             except UpstreamFailure as exc:  # an answer in a shape we cannot read back

@@ -64,6 +64,7 @@ class RequestContext:
     usage_estimated: bool = False  # a cut stream's tokens, counted by the gateway
     resumed: bool = False  # a broken stream was continued on another target
     admission: Any = None  # gateway.pipeline.admit.Admission: limits to release at the end
+    finish_reasons: list[str] | None = None  # read only while tracing (providers/finish.py)
     reservation: Any = None  # gateway.pipeline.budgets.Reservation: money to settle at the end
     prompt_estimate: int | None = None  # counted once, for limits and budgets alike
     priority: Priority = "standard"  # for the self-hosted pool's shedding

@@ -18,10 +18,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from gateway import tracing
 from gateway.errors import SpilloverError, StreamInterrupted, UpstreamFailure
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.attempt import AttemptRunner, Served
 from gateway.pipeline.context import RequestContext
+from gateway.providers import finish
 from gateway.providers.base import Usage
 from policies.schema import Route
 
@@ -135,13 +137,19 @@ async def _forward(
         partial.see(served.first_event)
     usage = Usage()
     current = served
+    reasons = ctx.finish_reasons = [] if tracing.ENABLED else None
+    if reasons is not None and served.stream is not None:
+        finish.see_event(served.stream.protocol, served.first_event, reasons)
     while True:
         assert current.events is not None and current.stream is not None
         relayed = 1  # the segment's first event went out before this loop
+        wire = current.stream.protocol
         try:
             async for event in current.events:
                 if partial is not None:
                     partial.see(event)
+                if reasons is not None:
+                    finish.see_event(wire, event, reasons)
                 await client.write(event)
                 relayed += 1
             if ctx.client_disconnected:  # its upstream closed under it: a cut stream

@@ -6,8 +6,10 @@ OTLP/HTTP exporter against a receiver.)"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -23,6 +25,17 @@ ROUTES = """\
 """
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+class FinishingStream(FakeStream):
+    """The fake stream with the chunk OpenAI ends a capped answer with."""
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        async for event in super()._events():
+            if event == b"data: [DONE]\n\n":
+                last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+                yield b"data: " + orjson.dumps(last) + b"\n\n"
+            yield event
 
 
 async def test_a_failover_is_one_trace_with_two_attempt_spans(tmp_path: Path) -> None:
@@ -56,6 +69,7 @@ async def test_a_failover_is_one_trace_with_two_attempt_spans(tmp_path: Path) ->
     assert attributes["gen_ai.response.model"] == "m2"
     assert attributes["spillover.target"] == "backup/m2"
     assert attributes["spillover.fallback"] is True
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (
         11,
         3,
@@ -79,7 +93,7 @@ async def test_a_stream_is_traced_to_its_first_event_and_billed_on_the_request(
     tmp_path: Path,
 ) -> None:
     exporter = InMemorySpanExporter()
-    primary = FakeProvider("primary", [FakeStream(["a", "b", "c"], prompt_tokens=4)])
+    primary = FakeProvider("primary", [FinishingStream(["a", "b", "c"], prompt_tokens=4)])
     async with running(tmp_path, ROUTES, {"primary": primary, "backup": FakeProvider("backup")},
                        span_exporter=exporter) as gw:  # fmt: skip
         reply = await gw.client.post("/v1/chat/completions", json={**CHAT, "stream": True})
@@ -89,4 +103,5 @@ async def test_a_stream_is_traced_to_its_first_event_and_billed_on_the_request(
     [attempt] = [s for s in spans if s.kind == SpanKind.CLIENT]
     assert dict(server.attributes or {})["gen_ai.usage.output_tokens"] == 3
     assert dict(server.attributes or {})["spillover.fallback"] is False
+    assert dict(server.attributes or {})["gen_ai.response.finish_reasons"] == ("length",)
     assert attempt.status.status_code != StatusCode.ERROR

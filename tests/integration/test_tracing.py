@@ -117,6 +117,8 @@ def test_a_failover_is_one_trace_with_two_attempt_spans(
     assert seen["gen_ai.response.model"] == "claude-sonnet-4-5"
     assert seen["gen_ai.provider.name"] == "anthropic" and seen["spillover.fallback"] is True
     assert seen["gen_ai.usage.input_tokens"] > 0 and seen["gen_ai.usage.output_tokens"] > 0
+    reasons = [v.string_value for v in seen["gen_ai.response.finish_reasons"].values]
+    assert reasons in (["stop"], ["length"])
     assert seen["spillover.route"] == "chat" and seen["http.response.status_code"] == 200
     children = [s for s in spans if s.parent_span_id == request.span_id]
     assert len(children) == attempts >= 2

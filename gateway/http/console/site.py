@@ -50,7 +50,8 @@ class Console:
         self.sessions = sessions
         self.drills = drills
         self.throttle = SignInThrottle()
-        self._holders: tuple[int, dict[str, Principal]] = (0, {})
+        # The fingerprints of the serving generation's keys (rebuilt when a reload swaps it).
+        self._holders: tuple[KeyStore | None, dict[str, Principal]] = (None, {})
         self._cache: dict[str, tuple[float, Any]] = {}
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -64,8 +65,8 @@ class Console:
     def _principal(self, session: Session) -> Principal | None:
         """The session's key in the running config (a reload may have removed or demoted it)."""
         keys: KeyStore = self.port.keys()
-        if self._holders[0] != id(keys):
-            self._holders = (id(keys), {fingerprint(d): p for d, p in keys.holders()})
+        if self._holders[0] is not keys:
+            self._holders = (keys, {fingerprint(d): p for d, p in keys.holders()})
         return self._holders[1].get(session.key_fingerprint)
 
     def who(self, request: Request, act: bool = False) -> tuple[Session, Principal]:
