@@ -190,7 +190,8 @@ def _table(now: dict[str, float], base: dict[str, float] | None) -> str:
     for stage, value in now.items():
         was = (base or {}).get(stage)
         ratio = f"{value / was:6.2f}x" if was else ""
-        lines.append(f"{stage:36} {value:10.2f} {was if was else '':>10} {ratio:>7}")
+        shown = f"{was:10.2f}" if was else " " * 10
+        lines.append(f"{stage:36} {value:10.2f} {shown} {ratio:>7}")
     return "\n".join(lines)
 
 
@@ -203,7 +204,8 @@ def main(argv: list[str]) -> int:
     base = json.loads(BASELINE.read_text())["us_per_call"] if BASELINE.exists() else None
     print(_table(now, base))
     if args.write_baseline:
-        BASELINE.write_text(json.dumps({"us_per_call": now}, indent=2) + "\n")
+        rounded = {stage: round(value, 3) for stage, value in now.items()}
+        BASELINE.write_text(json.dumps({"us_per_call": rounded}, indent=2) + "\n")
         print(f"wrote {BASELINE}")
         return 0
     if args.check:
