@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fallback_engine.pool import Pool
 from gateway.accounting.ledger import LedgerWriter
@@ -24,7 +24,6 @@ from gateway.drill.faults import FaultTable
 from gateway.errors import NotFound
 from gateway.http.admin import admin_app
 from gateway.http.auth import KeyStore
-from gateway.http.console.app import console_app
 from gateway.http.console.drills import ConsoleDrills
 from gateway.http.console.incidents import Incidents
 from gateway.http.console.sampler import Sampler
@@ -118,14 +117,12 @@ class Gateway:
         self._sampler = Sampler(self.metrics, console.sample_s) if console.enabled else None
         self.console_drills = ConsoleDrills(self.faults, self.incidents)
         secret = console.session_secret
-        self.console = console_app(
-            self,
-            Sessions(
-                secret.get_secret_value().encode() if secret else process_secret(),
-                console.session_ttl_s,
-            ),
-            self.console_drills,
+        self.console_sessions = Sessions(
+            secret.get_secret_value().encode() if secret else process_secret(),
+            console.session_ttl_s,
         )
+        # Built at the first /ui request: its templates (Jinja2, ~9 MB) are no cost until then.
+        self._console: ASGIApp | None = None
         self.reloader = Reloader(
             config_path,
             self._swap,
@@ -348,7 +345,7 @@ class Gateway:
                 return
             if path == "/ui" or path.startswith("/ui/"):
                 if self.boot_config.console.enabled:
-                    await self.console(scope, receive, send)
+                    await self._console_app()(scope, receive, send)
                 else:
                     await send_error(send, NotFound("the console is off (console.enabled)"))
                 return
@@ -361,6 +358,13 @@ class Gateway:
             await self._lifespan(receive, send)
             return
         await self.admin(scope, receive, send)
+
+    def _console_app(self) -> ASGIApp:
+        if self._console is None:
+            from gateway.http.console.app import console_app
+
+            self._console = console_app(self, self.console_sessions, self.console_drills)
+        return self._console
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

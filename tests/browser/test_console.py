@@ -233,7 +233,7 @@ def test_a_broken_config_is_shown_where_it_is_broken_and_the_old_one_keeps_servi
     console_gateway: Proc, shots: Path
 ) -> None:
     gateway = console_gateway
-    config_file = next(gateway.log.parent.glob("console-*.yaml"))
+    config_file = gateway.log.parent / f"console-{gateway.url.rsplit(':', 1)[1]}.yaml"
     good = config_file.read_text()
     config_file.write_text(good.replace("breaker: {base_ejection_s: 300}", "breaker: {bogus: 1}"))
     try:

@@ -6,14 +6,12 @@ the security headers (a strict CSP: no inline script or style)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ClientError
 from gateway.http.console import pages
@@ -34,9 +32,7 @@ _HEADERS = {
 }
 
 
-def console_app(
-    port: ConsolePort, sessions: Sessions, drills: ConsoleDrills
-) -> Callable[..., Awaitable[None]]:
+def console_app(port: ConsolePort, sessions: Sessions, drills: ConsoleDrills) -> ASGIApp:
     console = Console(port, sessions, drills)
     routes = [
         Route("/ui", pages.home),
@@ -86,13 +82,13 @@ async def _client_error(request: Request, exc: Exception) -> Response:
     return HTMLResponse(message(exc.message), exc.status, headers)
 
 
-def _with_headers(app: Starlette) -> Callable[..., Awaitable[None]]:
+def _with_headers(app: Starlette) -> ASGIApp:
     """Security headers on every console answer (static files may be cached)."""
 
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         static = scope["path"].startswith("/ui/static/")
 
-        async def send_with(message: Any) -> None:
+        async def send_with(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
                     (k, v)
