@@ -35,9 +35,9 @@ stamp="$(date +%F)-$(git -C "$ROOT" rev-parse --short HEAD)"
 for c in "${levels[@]}"; do
   taskset -c 0 wrk -t1 -c"$c" -d3s -s "$HARNESS/chat.lua" "http://127.0.0.1:$PORT/v1/chat/completions" \
     >/dev/null 2>&1 || true  # warm-up
-  out="$HERE/results/$stamp-profile-c$c.svg"
+  out="$HERE/results/$stamp-profile-c$c.${EXT:-svg}"
   "$PYSPY" record --pid "$worker" --duration "$DURATION" --rate 200 --nonblocking \
-    --format flamegraph -o "$out" > "$RUN/py-spy-c$c.log" 2>&1 &
+    --format "${FORMAT:-flamegraph}" -o "$out" > "$RUN/py-spy-c$c.log" 2>&1 &
   spy=$!
   taskset -c 0 wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$HARNESS/chat.lua" \
     "http://127.0.0.1:$PORT/v1/chat/completions" | grep -E "Requests/sec|99%|50%" || true
