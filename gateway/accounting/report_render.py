@@ -65,8 +65,15 @@ def as_csv(rows: list[SpendRow], by: list[str]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=[*by, *_COLUMNS, "self_hosted"])
     writer.writeheader()
-    writer.writerows(_flat(rows, by))
+    for row in _flat(rows, by):
+        writer.writerow({**row, **{d: _text_cell(row[d]) for d in by}})
     return out.getvalue()
+
+
+def _text_cell(value: str) -> str:
+    """A name a spreadsheet would run as a formula (`=…`, `+…`, `-…`, `@…`) is quoted as
+    text: key, team and route names come from configs, and a CSV is opened by people."""
+    return "'" + value if len(value) > 1 and value[0] in "=+-@\t\r" else value
 
 
 def as_json(rows: list[SpendRow], by: list[str]) -> str:

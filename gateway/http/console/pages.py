@@ -8,6 +8,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from gateway.accounting.report_render import as_csv
 from gateway.accounting.reports import DIMENSIONS
 from gateway.errors import AuthenticationFailed, GatewayRateLimited, InvalidRequest, NotFound
 from gateway.http.console import views
@@ -225,7 +226,7 @@ async def spend_csv(request: Request) -> Response:
         raise InvalidRequest(str(exc)) from None
     name = f"spillover-spend-by-{'-'.join(by) or 'all'}-{time.strftime('%Y%m%d')}.csv"
     return Response(
-        views.spend_csv(report),
+        as_csv(report.rows, report.by),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}"'},
     )

@@ -213,40 +213,6 @@ def _per_mtok(rows: list[SpendRow]) -> float | None:
     return sum(r.spend_usd for r in rows) / (tokens / 1e6) if tokens else None
 
 
-CSV_COLUMNS = (
-    "requests",
-    "spend_usd",
-    "unpriced_requests",
-    "prompt_tokens",
-    "cached_tokens",
-    "completion_tokens",
-    "cache_hit_ratio",
-    "cache_savings_usd",
-    "fallback_share",
-    "usd_per_mtok",
-    "self_hosted",
-)
-
-
-def spend_csv(report: SpendReport) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*report.by, *CSV_COLUMNS])
-    for row in report.rows:
-        values = row.as_dict()
-        # A cell a spreadsheet would run as a formula is quoted as text.
-        groups = [_cell(row.group.get(d, "")) for d in report.by]
-        writer.writerow([*groups, *(values[c] for c in CSV_COLUMNS)])
-    return out.getvalue()
-
-
-def _cell(value: str) -> str:
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 # -- limits and budgets -------------------------------------------------------------------------
 
 
