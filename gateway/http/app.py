@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,15 +39,16 @@ from gateway.pipeline.budgets import Budgets
 from gateway.pipeline.context import Principal
 from gateway.providers import ProviderFactory, build_provider
 from gateway.state.contracts import Limiter, RoutingState, SpendCounters
-from gateway.state.limits import MemoryLimiter, RedisLimiter
+from gateway.state.limits import MemoryLimiter
 from gateway.state.memory import MemoryState
-from gateway.state.redis import RedisState
 from gateway.state.responses import ResponseStore
-from gateway.state.shared import Outage, SharedRedis
-from gateway.state.spend import MemorySpendCounters, RedisSpendCounters
+from gateway.state.spend import MemorySpendCounters
 from gateway.tracing import Tracing
 from policies.loader import load_config
 from policies.schema import GatewayConfig, StateConfig, Target
+
+if TYPE_CHECKING:
+    from gateway.state.shared import Outage, SharedRedis
 
 log = logging.getLogger("spillover")
 
@@ -71,6 +72,11 @@ def build_backends(
 ) -> StateBackends:
     if config.backend == "memory":
         return StateBackends(MemoryState(), MemoryLimiter(), MemorySpendCounters())
+    # The Redis client (~8 MB of modules) is imported only for a gateway that uses it.
+    from gateway.state.limits_redis import RedisLimiter
+    from gateway.state.redis import RedisState
+    from gateway.state.shared import SharedRedis
+    from gateway.state.spend_redis import RedisSpendCounters
 
     def changed(up: bool) -> None:
         metrics.state_backend_up.set(1 if up else 0)

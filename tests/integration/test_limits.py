@@ -13,7 +13,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.state.limits import Check, RedisLimiter
+from gateway.state.limits import Check
+from gateway.state.limits_redis import RedisLimiter
 from gateway.state.shared import SharedRedis
 from policies.limits import Rate
 from policies.schema import StateConfig

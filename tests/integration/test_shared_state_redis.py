@@ -13,10 +13,12 @@ import httpx
 import pytest
 import redis
 
-from gateway.state.limits import Check, RedisLimiter
+from gateway.state.limits import Check
+from gateway.state.limits_redis import RedisLimiter
 from gateway.state.redis import RedisState
 from gateway.state.shared import SharedRedis
-from gateway.state.spend import Bucket, RedisSpendCounters
+from gateway.state.spend import Bucket
+from gateway.state.spend_redis import RedisSpendCounters
 from gateway.state.windows import Outcome
 from policies.limits import Rate
 from policies.schema import Breaker, FailOverWhen, StateConfig
