@@ -64,7 +64,8 @@ class ServerConfig(Strict):
     """A request's head (request line and headers) larger than this is answered 431."""
     workers: int = Field(1, ge=1, le=64)
     """Worker processes; prefer more replicas with one worker each (each worker has its own
-    metrics)."""
+    metrics). With `state.backend: memory` each worker also keeps its own limits, budgets and
+    breakers (a warning at start says so); `redis` shares them."""
     access_log: bool = False
     """One log line per request at INFO."""
     log_format: Literal["text", "json"] = "text"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -46,6 +47,15 @@ def serve(
     setup_logging(log_level)
     loaded = load_or_exit(config)
     setup_logging(log_level, loaded.server.log_format)
+    count = workers or loaded.server.workers
+    if count > 1 and loaded.state.backend == "memory":
+        logging.getLogger("spillover").warning(
+            "server.workers: %d with state.backend: memory — each worker keeps its own "
+            "breakers, limits and budget counters: limits admit up to %d times theirs and "
+            "budgets can be overspent as much; use state.backend: redis to share them",
+            count,
+            count,
+        )
     os.environ[CONFIG_ENV] = str(config.resolve())
     os.environ[LOG_LEVEL_ENV] = log_level
     process_secret()  # the workers sign console sessions with the same secret
@@ -54,7 +64,7 @@ def serve(
         factory=True,
         host=host or loaded.server.host,
         port=port or loaded.server.port,
-        workers=workers or loaded.server.workers,
+        workers=count,
         loop="uvloop",
         http=BoundedHttpToolsProtocol,
         h11_max_incomplete_event_size=loaded.server.max_header_bytes,
