@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,8 +207,12 @@ def test_an_operator_signs_in_resets_a_circuit_runs_a_drill_and_downloads_spend(
         assert any(k.startswith("console-drill:admin") for k in by_key)
 
         page.click("nav >> text=Limits and budgets")
-        expect(page.locator("table.limits")).to_contain_text("tests")
         expect(page.locator("table.limits")).to_contain_text("of $5.00 hard")
+        # The key's requests of the last minute, from the ledger, against its rpm.
+        tests_row = page.locator("table.limits tr", has_text="key tests").inner_text()
+        used = re.search(r"(\d+) / 1000", tests_row)
+        assert used and int(used.group(1)) >= 13, tests_row
+        assert "room now:" in tests_row
         _shot(page, shots, "limits")
 
         page.click("nav >> text=Pool")

@@ -127,7 +127,7 @@ async def _overview_data(console: Console) -> dict[str, object]:
         "incidents": console.port.incidents.recent(15),
         "usable": usable,
         "problems": problems,
-        "budgets": [u for u in await views.limits(console.port) if u.budgets],
+        "budgets": [u for u in await views.limits(console.port, recent=False) if u.budgets],
         "spend_today": await console.cached("spend_today", 15.0, views.spend_today),
     }
 

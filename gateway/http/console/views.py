@@ -16,6 +16,7 @@ from gateway.accounting.reports import SpendRow, parse_when, spend
 from gateway.http.console.port import ConsolePort
 from gateway.http.console.sampler import flatten
 from gateway.pipeline.budgets import periods
+from policies.limits import Rate
 from policies.routing import target_key
 from policies.schema import Budget, GatewayConfig, Limits
 
@@ -216,17 +217,26 @@ def _per_mtok(rows: list[SpendRow]) -> float | None:
 # -- limits and budgets -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Use:
+    used: float  # requests or tokens in the last minute (ledger), or requests in flight
+    limit: int
+    room_now: int | None = None  # what the limit would admit at once right now (GCRA)
+
+
 @dataclass
 class UseRow:
     scope: str  # "key" or "team"
     name: str
-    rpm: tuple[float, int] | None  # (used in the last minute, limit)
-    tpm: tuple[float, int] | None
-    concurrent: tuple[float, int] | None
+    rpm: Use | None
+    tpm: Use | None
+    concurrent: Use | None
     budgets: list[tuple[str, float, float, float, str]]  # (period, spent, reserved, limit, mode)
 
 
-async def limits(port: ConsolePort) -> list[UseRow]:
+async def limits(port: ConsolePort, recent: bool = True) -> list[UseRow]:
+    """Each key and team: its limits' use and its budgets. `recent`: count the last
+    minute's requests and tokens from the ledger (two queries; the overview skips them)."""
     config = port.config()
     owners: list[tuple[str, str, Limits, Budget]] = [
         ("key", k.name, k.limits, k.budget) for k in config.keys
@@ -236,6 +246,7 @@ async def limits(port: ConsolePort) -> list[UseRow]:
     for scope, name, _, _ in owners:
         names += [f"{scope}:{name}:rpm", f"{scope}:{name}:tpm", f"{scope}:{name}:concurrent"]
     raw = dict(zip(names, await port.limiter.peek(names), strict=True))
+    last_minute = await _last_minute(port) if recent else {}
     now = time.time()
     current = periods(now, _zone(config.timezone))
     buckets = [
@@ -247,16 +258,7 @@ async def limits(port: ConsolePort) -> list[UseRow]:
     out = []
     for scope, name, lim, budget in owners:
         prefix = f"{scope}:{name}"
-
-        def used(kind: str, limit: int | None, prefix: str = prefix) -> tuple[float, int] | None:
-            if not limit:
-                return None
-            value = raw[f"{prefix}:{kind}"]
-            if kind == "concurrent":
-                return value, limit
-            # GCRA: the theoretical arrival time runs ahead of now by one interval per unit
-            # admitted and not yet replenished — the use over the last minute.
-            return max(0.0, value - now) / (60.0 / limit), limit
+        requests, tokens = last_minute.get((scope, name), (0, 0))
 
         rows_budget: list[tuple[str, float, float, float, str]] = []
         for period, usd in (("day", budget.daily_usd), ("month", budget.monthly_usd)):
@@ -265,16 +267,38 @@ async def limits(port: ConsolePort) -> list[UseRow]:
                 rows_budget.append(
                     (period, spent / 1e6, reserved / 1e6, usd or 0.0, budget.mode if usd else "")
                 )
+        in_flight = raw[f"{prefix}:concurrent"]
         out.append(
             UseRow(
                 scope,
                 name,
-                used("rpm", lim.rpm),
-                used("tpm", lim.tpm),
-                used("concurrent", lim.concurrent),
+                _rate_use(lim.rpm, lim, requests, raw[f"{prefix}:rpm"], now),
+                _rate_use(lim.tpm, lim, tokens, raw[f"{prefix}:tpm"], now),
+                Use(in_flight, lim.concurrent) if lim.concurrent else None,
                 rows_budget,
             )
         )
+    return out
+
+
+def _rate_use(limit: int | None, limits: Limits, used: float, tat: float, now: float) -> Use | None:
+    if not limit:
+        return None
+    # GCRA: the theoretical arrival time runs ahead of now by one interval per unit not yet
+    # replenished; the limit admits its burst less those at once.
+    rate = Rate.of(limit, limits)
+    held = max(0.0, tat - now) / rate.interval
+    return Use(used, limit, max(0, int(rate.burst + 1 - held)))
+
+
+async def _last_minute(port: ConsolePort) -> dict[tuple[str, str], tuple[int, int]]:
+    """Requests and tokens per key and per team over the last 60 s, from the ledger."""
+    url, prices, since = port.config().ledger.url, port.prices(), time.time() - 60
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for scope in ("key", "team"):
+        for row in await spend(url, [scope], since, None, prices):
+            tokens = row.prompt_tokens + row.completion_tokens
+            out[(scope, row.group[scope])] = (row.requests, tokens)
     return out
 
 
