@@ -33,15 +33,22 @@ def traced(headers: Mapping[str, str]) -> Mapping[str, str]:
     return {**headers, **carrier} if carrier else headers
 
 
-@contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, str | int | float | bool]) -> Iterator[Any]:
+# What `span()` and `Tracing.attempt()` give while tracing is off: one shared context that
+# yields None, so the request path makes no generator per call.
+_NO_SPAN: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+
+Attributes = Mapping[str, str | int | float | bool]
+
+
+def span(name: str, attributes: Attributes) -> contextlib.AbstractContextManager[Any]:
     """A span of the current request's trace around a step that waits (the pool's
     admission); nothing when tracing is off."""
     if not ENABLED:
-        yield None
-        return
-    with _TRACER.start_as_current_span(name, attributes=dict(attributes)) as current:
-        yield current
+        return _NO_SPAN
+    current: contextlib.AbstractContextManager[Any] = _TRACER.start_as_current_span(
+        name, attributes=dict(attributes)
+    )
+    return current
 
 
 class RequestSpan:
@@ -155,13 +162,17 @@ class Tracing:
             span.end()
             context.detach(handle.token)  # type: ignore[arg-type]
 
-    @contextlib.contextmanager
-    def attempt(self, operation: str, provider: str, model: str, address: str) -> Iterator[Any]:
+    def attempt(
+        self, operation: str, provider: str, model: str, address: str
+    ) -> contextlib.AbstractContextManager[Any]:
         """A client span around one upstream attempt, current while it runs (so the upstream
         call carries its `traceparent`)."""
         if not self.enabled:
-            yield None
-            return
+            return _NO_SPAN
+        return self._attempt(operation, provider, model, address)
+
+    @contextlib.contextmanager
+    def _attempt(self, operation: str, provider: str, model: str, address: str) -> Iterator[Any]:
         from opentelemetry import trace
 
         name = f"{_OPERATIONS.get(operation, operation)} {model}"

@@ -74,18 +74,41 @@ async def spend(
 ) -> list[SpendRow]:
     """Aggregate the ledger. Cache savings are priced per (provider, model), so those two
     are always part of the grouping and rolled up afterwards."""
-    unknown = [d for d in by if d not in DIMENSIONS]
-    if unknown:
-        raise ValueError(
-            f"cannot group by {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})"
-        )
+    [rows] = await spend_by(url, [by], since, until, prices, progress)
+    return rows
+
+
+async def spend_by(
+    url: str,
+    groupings: list[list[str]],
+    since: float | None,
+    until: float | None,
+    prices: PriceTable,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[SpendRow]]:
+    """`spend` for several groupings of the same window, on one connection."""
+    for by in groupings:
+        unknown = [d for d in by if d not in DIMENSIONS]
+        if unknown:
+            raise ValueError(
+                f"cannot group by {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})"
+            )
     engine = create_async_engine(engine_url(url))
     try:
-        query = _grouped(by, engine.dialect.name == "postgresql", since, until)
+        postgresql = engine.dialect.name == "postgresql"
         async with engine.connect() as conn:
-            raw = (await conn.execute(query)).all()
+            raws = [
+                (await conn.execute(_grouped(by, postgresql, since, until))).all()
+                for by in groupings
+            ]
     finally:
         await engine.dispose()
+    return [_rows(raw, by, prices, progress) for raw, by in zip(raws, groupings, strict=True)]
+
+
+def _rows(
+    raw: Any, by: list[str], prices: PriceTable, progress: Callable[[int], None] | None
+) -> list[SpendRow]:
     groups: dict[tuple[str, ...], _Group] = {}
     for n, row in enumerate(raw, 1):
         values = list(row)

@@ -120,7 +120,7 @@ class Gateway:
         self.admin = admin_app(self)
         self.incidents = Incidents()
         console = config.console
-        self._sampler = Sampler(self.metrics, console.sample_s) if console.enabled else None
+        self.sampler = Sampler(self.metrics, console.sample_s) if console.enabled else None
         self.console_drills = ConsoleDrills(self.faults, self.incidents)
         secret = console.session_secret
         self.console_sessions = Sessions(
@@ -172,10 +172,6 @@ class Gateway:
         return self.accountant.prices
 
     # -- and what the console may, besides (console/port.py) ----------------------------------
-
-    @property
-    def sampler(self) -> Sampler | None:
-        return self._sampler
 
     @property
     def limiter(self) -> Limiter:
@@ -233,8 +229,8 @@ class Gateway:
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
             self.reloader.start()
-        if self._sampler is not None:
-            self._sampler.start(time.time())
+        if self.sampler is not None:
+            self.sampler.start(time.time())
         self._drain_on_sigterm()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight so a full collection under load does not rescan it (p99 spikes).
@@ -322,8 +318,8 @@ class Gateway:
     async def stop(self) -> None:
         await self.reloader.stop()
         await self.console_drills.stop()
-        if self._sampler is not None:
-            await self._sampler.stop()
+        if self.sampler is not None:
+            await self.sampler.stop()
         for task in list(self._retiring):
             await task
         if self._current is not None:

@@ -23,12 +23,12 @@ class KeyStore:
         self._minted: Mapping[str, Principal] = minted if minted is not None else {}
         self._by_digest: dict[str, Principal] = {}
         for key in config.keys:
-            digest = (
+            key_digest = (
                 key.key_sha256.lower()
                 if key.key_sha256
-                else hashlib.sha256(key.key.get_secret_value().encode()).hexdigest()  # type: ignore[union-attr]
+                else digest(key.key.get_secret_value().encode())  # type: ignore[union-attr]
             )
-            self._by_digest[digest] = Principal(
+            self._by_digest[key_digest] = Principal(
                 key_name=key.name,
                 team=key.team,
                 routes=frozenset(key.routes) if key.routes is not None else None,

@@ -57,21 +57,21 @@ class Generation:
             )
         return out
 
-    def pools(self) -> dict[str, Pool]:
-        """The self-hosted pools, by provider name."""
+    def _pool_adapters(self) -> dict[str, VllmPoolAdapter]:
         return {
-            name: adapter.pool
+            name: adapter
             for name, provider in self.providers.items()
             if isinstance(adapter := unwrapped(provider), VllmPoolAdapter)
         }
 
+    def pools(self) -> dict[str, Pool]:
+        """The self-hosted pools, by provider name."""
+        return {name: adapter.pool for name, adapter in self._pool_adapters().items()}
+
     def self_hosted_prices(self) -> dict[str, Callable[[], ModelPrice]]:
         """Each pool's price, amortised over the tokens it serves (changes as it runs)."""
-        pools = {name: unwrapped(p) for name, p in self.providers.items()}
         return {
-            name: partial(_pool_price, pool)
-            for name, pool in pools.items()
-            if isinstance(pool, VllmPoolAdapter)
+            name: partial(_pool_price, adapter) for name, adapter in self._pool_adapters().items()
         }
 
 

@@ -23,6 +23,16 @@ class Admission:
     slots: list[tuple[str, int]] = field(default_factory=list)
 
 
+def limit_scope(kind: str, owner: str) -> str:
+    """A limit's scope in the limiter's counters: `key:app`, `team:qa`, `route:gpt-4o`."""
+    return f"{kind}:{owner}"
+
+
+def limit_counter(scope: str, unit: str) -> str:
+    """The limiter's counter of `unit` (rpm, tpm, concurrent) under `scope`."""
+    return f"{scope}:{unit}"
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
 
@@ -41,10 +51,11 @@ class Admitter:
     def _scopes(self, ctx: RequestContext, route: Route) -> list[tuple[str, Limits]]:
         principal = ctx.principal
         assert principal is not None
-        scopes = [(f"key:{principal.key_name}", self._keys.get(principal.key_name, Limits()))]
+        key = principal.key_name
+        scopes = [(limit_scope("key", key), self._keys.get(key, Limits()))]
         if principal.team is not None and principal.team in self._teams:
-            scopes.append((f"team:{principal.team}", self._teams[principal.team]))
-        scopes.append((f"route:{ctx.route_name}", route.limits))
+            scopes.append((limit_scope("team", principal.team), self._teams[principal.team]))
+        scopes.append((limit_scope("route", ctx.route_name), route.limits))
         return [
             (name, limits)
             for name, limits in scopes
@@ -64,10 +75,11 @@ class Admitter:
             )
         for name, limits in scopes:
             if limits.rpm:
-                checks.append(Check(f"{name}:rpm", Rate.of(limits.rpm, limits), 1))
+                checks.append(Check(limit_counter(name, "rpm"), Rate.of(limits.rpm, limits), 1))
                 kinds.append("requests")
             if limits.tpm:
-                checks.append(Check(f"{name}:tpm", Rate.of(limits.tpm, limits), tokens))
+                rate = Rate.of(limits.tpm, limits)
+                checks.append(Check(limit_counter(name, "tpm"), rate, tokens))
                 kinds.append("tokens")
         if checks:
             verdicts = await self.limiter.acquire(checks)
@@ -77,7 +89,7 @@ class Admitter:
             token_checks=[c for c, k in zip(checks, kinds, strict=True) if k == "tokens"]
         )
         slots = [
-            (f"{name}:concurrent", limits.concurrent)
+            (limit_counter(name, "concurrent"), limits.concurrent)
             for name, limits in scopes
             if limits.concurrent
         ]

@@ -275,11 +275,12 @@ class AttemptRunner:
             await self.state.cool_down(key, now + failure.retry_after)
 
     def _show_breaker(self, target: Target, breaker: routing.BreakerState) -> None:
-        shown = self._shown.get(target, "closed")
-        if shown == breaker.phase and target in self._shown:
+        shown = self._shown.get(target)
+        if shown == breaker.phase:
             return
         self._shown[target] = breaker.phase
-        if self._on_breaker is not None and shown != breaker.phase:
+        # A target first seen closed was closed all along: no change to tell.
+        if self._on_breaker is not None and breaker.phase != (shown or "closed"):
             self._on_breaker(target, breaker.phase, breaker.reason)
         value = {"closed": 0, "half_open": 1, "open": 2}[breaker.phase]
         self.metrics.child(self.metrics.breaker_state, target.provider, target.model).set(value)

@@ -33,6 +33,11 @@ class Reservation:
     warnings: list[str] = field(default_factory=list)
 
 
+def bucket_name(scope: str, owner: str, period: str, period_id: str) -> str:
+    """A budget's spend counter: `key:app:day:2026-12-01` (settle reads the first three back)."""
+    return f"{scope}:{owner}:{period}:{period_id}"
+
+
 def periods(now: float, tz: ZoneInfo) -> dict[str, tuple[str, float]]:
     """Current day and month ids in `tz`, and the seconds left in each."""
     local = datetime.fromtimestamp(now, tz)
@@ -85,7 +90,7 @@ class Budgets:
                 period_id, left = current[period]
                 out.append(
                     Bucket(
-                        f"{scope}:{name}:{period}:{period_id}",
+                        bucket_name(scope, name, period, period_id),
                         int(usd * 1_000_000),
                         budget.mode == "hard",
                         left,

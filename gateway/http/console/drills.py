@@ -6,18 +6,18 @@ last runs are kept in memory with their verdicts."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from gateway.drill import scenario as scenarios
 from gateway.drill.faults import FaultTable
 from gateway.drill.runner import DrillRun, Gateway, drive
+from gateway.drill.scenario import Scenario, shipped
 from gateway.drill.verdict import Check, checks, measures
 from gateway.errors import Conflict, InvalidRequest
+from gateway.http.auth import digest
 from gateway.http.console.incidents import Incidents
 from gateway.pipeline.context import Principal
 
@@ -65,6 +65,14 @@ class ConsoleDrills:
         self._keep = keep
         self.records: OrderedDict[str, DrillRecord] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._scenarios: dict[str, Scenario] | None = None
+
+    @property
+    def scenarios(self) -> dict[str, Scenario]:
+        """The shipped scenarios by name, read from disk once."""
+        if self._scenarios is None:
+            self._scenarios = {s.name: s for s in shipped()}
+        return self._scenarios
 
     @property
     def running(self) -> DrillRecord | None:
@@ -75,10 +83,10 @@ class ConsoleDrills:
             raise Conflict(f"drill {self.running.id} is still running")
         if not 0.01 <= scale <= 1.0:
             raise InvalidRequest("scale must be between 0.01 and 1")
-        shipped = {s.name: s for s in scenarios.shipped()}
-        if name not in shipped:
+        if name not in self.scenarios:
             raise InvalidRequest(f"no drill scenario {name!r}")
-        scenario = shipped[name].scaled(scale) if scale != 1.0 else shipped[name]
+        scenario = self.scenarios[name]
+        scenario = scenario.scaled(scale) if scale != 1.0 else scenario
         record = DrillRecord(
             id=f"d{int(time.time())}-{secrets.token_hex(3)}",
             scenario=name,
@@ -91,19 +99,19 @@ class ConsoleDrills:
         while len(self.records) > self._keep:
             self.records.popitem(last=False)
         token = secrets.token_urlsafe(32)
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        self._faults.minted_keys[digest] = Principal(
+        key_digest = digest(token.encode())
+        self._faults.minted_keys[key_digest] = Principal(
             key_name=f"console-drill:{started_by}", team=None, routes=None, admin=True
         )
         gateway = Gateway(base_url, token, token)
         self._task = asyncio.get_running_loop().create_task(
-            self._run(record, scenario, gateway, digest)
+            self._run(record, scenario, gateway, key_digest)
         )
         self._incidents.add("drill", f"drill {name} started by {started_by}")
         return record
 
     async def _run(
-        self, record: DrillRecord, scenario: scenarios.Scenario, gateway: Gateway, digest: str
+        self, record: DrillRecord, scenario: Scenario, gateway: Gateway, key: str
     ) -> None:
         def progress(elapsed: float, run: DrillRun) -> None:
             record.elapsed_s, record.run = elapsed, run
@@ -118,7 +126,7 @@ class ConsoleDrills:
             log.warning("console drill %s could not run: %s", record.id, exc)
             record.status, record.error = "error", str(exc)[:500]
         finally:
-            self._faults.minted_keys.pop(digest, None)
+            self._faults.minted_keys.pop(key, None)
             record.elapsed_s = max(record.elapsed_s, record.duration_s)
         self._incidents.add(
             "drill", f"drill {record.scenario}: {record.status}", bad=record.status != "passed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -105,31 +106,39 @@ async def logout(request: Request) -> Response:
 
 
 async def overview(request: Request) -> Response:
-    console = _console(request)
-    who = console.who(request)
-    return console.render(
-        "overview.html", request, who, page="overview", charts=_CHARTS["overview"],
-        **await _overview_data(console),
-    )  # fmt: skip
+    return await _live(request, "overview", _overview_data, charts=_CHARTS["overview"])
 
 
 async def overview_live(request: Request) -> Response:
-    console = _console(request)
-    who = console.who(request)
-    return console.render("_overview_live.html", request, who, **await _overview_data(console))
+    return await _live(request, "overview", _overview_data, fragment=True)
 
 
 async def _overview_data(console: Console) -> dict[str, object]:
     sampler = console.port.sampler
-    usable, problems = console.port.problems()
     return {
         "latest": sampler.latest if sampler else {},
         "incidents": console.port.incidents.recent(15),
-        "usable": usable,
-        "problems": problems,
+        "problems": console.port.problems()[1],
         "budgets": [u for u in await views.limits(console.port, recent=False) if u.budgets],
         "spend_today": await console.cached("spend_today", 15.0, views.spend_today),
     }
+
+
+async def _live(
+    request: Request,
+    page: str,
+    load: Callable[[Console], Awaitable[dict[str, object]]],
+    fragment: bool = False,
+    **extra: object,
+) -> Response:
+    """A page with a live part, or (for htmx's polling) that part alone: `page.html`
+    includes `_page_live.html`, and both render the same data."""
+    console = _console(request)
+    who = console.who(request)
+    data = await load(console)
+    if fragment:
+        return console.render(f"_{page}_live.html", request, who, **data)
+    return console.render(f"{page}.html", request, who, page=page, **data, **extra)
 
 
 async def series(request: Request) -> Response:
@@ -145,17 +154,15 @@ async def series(request: Request) -> Response:
 
 
 async def targets(request: Request) -> Response:
-    console = _console(request)
-    who = console.who(request)
-    routes = await views.routes(console.port, time.time())
-    return console.render("targets.html", request, who, page="targets", routes=routes)
+    return await _live(request, "targets", _routes)
 
 
 async def targets_live(request: Request) -> Response:
-    console = _console(request)
-    who = console.who(request)
-    routes = await views.routes(console.port, time.time())
-    return console.render("_targets_live.html", request, who, routes=routes)
+    return await _live(request, "targets", _routes, fragment=True)
+
+
+async def _routes(console: Console) -> dict[str, object]:
+    return {"routes": await views.routes(console.port, time.time())}
 
 
 async def reset_targets(request: Request) -> Response:
@@ -170,8 +177,8 @@ async def reset_targets(request: Request) -> Response:
     log.warning("console: %s reset %s", principal.key_name, what)
     console.port.incidents.add("breaker", f"{what} reset by {principal.key_name}")
     if request.headers.get("hx-request"):
-        routes = await views.routes(console.port, time.time())
-        return console.render("_targets_live.html", request, (session, principal), routes=routes)
+        routes = await _routes(console)
+        return console.render("_targets_live.html", request, (session, principal), **routes)
     return RedirectResponse("/ui/targets", 303)
 
 
@@ -179,37 +186,34 @@ async def reset_targets(request: Request) -> Response:
 
 
 async def pool(request: Request) -> Response:
-    console = _console(request)
-    who = console.who(request)
-    return console.render(
-        "pool.html", request, who, page="pool", pools=views.pools(console.port),
-        charts=_CHARTS["pool"],
-    )  # fmt: skip
+    return await _live(request, "pool", _pools, charts=_CHARTS["pool"])
 
 
 async def pool_live(request: Request) -> Response:
-    console = _console(request)
-    who = console.who(request)
-    return console.render("_pool_live.html", request, who, pools=views.pools(console.port))
+    return await _live(request, "pool", _pools, fragment=True)
+
+
+async def _pools(console: Console) -> dict[str, object]:
+    return {"pools": views.pools(console.port)}
 
 
 # -- spend -------------------------------------------------------------------------------------
 
 
-def _spend_query(request: Request) -> tuple[list[str], str]:
+async def _spend_report(console: Console, request: Request) -> views.SpendReport:
+    """The report the query asks for (`by`, `since`); 400 for a bad dimension or time."""
     by = [d for d in request.query_params.get("by", "team").split(",") if d.strip()][:4]
     since = request.query_params.get("since", "7d")[:40]
-    return by, since
+    try:
+        return await views.spend_report(console.port, by, since)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 async def spend(request: Request) -> Response:
     console = _console(request)
     who = console.who(request)
-    by, since = _spend_query(request)
-    try:
-        report = await views.spend_report(console.port, by, since)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+    report = await _spend_report(console, request)
     return console.render(
         "spend.html", request, who, page="spend", report=report,
         dimensions=DIMENSIONS, query=request.url.query,
@@ -219,12 +223,8 @@ async def spend(request: Request) -> Response:
 async def spend_csv(request: Request) -> Response:
     console = _console(request)
     console.who(request)
-    by, since = _spend_query(request)
-    try:
-        report = await views.spend_report(console.port, by, since)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
-    name = f"spillover-spend-by-{'-'.join(by) or 'all'}-{time.strftime('%Y%m%d')}.csv"
+    report = await _spend_report(console, request)
+    name = f"spillover-spend-by-{'-'.join(report.by) or 'all'}-{time.strftime('%Y%m%d')}.csv"
     return Response(
         as_csv(report.rows, report.by),
         media_type="text/csv; charset=utf-8",
@@ -248,10 +248,9 @@ async def limits(request: Request) -> Response:
 async def drills_page(request: Request) -> Response:
     console = _console(request)
     who = console.who(request)
-    from gateway.drill.scenario import shipped
-
     return console.render(
-        "drills.html", request, who, page="drills", scenarios=shipped(),
+        "drills.html", request, who, page="drills",
+        scenarios=list(console.drills.scenarios.values()),
         enabled=console.port.config().drills.enabled,
         records=list(reversed(console.drills.records.values())),
         running=console.drills.running,

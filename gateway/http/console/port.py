@@ -9,17 +9,17 @@ from fallback_engine.pool import Pool
 from gateway.http.admin_port import AdminPort
 from gateway.http.auth import KeyStore
 from gateway.http.console.sampler import Sampler
+from gateway.metrics import GatewayMetrics
 from gateway.state.contracts import Limiter, SpendCounters
 
 
 class ConsolePort(AdminPort, Protocol):
     config_path: str
+    sampler: Sampler | None
+    metrics: GatewayMetrics
 
     def keys(self) -> KeyStore:
         """The serving generation's keys."""
-
-    @property
-    def sampler(self) -> Sampler | None: ...
 
     @property
     def limiter(self) -> Limiter: ...

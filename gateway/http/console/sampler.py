@@ -12,17 +12,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("spillover.console")
-
-Labels = tuple[tuple[str, str], ...]
-Flat = dict[tuple[str, Labels], float]
 
 SERIES = (
     "rps",
@@ -40,12 +37,13 @@ SERIES = (
 SUMMARY_WINDOW_S = 60.0
 
 
-def flatten(registry: CollectorRegistry) -> Flat:
-    flat: Flat = {}
-    for family in registry.collect():
-        for sample in family.samples:
-            flat[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return flat
+def samples(*metrics: MetricWrapperBase) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(series name, labels, value) of each sample of these metrics — only them: a full
+    collection of a busy gateway's registry takes milliseconds."""
+    for metric in metrics:
+        for family in metric.collect():
+            for sample in family.samples:
+                yield sample.name, sample.labels, sample.value
 
 
 def quantile(q: float, cumulative: dict[float, float]) -> float | None:
@@ -83,22 +81,20 @@ class Totals:
 
     @classmethod
     def read(cls, metrics: GatewayMetrics, at: float) -> Totals:
-        """From the few metrics the console charts, not the whole registry (a full collection
-        of a busy gateway's registry takes milliseconds)."""
+        """From the few metrics the console charts, not the whole registry."""
         totals = cls(at)
         pool = metrics.pool
-        for metric in (metrics.requests, metrics.fallbacks, metrics.cost_usd, pool.picks,
-                       pool.shed, pool.queue_depth, metrics.request_seconds,
-                       metrics.ttft_seconds):  # fmt: skip
-            for family in metric.collect():
-                for sample in family.samples:
-                    totals._add(sample.name, tuple(sorted(sample.labels.items())), sample.value)
+        for name, labels, value in samples(
+            metrics.requests, metrics.fallbacks, metrics.cost_usd, pool.picks, pool.shed,
+            pool.queue_depth, metrics.request_seconds, metrics.ttft_seconds,
+        ):  # fmt: skip
+            totals._add(name, labels, value)
         return totals
 
-    def _add(self, name: str, labels: Labels, value: float) -> None:
+    def _add(self, name: str, labels: dict[str, str], value: float) -> None:
         if name == "spillover_requests_total":
             self.requests += value
-            if dict(labels).get("status", "").startswith("5"):
+            if labels.get("status", "").startswith("5"):
                 self.errors += value
         elif name == "spillover_fallbacks_total":
             self.fallbacks += value
@@ -112,7 +108,7 @@ class Totals:
             self.pool_queue += value
         elif name in ("spillover_request_duration_seconds_bucket", _TTFT):
             histogram = self.latency if name != _TTFT else self.ttft
-            le = float(dict(labels)["le"])
+            le = float(labels["le"])
             histogram[le] = histogram.get(le, 0.0) + value
 
     def since(self, before: Totals) -> dict[str, float | None]:

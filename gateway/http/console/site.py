@@ -116,10 +116,9 @@ class Console:
             may_act=bool(principal and principal.admin),
             csrf=self.sessions.csrf(session) if session else "",
             refresh_s=min(5.0, max(1.0, self.port.config().console.sample_s)),
-            now=time.time(),
             **data,
         )
-        return HTMLResponse(html, status_code=data.get("status", 200))
+        return HTMLResponse(html)
 
 
 def _same_origin(request: Request) -> None:

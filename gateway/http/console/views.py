@@ -12,10 +12,11 @@ from typing import Any
 import yaml
 from pydantic import SecretStr
 
-from gateway.accounting.reports import SpendRow, parse_when, spend
+from gateway.accounting.reports import SpendRow, parse_when, spend, spend_by
 from gateway.http.console.port import ConsolePort
-from gateway.http.console.sampler import flatten
-from gateway.pipeline.budgets import periods
+from gateway.http.console.sampler import samples
+from gateway.pipeline.admit import limit_counter, limit_scope
+from gateway.pipeline.budgets import bucket_name, periods
 from policies.limits import Rate
 from policies.routing import target_key
 from policies.schema import Budget, GatewayConfig, Limits
@@ -55,7 +56,7 @@ async def routes(port: ConsolePort, now: float) -> list[RouteRow]:
         window_s = route.fail_over_when.window_s
         keys = [target_key(t) for t in route.targets]
         views = await port.state.views(keys, now, window_s)
-        row = RouteRow(name, getattr(route, "strategy", "priority"))
+        row = RouteRow(name, route.strategy)
         for target, key in zip(route.targets, keys, strict=True):
             view = views[key]
             stats = port.state.window_stats(key, now, window_s)
@@ -86,11 +87,10 @@ def target_keys(config: GatewayConfig) -> set[str]:
 
 def _attempt_errors(port: ConsolePort) -> dict[tuple[str, str], dict[str, int]]:
     out: dict[tuple[str, str], dict[str, int]] = {}
-    for (name, labels), value in flatten(port.registry).items():
-        named = dict(labels)
-        if name == "spillover_upstream_attempts_total" and named.get("outcome") == "failed":
-            errors = out.setdefault((named["provider"], named["model"]), {})
-            errors[named.get("error", "?")] = int(value)
+    for name, labels, value in samples(port.metrics.attempts):
+        if name == "spillover_upstream_attempts_total" and labels.get("outcome") == "failed":
+            errors = out.setdefault((labels["provider"], labels["model"]), {})
+            errors[labels.get("error", "?")] = int(value)
     return out
 
 
@@ -123,11 +123,10 @@ class PoolRow:
 
 def pools(port: ConsolePort) -> list[PoolRow]:
     shed: dict[str, dict[str, int]] = {}
-    for (name, labels), value in flatten(port.registry).items():
+    for name, labels, value in samples(port.metrics.pool.shed):
         if name == "spillover_pool_shed_total":
-            named = dict(labels)
-            reasons = shed.setdefault(named["pool"], {})
-            reasons[named["reason"]] = reasons.get(named["reason"], 0) + int(value)
+            reasons = shed.setdefault(labels["pool"], {})
+            reasons[labels["reason"]] = reasons.get(labels["reason"], 0) + int(value)
     now = time.monotonic()
     out = []
     for name, pool in port.pools().items():
@@ -181,10 +180,10 @@ async def spend_report(port: ConsolePort, by: list[str], since: str) -> SpendRep
     """The cost report of `spillover costs`; ValueError for a bad dimension or time."""
     now = time.time()
     start = parse_when(since, now)
-    url, prices = port.config().ledger.url, port.prices()
-    rows = await spend(url, by, start, None, prices)
-    by_provider = await spend(url, ["provider"], start, None, prices)
-    days = await spend(url, ["day"], start, None, prices)
+    groupings = [by, ["provider"], ["day"]]
+    rows, by_provider, days = await spend_by(
+        port.config().ledger.url, groupings, start, None, port.prices()
+    )
     days.sort(key=lambda r: r.group["day"])
     return SpendReport(
         by=by,
@@ -242,38 +241,40 @@ async def limits(port: ConsolePort, recent: bool = True) -> list[UseRow]:
         ("key", k.name, k.limits, k.budget) for k in config.keys
     ]
     owners += [("team", name, t.limits, t.budget) for name, t in config.teams.items()]
-    names: list[str] = []
-    for scope, name, _, _ in owners:
-        names += [f"{scope}:{name}:rpm", f"{scope}:{name}:tpm", f"{scope}:{name}:concurrent"]
-    raw = dict(zip(names, await port.limiter.peek(names), strict=True))
+    counters = [
+        limit_counter(limit_scope(scope, name), unit)
+        for scope, name, _, _ in owners
+        for unit in ("rpm", "tpm", "concurrent")
+    ]
+    raw = dict(zip(counters, await port.limiter.peek(counters), strict=True))
     last_minute = await _last_minute(port) if recent else {}
     now = time.time()
     current = periods(now, _zone(config.timezone))
     buckets = [
-        f"{scope}:{name}:{period}:{current[period][0]}"
+        bucket_name(scope, name, period, current[period][0])
         for scope, name, _, _ in owners
         for period in ("day", "month")
     ]
     money = dict(zip(buckets, await port.spend_counters.peek(buckets), strict=True))
     out = []
     for scope, name, lim, budget in owners:
-        prefix = f"{scope}:{name}"
+        limited = limit_scope(scope, name)
         requests, tokens = last_minute.get((scope, name), (0, 0))
 
         rows_budget: list[tuple[str, float, float, float, str]] = []
         for period, usd in (("day", budget.daily_usd), ("month", budget.monthly_usd)):
-            spent, reserved = money[f"{prefix}:{period}:{current[period][0]}"]
+            spent, reserved = money[bucket_name(scope, name, period, current[period][0])]
             if usd is not None or spent:
                 rows_budget.append(
                     (period, spent / 1e6, reserved / 1e6, usd or 0.0, budget.mode if usd else "")
                 )
-        in_flight = raw[f"{prefix}:concurrent"]
+        in_flight = raw[limit_counter(limited, "concurrent")]
         out.append(
             UseRow(
                 scope,
                 name,
-                _rate_use(lim.rpm, lim, requests, raw[f"{prefix}:rpm"], now),
-                _rate_use(lim.tpm, lim, tokens, raw[f"{prefix}:tpm"], now),
+                _rate_use(lim.rpm, lim, requests, raw[limit_counter(limited, "rpm")], now),
+                _rate_use(lim.tpm, lim, tokens, raw[limit_counter(limited, "tpm")], now),
                 Use(in_flight, lim.concurrent) if lim.concurrent else None,
                 rows_budget,
             )
@@ -293,10 +294,13 @@ def _rate_use(limit: int | None, limits: Limits, used: float, tat: float, now: f
 
 async def _last_minute(port: ConsolePort) -> dict[tuple[str, str], tuple[int, int]]:
     """Requests and tokens per key and per team over the last 60 s, from the ledger."""
-    url, prices, since = port.config().ledger.url, port.prices(), time.time() - 60
+    scopes = ["key", "team"]
+    grouped = await spend_by(
+        port.config().ledger.url, [[s] for s in scopes], time.time() - 60, None, port.prices()
+    )
     out: dict[tuple[str, str], tuple[int, int]] = {}
-    for scope in ("key", "team"):
-        for row in await spend(url, [scope], since, None, prices):
+    for scope, rows in zip(scopes, grouped, strict=True):
+        for row in rows:
             tokens = row.prompt_tokens + row.completion_tokens
             out[(scope, row.group[scope])] = (row.requests, tokens)
     return out
