@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.accounting.ledger import engine_url, ledger_table
+from gateway.accounting.tables import engine_url, ledger_table
 
 
 @dataclass(frozen=True, slots=True)

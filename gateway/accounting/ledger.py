@@ -21,86 +21,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Integer,
-    MetaData,
-    Table,
-    event,
-    select,
-    text,
-)
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
 from gateway.accounting.journal import Journal, JournalFull
-from gateway.accounting.row import ADDED_COLUMNS, COLUMNS, LedgerRow, table_for
+from gateway.accounting.row import ADDED_COLUMNS, COLUMNS, LedgerRow
+from gateway.accounting.store import LedgerStore, LedgerStoreError
 from policies.schema import LedgerConfig
 
 log = logging.getLogger("spillover.ledger")
 
-metadata = MetaData()
 
-ledger_table = table_for(metadata)
-_SQLITE_INSERT = (
-    f"INSERT OR IGNORE INTO spillover_ledger ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(COLUMNS))})"
-)
-
-schema_table = Table("spillover_schema", metadata, Column("version", Integer, nullable=False))
-
-SCHEMA_VERSION = 5
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite://` URL (':memory:' for none); None for another database."""
+    if not url.startswith("sqlite://"):
+        return None
+    return url[len("sqlite:///") :] or ":memory:"
 
 
-def engine_url(url: str) -> str:
-    """Plain URLs in the config; the async drivers are ours to pick."""
-    for plain, driver in (
-        ("sqlite://", "sqlite+aiosqlite://"),
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-    ):
-        if url.startswith(plain):
-            return driver + url[len(plain) :]
-    return url
+def store_for(url: str) -> LedgerStore:
+    path = sqlite_path(url)
+    if path is not None:
+        from gateway.accounting.store_sqlite import SqliteStore
 
+        return SqliteStore(path)
+    from gateway.accounting.store_sql import SqlAlchemyStore
 
-async def migrate(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        version = (await conn.execute(select(schema_table.c.version))).scalar()
-        if version is None:
-            await conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
-            return
-        if version < 2:
-            await conn.execute(text("ALTER TABLE spillover_ledger ADD COLUMN drill VARCHAR(256)"))
-        if version < 3:
-            await conn.execute(
-                text(
-                    "ALTER TABLE spillover_ledger "
-                    "ADD COLUMN usage_estimated BOOLEAN NOT NULL DEFAULT FALSE"
-                )
-            )
-        if version < 4:
-            await conn.execute(
-                text(
-                    "ALTER TABLE spillover_ledger "
-                    "ADD COLUMN ingress VARCHAR(16) NOT NULL DEFAULT 'openai'"
-                )
-            )
-        if version < 5:
-            await conn.execute(text("ALTER TABLE spillover_ledger ADD COLUMN trace_id VARCHAR(32)"))
-        if version < SCHEMA_VERSION:
-            await conn.execute(schema_table.update().values(version=SCHEMA_VERSION))
-
-
-def sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """Write-ahead logging, synced at checkpoints: appends stop waiting on every fsync,
-    and a crash loses at most the last transactions (the spool covers the rest)."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+    return SqlAlchemyStore(url)
 
 
 def journal_folder(config: LedgerConfig) -> Path:
@@ -132,7 +76,7 @@ class LedgerWriter:
         # Looked for once at start: only a gateway older than the journal wrote spools.
         replaying = self._legacy_spool.with_suffix(self._legacy_spool.suffix + ".replaying")
         self._legacy_spool_pending = self._legacy_spool.exists() or replaying.exists()
-        self._engine: AsyncEngine | None = None
+        self._store: LedgerStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -154,22 +98,20 @@ class LedgerWriter:
                 f"({exc.strerror or exc}): set ledger.journal_dir to a directory this "
                 "process can write (in the image: /var/lib/spillover, its volume)"
             ) from exc
-        self._engine = create_async_engine(engine_url(self._config.url), pool_pre_ping=True)
-        if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
+        self._store = store_for(self._config.url)
         await self._connect()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _connect(self) -> bool:
         self._last_try = time.monotonic()
-        assert self._engine is not None
+        assert self._store is not None
         try:
-            await migrate(self._engine)
-        except (SQLAlchemyError, OSError) as exc:
+            await self._store.open()
+        except LedgerStoreError as exc:
             if self._db_ok is not False:  # one line per change of state
                 log.error(
                     "ledger database unreachable (%s); rows wait in the journal %s",
-                    type(exc).__name__,
+                    exc,
                     self.journal.folder,
                 )
             self._db_ok = False
@@ -242,7 +184,7 @@ class LedgerWriter:
                 self._legacy_spool_pending = False
             while self._unjournaled:
                 batch = list(itertools.islice(self._unjournaled, self._config.batch_size))
-                await self._insert(batch)
+                await self._insert([_values(row) for row in batch])
                 for _ in batch:
                     self._unjournaled.popleft()
             while True:
@@ -250,28 +192,18 @@ class LedgerWriter:
                 if not used:
                     return True
                 if rows:
-                    await self._insert([{**ADDED_COLUMNS, **row} for row in rows])
+                    await self._insert([_values(row) for row in rows])
                 self.journal.commit(len(rows), used)
                 await asyncio.sleep(0)  # let requests run between batches
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("ledger write failed (%s); rows wait in the journal", type(exc).__name__)
+        except (LedgerStoreError, OSError) as exc:
+            log.error("ledger write failed (%s); rows wait in the journal", exc)
             self._db_ok = False
             self._last_try = time.monotonic()
             return False
 
-    async def _insert(self, rows: list[dict[str, Any]]) -> None:
-        assert self._engine is not None
-        async with self._engine.begin() as conn:
-            if self._engine.dialect.name == "sqlite":
-                # SQLite runs in this process: the plain statement costs half the CPU.
-                await conn.exec_driver_sql(
-                    _SQLITE_INSERT, [tuple(row[c] for c in COLUMNS) for row in rows]
-                )
-            else:
-                statement = postgresql.insert(ledger_table).on_conflict_do_nothing(
-                    index_elements=["uid"]
-                )
-                await conn.execute(statement, rows)
+    async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        assert self._store is not None
+        await self._store.insert(rows)
         self.written += len(rows)
 
     async def _replay_legacy_spool(self) -> None:
@@ -283,7 +215,7 @@ class LedgerWriter:
             if not replaying.exists():
                 self._legacy_spool.replace(replaying)
             for batch in _batches(_spooled_rows(replaying), self._config.batch_size):
-                await self._insert(batch)
+                await self._insert([_values(row) for row in batch])
                 count += len(batch)
             replaying.unlink()
         log.info("ledger replayed %d rows from the old spool %s", count, self._legacy_spool)
@@ -315,15 +247,21 @@ class LedgerWriter:
         if self._unjournaled:
             log.error("ledger: %d rows could be kept nowhere at exit", len(self._unjournaled))
         self.journal.close()
-        if self._engine is not None:
-            await self._engine.dispose()
+        if self._store is not None:
+            await self._store.close()
 
 
 def _spooled_rows(path: Path) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as spool:
         for line in spool:
             if line.strip():
-                yield {**ADDED_COLUMNS, **json.loads(line)}
+                yield json.loads(line)
+
+
+def _values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row read back (a journal line, an old spool's) as the store takes it; a column it
+    predates takes that column's default."""
+    return tuple(row[c] if c in row else ADDED_COLUMNS.get(c) for c in COLUMNS)
 
 
 def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

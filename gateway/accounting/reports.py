@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.accounting.ledger import engine_url, ledger_table
 from gateway.accounting.pricing import MILLION, ModelPrice, PriceTable
+from gateway.accounting.tables import engine_url, ledger_table
 
 DIMENSIONS = ("team", "key", "route", "provider", "model", "day")
 _SINCE = re.compile(r"^(\d+)([smhd])$")

@@ -1,5 +1,6 @@
-"""One request as the ledger keeps it: a typed record, and the table derived from its fields
-(each field's type says the column's nullability; its `Col` says the SQL type and index)."""
+"""One request as the ledger keeps it: a typed record, and the columns derived from its fields
+(each field's type says the column's nullability; its `Col` says the SQL type and index).
+No database library here: the request path builds rows without importing one."""
 
 from __future__ import annotations
 
@@ -9,60 +10,63 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text
-from sqlalchemy.sql.expression import false
-from sqlalchemy.types import TypeEngine
-
 
 @dataclass(frozen=True)
 class Col:
-    sql: TypeEngine[Any] | type[TypeEngine[Any]]
+    # The column's SQL type as both SQLite and PostgreSQL spell it: FLOAT, INTEGER, BIGINT,
+    # BOOLEAN, TEXT or VARCHAR(n).
+    sql: str
     index: bool = False
     unique: bool = False
-    # A column added by a later schema version, and the value a row written before it takes.
-    added: bool = False
+    # The schema version that added the column (1: the first table), and the value a row
+    # written before it takes.
+    since: int = 1
     added_default: Any = None
+
+    @property
+    def added(self) -> bool:
+        return self.since > 1
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerRow:
-    ts: Annotated[float, Col(Float, index=True)]
+    ts: Annotated[float, Col("FLOAT", index=True)]
     # Ours, unique per request; the client's x-request-id may repeat and is kept apart.
-    uid: Annotated[str, Col(String(64), unique=True)]
-    request_id: Annotated[str, Col(String(128))]
+    uid: Annotated[str, Col("VARCHAR(64)", unique=True)]
+    request_id: Annotated[str, Col("VARCHAR(128)")]
     # Only `ts` and `uid` are indexed: every index is paid on each insert, and reports scan a
     # time range anyway.
-    key_name: Annotated[str | None, Col(String(128))]
-    team: Annotated[str | None, Col(String(128))]
-    route: Annotated[str | None, Col(String(256))]
-    endpoint: Annotated[str, Col(String(32))]
-    provider: Annotated[str | None, Col(String(128))]
-    model: Annotated[str | None, Col(String(256))]
-    status: Annotated[int, Col(Integer)]
-    error_class: Annotated[str | None, Col(String(64))]
-    stream: Annotated[bool, Col(Boolean)]
-    prompt_tokens: Annotated[int, Col(Integer)]
-    cached_tokens: Annotated[int, Col(Integer)]
-    cache_write_tokens: Annotated[int, Col(Integer)]
-    completion_tokens: Annotated[int, Col(Integer)]
-    reasoning_tokens: Annotated[int, Col(Integer)]
-    cost_micro_usd: Annotated[int | None, Col(BigInteger)]  # None: the model's price is unknown
-    latency_ms: Annotated[float, Col(Float)]
-    ttft_ms: Annotated[float | None, Col(Float)]
-    attempts: Annotated[int, Col(Integer)]
-    attempts_detail: Annotated[str, Col(Text)]  # JSON: every attempt and skip
-    fell_back: Annotated[bool, Col(Boolean)]
-    resumed: Annotated[bool, Col(Boolean)]
-    partial_stream: Annotated[bool, Col(Boolean)]
+    key_name: Annotated[str | None, Col("VARCHAR(128)")]
+    team: Annotated[str | None, Col("VARCHAR(128)")]
+    route: Annotated[str | None, Col("VARCHAR(256)")]
+    endpoint: Annotated[str, Col("VARCHAR(32)")]
+    provider: Annotated[str | None, Col("VARCHAR(128)")]
+    model: Annotated[str | None, Col("VARCHAR(256)")]
+    status: Annotated[int, Col("INTEGER")]
+    error_class: Annotated[str | None, Col("VARCHAR(64)")]
+    stream: Annotated[bool, Col("BOOLEAN")]
+    prompt_tokens: Annotated[int, Col("INTEGER")]
+    cached_tokens: Annotated[int, Col("INTEGER")]
+    cache_write_tokens: Annotated[int, Col("INTEGER")]
+    completion_tokens: Annotated[int, Col("INTEGER")]
+    reasoning_tokens: Annotated[int, Col("INTEGER")]
+    cost_micro_usd: Annotated[int | None, Col("BIGINT")]  # None: the model's price is unknown
+    latency_ms: Annotated[float, Col("FLOAT")]
+    ttft_ms: Annotated[float | None, Col("FLOAT")]
+    attempts: Annotated[int, Col("INTEGER")]
+    attempts_detail: Annotated[str, Col("TEXT")]  # JSON: every attempt and skip
+    fell_back: Annotated[bool, Col("BOOLEAN")]
+    resumed: Annotated[bool, Col("BOOLEAN")]
+    partial_stream: Annotated[bool, Col("BOOLEAN")]
     # Drill traffic: the x-spillover-drill scope and the faults injected ("f3:error", …).
-    drill: Annotated[str | None, Col(String(256), added=True)]
+    drill: Annotated[str | None, Col("VARCHAR(256)", since=2)]
     # Tokens estimated by the gateway: a stream cut (client gone, upstream broken) before the
     # upstream reported its usage. The provider billed something; this is our best count.
-    usage_estimated: Annotated[bool, Col(Boolean, added=True, added_default=False)]
+    usage_estimated: Annotated[bool, Col("BOOLEAN", since=3, added_default=False)]
     # The client's protocol: openai (chat, completions, embeddings) or anthropic (Messages).
-    ingress: Annotated[str, Col(String(16), added=True, added_default="openai")]
+    ingress: Annotated[str, Col("VARCHAR(16)", since=4, added_default="openai")]
     # The request's OpenTelemetry trace (32 hex digits), when tracing is on.
-    trace_id: Annotated[str | None, Col(String(32), added=True)] = None
+    trace_id: Annotated[str | None, Col("VARCHAR(32)", since=5)] = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}
@@ -82,28 +86,7 @@ def _columns() -> list[tuple[str, Col, bool]]:
     return out
 
 
-def table_for(metadata: MetaData) -> Table:
-    columns: list[Column[Any]] = [
-        Column(
-            "id",
-            BigInteger().with_variant(Integer, "sqlite"),
-            primary_key=True,
-            autoincrement=True,
-        )
-    ]
-    for name, col, nullable in _COLUMN_SPECS:
-        extra: dict[str, Any] = {}
-        if col.added and col.added_default is False:
-            extra["server_default"] = false()
-        elif col.added and isinstance(col.added_default, str):
-            extra["server_default"] = col.added_default
-        columns.append(
-            Column(name, col.sql, nullable=nullable, index=col.index, unique=col.unique, **extra)
-        )
-    return Table("spillover_ledger", metadata, *columns)
-
-
-_COLUMN_SPECS = _columns()
-COLUMNS = [name for name, _, _ in _COLUMN_SPECS]
+COLUMN_SPECS = _columns()
+COLUMNS = [name for name, _, _ in COLUMN_SPECS]
 # A row spooled by an older gateway lacks the columns added since: their defaults.
-ADDED_COLUMNS = {name: col.added_default for name, col, _ in _COLUMN_SPECS if col.added}
+ADDED_COLUMNS = {name: col.added_default for name, col, _ in COLUMN_SPECS if col.added}

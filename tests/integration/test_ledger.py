@@ -264,7 +264,7 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
 ) -> None:
     from sqlalchemy import create_engine
 
-    from gateway.accounting.ledger import metadata
+    from gateway.accounting.tables import metadata
 
     db = tmp_path / "ledger.sqlite"
     engine = create_engine(f"sqlite:///{db}")

@@ -85,8 +85,8 @@ def test_the_ledger_table_is_derived_from_the_typed_row() -> None:
     import dataclasses
     import typing
 
-    from gateway.accounting.ledger import ledger_table
     from gateway.accounting.row import LedgerRow
+    from gateway.accounting.tables import ledger_table
 
     hints = typing.get_type_hints(LedgerRow)
     columns = {c.name: c for c in ledger_table.columns if c.name != "id"}

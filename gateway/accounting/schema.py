@@ -1,0 +1,64 @@
+"""The ledger's schema as SQL text, derived from the typed row (`gateway.accounting.row`): the
+SQLite table as SQLAlchemy would create it, and each later version's `ALTER TABLE`. Plain
+strings, so the SQLite writer needs no SQL toolkit in the serving process; the PostgreSQL
+path (`gateway.accounting.tables`) migrates with the same statements."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from gateway.accounting.row import COLUMN_SPECS, COLUMNS, Col
+
+Dialect = Literal["sqlite", "postgresql"]
+
+LEDGER_TABLE = "spillover_ledger"
+VERSION_TABLE = "spillover_schema"
+SCHEMA_VERSION = max(col.since for _, col, _ in COLUMN_SPECS)
+
+SQLITE_INSERT = (
+    f"INSERT OR IGNORE INTO {LEDGER_TABLE} ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+
+
+def _literal(value: Any, dialect: Dialect) -> str:
+    if isinstance(value, bool):
+        if dialect == "sqlite":
+            return "1" if value else "0"
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def _column(name: str, col: Col, nullable: bool, dialect: Dialect) -> str:
+    default = ""
+    if col.added_default is not None:
+        default = f" DEFAULT {_literal(col.added_default, dialect)}"
+    return f"{name} {col.sql}{default}{'' if nullable else ' NOT NULL'}"
+
+
+def sqlite_create() -> list[str]:
+    """The tables at the current version, where they do not exist yet (SQLAlchemy's
+    `create_all` of `gateway.accounting.tables` makes the same ones)."""
+    columns = ["id INTEGER NOT NULL"]
+    columns += [_column(name, col, nullable, "sqlite") for name, col, nullable in COLUMN_SPECS]
+    columns.append("PRIMARY KEY (id)")
+    columns += [f"UNIQUE ({name})" for name, col, _ in COLUMN_SPECS if col.unique]
+    statements = [f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} ({', '.join(columns)})"]
+    statements += [
+        f"CREATE INDEX IF NOT EXISTS ix_{LEDGER_TABLE}_{name} ON {LEDGER_TABLE} ({name})"
+        for name, col, _ in COLUMN_SPECS
+        if col.index
+    ]
+    statements.append(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
+    return statements
+
+
+def upgrades(version: int, dialect: Dialect) -> list[str]:
+    """What takes a ledger table at `version` to the current one."""
+    return [
+        f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {_column(name, col, nullable, dialect)}"
+        for name, col, nullable in COLUMN_SPECS
+        if col.since > version
+    ]

@@ -1,0 +1,38 @@
+"""The ledger in PostgreSQL (or any database SQLAlchemy reaches), through SQLAlchemy's async
+engine: imported only when `ledger.url` names one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.accounting.row import COLUMNS
+from gateway.accounting.store import LedgerStoreError
+from gateway.accounting.tables import engine_url, ledger_table, migrate
+
+
+class SqlAlchemyStore:
+    def __init__(self, url: str) -> None:
+        self._engine: AsyncEngine = create_async_engine(engine_url(url), pool_pre_ping=True)
+        self.dialect = self._engine.dialect.name
+
+    async def open(self) -> None:
+        try:
+            await migrate(self._engine)
+        except (SQLAlchemyError, OSError) as exc:
+            raise LedgerStoreError(f"cannot migrate the ledger: {type(exc).__name__}") from exc
+
+    async def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        statement = postgresql.insert(ledger_table).on_conflict_do_nothing(index_elements=["uid"])
+        values = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(statement, values)
+        except (SQLAlchemyError, OSError) as exc:
+            raise LedgerStoreError(f"ledger insert failed: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._engine.dispose()

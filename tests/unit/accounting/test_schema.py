@@ -1,0 +1,91 @@
+"""The SQLite ledger is made from plain SQL (no SQL toolkit on the request path); reports
+query it through SQLAlchemy's table. Both must describe the same table."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from gateway.accounting.row import COLUMNS
+from gateway.accounting.schema import SCHEMA_VERSION, upgrades
+from gateway.accounting.store_sqlite import SqliteStore
+from gateway.accounting.tables import metadata
+
+
+def _shape(db: Path) -> dict[str, object]:
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            "tables": sorted(tables),
+            "columns": {t: conn.execute(f"PRAGMA table_info({t})").fetchall() for t in tables},
+            "indexes": {
+                t: sorted(
+                    (unique, [c[2] for c in conn.execute(f"PRAGMA index_info('{name}')")])
+                    for _, name, unique, *_ in conn.execute(f"PRAGMA index_list({t})")
+                )
+                for t in tables
+            },
+        }
+
+
+def test_the_plain_sqlite_schema_is_sqlalchemys(tmp_path: Path) -> None:
+    theirs = tmp_path / "sqlalchemy.sqlite"
+    engine = create_engine(f"sqlite:///{theirs}")
+    metadata.create_all(engine)
+    engine.dispose()
+    ours = tmp_path / "plain.sqlite"
+
+    async def create() -> None:
+        store = SqliteStore(str(ours))
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
+    assert _shape(ours) == _shape(theirs)
+    with sqlite3.connect(ours) as conn:
+        assert conn.execute("SELECT version FROM spillover_schema").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+
+
+def test_rows_go_in_once_and_a_second_copy_is_skipped(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    row = tuple(
+        {"uid": "u1", "ts": 1.0, "status": 200, "attempts_detail": "[]"}.get(c, 0) for c in COLUMNS
+    )
+
+    async def write() -> None:
+        store = SqliteStore(str(db))
+        await store.open()
+        await store.insert([row])
+        await store.insert([row])  # a journal read twice after a crash
+        await store.close()
+
+    asyncio.run(write())
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT uid, status FROM spillover_ledger").fetchall() == [("u1", 200)]
+
+
+def test_each_later_version_adds_its_columns_only() -> None:
+    assert upgrades(SCHEMA_VERSION, "sqlite") == []
+    assert upgrades(4, "postgresql") == [
+        "ALTER TABLE spillover_ledger ADD COLUMN trace_id VARCHAR(32)"
+    ]
+    assert upgrades(2, "postgresql")[0] == (
+        "ALTER TABLE spillover_ledger ADD COLUMN usage_estimated BOOLEAN DEFAULT FALSE NOT NULL"
+    )
+    assert "DEFAULT 0 NOT NULL" in upgrades(2, "sqlite")[0]
+
+
+def test_serving_with_a_sqlite_ledger_imports_no_sql_toolkit() -> None:
+    probe = (
+        "import sys, gateway.http.app;"
+        "print(sorted(m for m in ('sqlalchemy', 'httpx', 'jinja2', 'litellm', 'fastapi') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
