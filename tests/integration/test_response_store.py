@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import LedgerUnavailable, PayloadTooLarge
-from gateway.state.responses import ResponseStore, StoredResponse
+from gateway.state.responses import ResponseStore
+from gateway.state.stored_response import StoredResponse
 
 
 def _postgres_url() -> str:
@@ -38,7 +39,6 @@ def _turn(rid: str, owner: str, previous: str | None, said: str, at: float) -> S
 
 async def _exercise(url: str) -> dict[str, Any]:
     store = ResponseStore(url, retention_s=60)
-    await store.start()
     run = uuid.uuid4().hex[:8]
     ids = [f"resp_{run}_{i}" for i in range(3)]
     now = time.time()
@@ -82,7 +82,6 @@ def test_chains_owners_deletion_and_expiry(url: str) -> None:
 def test_a_database_that_is_away_is_our_503(tmp_path: Path) -> None:
     async def away() -> None:
         store = ResponseStore("postgresql://postgres@127.0.0.1:1/none", retention_s=60)
-        await store.start()  # starts anyway: the store may come up later
         try:
             with pytest.raises(LedgerUnavailable):
                 await store.history("resp_x", "team-a")
@@ -97,7 +96,6 @@ def test_a_database_that_is_away_is_our_503(tmp_path: Path) -> None:
 def test_a_chain_past_its_bound_is_refused_not_loaded(tmp_path: Path) -> None:
     async def long_chain() -> None:
         store = ResponseStore(f"sqlite:///{tmp_path / 's.sqlite'}", 60, max_history_bytes=4096)
-        await store.start()
         try:
             previous = None
             for i in range(4):

@@ -41,7 +41,8 @@ from gateway.providers.translate.responses_openai import (
     response_object,
 )
 from gateway.providers.upstream_errors import upstream_object
-from gateway.state.responses import ResponseStore, StoredResponse
+from gateway.state.responses import ResponseStore
+from gateway.state.stored_response import StoredResponse
 from policies.schema import Endpoint, Ingress
 
 log = logging.getLogger("spillover.responses")
