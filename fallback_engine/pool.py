@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-
-import httpx
+from typing import TYPE_CHECKING
 
 from fallback_engine import admission
 from fallback_engine.choose import choose
@@ -20,10 +19,13 @@ from fallback_engine.load import PoolRequest
 from fallback_engine.membership import Membership, Resolve
 from fallback_engine.metrics import PoolMetrics
 from fallback_engine.prefix import PrefixTable
-from fallback_engine.replica import Hold, Prober, Replica, ReplicaProbe, State
+from fallback_engine.replica import Hold, Replica, ReplicaProbe, State
 from fallback_engine.scrape_loop import ScrapeLoop
 from fallback_engine.waitqueue import WaitQueue
 from policies.pool import VllmPoolProvider
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Lease", "Pool", "PoolShed"]
 
@@ -79,6 +81,10 @@ class Pool:
     async def start(self) -> None:
         prober = self._probe
         if prober is None:
+            import httpx
+
+            from fallback_engine.prober import Prober
+
             self._client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
             prober = Prober(self.config, self._client)
         self._tasks = [

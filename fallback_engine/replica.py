@@ -18,11 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import httpx
-
 from fallback_engine.load import ReplicaLoad
-from fallback_engine.scrape import Rates, Snapshot, parse, rates
-from policies.pool import VllmPoolProvider
+from fallback_engine.scrape import Rates, Snapshot, rates
 
 State = Literal["starting", "warming", "ready", "draining", "unhealthy"]
 
@@ -157,77 +154,11 @@ class Replica:
 
 
 class ReplicaProbe(Protocol):
-    """What the lifecycle and scrape loops ask of a replica (`Prober` over HTTP; a fake in
-    the component tests)."""
+    """What the lifecycle and scrape loops ask of a replica (`fallback_engine.prober.Prober`
+    over HTTP; a fake in the component tests)."""
 
     async def healthy(self, replica: Replica) -> bool: ...
 
     async def warm_up(self, replica: Replica) -> bool: ...
 
     async def scrape(self, replica: Replica) -> Snapshot | None: ...
-
-
-class Prober:
-    """The HTTP side of a replica's lifecycle: health, model listing, warm-up, scrape."""
-
-    def __init__(self, config: VllmPoolProvider, client: httpx.AsyncClient) -> None:
-        self._config = config
-        self._client = client
-        self._headers = (
-            {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
-            if config.api_key is not None
-            else {}
-        )
-
-    async def healthy(self, replica: Replica) -> bool:
-        """/health is 200 and /v1/models lists the pool's model."""
-        timeout = self._config.health.timeout_s
-        try:
-            health = await self._client.get(replica.url + "/health", timeout=timeout)
-            if health.status_code != 200:
-                replica.last_error = f"/health {health.status_code}"
-                return False
-            models = await self._client.get(
-                replica.url + "/v1/models", headers=self._headers, timeout=timeout
-            )
-            listed = {m.get("id") for m in models.json().get("data", [])}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            replica.last_error = type(exc).__name__
-            return False
-        if self._config.model not in listed:
-            replica.last_error = f"model {self._config.model!r} not listed"
-            return False
-        return True
-
-    async def warm_up(self, replica: Replica) -> bool:
-        warm = self._config.warm_up
-        body = {
-            "model": self._config.model,
-            "messages": [{"role": "user", "content": warm.prompt}],
-            "max_tokens": warm.max_tokens,
-        }
-        try:
-            reply = await self._client.post(
-                replica.url + "/v1/chat/completions",
-                json=body,
-                headers=self._headers,
-                timeout=warm.timeout_s,
-            )
-        except httpx.HTTPError as exc:
-            replica.last_error = f"warm-up: {type(exc).__name__}"
-            return False
-        if reply.status_code != 200:
-            replica.last_error = f"warm-up: {reply.status_code}"
-            return False
-        return True
-
-    async def scrape(self, replica: Replica) -> Snapshot | None:
-        try:
-            reply = await self._client.get(
-                replica.url + "/metrics", timeout=self._config.scrape.timeout_s
-            )
-            if reply.status_code != 200:
-                return None
-            return parse(reply.text, time.monotonic())
-        except (httpx.HTTPError, ValueError):
-            return None

@@ -1,5 +1,6 @@
-"""Health, metrics and the admin API (FastAPI, with its OpenAPI document). Admin routes
-take an admin key in `Authorization: Bearer …`."""
+"""The admin API (FastAPI, with the OpenAPI document at /openapi.json and /docs), built at the
+first request it answers; health and metrics are `gateway.http.health`. Admin routes take an
+admin key in `Authorization: Bearer …`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.accounting.reports import parse_when, spend
 from gateway.drill.faults import FaultSpec
 from gateway.errors import (
     AuthenticationFailed,
@@ -51,36 +50,9 @@ def admin_app(port: AdminPort) -> FastAPI:
         if not principal.admin:
             raise HTTPException(403, "this key is not an admin key")
 
-    app.include_router(_health(port))
     app.include_router(_routing(port), dependencies=[Depends(admin_key)])
     app.include_router(_drills(port), dependencies=[Depends(admin_key)])
     return app
-
-
-def _health(port: AdminPort) -> APIRouter:
-    router = APIRouter(tags=["health"])
-
-    @router.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/health/ready")
-    async def ready() -> JSONResponse:
-        usable, problems = port.problems()
-        return JSONResponse(
-            {
-                "status": "not_ready" if problems else "ready",
-                "routes": usable,
-                "problems": problems,
-            },
-            status_code=503 if problems else 200,
-        )
-
-    @router.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(port.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return router
 
 
 def _routing(port: AdminPort) -> APIRouter:
@@ -108,6 +80,8 @@ def _routing(port: AdminPort) -> APIRouter:
         by: str = "team", since: str = "30d", until: str | None = None
     ) -> JSONResponse:
         """The figures of `spillover costs`, as JSON."""
+        from gateway.accounting.reports import parse_when, spend  # the SQL toolkit, on demand
+
         dims = [d.strip() for d in by.split(",") if d.strip()]
         now = time.time()
         try:

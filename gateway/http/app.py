@@ -22,9 +22,8 @@ from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.pricing import PriceTable
 from gateway.drill.faults import FaultTable
 from gateway.errors import NotFound
-from gateway.http.admin import admin_app
+from gateway.http import health
 from gateway.http.auth import KeyStore
-from gateway.http.console.drills import ConsoleDrills
 from gateway.http.console.incidents import Incidents
 from gateway.http.console.sampler import Sampler
 from gateway.http.console.session import Sessions, process_secret
@@ -48,6 +47,7 @@ from policies.loader import load_config
 from policies.schema import GatewayConfig, StateConfig, Target
 
 if TYPE_CHECKING:
+    from gateway.http.console.drills import ConsoleDrills
     from gateway.state.shared import Outage, SharedRedis
 
 log = logging.getLogger("spillover")
@@ -117,11 +117,11 @@ class Gateway:
         self.state = self.backends.routing
         self.admitter = Admitter(self.backends.limiter, self.metrics)
         self.budgets = Budgets(self.backends.spend, self.metrics)
-        self.admin = admin_app(self)
+        self._admin: ASGIApp | None = None  # built at the first request it answers
         self.incidents = Incidents()
         console = config.console
         self.sampler = Sampler(self.metrics, console.sample_s) if console.enabled else None
-        self.console_drills = ConsoleDrills(self.faults, self.incidents)
+        self._console_drills: ConsoleDrills | None = None
         secret = console.session_secret
         self.console_sessions = Sessions(
             secret.get_secret_value().encode() if secret else process_secret(),
@@ -210,7 +210,6 @@ class Gateway:
 
     async def start(self) -> None:
         await self.ledger.start()
-        await self.responses.start()
         await self.admitter.limiter.start()
         self._current = await build_generation(
             self.boot_config,
@@ -317,7 +316,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.reloader.stop()
-        await self.console_drills.stop()
+        if self._console_drills is not None:
+            await self._console_drills.stop()
         if self.sampler is not None:
             await self.sampler.stop()
         for task in list(self._retiring):
@@ -341,6 +341,9 @@ class Gateway:
                 await proxy(scope, receive, send)
                 return
             path: str = scope["path"]
+            if path in health.PATHS:
+                await health.answer(self, scope, send)
+                return
             if path.startswith("/v1/") or path == "/v1":
                 shown = path if len(path) <= 200 else path[:200] + "…"
                 await send_error(send, NotFound(f"no such endpoint: {shown}"))
@@ -359,13 +362,22 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.admin(scope, receive, send)
+        await self._admin_app()(scope, receive, send)
+
+    def _admin_app(self) -> ASGIApp:
+        if self._admin is None:
+            from gateway.http.admin import admin_app  # FastAPI: only when asked for
+
+            self._admin = admin_app(self)
+        return self._admin
 
     def _console_app(self) -> ASGIApp:
         if self._console is None:
             from gateway.http.console.app import console_app
+            from gateway.http.console.drills import ConsoleDrills
 
-            self._console = console_app(self, self.console_sessions, self.console_drills)
+            self._console_drills = ConsoleDrills(self.faults, self.incidents)
+            self._console = console_app(self, self.console_sessions, self._console_drills)
         return self._console
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

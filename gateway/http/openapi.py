@@ -248,7 +248,28 @@ def _paths() -> dict[str, Any]:
             "responses": _responses(ModelList, False),
         }
     }
-    return {**paths, **_more_paths()}
+    return {**paths, **_more_paths(), **_health_paths()}
+
+
+def _health_paths() -> dict[str, Any]:
+    """Served as plain ASGI by `gateway.http.health`, outside the admin app."""
+
+    def get(summary: str, media: str, codes: tuple[str, ...]) -> dict[str, Any]:
+        answer = {"description": summary, "content": {media: {}}}
+        return {
+            "get": {
+                "tags": ["health"],
+                "summary": summary,
+                "operationId": summary.lower().replace(" ", "_").replace(",", ""),
+                "responses": dict.fromkeys(codes, answer),
+            }
+        }
+
+    return {
+        "/health/live": get("Liveness", "application/json", ("200",)),
+        "/health/ready": get("Readiness, with why not", "application/json", ("200", "503")),
+        "/metrics": get("Prometheus metrics", "text/plain", ("200",)),
+    }
 
 
 def _schemas() -> dict[str, Any]:

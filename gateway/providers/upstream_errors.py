@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
 
 from fallback_engine.pool import PoolShed
@@ -193,6 +192,8 @@ _PROGRAMMING_ERRORS = (AttributeError, TypeError, KeyError, ValueError, IndexErr
 def _failed_in_translation(exc: BaseException) -> bool:
     """litellm wraps its own failures to build a request (a body it cannot translate) in
     the same APIConnectionError as a refused connection: the causes tell them apart."""
+    import httpx  # litellm's own transport: loaded already when litellm raised
+
     causes: list[BaseException] = []
     link: BaseException | None = exc.__cause__ or exc.__context__
     while link is not None and len(causes) < 10:

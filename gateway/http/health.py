@@ -1,0 +1,47 @@
+"""Health and metrics as plain ASGI: what probes and scrapers call every few seconds,
+answered without the admin app (FastAPI and its OpenAPI machinery, built at the first
+`/admin`, `/docs` or `/openapi.json` request)."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Scope, Send
+
+from gateway.errors import MethodNotAllowed
+from gateway.http.admin_port import AdminPort
+from gateway.http.edge import send_error
+
+PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
+async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
+    """One of `PATHS`, for GET (and HEAD: the same head, no body)."""
+    method = scope["method"]
+    if method not in ("GET", "HEAD"):
+        await send_error(send, MethodNotAllowed(f"{scope['path']} accepts GET", allow="GET, HEAD"))
+        return
+    path = scope["path"]
+    status = 200
+    content_type = b"application/json"
+    if path == "/health/live":
+        body = b'{"status":"ok"}'
+    elif path == "/health/ready":
+        usable, problems = port.problems()
+        status = 503 if problems else 200
+        state = "not_ready" if problems else "ready"
+        body = orjson.dumps({"status": state, "routes": usable, "problems": problems})
+    else:
+        body = generate_latest(port.registry)
+        content_type = CONTENT_TYPE_LATEST.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
