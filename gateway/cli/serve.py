@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -38,11 +39,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
-    from gateway.http.app import CONFIG_ENV, LOG_LEVEL_ENV
-    from gateway.http.console.session import process_secret
-    from gateway.http.head_limits import BoundedHttpToolsProtocol
+    from gateway.http import server
 
     setup_logging(log_level)
     loaded = load_or_exit(config)
@@ -56,26 +53,12 @@ def serve(
             count,
             count,
         )
-    os.environ[CONFIG_ENV] = str(config.resolve())
-    os.environ[LOG_LEVEL_ENV] = log_level
-    process_secret()  # the workers sign console sessions with the same secret
-    uvicorn.run(
-        "gateway.http.app:app_from_env",
-        factory=True,
-        host=host or loaded.server.host,
-        port=port or loaded.server.port,
-        workers=count,
-        loop="uvloop",
-        http=BoundedHttpToolsProtocol,
-        h11_max_incomplete_event_size=loaded.server.max_header_bytes,
-        lifespan="on",
-        access_log=False,
-        log_level=log_level,
-        log_config=None,  # ours: one format for the gateway's lines and uvicorn's
-        timeout_graceful_shutdown=int(loaded.server.graceful_shutdown_s),
-        timeout_keep_alive=int(loaded.server.keep_alive_s),
-        server_header=False,
+    argv = server.command(
+        config, host or loaded.server.host, port or loaded.server.port, count, log_level
     )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)  # the serving process, without the CLI's imports
 
 
 def mock_provider(
