@@ -56,6 +56,7 @@ def serve(
     argv = server.command(
         config, host or loaded.server.host, port or loaded.server.port, count, log_level
     )
+    os.environ["PYTHONPATH"] = server.import_path()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)  # the serving process, without the CLI's imports

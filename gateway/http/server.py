@@ -15,11 +15,20 @@ from pathlib import Path
 
 def command(config: Path, host: str, port: int, workers: int, log_level: str) -> list[str]:
     """The argv that starts this module with the interpreter running now; `-P` keeps the
-    working directory off the import path."""
+    working directory off the import path (see `import_path` for what goes on it)."""
     return [
         sys.executable, "-P", "-m", "gateway.http.server", "--config", str(config),
         "--host", host, "--port", str(port), "--workers", str(workers), "--log-level", log_level,
     ]  # fmt: skip
+
+
+def import_path() -> str:
+    """PYTHONPATH for the server: the folder this checkout of the gateway was imported from
+    first, so the server runs the very code the CLI that checked the config ran."""
+    import gateway
+
+    here = str(Path(gateway.__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
 
 
 def run(config: Path, host: str, port: int, workers: int, log_level: str) -> None:
