@@ -39,6 +39,8 @@ class Knobs:
     # Rate-limit headroom reported on successful answers (-1: no such headers).
     ratelimit_remaining: int = -1
     ratelimit_reset_s: float = 1.0
+    # A Set-Cookie on every answer, as a CDN in front of a hosted API sends one.
+    set_cookie: str = ""
     embedding_dims: int = 8
     seed: int = 0
     # Prompt caching (gateway/mock/cache.py), and what each 1,000 uncached prompt tokens add
@@ -158,7 +160,7 @@ async def _stream(
         headers={
             "content-type": "text/event-stream",
             "cache-control": "no-cache",
-            **_headroom(state),
+            **_answer_headers(state),
         }
     )
     await response.prepare(request)
@@ -178,11 +180,16 @@ async def _stream(
     return response
 
 
-def _headroom(state: MockState) -> dict[str, str]:
+def _answer_headers(state: MockState) -> dict[str, str]:
     knobs = state.knobs
+    cookie = {"set-cookie": knobs.set_cookie} if knobs.set_cookie else {}
+    return {**cookie, **_headroom(knobs, state.wire)}
+
+
+def _headroom(knobs: Knobs, wire: Wire) -> dict[str, str]:
     if knobs.ratelimit_remaining < 0:
         return {}
-    if state.wire == "anthropic":
+    if wire == "anthropic":
         reset = time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + knobs.ratelimit_reset_s)
         )
@@ -286,7 +293,7 @@ class _Mock:
                     patch_openai(answer, cache)
             if prefill_s:
                 await asyncio.sleep(prefill_s)
-            return web.json_response(answer, dumps=_dumps, headers=_headroom(self.state))
+            return web.json_response(answer, dumps=_dumps, headers=_answer_headers(self.state))
 
         return handle
 

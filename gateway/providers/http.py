@@ -41,6 +41,9 @@ class PooledHTTPProvider(Provider):
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # One session serves every tenant: a cookie an upstream (or its CDN) sets must
+            # never ride along with anyone's next request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

@@ -4,11 +4,13 @@ never count against a target, and a drill's faults stay inside their scope and t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.hostile import TEAM_B, Hostile
-from tests.support.processes import MockUpstream
+from tests.support.processes import GATEWAY_KEY, MockUpstream, gateway_config, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -106,3 +108,32 @@ def test_a_cool_down_caused_by_a_fault_ends_with_the_fault(hostile: Hostile) -> 
     time.sleep(1.6)
     assert hostile.targets()["primary/gpt-4o"]["cooldown_remaining_s"] == 0
     assert hostile.chat("openai", key=TEAM_B).status_code == 200
+
+
+def test_a_cookie_an_upstream_sets_is_never_sent_for_anyone(
+    openai_upstream: MockUpstream, anthropic_upstream: MockUpstream, logs_dir: Path
+) -> None:
+    # Hosted APIs sit behind CDNs that set cookies (api.openai.com: __cf_bm); a gateway that
+    # kept them would send one tenant's cookie along with every other tenant's request. By
+    # host name: a client keeps no cookie of an IP address anyway.
+    config = gateway_config(openai_upstream.port, anthropic_upstream.port).replace(
+        f"http://127.0.0.1:{openai_upstream.port}", f"http://localhost:{openai_upstream.port}"
+    )
+    assert "localhost" in config
+    openai_upstream.configure(set_cookie="__cf_bm=tenant-a-session; Path=/; HttpOnly")
+    proc = start_gateway(config, logs_dir, name="cookie-gateway")
+    try:
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        for key in (GATEWAY_KEY, GATEWAY_KEY, GATEWAY_KEY):
+            reply = httpx.post(
+                proc.url + "/v1/chat/completions",
+                json=chat,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert reply.status_code == 200, reply.text
+            assert "set-cookie" not in reply.headers
+    finally:
+        proc.stop()
+    sent = openai_upstream.received()
+    assert len(sent) == 3
+    assert [r["headers"].get("cookie") for r in sent] == [None, None, None]
