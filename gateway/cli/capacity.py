@@ -7,14 +7,16 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.accounting.capacity import Demand, Percentiles, Sizing, read_demand, size
 from policies.pool import VllmPoolProvider
+
+if TYPE_CHECKING:
+    from gateway.accounting.capacity import Demand, Percentiles, Sizing
 
 console = Console(soft_wrap=True)
 
@@ -50,6 +52,7 @@ def plan(
 ) -> None:
     """Request sizes (p50/p95/p99), concurrency and KV tokens in flight over time, tokens/s —
     and, given a replica's KV size, the replicas a pool needs at p99 (not at the average)."""
+    from gateway.accounting.capacity import read_demand, size  # the SQL toolkit: only here
     from gateway.accounting.reports import parse_when
     from gateway.cli.common import load_or_exit
 
