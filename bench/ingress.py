@@ -8,7 +8,8 @@ cache_control on three blocks) streamed next to a small one.
 The mock (spillover's own, no delay) runs on CPU 0 with the load generator, the gateway on
 CPU 1 with one worker: compare ratios within one run. Writes bench/results/<date>-<commit>-
 ingress.json and prints the tables. `--trace`: the same with OpenTelemetry tracing on, its
-spans exported to a sink in this process (`ingress-traced.json`).
+spans exported to a sink in this process (`ingress-traced.json`); `--sample-ratio 0.1`: a
+tenth of the requests traced (`ingress-traced-0.1.json`).
 """
 
 from __future__ import annotations
@@ -157,8 +158,12 @@ def _pct(values: list[float], p: int) -> float:
     return round(values[index] * 1000, 3)
 
 
-def _config(port: int, mock_port: int, traces: str | None = None) -> str:
-    tracing = f"tracing: {{otlp_endpoint: '{traces}', export_every_ms: 500}}\n" if traces else ""
+def _config(port: int, mock_port: int, traces: str | None = None, sample: float = 1.0) -> str:
+    tracing = (
+        f"tracing: {{otlp_endpoint: '{traces}', export_every_ms: 500, sample_ratio: {sample}}}\n"
+        if traces
+        else ""
+    )
     return tracing + textwrap.dedent(f"""\
         server: {{host: 127.0.0.1, port: {port}, access_log: false, max_body_bytes: 4194304}}
         ledger: {{url: "sqlite:////tmp/spillover-bench-ingress.sqlite"}}
@@ -243,6 +248,7 @@ def main() -> None:
     parser.add_argument("--conc", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16])
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--trace", action="store_true", help="tracing on, to a local sink")
+    parser.add_argument("--sample-ratio", type=float, default=1.0, help="with --trace")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})  # the load generator shares CPU 0 with the mock
     logs = Path("/tmp/bench-ingress")
@@ -250,7 +256,7 @@ def main() -> None:
     mock_port, port = free_port(), free_port()
     config = logs / "gateway.yaml"
     sink = _otlp_sink() if args.trace else None
-    config.write_text(_config(port, mock_port, sink))
+    config.write_text(_config(port, mock_port, sink, args.sample_ratio))
     spillover = str(ROOT / ".venv" / "bin" / "spillover")
     mock = spawn(["taskset", "-c", "0", spillover, "mock-provider", "--wire", "openai",
                   "--port", str(mock_port)], logs / "mock.log")  # fmt: skip
@@ -266,7 +272,8 @@ def main() -> None:
         stop(gateway)
         stop(mock)
     results["median_of"] = {"duration_s": args.duration, "streams": args.streams}
-    out = results_path("ingress-traced" if args.trace else "ingress")
+    traced = f"ingress-traced-{args.sample_ratio:g}" if args.sample_ratio < 1 else "ingress-traced"
+    out = results_path(traced if args.trace else "ingress")
     out.write_text(json.dumps(results, indent=2))
     _print(results)
     print(f"\nraw: {out.relative_to(ROOT)} (one run: run twice before believing a tail)")

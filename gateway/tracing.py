@@ -19,17 +19,17 @@ from policies.schema import GatewayConfig, TracingConfig
 # Read by `traced()` and `span()` on every call: a module flag is the cheapest check.
 ENABLED = False
 _TRACER: Any = None  # the tracer of the running gateway, for `span()`
+_PROPAGATOR: Any = None  # W3C trace context, made once when tracing starts
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
 def traced(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """`headers` with the current attempt's `traceparent` (unchanged when tracing is off)."""
+    """`headers` with the current attempt's `traceparent` (unchanged when tracing is off);
+    an unsampled request passes its trace on too, marked unsampled."""
     if not ENABLED:
         return headers
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
+    _PROPAGATOR.inject(carrier)
     return {**headers, **carrier} if carrier else headers
 
 
@@ -57,6 +57,8 @@ class RequestSpan:
     def __init__(self, span: Any, token: object) -> None:
         self.span = span
         self.token = token
+        # Sampled: only then is an attribute worth computing (the rest are no-ops).
+        self.recording: bool = span.is_recording()
 
     @property
     def trace_id(self) -> str:
@@ -73,8 +75,11 @@ class Tracing:
         self._provider: Any = None
         self._kinds: dict[str, str] = {}
         if self.enabled:
-            global _TRACER
+            global _TRACER, _PROPAGATOR
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
             self._start(config, exporter)
+            _PROPAGATOR = TraceContextTextMapPropagator()
             ENABLED, _TRACER = True, self._tracer
 
     def _start(self, config: TracingConfig, exporter: Any) -> None:
@@ -107,14 +112,13 @@ class Tracing:
         if not self.enabled:
             return None
         from opentelemetry import context, trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         carrier = {
             name: value.decode("latin-1")
             for name, value in ((k, headers.get(k.encode())) for k in ("traceparent", "tracestate"))
             if value is not None
         }
-        parent = TraceContextTextMapPropagator().extract(carrier)
+        parent = _PROPAGATOR.extract(carrier)
         operation = _OPERATIONS.get(endpoint, endpoint)
         span = self._tracer.start_span(operation, context=parent, kind=trace.SpanKind.SERVER)
         span.set_attribute("gen_ai.operation.name", operation)
@@ -127,6 +131,8 @@ class Tracing:
 
         span = handle.span
         try:
+            if not handle.recording:
+                return
             if ctx.route is not None:
                 operation = _OPERATIONS.get(ctx.endpoint, ctx.endpoint)
                 span.update_name(f"{operation} {ctx.route_name}")
@@ -167,8 +173,8 @@ class Tracing:
     ) -> contextlib.AbstractContextManager[Any]:
         """A client span around one upstream attempt, current while it runs (so the upstream
         call carries its `traceparent`)."""
-        if not self.enabled:
-            return _NO_SPAN
+        if not self.enabled or not _recording():
+            return _NO_SPAN  # unsampled: the request's own context goes upstream
         return self._attempt(operation, provider, model, address)
 
     @contextlib.contextmanager
@@ -194,6 +200,12 @@ class Tracing:
             self._provider.shutdown()
         if _TRACER is self._tracer:
             ENABLED, _TRACER = False, None
+
+
+def _recording() -> bool:
+    from opentelemetry import trace
+
+    return bool(trace.get_current_span().is_recording())
 
 
 def failed(span: Any, error_type: str) -> None:

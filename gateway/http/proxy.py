@@ -10,7 +10,7 @@ import traceback
 
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import logs, tracing
+from gateway import logs
 from gateway.drill.faults import FaultTable
 from gateway.errors import (
     BadRequest,
@@ -133,6 +133,7 @@ class ProxyApp:
         span = self._tracing.request(protocol.endpoint, headers)
         if span is not None:
             ctx.trace_id = span.trace_id
+            ctx.traced = span.recording
         traced_as = logs.trace_id.set(ctx.trace_id)
         self._metrics.in_flight.inc()
         self.in_flight += 1
@@ -197,7 +198,7 @@ class ProxyApp:
         self._dropped(ctx, served.dropped)
         if served.response is not None:
             ctx.usage = served.response.usage
-            if tracing.ENABLED:
+            if ctx.traced:
                 ctx.finish_reasons = finish.from_body(
                     served.response.protocol, served.response.body
                 )

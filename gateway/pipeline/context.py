@@ -81,6 +81,7 @@ class RequestContext:
     dropped: list[str] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
     trace_id: str | None = None  # the request's trace, when tracing is on
+    traced: bool = False  # its span records (sampled): worth reading what only a span shows
 
     @property
     def fell_back(self) -> bool:

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway import tracing
 from gateway.errors import SpilloverError, StreamInterrupted, UpstreamFailure
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.attempt import AttemptRunner, Served
@@ -137,7 +136,7 @@ async def _forward(
         partial.see(served.first_event)
     usage = Usage()
     current = served
-    reasons = ctx.finish_reasons = [] if tracing.ENABLED else None
+    reasons = ctx.finish_reasons = [] if ctx.traced else None
     if reasons is not None and served.stream is not None:
         finish.see_event(served.stream.protocol, served.first_event, reasons)
     while True:

@@ -105,3 +105,24 @@ async def test_a_stream_is_traced_to_its_first_event_and_billed_on_the_request(
     assert dict(server.attributes or {})["spillover.fallback"] is False
     assert dict(server.attributes or {})["gen_ai.response.finish_reasons"] == ("length",)
     assert attempt.status.status_code != StatusCode.ERROR
+
+
+async def test_an_unsampled_request_makes_no_span_and_passes_its_trace_on(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    sent: list[str] = []
+
+    def answer(_call: object) -> object:
+        sent.append(tracing.traced({})["traceparent"])
+        return completion("ok")
+
+    providers = {"primary": FakeProvider("primary", [answer]), "backup": FakeProvider("backup")}
+    unsampled = PARENT[:-2] + "00"  # the client's trace, not sampled
+    async with running(tmp_path, ROUTES, providers, span_exporter=exporter) as gw:
+        reply = await gw.client.post(
+            "/v1/chat/completions", json=CHAT, headers={"traceparent": unsampled}
+        )
+    assert reply.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    [traceparent] = sent  # the upstream still learns the trace, and that it is not sampled
+    assert traceparent.split("-")[1] == PARENT.split("-")[1]
+    assert traceparent.endswith("-00")
