@@ -15,6 +15,10 @@ LEDGER_TABLE = "spillover_ledger"
 VERSION_TABLE = "spillover_schema"
 SCHEMA_VERSION = max(col.since for _, col, _ in COLUMN_SPECS)
 
+# Write-ahead logging, synced at checkpoints: appends stop waiting on every fsync, and the
+# journal holds a row until its transaction is in.
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+
 SQLITE_INSERT = (
     f"INSERT OR IGNORE INTO {LEDGER_TABLE} ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -53,6 +57,16 @@ def sqlite_create() -> list[str]:
     ]
     statements.append(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
     return statements
+
+
+def to_current(version: int | None, dialect: Dialect) -> list[str]:
+    """After the tables exist: what brings a ledger whose version row says `version` (None: a
+    new ledger, no row yet) to the current version, its version row included."""
+    if version is None:
+        return [f"INSERT INTO {VERSION_TABLE} (version) VALUES ({SCHEMA_VERSION})"]
+    if version >= SCHEMA_VERSION:
+        return []
+    return [*upgrades(version, dialect), f"UPDATE {VERSION_TABLE} SET version = {SCHEMA_VERSION}"]
 
 
 def upgrades(version: int, dialect: Dialect) -> list[str]:

@@ -14,8 +14,6 @@ class LedgerStoreError(Exception):
 
 
 class LedgerStore(Protocol):
-    dialect: str
-
     async def open(self) -> None:
         """Connect and bring the schema to the current version."""
 

@@ -17,7 +17,9 @@ from gateway.accounting.tables import engine_url, ledger_table, migrate
 class SqlAlchemyStore:
     def __init__(self, url: str) -> None:
         self._engine: AsyncEngine = create_async_engine(engine_url(url), pool_pre_ping=True)
-        self.dialect = self._engine.dialect.name
+        self._insert = postgresql.insert(ledger_table).on_conflict_do_nothing(
+            index_elements=["uid"]
+        )
 
     async def open(self) -> None:
         try:
@@ -26,11 +28,10 @@ class SqlAlchemyStore:
             raise LedgerStoreError(f"cannot migrate the ledger: {type(exc).__name__}") from exc
 
     async def insert(self, rows: list[tuple[Any, ...]]) -> None:
-        statement = postgresql.insert(ledger_table).on_conflict_do_nothing(index_elements=["uid"])
         values = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(statement, values)
+                await conn.execute(self._insert, values)
         except (SQLAlchemyError, OSError) as exc:
             raise LedgerStoreError(f"ledger insert failed: {type(exc).__name__}") from exc
 

@@ -11,18 +11,16 @@ from typing import Any
 import aiosqlite
 
 from gateway.accounting.schema import (
-    SCHEMA_VERSION,
     SQLITE_INSERT,
+    SQLITE_PRAGMAS,
     VERSION_TABLE,
     sqlite_create,
-    upgrades,
+    to_current,
 )
 from gateway.accounting.store import LedgerStoreError
 
 
 class SqliteStore:
-    dialect = "sqlite"
-
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: aiosqlite.Connection | None = None
@@ -34,10 +32,8 @@ class SqliteStore:
         except (sqlite3.Error, OSError) as exc:
             raise LedgerStoreError(f"cannot open {self._path}: {type(exc).__name__}") from exc
         try:
-            # Write-ahead logging, synced at checkpoints: appends stop waiting on every fsync,
-            # and the journal holds a row until its transaction is in.
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            for pragma in SQLITE_PRAGMAS:
+                await conn.execute(pragma)
             await self._migrate(conn)
         except (sqlite3.Error, OSError) as exc:
             await conn.close()
@@ -52,14 +48,8 @@ class SqliteStore:
                 await conn.execute(statement)
             async with conn.execute(f"SELECT version FROM {VERSION_TABLE}") as cursor:
                 found = await cursor.fetchone()
-            if found is None:
-                await conn.execute(
-                    f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", (SCHEMA_VERSION,)
-                )
-            elif found[0] < SCHEMA_VERSION:
-                for statement in upgrades(found[0], "sqlite"):
-                    await conn.execute(statement)
-                await conn.execute(f"UPDATE {VERSION_TABLE} SET version = ?", (SCHEMA_VERSION,))
+            for statement in to_current(None if found is None else found[0], "sqlite"):
+                await conn.execute(statement)
             await conn.commit()
         except BaseException:
             await conn.rollback()

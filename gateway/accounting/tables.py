@@ -26,10 +26,10 @@ from sqlalchemy.types import TypeEngine
 from gateway.accounting.row import COLUMN_SPECS, Col
 from gateway.accounting.schema import (
     LEDGER_TABLE,
-    SCHEMA_VERSION,
+    SQLITE_PRAGMAS,
     VERSION_TABLE,
     Dialect,
-    upgrades,
+    to_current,
 )
 
 metadata = MetaData()
@@ -93,19 +93,13 @@ async def migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
         version = (await conn.execute(select(schema_table.c.version))).scalar()
-        if version is None:
-            await conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
-            return
-        for statement in upgrades(version, dialect):
+        for statement in to_current(version, dialect):
             await conn.execute(text(statement))
-        if version < SCHEMA_VERSION:
-            await conn.execute(schema_table.update().values(version=SCHEMA_VERSION))
 
 
 def sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """Write-ahead logging, synced at checkpoints: appends stop waiting on every fsync, and a
-    crash loses at most the last transactions (the journal covers the rest)."""
+    """The ledger's SQLite settings on each new connection (SQLAlchemy's `connect` event)."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()

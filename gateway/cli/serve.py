@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -53,13 +51,17 @@ def serve(
             count,
             count,
         )
-    argv = server.command(
-        config, host or loaded.server.host, port or loaded.server.port, count, log_level
-    )
-    os.environ["PYTHONPATH"] = server.import_path()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(argv[0], argv)  # the serving process, without the CLI's imports
+    settings = loaded.server
+    server.Launch(
+        config=config,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=count,
+        log_level=log_level,
+        max_header_bytes=settings.max_header_bytes,
+        keep_alive_s=settings.keep_alive_s,
+        graceful_shutdown_s=settings.graceful_shutdown_s,
+    ).replace_process()  # the serving process, without the CLI's imports
 
 
 def mock_provider(

@@ -1,8 +1,10 @@
 """The serving process: uvicorn with the gateway's settings. `spillover serve` checks the
-config, then replaces itself with this module (same process id, so signals and supervisors
-see no difference), so the process that serves holds only what serving imports — not the
-CLI's terminal rendering, cost reports or SQL toolkit.
-    python -P -m gateway.http.server --config FILE [--host H] [--port P] [--workers N]
+config, then replaces itself with this module (`Launch.replace_process`: same process id, so
+signals and supervisors see no difference), so the process that serves holds only what
+serving imports — not the CLI's terminal rendering, cost reports or SQL toolkit. The
+settings uvicorn needs arrive on the command line, read from the config the CLI checked;
+the app reads the config itself (`app_from_env`).
+    python -P -m gateway.http.server --config FILE --host H --port P …
 """
 
 from __future__ import annotations
@@ -10,19 +12,47 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NoReturn
 
 
-def command(config: Path, host: str, port: int, workers: int, log_level: str) -> list[str]:
-    """The argv that starts this module with the interpreter running now; `-P` keeps the
-    working directory off the import path (see `import_path` for what goes on it)."""
-    return [
-        sys.executable, "-P", "-m", "gateway.http.server", "--config", str(config),
-        "--host", host, "--port", str(port), "--workers", str(workers), "--log-level", log_level,
-    ]  # fmt: skip
+@dataclass(frozen=True)
+class Launch:
+    config: Path
+    host: str
+    port: int
+    workers: int
+    log_level: str
+    max_header_bytes: int
+    keep_alive_s: float
+    graceful_shutdown_s: float
+
+    def argv(self) -> list[str]:
+        """This module's command line, with the interpreter running now; `-P` keeps the
+        working directory off the import path (`_import_path` says what goes on it)."""
+        args = [sys.executable, "-P", "-m", "gateway.http.server"]
+        for field in fields(self):
+            args += [f"--{field.name.replace('_', '-')}", str(getattr(self, field.name))]
+        return args
+
+    def replace_process(self) -> NoReturn:
+        argv = self.argv()
+        os.environ["PYTHONPATH"] = _import_path()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(argv[0], argv)
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> Launch:
+        parser = argparse.ArgumentParser(prog="gateway.http.server", description=__doc__)
+        for field in fields(cls):
+            kind = {"Path": Path, "int": int, "float": float}.get(str(field.type), str)
+            parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, required=True)
+        return cls(**vars(parser.parse_args(argv)))
 
 
-def import_path() -> str:
+def _import_path() -> str:
     """PYTHONPATH for the server: the folder this checkout of the gateway was imported from
     first, so the server runs the very code the CLI that checked the config ran."""
     import gateway
@@ -31,49 +61,36 @@ def import_path() -> str:
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
 
 
-def run(config: Path, host: str, port: int, workers: int, log_level: str) -> None:
-    # Imported here: `spillover serve` imports this module for `command` alone.
+def run(launch: Launch) -> None:
+    # Imported here: `spillover serve` imports this module for `Launch` alone.
     import uvicorn
 
     from gateway.http.app import CONFIG_ENV, LOG_LEVEL_ENV
     from gateway.http.console.session import process_secret
     from gateway.http.head_limits import BoundedHttpToolsProtocol
-    from policies.loader import load_config
 
-    loaded = load_config(config)
-    os.environ[CONFIG_ENV] = str(config.resolve())
-    os.environ[LOG_LEVEL_ENV] = log_level
+    os.environ[CONFIG_ENV] = str(launch.config.resolve())
+    os.environ[LOG_LEVEL_ENV] = launch.log_level
     process_secret()  # the workers sign console sessions with the same secret
     uvicorn.run(
         "gateway.http.app:app_from_env",
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+        host=launch.host,
+        port=launch.port,
+        workers=launch.workers,
         loop="uvloop",
         http=BoundedHttpToolsProtocol,
         ws="none",  # no WebSocket route: the library is never imported
-        h11_max_incomplete_event_size=loaded.server.max_header_bytes,
+        h11_max_incomplete_event_size=launch.max_header_bytes,
         lifespan="on",
         access_log=False,
-        log_level=log_level,
+        log_level=launch.log_level,
         log_config=None,  # ours: one format for the gateway's lines and uvicorn's
-        timeout_graceful_shutdown=int(loaded.server.graceful_shutdown_s),
-        timeout_keep_alive=int(loaded.server.keep_alive_s),
+        timeout_graceful_shutdown=int(launch.graceful_shutdown_s),
+        timeout_keep_alive=int(launch.keep_alive_s),
         server_header=False,
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="gateway.http.server", description=__doc__)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--log-level", default="info")
-    args = parser.parse_args()
-    run(args.config, args.host, args.port, args.workers, args.log_level)
-
-
 if __name__ == "__main__":
-    main()
+    run(Launch.from_argv())

@@ -31,6 +31,8 @@ class ResponseStore:
     async def _store(self) -> SqlResponses:
         """The SQL store, made and its table created at the first call; a database that is
         away is our 503 (LedgerUnavailable), tried again at the next call."""
+        if self._sql is not None:
+            return self._sql
         async with self._opening:
             if self._sql is None:
                 from gateway.state.responses_sql import SqlResponses
