@@ -230,6 +230,7 @@ def _cross_references(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ..
                     ("routes", route_name, "targets", i, "provider"),
                     f"unknown provider {target.provider!r} (known: {', '.join(known)})",
                 )
+    yield from _alias_collisions(config)
     seen_names: set[str] = set()
     for i, key in enumerate(config.keys):
         if key.name in seen_names:
@@ -238,3 +239,16 @@ def _cross_references(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ..
         for j, route_name in enumerate(key.routes or []):
             if route_name not in config.routes:
                 yield ("keys", i, "routes", j), f"unknown route {route_name!r}"
+
+
+def _alias_collisions(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ...], str]]:
+    """A model name reaches one route: an alias may not repeat a route's name, or another
+    alias or pattern (of this route or another)."""
+    owner: dict[str, str] = {name: name for name in config.routes}
+    for route_name, route in config.routes.items():
+        for j, alias in enumerate(route.aliases):
+            taken = owner.get(alias)
+            if taken is not None:
+                what = "the route" if taken == alias else f"an alias of route {taken!r}"
+                yield ("routes", route_name, "aliases", j), f"{alias!r} is already {what}"
+            owner.setdefault(alias, route_name)

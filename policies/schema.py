@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from policies.pool import Priority, VllmPoolProvider
+from policies.route_names import RouteNames
 from policies.schema_base import PriceOverride, PromptCache, Strict, Timeouts
 
 Endpoint = Literal["chat", "completions", "embeddings"]
@@ -254,6 +256,12 @@ class Hedge(Strict):
 class Route(Strict):
     targets: list[Target] = Field(min_length=1)
     """Where the route's requests go, in priority order for `priority`."""
+    aliases: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Other model names that reach this route: exact names, or patterns with `*`
+    (`claude-*`, `gpt-5*`) for clients that choose their own model names (coding agents).
+    An exact name beats a pattern; the pattern with more literal characters beats the other."""
     endpoints: list[Endpoint] | None = None
     """Which endpoints this route serves; by default every endpoint its targets support."""
     strategy: Strategy = "priority"
@@ -283,10 +291,17 @@ class Route(Strict):
     prompt_cache: PromptCache = PromptCache()
     """The shape stage and provider cache hints."""
     untranslatable: Literal["reject", "drop"] = "reject"
-    """A client request carrying what a target's protocol cannot say (an Anthropic document
-    block or `thinking` for an OpenAI-wire target, unknown fields): `reject` skips such
-    targets (a 400 naming the fields when no target is left); `drop` serves without them
-    and says so in the `x-spillover-dropped` header and a metric."""
+    """What a translated target cannot carry and the request means something else without
+    (an Anthropic document block, an input file, a client-run tool with no schema, a field
+    this gateway does not know): `reject` skips such targets (a 400 naming the fields when
+    no target is left); `drop` serves without them. Advisory fields (`thinking`,
+    `context_management`, reasoning items, metadata, …) are always translated where the
+    target has an equivalent and dropped otherwise; every drop is reported in
+    `x-spillover-dropped`, a metric and the ledger row (see the routing docs' table)."""
+    hosted_tools: Literal["drop", "reject"] = "drop"
+    """Tools that only a provider runs (`web_search`, `code_interpreter`, Anthropic's
+    `web_search_20250305`, …) on a target that cannot run them: `drop` serves without them
+    (answering without search beats an outage) and reports it; `reject` skips such targets."""
 
 
 class KeyConfig(Strict):
@@ -442,6 +457,11 @@ class GatewayConfig(Strict):
     """Limits and budgets shared by a team's keys."""
     timezone: str = "UTC"
     """Budget days and months are calendar periods in this time zone."""
+
+    @cached_property
+    def route_names(self) -> RouteNames:
+        """Client model names (route names, aliases, patterns) → route names."""
+        return RouteNames({name: route.aliases for name, route in self.routes.items()})
 
     @model_validator(mode="after")
     def _known_timezone(self) -> GatewayConfig:

@@ -1,6 +1,7 @@
 """Cost reports from the ledger: spend, requests, tokens, cache hit ratio and the money the
 cache saved, fallback share, and $/1M tokens — grouped by any of team, key, route, provider,
-model and day. One query function serves `spillover costs` and `GET /admin/spend`."""
+model, ingress (the client's protocol) and day. One query function serves `spillover costs`
+and `GET /admin/spend`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.accounting.pricing import MILLION, ModelPrice, PriceTable
 from gateway.accounting.tables import engine_url, ledger_table
 
-DIMENSIONS = ("team", "key", "route", "provider", "model", "day")
+DIMENSIONS = ("team", "key", "route", "provider", "model", "ingress", "day")
 _SINCE = re.compile(r"^(\d+)([smhd])$")
 
 

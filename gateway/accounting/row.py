@@ -67,6 +67,12 @@ class LedgerRow:
     ingress: Annotated[str, Col("VARCHAR(16)", since=4, added_default="openai")]
     # The request's OpenTelemetry trace (32 hex digits), when tracing is on.
     trace_id: Annotated[str | None, Col("VARCHAR(32)", since=5)] = None
+    # What a translated target served the request without ("thinking, tools[8] (web_search,
+    # run by OpenAI)"): the client's own field names, bounded.
+    dropped: Annotated[str | None, Col("VARCHAR(1024)", since=6)] = None
+    # A stream that broke after output began and was finished by another target: that
+    # target ("provider/model"); `provider`/`model` name the one that began it.
+    resumed_by: Annotated[str | None, Col("VARCHAR(384)", since=6)] = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}

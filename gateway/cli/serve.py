@@ -21,6 +21,11 @@ def check_config(
         f"{len(config.routes)} routes, {len(config.keys)} keys",
         highlight=False,
     )
+    names = config.route_names.table()
+    if names:
+        console.print("model names that reach a route, in the order they are matched:")
+        for name, route in names:
+            console.print(f"  {name:<32} → {route}", highlight=False, markup=False)
 
 
 def serve(

@@ -58,13 +58,14 @@ class KeyStore:
         return self._by_digest.items()
 
 
-def route_for(config: GatewayConfig, principal: Principal, name: str) -> Route:
-    """The route `name` when it exists and this key may use it; else the same 404 for both,
-    so a key cannot learn which routes exist."""
-    route = config.routes.get(name)
-    if route is None or not principal.may_use(name):
+def route_for(config: GatewayConfig, principal: Principal, name: str) -> tuple[str, Route]:
+    """The route that model name `name` reaches (its own name, an alias or a pattern) and
+    that route's name, when this key may use it; else the same 404 for both, so a key cannot
+    learn which routes exist."""
+    route_name = config.route_names.resolve(name)
+    if route_name is None or not principal.may_use(route_name):
         raise ModelNotFound(
             f"The model '{name[:256]}' does not exist or you do not have access to it.",
             param="model",
         )
-    return route
+    return route_name, config.routes[route_name]

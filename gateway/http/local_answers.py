@@ -64,7 +64,7 @@ async def count_tokens(
         principal = keys.authenticate(AnthropicProtocol().credentials(headers))
         raw = await read_body(headers, receive, config.server.max_body_bytes)
         body = checked_body(raw, _count_only, config.server.max_json_depth)
-        route = route_for(config, principal, body["model"])
+        _, route = route_for(config, principal, body["model"])
         model = route.targets[0].model
         # Past EXACT_UP_TO bytes the four-characters-a-token estimate: the work a count costs
         # is bounded, since counting calls no upstream and is not rate limited.

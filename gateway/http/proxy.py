@@ -239,8 +239,8 @@ class ProxyApp:
         ctx.principal = self.keys.authenticate(protocol.credentials(headers))
         raw = await read_body(headers, receive, self._max_body)
         body = checked_body(raw, protocol.validate, self._max_depth)
-        ctx.route_name = body["model"]
-        route = ctx.route = route_for(self.config, ctx.principal, ctx.route_name)
+        ctx.route_name, route = route_for(self.config, ctx.principal, body["model"])
+        ctx.route = route
         await protocol.read(ctx, body, headers)
         if not self._account.accepting():
             raise LedgerUnavailable(

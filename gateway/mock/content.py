@@ -38,26 +38,39 @@ def continued_from(body: dict[str, Any], messages: list[dict[str, Any]]) -> int:
 
 
 def wants_tool(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Call a tool when tools are offered and the last turn is the user's: the named one if
-    tool_choice names one, else the first. Its arguments fill every required property."""
+    """Call a tool when tools are offered and the last turn is the user's (system turns after
+    it aside, as agents send them): the one tool_choice names, else the first one the user's
+    last words name, else the first. Its arguments fill every required property."""
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
-    if not tools or choice in ("none", {"type": "none"}) or not messages:
+    turns = [m for m in messages if m.get("role") not in ("system", "developer")]
+    if not tools or choice in ("none", {"type": "none"}) or not turns:
         return None
-    if messages[-1].get("role") != "user":
+    if turns[-1].get("role") != "user":
         return None
-    last = messages[-1].get("content")
+    last = turns[-1].get("content")
     if isinstance(last, list) and any(p.get("type") == "tool_result" for p in last):
         return None
     wanted = None
     if isinstance(choice, dict):
         wanted = (choice.get("function") or {}).get("name") or choice.get("name")
-    for tool in tools:
-        spec = tool.get("function") or tool
+    specs = [tool.get("function") or tool for tool in tools]
+    if wanted is None:
+        said = set(_text_of(last).replace(",", " ").replace(".", " ").split())
+        wanted = next((s.get("name") for s in specs if s.get("name") in said), None)
+    for spec in specs:
         if wanted is None or spec.get("name") == wanted:
             schema = spec.get("parameters") or spec.get("input_schema") or {}
             return {"name": spec.get("name"), "arguments": _arguments(schema)}
     return None
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
 
 
 def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
@@ -403,7 +416,10 @@ def _responses_turn(body: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     given = body.get("input")
     items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
     turns = [
-        {"role": "tool" if item.get("type") == "function_call_output" else item.get("role", "")}
+        {
+            "role": "tool" if item.get("type") == "function_call_output" else item.get("role", ""),
+            "content": _text_of(item.get("content")),
+        }
         for item in items
     ]
     return turns, estimate_tokens(items)

@@ -15,7 +15,7 @@ from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import RequestContext
 from gateway.providers.base import Usage
-from policies.schema import GatewayConfig
+from policies.schema import GatewayConfig, Target
 
 access_log = logging.getLogger("spillover.access")
 
@@ -83,9 +83,10 @@ class Accountant:
                 ):
                     if value:
                         m.child(m.tokens, route, target.provider, target.model, kind).inc(value)
-                # Looked up once: a pool's price is computed from its recent traffic.
                 price = self._prices.price(target.provider, target.model)
                 cost = None if price is None else cost_micro_usd(usage, price)
+                if len(ctx.segments) > 1:  # a resumed answer: each upstream its own share
+                    cost = self._segments_cost(ctx)
                 if price is not None and (usage.cached_tokens or usage.cache_write_tokens):
                     self._cache_saving(route, target.provider, target.model, usage, price)
                 if cost is None:
@@ -99,6 +100,15 @@ class Accountant:
         if self._log_access:
             self._access_line(ctx, route, cost)
         return cost
+
+    def _segments_cost(self, ctx: RequestContext) -> int | None:
+        total = 0
+        for target, part in ctx.segments:
+            price = self._prices.price(target.provider, target.model)
+            if price is None:
+                return None
+            total += cost_micro_usd(part, price)
+        return total
 
     def _access_line(self, ctx: RequestContext, route: str, cost: int | None) -> None:
         """One line per request: key=value words for a terminal, the same as fields of the
@@ -165,7 +175,13 @@ class Accountant:
             usage_estimated=ctx.usage_estimated,
             ingress=ctx.ingress,
             trace_id=ctx.trace_id,
+            dropped=", ".join(ctx.dropped)[:1024] or None,
+            resumed_by=_named(ctx.resumed_by),
         )
+
+
+def _named(target: Target | None) -> str | None:
+    return f"{target.provider}/{target.model}"[:384] if target is not None else None
 
 
 def _drill_mark(ctx: RequestContext) -> str | None:

@@ -183,7 +183,7 @@ class AttemptRunner:
         try:
             call.native = _native_for(ctx, route, provider, continuation)
             if call.native is None and ctx.untranslatable:
-                served.dropped = ctx.untranslatable
+                served.dropped = [o.where for o in ctx.untranslatable]
             with self.tracing.attempt(
                 ctx.endpoint, target.provider, target.model, provider.address
             ) as span:
@@ -355,19 +355,36 @@ def _native_for(
     ctx: RequestContext, route: Route, provider: Provider, continuation: bool
 ) -> NativeRequest | None:
     """The client's own body when this provider speaks the client's protocol. Else the
-    chat form goes, and what it could not carry decides as the route says: a skip
-    (`reject`), or an answer without it (`drop`)."""
+    chat form goes, without what it could not carry: advisory parts always, provider-run
+    tools unless the route says `hosted_tools: reject`, essential parts when it says
+    `untranslatable: drop`; otherwise this target is a skip that names them."""
     native = ctx.native
     if native is not None and not continuation and native.protocol in provider.native_protocols:
         return native
-    if ctx.untranslatable and route.untranslatable == "reject":
-        shown = ", ".join(ctx.untranslatable[:5])
-        more = f" and {len(ctx.untranslatable) - 5} more" if len(ctx.untranslatable) > 5 else ""
+    refused = [
+        o.where
+        for o in ctx.untranslatable
+        if (o.kind == "essential" and route.untranslatable == "reject")
+        or (o.kind == "hosted" and route.hosted_tools == "reject")
+    ]
+    if refused:
+        shown = ", ".join(refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        settings = "untranslatable: reject" if route.untranslatable == "reject" else ""
+        if route.hosted_tools == "reject":
+            settings = f"{settings} / hosted_tools: reject" if settings else "hosted_tools: reject"
         raise Unsupported(
-            f"{provider.name} takes OpenAI chat completions, which cannot carry {shown}{more} "
-            f"(route '{ctx.route_name}' has untranslatable: reject; 'drop' serves without them)"
+            f"{provider.name} takes {_wire_of(provider)}, which cannot carry {shown}{more} "
+            f"(route '{ctx.route_name}' has {settings}; 'drop' serves without them)"
         )
     return None
+
+
+def _wire_of(provider: Provider) -> str:
+    """What a provider takes when the client's protocol is not native to it, in words."""
+    if "anthropic" in provider.native_protocols:
+        return "Anthropic Messages (translated from chat completions)"
+    return "OpenAI chat completions"
 
 
 async def _send(provider: Provider, call: UpstreamCall, served: Served) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from gateway.errors import AttemptRecord
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
 from gateway.providers.base import CacheHint, NativeRequest, Usage
+from gateway.providers.translate.chat_form import Omission
 from policies.pool import Priority
 from policies.routing import Skip
 from policies.schema import Endpoint, Ingress, Route, Target
@@ -63,6 +64,9 @@ class RequestContext:
     client_disconnected: bool = False
     usage_estimated: bool = False  # a cut stream's tokens, counted by the gateway
     resumed: bool = False  # a broken stream was continued on another target
+    resumed_by: Target | None = None  # … by this one (`served_by` began the answer)
+    # Each upstream's share of a resumed answer, billed at its own price.
+    segments: list[tuple[Target, Usage]] = field(default_factory=list)
     admission: Any = None  # gateway.pipeline.admit.Admission: limits to release at the end
     finish_reasons: list[str] | None = None  # read only while tracing (providers/finish.py)
     reservation: Any = None  # gateway.pipeline.budgets.Reservation: money to settle at the end
@@ -74,10 +78,10 @@ class RequestContext:
     # The client's protocol. `body` is always the OpenAI chat form the pipeline reads;
     # `native` keeps the client's own body for targets that speak its protocol, and
     # `untranslatable` what the chat form could not carry ("top_k", "messages[0].content[1]
-    # (document)"); `dropped` is set when a translated target served without them.
+    # (document)"), classed; `dropped` is set when a translated target served without them.
     ingress: Ingress = "openai"
     native: NativeRequest | None = None
-    untranslatable: list[str] = field(default_factory=list)
+    untranslatable: list[Omission] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
     trace_id: str | None = None  # the request's trace, when tracing is on
@@ -87,9 +91,12 @@ class RequestContext:
     def fell_back(self) -> bool:
         """Served by a later target because an earlier one failed, was cooling down or had
         its circuit open (a target that cannot serve the endpoint at all does not count)."""
-        return self.served_by is not None and any(
-            a.outcome in ("failed", "skipped") and a.error_class != "unsupported"
-            for a in self.attempts
+        return self.served_by is not None and (
+            self.resumed_by is not None
+            or any(
+                a.outcome in ("failed", "skipped") and a.error_class != "unsupported"
+                for a in self.attempts
+            )
         )
 
     def elapsed(self) -> float:

@@ -136,6 +136,7 @@ async def _forward(
         partial.see(served.first_event)
     usage = Usage()
     current = served
+    told = _ToldUsage()  # what the client has been sent of the answer, across segments
     reasons = ctx.finish_reasons = [] if ctx.traced else None
     if reasons is not None and served.stream is not None:
         finish.see_event(served.stream.protocol, served.first_event, reasons)
@@ -149,16 +150,18 @@ async def _forward(
                     partial.see(event)
                 if reasons is not None:
                     finish.see_event(wire, event, reasons)
-                await client.write(event)
+                await client.write(told.whole(event))
                 relayed += 1
             if ctx.client_disconnected:  # its upstream closed under it: a cut stream
                 ctx.status = 499
-                _add(usage, _reported_or_counted(ctx, current, relayed, metrics))
+                _segment(ctx, usage, current, _reported_or_counted(ctx, current, relayed, metrics))
                 return usage
-            _add(usage, current.stream.usage)
+            _segment(ctx, usage, current, current.stream.usage)
             return usage
         except UpstreamFailure as failure:
-            _add(usage, _reported_or_counted(ctx, current, relayed, metrics))
+            served_part = _reported_or_counted(ctx, current, relayed, metrics)
+            _segment(ctx, usage, current, served_part)
+            told.before(served_part)
             await current.stream.aclose()
             if ctx.client_disconnected:
                 ctx.status = 499
@@ -175,10 +178,10 @@ async def _forward(
                 return usage
             current = resumed
             segments.append(resumed)
-            ctx.served_by = resumed.target
+            ctx.resumed_by = resumed.target
             if not _role_only(resumed.first_event):
                 partial.see(resumed.first_event)  # type: ignore[union-attr]
-                await client.write(resumed.first_event)
+                await client.write(told.whole(resumed.first_event))
 
 
 async def _resume(
@@ -232,6 +235,53 @@ def _reported_or_counted(
         prompt_tokens=reported.prompt_tokens or ctx.prompt_tokens(segment.target.model),
         completion_tokens=max(reported.completion_tokens, relayed - 1),
     )
+
+
+def _segment(ctx: RequestContext, total: Usage, segment: Served, part: Usage) -> None:
+    """One upstream's share of the answer: billed at its own price (`ctx.segments`)."""
+    _add(total, part)
+    ctx.segments.append((segment.target, dataclasses.replace(part)))
+
+
+class _ToldUsage:
+    """After a resume, the usage the client is told is the whole answer's: the prompt once
+    (the first segment's) and every completion token delivered, not the continuation's own
+    count (whose prompt holds the partial answer). Until a resume, events pass untouched."""
+
+    def __init__(self) -> None:
+        self._first: Usage | None = None
+        self._delivered = 0
+
+    def before(self, part: Usage) -> None:
+        if self._first is None:
+            self._first = part
+        self._delivered += part.completion_tokens
+
+    def whole(self, event: bytes) -> bytes:
+        first = self._first
+        if first is None or b'"usage"' not in event or not event.startswith(b"data: {"):
+            return event
+        try:
+            payload = orjson.loads(event[6:])
+            usage = payload.get("usage")
+        except (orjson.JSONDecodeError, AttributeError):
+            return event
+        if not isinstance(usage, dict):
+            return event
+        completion = self._delivered + int(usage.get("completion_tokens") or 0)
+        usage["prompt_tokens"] = first.prompt_tokens
+        usage["completion_tokens"] = completion
+        usage["total_tokens"] = first.prompt_tokens + completion
+        # The prompt's cache reads and writes are the first segment's too.
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) or first.cached_tokens:
+            usage["prompt_tokens_details"] = {
+                **(details if isinstance(details, dict) else {}),
+                "cached_tokens": first.cached_tokens,
+            }
+        if "cache_creation_input_tokens" in usage or first.cache_write_tokens:
+            usage["cache_creation_input_tokens"] = first.cache_write_tokens
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 def _add(total: Usage, part: Usage) -> None:

@@ -49,6 +49,9 @@ def _config(openai_port: int, anthropic_port: int, ledger: Path) -> str:
             targets: [{{provider: chat-only, model: gpt-4o}}]
           gpt-native:
             targets: [{{provider: native, model: gpt-4o}}]
+          gpt-chat-no-hosted:
+            targets: [{{provider: chat-only, model: gpt-4o}}]
+            hosted_tools: reject
           native-then-claude:
             targets: [{{provider: native, model: gpt-4o}}, {{provider: claude, model: claude-sonnet-4-5}}]
             breaker: {{base_ejection_s: 0.2}}
@@ -221,14 +224,29 @@ def test_a_broken_stream_ends_with_response_failed(gw: Proc, openai_upstream: Mo
         assert kinds[0] == "response.created" and kinds[-1] == "response.failed", kinds
 
 
-def test_what_a_chat_target_cannot_run_is_refused_by_name(gw: Proc) -> None:
+def test_what_a_chat_target_cannot_run_is_dropped_and_told_or_refused_by_name(gw: Proc) -> None:
+    # Serving without search beats an outage: by default the hosted tool is dropped, and said.
+    raw = _client(gw).responses.with_raw_response.create(
+        model="gpt-chat",
+        input="news?",
+        tools=[{"type": "web_search"}, WEATHER],  # type: ignore[list-item]
+    )
+    assert raw.headers["x-spillover-dropped"] == "tools[0] (web_search, run by OpenAI)"
+    assert raw.parse().output[0].type == "function_call"  # the client's own tool still works
     with pytest.raises(openai.BadRequestError) as refused:
         _client(gw).responses.create(
-            model="gpt-chat",
+            model="gpt-chat-no-hosted",
             input="news?",
             tools=[{"type": "web_search"}],  # type: ignore[list-item]
         )
     assert "tools[0] (web_search" in refused.value.message
+    assert "hosted_tools: reject" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as refused:  # essential: a file
+        _client(gw).responses.create(
+            model="gpt-chat",
+            input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}],
+        )
+    assert "input[0].content[0] (input_file)" in refused.value.message
     assert "untranslatable: reject" in refused.value.message
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -64,6 +64,8 @@ class Exchange:
     owner: str
     items: list[dict[str, Any]]
     created_at: int
+    # Chat function names that stand for the client's namespaced tools (translated targets).
+    tool_names: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def store(self) -> bool:
@@ -115,7 +117,9 @@ class ResponsesProtocol(ClientProtocol):
         ctx.native = NativeRequest(RESPONSES, native)
         ctx.stream = bool(body.get("stream"))
         ctx.client_wants_usage = True
-        ctx.exchange = Exchange(body, new_id("resp_"), owner, items, int(time.time()))
+        ctx.exchange = Exchange(
+            body, new_id("resp_"), owner, items, int(time.time()), translated.tool_names
+        )
 
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         exchange: Exchange = ctx.exchange
@@ -125,7 +129,7 @@ class ResponsesProtocol(ClientProtocol):
         else:
             completion = upstream_object(response.body)
             try:
-                output, status = output_from_chat(completion)
+                output, status = output_from_chat(completion, exchange.tool_names)
             except (AttributeError, TypeError, KeyError, IndexError) as exc:
                 raise unreadable() from exc
             answer = response_object(
@@ -140,7 +144,9 @@ class ResponsesProtocol(ClientProtocol):
         exchange: Exchange = ctx.exchange
         if upstream == RESPONSES:
             return NativeResponsesEvents(client, exchange, ctx.served_by.model, self._keep)
-        writer = ResponsesStreamWriter(exchange.body, exchange.response_id, ctx.served_by.model)
+        writer = ResponsesStreamWriter(
+            exchange.body, exchange.response_id, ctx.served_by.model, exchange.tool_names
+        )
         return TranslatedResponsesEvents(client, exchange, writer, self._keep)
 
     def error(self, exc: SpilloverError, request_id: str) -> tuple[int, bytes, HeaderList]:

@@ -1,6 +1,8 @@
-"""Reject a Responses request the way OpenAI would, before any upstream sees it: the fields
-the gateway reads, each error naming its parameter. Item and tool kinds it does not know
-pass (they go as sent to native targets)."""
+"""Reject a Responses request the way OpenAI would, before any upstream sees it: only the
+fields the gateway reads itself, each error naming its parameter. Native pass-through is
+never stricter than the upstream: item and tool kinds it does not know, and items missing
+what only a translation needs (a `call_id`), pass — a translated target that cannot carry
+them is a skip with a named reason, not a 400 for every target."""
 
 from __future__ import annotations
 
@@ -72,9 +74,6 @@ def _input(given: Any) -> None:
                 if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
                     where = f"{at}.content[{j}]"
                     raise InvalidRequest(f"{where} must be an object with a type", param=where)
-        elif kind in ("function_call", "function_call_output"):
-            if not isinstance(item.get("call_id"), str):
-                raise InvalidRequest(f"{at}.call_id must be a string", param=f"{at}.call_id")
         elif not isinstance(kind, str):
             raise InvalidRequest(f"{at}.type must be a string", param=f"{at}.type")
 

@@ -3,11 +3,13 @@ targets: the request into chat completions, the answer and its stream back into 
 message and event sequence. Pure functions and one small state machine; no I/O.
 
 What chat completions cannot say is left out of the translation and named in
-`Translated.left_out` — document blocks, server tools (web search and the like), thinking
-blocks (an OpenAI-wire model cannot check their signatures), `top_k`, fields this
-translator does not know — so the route's `untranslatable` setting decides: refuse such a
-target, or serve it without them and say so. `tool_result` with `is_error` keeps its text;
-chat completions has no error flag.
+`Translated.left_out`, classed (`chat_form.OmissionKind`): advisory — `thinking` and
+`output_config` (settings of Anthropic's own reasoning), `context_management`, `top_k`,
+thinking blocks in the history (only Anthropic can check their signatures); hosted — server
+tools (web search and the like) and their blocks; essential — document blocks, Files API
+images, Anthropic-defined client tools with no schema (bash, text editor, computer), fields
+this translator does not know. `tool_result` with `is_error` keeps its text; chat
+completions has no error flag.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
-from gateway.providers.translate.chat_form import ChatChunkWriter, Event, Translated
+from gateway.providers.translate.chat_form import (
+    ChatChunkWriter,
+    Event,
+    Omission,
+    OmissionKind,
+    Translated,
+)
 from gateway.providers.translate.chat_form import sse as sse  # its event form, for callers
 
 _STOP = {
@@ -43,6 +51,27 @@ TRANSLATED_FIELDS = frozenset(
     {"model", "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream",
      "temperature", "top_p", "tools", "tool_choice"}
 )  # fmt: skip
+# Fields an answer is still right without: Anthropic's own reasoning and context settings,
+# sampling and serving hints. Every other untranslated field is essential.
+ADVISORY_FIELDS = frozenset(
+    {"thinking", "output_config", "context_management", "top_k", "service_tier",
+     "inference_geo", "cache_control"}
+)  # fmt: skip
+ADVISORY_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+# Blocks of tools that Anthropic runs itself (their calls and results in the history).
+HOSTED_BLOCKS = frozenset(
+    {"server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
+     "code_execution_tool_result", "bash_code_execution_tool_result",
+     "text_editor_code_execution_tool_result", "mcp_tool_use", "mcp_tool_result",
+     "container_upload", "tool_search_tool_result"}
+)  # fmt: skip
+HOSTED_TOOL_PREFIXES = ("web_search", "web_fetch", "code_execution", "mcp_toolset", "tool_search")
+
+
+def block_kind(kind: Any) -> OmissionKind:
+    if kind in ADVISORY_BLOCKS:
+        return "advisory"
+    return "hosted" if kind in HOSTED_BLOCKS else "essential"
 
 
 def request_to_openai(body: dict[str, Any], model: str) -> Translated:
@@ -76,7 +105,7 @@ def request_to_openai(body: dict[str, Any], model: str) -> Translated:
             out.update(_tool_choice(choice))
     for name in body:
         if name not in TRANSLATED_FIELDS and not _says_nothing(name, body[name]):
-            walk.left_out.append(name)
+            walk.omit(name, "advisory" if name in ADVISORY_FIELDS else "essential")
     return Translated(out, walk.left_out)
 
 
@@ -91,7 +120,10 @@ class _Walk:
     """Turns Anthropic messages into chat messages, noting what it has to leave out."""
 
     def __init__(self) -> None:
-        self.left_out: list[str] = []
+        self.left_out: list[Omission] = []
+
+    def omit(self, where: str, kind: OmissionKind) -> None:
+        self.left_out.append(Omission(where, kind))
 
     def system_parts(self, system: Any) -> list[dict[str, Any]]:
         if not system:
@@ -103,7 +135,7 @@ class _Walk:
             if block.get("type") == "text":
                 parts.append(_text_part(block))
             else:
-                self.left_out.append(f"system[{j}] ({block.get('type')})")
+                self.omit(f"system[{j}] ({block.get('type')})", "essential")
         return parts
 
     def message(self, message: dict[str, Any], at: str) -> list[dict[str, Any]]:
@@ -134,7 +166,7 @@ class _Walk:
             elif kind == "image" and (image := _image_part(block.get("source") or {})):
                 parts.append(image)
             else:
-                self.left_out.append(f"{where} ({kind})")
+                self.omit(f"{where} ({kind})", block_kind(kind))
         return results + ([{"role": "user", "content": parts}] if parts else [])
 
     def _tool_message(self, block: dict[str, Any], at: str) -> dict[str, Any]:
@@ -145,7 +177,8 @@ class _Walk:
                 if part.get("type") == "text":
                     texts.append(part.get("text", ""))
                 else:
-                    self.left_out.append(f"{at}.content[{k}] ({part.get('type')} in a tool result)")
+                    where = f"{at}.content[{k}] ({part.get('type')} in a tool result)"
+                    self.omit(where, "essential")
             content = "".join(texts)
         return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": content or ""}
 
@@ -168,7 +201,7 @@ class _Walk:
                     }
                 )
             else:  # thinking (its signature only Anthropic can check), server tool blocks
-                self.left_out.append(f"{at}.content[{j}] ({kind})")
+                self.omit(f"{at}.content[{j}] ({kind})", block_kind(kind))
         message: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(texts) if texts else None,
@@ -178,9 +211,13 @@ class _Walk:
         return message
 
     def tool_kept(self, tool: dict[str, Any], i: int) -> bool:
-        if tool.get("type") in (None, "custom"):
+        kind = tool.get("type")
+        if kind in (None, "custom"):
             return True
-        self.left_out.append(f"tools[{i}] ({tool.get('type')}, run by Anthropic)")
+        if isinstance(kind, str) and kind.startswith(HOSTED_TOOL_PREFIXES):
+            self.omit(f"tools[{i}] ({kind}, run by Anthropic)", "hosted")
+        else:  # bash, text_editor, computer, memory: the client runs them, but with no schema
+            self.omit(f"tools[{i}] ({kind}, defined by Anthropic)", "essential")
         return False
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -23,13 +23,35 @@ def sse(event: Event) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+# What a translation leaves out, by what the answer loses without it (the docs' table):
+# - advisory: the answer is still correct without it (thinking settings, context management,
+#   metadata, reasoning items only their own model can read) — dropped and reported;
+# - hosted: a tool only a provider runs (web search) or its calls in the history — dropped
+#   and reported unless the route says `hosted_tools: reject`;
+# - essential: the request means something else without it (a document, a file, a tool
+#   with no schema, a field this gateway does not know) — the route's `untranslatable`.
+OmissionKind = Literal["advisory", "hosted", "essential"]
+
+
+@dataclass(frozen=True, slots=True)
+class Omission:
+    where: str  # "top_k", "messages[2].content[0] (document)"
+    kind: OmissionKind
+
+
 @dataclass(slots=True)
 class Translated:
     """A chat completions request, and what of the client's request it could not carry,
-    each named by where it was ("top_k", "messages[2].content[0] (document)")."""
+    each named by where it was and classed by what the answer loses without it.
+    `tool_names`: chat function names that stand for namespaced tools (name → (namespace,
+    name)), to be told back to the client under its own names."""
 
     body: dict[str, Any]
-    left_out: list[str] = field(default_factory=list)
+    left_out: list[Omission] = field(default_factory=list)
+    tool_names: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def names(self, kind: OmissionKind | None = None) -> list[str]:
+        return [o.where for o in self.left_out if kind is None or o.kind == kind]
 
 
 class ChatChunkWriter(ABC):

@@ -2,9 +2,13 @@
 the request (its stored history first) into chat messages, the answer back into a
 Response object, and a chat stream into the Responses event sequence. Pure; no I/O.
 
-Like the Anthropic pair, what chat completions cannot say is named in `Translated.left_out`
-(built-in tools such as web search, reasoning items, fields it does not know) and the
-route's `untranslatable` setting decides."""
+Like the Anthropic pair, what chat completions cannot say is named in `Translated.left_out`,
+classed: advisory (reasoning items, encrypted for their own model; `client_metadata`),
+hosted (tools OpenAI runs — web search, file search, code interpreter — and their calls in
+the history), essential (files, custom and shell tools, items without the `call_id` a chat
+tool message needs, fields it does not know). Namespaced tools (Codex's `namespace`: a
+group of client-run function tools) become plain function tools, and their calls are told
+back under the namespace and name the client gave (`Translated.tool_names`)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,13 @@ from typing import Any
 
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
-from gateway.providers.translate.chat_form import ChatChunkWriter, Event, Translated
+from gateway.providers.translate.chat_form import (
+    ChatChunkWriter,
+    Event,
+    Omission,
+    OmissionKind,
+    Translated,
+)
 
 # Fields the gateway handles itself or that chat completions can say; others are left out.
 HANDLED_FIELDS = frozenset(
@@ -25,6 +35,16 @@ HANDLED_FIELDS = frozenset(
      "stream_options", "include", "truncation", "service_tier", "top_logprobs"}
 )  # fmt: skip
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
+ADVISORY_FIELDS = frozenset(
+    {"client_metadata", "max_tool_calls", "prompt_cache_retention", "context_management"}
+)
+ADVISORY_ITEMS = frozenset({"reasoning"})
+HOSTED_ITEMS = frozenset(
+    {"web_search_call", "file_search_call", "code_interpreter_call", "image_generation_call",
+     "mcp_call", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response"}
+)  # fmt: skip
+HOSTED_TOOLS = ("web_search", "file_search", "code_interpreter", "image_generation", "mcp")
+MAX_FUNCTION_NAME = 64  # OpenAI's limit on a function tool's name
 
 
 def new_id(prefix: str) -> str:
@@ -44,14 +64,17 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: str) -> Translated:
     """`history`: the stored items of the `previous_response_id` chain, oldest first."""
-    left_out: list[str] = []
+    out: dict[str, Any] = {"model": model}
+    translated = Translated(out)
+    tools, names = _chat_tools(body.get("tools") or [], translated)
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
     items = [*history, *input_items(body)]
     for i, item in enumerate(items):
-        _item(item, messages, left_out, f"input[{i - len(history)}]" if i >= len(history) else "")
-    out: dict[str, Any] = {"model": model, "messages": messages}
+        at = f"input[{i - len(history)}]" if i >= len(history) else ""
+        _item(item, messages, translated, names, at)
+    out["messages"] = messages
     if body.get("max_output_tokens") is not None:
         out["max_completion_tokens"] = body["max_output_tokens"]
     for name in ("temperature", "top_p", "parallel_tool_calls", "user", "prompt_cache_key",
@@ -69,22 +92,56 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: 
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = []
-    for i, tool in enumerate(body.get("tools") or []):
-        if tool.get("type") == "function":
-            tools.append(_tool(tool))
-        else:
-            left_out.append(f"tools[{i}] ({tool.get('type')}, run by OpenAI)")
     if tools:
         out["tools"] = tools
         if body.get("tool_choice") is not None:
-            out["tool_choice"] = _tool_choice(body["tool_choice"])
-    left_out.extend(name for name in body if name not in HANDLED_FIELDS)
-    return Translated(out, left_out)
+            out["tool_choice"] = _tool_choice(body["tool_choice"], names)
+    for name in body:
+        if name not in HANDLED_FIELDS:
+            kind: OmissionKind = "advisory" if name in ADVISORY_FIELDS else "essential"
+            translated.left_out.append(Omission(name, kind))
+    return translated
+
+
+def _chat_tools(
+    given: list[dict[str, Any]], translated: Translated
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], str]]:
+    """The chat function tools, namespaced ones flattened; and (namespace, name) → the chat
+    name each namespaced tool got (its own name, unless that is taken: `namespace__name`)."""
+    tools: list[dict[str, Any]] = []
+    taken = {t.get("name") for t in given if t.get("type") == "function"}
+    names: dict[tuple[str, str], str] = {}
+    for i, tool in enumerate(given):
+        kind = tool.get("type")
+        if kind == "function":
+            tools.append(_tool(tool))
+        elif kind == "namespace" and isinstance(tool.get("tools"), list):
+            space = str(tool.get("name") or "")
+            for inner in tool["tools"]:
+                if not isinstance(inner, dict) or inner.get("type", "function") != "function":
+                    inner_kind = inner.get("type") if isinstance(inner, dict) else "?"
+                    where = f"tools[{i}] (a {inner_kind} in namespace {space})"
+                    translated.left_out.append(Omission(where, "essential"))
+                    continue
+                name = str(inner.get("name") or "")
+                chat_name = name if name not in taken else f"{space}__{name}"[:MAX_FUNCTION_NAME]
+                taken.add(chat_name)
+                names[(space, name)] = chat_name
+                translated.tool_names[chat_name] = (space, name)
+                tools.append(_tool({**inner, "name": chat_name}))
+        elif isinstance(kind, str) and kind.startswith(HOSTED_TOOLS):
+            translated.left_out.append(Omission(f"tools[{i}] ({kind}, run by OpenAI)", "hosted"))
+        else:
+            translated.left_out.append(Omission(f"tools[{i}] ({kind})", "essential"))
+    return tools, names
 
 
 def _item(
-    item: dict[str, Any], messages: list[dict[str, Any]], left_out: list[str], at: str
+    item: dict[str, Any],
+    messages: list[dict[str, Any]],
+    translated: Translated,
+    names: dict[tuple[str, str], str],
+    at: str,
 ) -> None:
     kind = item.get("type")
     if kind == "message":
@@ -93,14 +150,22 @@ def _item(
             raise BadRequest(
                 f"{at or 'history'}: role {role!r} is not a message role", param="input"
             )
-        messages.append(
-            {"role": role, "content": _content(item.get("content"), role, left_out, at)}
+        content = _content(item.get("content"), role, translated, at)
+        messages.append({"role": role, "content": content})
+    elif kind in ("function_call", "function_call_output") and not isinstance(
+        item.get("call_id"), str
+    ):  # a chat tool message must name its call
+        translated.left_out.append(
+            Omission(f"{at or 'history'} ({kind} without call_id)", "essential")
         )
     elif kind == "function_call":
+        name = item.get("name")
+        if item.get("namespace"):
+            name = names.get((str(item["namespace"]), str(name)), name)
         call = {
-            "id": item.get("call_id"),
+            "id": item["call_id"],
             "type": "function",
-            "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""},
+            "function": {"name": name, "arguments": item.get("arguments") or ""},
         }
         last = messages[-1] if messages else None
         if last is not None and last["role"] == "assistant" and "tool_calls" in last:
@@ -110,12 +175,18 @@ def _item(
     elif kind == "function_call_output":
         output = item.get("output")
         text = output if isinstance(output, str) else _joined_text(output)
-        messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": text})
+        messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
     elif at:  # reasoning (encrypted for its own model), built-in tool calls, references
-        left_out.append(f"{at} ({kind})")
+        translated.left_out.append(Omission(f"{at} ({kind})", _item_kind(kind)))
 
 
-def _content(content: Any, role: str, left_out: list[str], at: str) -> Any:
+def _item_kind(kind: Any) -> OmissionKind:
+    if kind in ADVISORY_ITEMS:
+        return "advisory"
+    return "hosted" if kind in HOSTED_ITEMS else "essential"
+
+
+def _content(content: Any, role: str, translated: Translated, at: str) -> Any:
     if isinstance(content, str):
         return content
     parts: list[dict[str, Any]] = []
@@ -131,7 +202,7 @@ def _content(content: Any, role: str, left_out: list[str], at: str) -> Any:
                 image["detail"] = part["detail"]
             parts.append({"type": "image_url", "image_url": image})
         elif at:
-            left_out.append(f"{at}.content[{j}] ({kind})")
+            translated.left_out.append(Omission(f"{at}.content[{j}] ({kind})", "essential"))
     if role != "user":  # only user turns take images: the rest is text
         return "".join(p.get("text", "") for p in parts)
     return parts
@@ -161,11 +232,14 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tool_choice(choice: Any) -> Any:
+def _tool_choice(choice: Any, names: dict[tuple[str, str], str]) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name")}}
+        name = choice.get("name")
+        if choice.get("namespace"):
+            name = names.get((str(choice["namespace"]), str(name)), name)
+        return {"type": "function", "function": {"name": name}}
     raise BadRequest("tool_choice: must be auto, none, required or a function", param="tool_choice")
 
 
@@ -243,8 +317,20 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
     }
 
 
-def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {
+ToolNames = dict[str, tuple[str, str]]  # chat name → (namespace, name): Translated.tool_names
+
+
+def call_item(
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    status: str,
+    names: ToolNames | None = None,
+) -> dict[str, Any]:
+    """A function_call item; a flattened namespaced tool's call under the client's own
+    namespace and name."""
+    item = {
         "id": item_id,
         "type": "function_call",
         "status": status,
@@ -252,9 +338,14 @@ def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str
         "name": name,
         "arguments": arguments,
     }
+    if names and name in names:
+        item["namespace"], item["name"] = names[name]
+    return item
 
 
-def output_from_chat(completion: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+def output_from_chat(
+    completion: dict[str, Any], names: ToolNames | None = None
+) -> tuple[list[dict[str, Any]], str]:
     """A chat completion's output items and the response status it ends in."""
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
@@ -270,6 +361,7 @@ def output_from_chat(completion: dict[str, Any]) -> tuple[list[dict[str, Any]], 
                 function.get("name") or "",
                 function.get("arguments") or "",
                 "completed",
+                names,
             )
         )
     status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
@@ -285,8 +377,11 @@ class ResponsesStreamWriter(ChatChunkWriter):
     response.completed (or .incomplete) carrying the whole response; `fail` ends it with
     response.failed."""
 
-    def __init__(self, body: dict[str, Any], response_id: str, model: str) -> None:
+    def __init__(
+        self, body: dict[str, Any], response_id: str, model: str, names: ToolNames | None = None
+    ) -> None:
         super().__init__()
+        self._names = names
         self._body = body
         self.response_id = response_id
         self._model = model
@@ -349,7 +444,8 @@ class ResponsesStreamWriter(ChatChunkWriter):
         if item is None:
             yield from self._close_item()
             call_id = call.get("id") or new_id("call_")
-            item = call_item(new_id("fc_"), call_id, function.get("name") or "", "", "in_progress")
+            name = function.get("name") or ""
+            item = call_item(new_id("fc_"), call_id, name, "", "in_progress", self._names)
             self._calls[index] = item
             yield from self._add(item)
         if function.get("arguments"):

@@ -73,8 +73,12 @@ def test_rows_go_in_once_and_a_second_copy_is_skipped(tmp_path: Path) -> None:
 
 def test_each_later_version_adds_its_columns_only() -> None:
     assert upgrades(SCHEMA_VERSION, "sqlite") == []
-    assert upgrades(4, "postgresql") == [
+    assert upgrades(4, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN trace_id VARCHAR(32)"
+    )
+    assert upgrades(5, "postgresql") == [
+        "ALTER TABLE spillover_ledger ADD COLUMN dropped VARCHAR(1024)",
+        "ALTER TABLE spillover_ledger ADD COLUMN resumed_by VARCHAR(384)",
     ]
     assert upgrades(2, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN usage_estimated BOOLEAN DEFAULT FALSE NOT NULL"

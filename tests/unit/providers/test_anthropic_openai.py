@@ -64,7 +64,8 @@ REQUEST: dict[str, Any] = {
 def test_a_full_request_becomes_chat_completions() -> None:
     translated = ao.request_to_openai(REQUEST, "gpt-4o")
     # What chat completions cannot say is named, by where it was.
-    assert translated.left_out == ["messages[1].content[0] (thinking)", "top_k"]
+    assert translated.names() == ["messages[1].content[0] (thinking)", "top_k"]
+    assert translated.names("essential") == []  # both advisory: the answer is still right
     assert translated.body == {
         "model": "gpt-4o",
         "messages": [
@@ -130,23 +131,32 @@ def test_the_round_trip_through_the_opposite_translator_keeps_the_request() -> N
     ("change", "left_out"),
     [
         ({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
-         ["messages[0].content[0] (document)"]),
+         [("messages[0].content[0] (document)", "essential")]),
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
-         ["tools[0] (web_search_20250305, run by Anthropic)"]),
+         [("tools[0] (web_search_20250305, run by Anthropic)", "hosted")]),
+        ({"tools": [{"type": "bash_20250124", "name": "bash"}]},
+         [("tools[0] (bash_20250124, defined by Anthropic)", "essential")]),
         ({"messages": [{"role": "user", "content": [
             {"type": "image", "source": {"type": "file", "file_id": "f_1"}}]}]},
-         ["messages[0].content[0] (image)"]),
-        ({"context_management": {"edits": []}, "thinking": {"type": "enabled", "budget_tokens": 2000}},
-         ["context_management", "thinking"]),
+         [("messages[0].content[0] (image)", "essential")]),
+        ({"context_management": {"edits": []}, "thinking": {"type": "enabled", "budget_tokens": 2000},
+          "output_config": {"effort": "medium"}},
+         [("context_management", "advisory"), ("thinking", "advisory"), ("output_config", "advisory")]),
+        ({"messages": [{"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]},
+         [("messages[0].content[0] (server_tool_use)", "hosted")]),
+        ({"mcp_servers": [{"url": "https://x"}], "future_field": 1},
+         [("mcp_servers", "essential"), ("future_field", "essential")]),
         ({"thinking": {"type": "disabled"}, "top_k": None}, []),
     ],
 )  # fmt: skip
-def test_what_chat_completions_cannot_say_is_named_not_lost_silently(
-    change: dict[str, Any], left_out: list[str]
+def test_what_chat_completions_cannot_say_is_named_and_classed_not_lost_silently(
+    change: dict[str, Any], left_out: list[tuple[str, str]]
 ) -> None:
     base = {k: v for k, v in REQUEST.items() if k not in ("top_k", "messages")}
     base["messages"] = [{"role": "user", "content": "hi"}]
-    assert ao.request_to_openai({**base, **change}, "m").left_out == left_out
+    translated = ao.request_to_openai({**base, **change}, "m")
+    assert [(o.where, o.kind) for o in translated.left_out] == left_out
 
 
 def test_system_turns_inside_messages_become_system_messages() -> None:

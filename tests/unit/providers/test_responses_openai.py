@@ -103,19 +103,74 @@ def test_the_stored_history_comes_first() -> None:
 @pytest.mark.parametrize(
     ("change", "left_out"),
     [
-        ({"tools": [{"type": "web_search"}, TOOL]}, ["tools[0] (web_search, run by OpenAI)"]),
+        ({"tools": [{"type": "web_search"}, TOOL]}, [("tools[0] (web_search, run by OpenAI)", "hosted")]),
         ({"input": [{"type": "reasoning", "encrypted_content": "gAAA"}, {"role": "user", "content": "x"}]},
-         ["input[0] (reasoning)"]),
+         [("input[0] (reasoning)", "advisory")]),
         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-         ["input[0].content[0] (input_file)"]),
-        ({"conversation": "conv_1", "prompt": {"id": "p"}}, ["conversation", "prompt"]),
+         [("input[0].content[0] (input_file)", "essential")]),
+        ({"input": [{"type": "function_call_output", "output": "x"}]},
+         [("input[0] (function_call_output without call_id)", "essential")]),
+        ({"conversation": "conv_1", "prompt": {"id": "p"}},
+         [("conversation", "essential"), ("prompt", "essential")]),
+        ({"client_metadata": {"turn_id": "t"}, "include": ["reasoning.encrypted_content"]},
+         [("client_metadata", "advisory")]),
+        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, [("tools[0] (custom)", "essential")]),
     ],
 )  # fmt: skip
-def test_what_chat_completions_cannot_say_is_named(
-    change: dict[str, Any], left_out: list[str]
+def test_what_chat_completions_cannot_say_is_named_and_classed(
+    change: dict[str, Any], left_out: list[tuple[str, str]]
 ) -> None:
     body = {"model": "m", "input": "hi", **change}
-    assert ro.request_to_chat(body, [], "m").left_out == left_out
+    translated = ro.request_to_chat(body, [], "m")
+    assert [(o.where, o.kind) for o in translated.left_out] == left_out
+
+
+NAMESPACE = {
+    "type": "namespace",
+    "name": "multi_agent_v1",
+    "description": "Sub-agents.",
+    "tools": [
+        {"type": "function", "name": "spawn_agent", "parameters": {"type": "object", "properties": {}}},
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+    ],
+}  # fmt: skip
+
+
+def test_namespaced_tools_become_function_tools_and_their_calls_keep_the_clients_names() -> None:
+    body = {"model": "m", "input": [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "c1", "namespace": "multi_agent_v1",
+         "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+    ], "tools": [TOOL, NAMESPACE],
+       "tool_choice": {"type": "function", "namespace": "multi_agent_v1", "name": "spawn_agent"}}  # fmt: skip
+    translated = ro.request_to_chat(body, [], "m")
+    assert translated.left_out == []
+    names = [t["function"]["name"] for t in translated.body["tools"]]
+    # get_weather is taken by a top-level tool: the namespaced one is told apart.
+    assert names == ["get_weather", "spawn_agent", "multi_agent_v1__get_weather"]
+    call = translated.body["messages"][1]["tool_calls"][0]
+    assert call["function"]["name"] == "multi_agent_v1__get_weather"
+    assert translated.body["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "spawn_agent"},
+    }
+    # The answer's calls come back under the client's namespace and name, whole or streamed.
+    completion = {"choices": [{"message": {"tool_calls": [
+        {"id": "c2", "function": {"name": "multi_agent_v1__get_weather", "arguments": "{}"}},
+        {"id": "c3", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        "finish_reason": "tool_calls"}]}  # fmt: skip
+    output, _ = ro.output_from_chat(completion, translated.tool_names)
+    assert [(o.get("namespace"), o["name"]) for o in output] == [
+        ("multi_agent_v1", "get_weather"),
+        (None, "get_weather"),
+    ]
+    writer = ro.ResponsesStreamWriter(body, "resp_1", "m", translated.tool_names)
+    chunk = {"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c4", "function": {"name": "spawn_agent", "arguments": "{}"}}]}}]}  # fmt: skip
+    events = list(writer.feed(chunk)) + list(writer.close())
+    done = [d["item"] for name, d in events if name == "response.output_item.done"]
+    assert [(i["namespace"], i["name"]) for i in done] == [("multi_agent_v1", "spawn_agent")]
 
 
 def test_a_wrong_role_or_tool_choice_is_the_requests_fault() -> None:
