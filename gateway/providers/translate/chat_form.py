@@ -39,16 +39,26 @@ class Omission:
     kind: OmissionKind
 
 
+@dataclass(frozen=True, slots=True)
+class ClientTool:
+    """A client's tool as a chat function tool stands for it: its own name and namespace,
+    and whether it takes free-form input (a custom tool, carried as `{"input": "…"}`)."""
+
+    name: str
+    namespace: str | None = None
+    custom: bool = False
+
+
 @dataclass(slots=True)
 class Translated:
     """A chat completions request, and what of the client's request it could not carry,
     each named by where it was and classed by what the answer loses without it.
-    `tool_names`: chat function names that stand for namespaced tools (name → (namespace,
-    name)), to be told back to the client under its own names."""
+    `tool_names`: chat function names that stand for namespaced or custom tools, to be told
+    back to the client as its own."""
 
     body: dict[str, Any]
     left_out: list[Omission] = field(default_factory=list)
-    tool_names: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tool_names: dict[str, ClientTool] = field(default_factory=dict)
 
     def names(self, kind: OmissionKind | None = None) -> list[str]:
         return [o.where for o in self.left_out if kind is None or o.kind == kind]

@@ -17,10 +17,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate.chat_form import (
     ChatChunkWriter,
+    ClientTool,
     Event,
     Omission,
     OmissionKind,
@@ -66,11 +69,16 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: 
     """`history`: the stored items of the `previous_response_id` chain, oldest first."""
     out: dict[str, Any] = {"model": model}
     translated = Translated(out)
-    tools, names = _chat_tools(body.get("tools") or [], translated)
+    items = [*history, *input_items(body)]
+    # Tools come in `tools`, and (Codex, for its newest models) in `additional_tools` items.
+    offered = [*(body.get("tools") or [])]
+    for item in items:
+        if item.get("type") == "additional_tools" and isinstance(item.get("tools"), list):
+            offered.extend(t for t in item["tools"] if isinstance(t, dict))
+    tools, names = _chat_tools(offered, translated)
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
-    items = [*history, *input_items(body)]
     for i, item in enumerate(items):
         at = f"input[{i - len(history)}]" if i >= len(history) else ""
         _item(item, messages, translated, names, at)
@@ -103,44 +111,61 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: 
     return translated
 
 
+Names = dict[tuple[str | None, str], str]  # (namespace, name) → the chat function's name
+
+
 def _chat_tools(
     given: list[dict[str, Any]], translated: Translated
-) -> tuple[list[dict[str, Any]], dict[tuple[str, str], str]]:
-    """The chat function tools, namespaced ones flattened; and (namespace, name) → the chat
-    name each namespaced tool got (its own name, unless that is taken: `namespace__name`)."""
+) -> tuple[list[dict[str, Any]], Names]:
+    """The chat function tools: namespaces opened, custom (free-form) tools as functions of
+    one string `input`; and the chat name each of those got (its own, unless that is taken:
+    `namespace__name`)."""
     tools: list[dict[str, Any]] = []
     taken = {t.get("name") for t in given if t.get("type") == "function"}
-    names: dict[tuple[str, str], str] = {}
+    names: Names = {}
+
+    def add(tool: dict[str, Any], space: str | None, where: str) -> None:
+        kind, name = tool.get("type", "function"), str(tool.get("name") or "")
+        if kind not in ("function", "custom"):
+            translated.left_out.append(Omission(f"{where} ({kind})", "essential"))
+            return
+        if space is None and kind == "function":
+            tools.append(_tool(tool))
+            return
+        chat_name = name if name not in taken else f"{space}__{name}"[:MAX_FUNCTION_NAME]
+        taken.add(chat_name)
+        names[(space, name)] = chat_name
+        translated.tool_names[chat_name] = ClientTool(name, space, kind == "custom")
+        shape = _tool({**tool, "name": chat_name, "parameters": _FREE_FORM})
+        tools.append(shape if kind == "custom" else _tool({**tool, "name": chat_name}))
+
     for i, tool in enumerate(given):
         kind = tool.get("type")
-        if kind == "function":
-            tools.append(_tool(tool))
-        elif kind == "namespace" and isinstance(tool.get("tools"), list):
+        if kind == "namespace" and isinstance(tool.get("tools"), list):
             space = str(tool.get("name") or "")
             for inner in tool["tools"]:
-                if not isinstance(inner, dict) or inner.get("type", "function") != "function":
-                    inner_kind = inner.get("type") if isinstance(inner, dict) else "?"
-                    where = f"tools[{i}] (a {inner_kind} in namespace {space})"
-                    translated.left_out.append(Omission(where, "essential"))
-                    continue
-                name = str(inner.get("name") or "")
-                chat_name = name if name not in taken else f"{space}__{name}"[:MAX_FUNCTION_NAME]
-                taken.add(chat_name)
-                names[(space, name)] = chat_name
-                translated.tool_names[chat_name] = (space, name)
-                tools.append(_tool({**inner, "name": chat_name}))
+                if isinstance(inner, dict):
+                    add(inner, space, f"tools[{i}] (in namespace {space})")
         elif isinstance(kind, str) and kind.startswith(HOSTED_TOOLS):
             translated.left_out.append(Omission(f"tools[{i}] ({kind}, run by OpenAI)", "hosted"))
         else:
-            translated.left_out.append(Omission(f"tools[{i}] ({kind})", "essential"))
+            add(tool, None, f"tools[{i}]")
     return tools, names
+
+
+# A custom tool's free-form input, as a chat function's one argument.
+_FREE_FORM = {
+    "type": "object",
+    "properties": {"input": {"type": "string", "description": "The tool's free-form input."}},
+    "required": ["input"],
+}
 
 
 def _item(
     item: dict[str, Any],
     messages: list[dict[str, Any]],
     translated: Translated,
-    names: dict[tuple[str, str], str],
+    names: Names,
     at: str,
 ) -> None:
     kind = item.get("type")
@@ -152,32 +177,39 @@ def _item(
             )
         content = _content(item.get("content"), role, translated, at)
         messages.append({"role": role, "content": content})
-    elif kind in ("function_call", "function_call_output") and not isinstance(
-        item.get("call_id"), str
-    ):  # a chat tool message must name its call
-        translated.left_out.append(
-            Omission(f"{at or 'history'} ({kind} without call_id)", "essential")
-        )
-    elif kind == "function_call":
-        name = item.get("name")
-        if item.get("namespace"):
-            name = names.get((str(item["namespace"]), str(name)), name)
+    elif kind == "additional_tools":
+        return  # its tools are among the request's tools
+    elif kind in _CALLS and not isinstance(item.get("call_id"), str):
+        # a chat tool message must name its call
+        where = f"{at or 'history'} ({kind} without call_id)"
+        translated.left_out.append(Omission(where, "essential"))
+    elif kind in ("function_call", "custom_tool_call"):
+        name = str(item.get("name"))
+        name = names.get((item.get("namespace") or None, name), name)
+        arguments = item.get("arguments") or ""
+        if kind == "custom_tool_call":
+            arguments = orjson.dumps({"input": str(item.get("input") or "")}).decode()
         call = {
             "id": item["call_id"],
             "type": "function",
-            "function": {"name": name, "arguments": item.get("arguments") or ""},
+            "function": {"name": name, "arguments": arguments},
         }
         last = messages[-1] if messages else None
         if last is not None and last["role"] == "assistant" and "tool_calls" in last:
             last["tool_calls"].append(call)  # parallel calls: one assistant turn
         else:
             messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-    elif kind == "function_call_output":
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         output = item.get("output")
         text = output if isinstance(output, str) else _joined_text(output)
         messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
     elif at:  # reasoning (encrypted for its own model), built-in tool calls, references
         translated.left_out.append(Omission(f"{at} ({kind})", _item_kind(kind)))
+
+
+_CALLS = frozenset(
+    {"function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"}
+)
 
 
 def _item_kind(kind: Any) -> OmissionKind:
@@ -232,13 +264,12 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tool_choice(choice: Any, names: dict[tuple[str, str], str]) -> Any:
+def _tool_choice(choice: Any, names: Names) -> Any:
     if choice in ("auto", "none", "required"):
         return choice
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        name = choice.get("name")
-        if choice.get("namespace"):
-            name = names.get((str(choice["namespace"]), str(name)), name)
+    if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
+        name = str(choice.get("name"))
+        name = names.get((choice.get("namespace") or None, name), name)
         return {"type": "function", "function": {"name": name}}
     raise BadRequest("tool_choice: must be auto, none, required or a function", param="tool_choice")
 
@@ -317,7 +348,7 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
     }
 
 
-ToolNames = dict[str, tuple[str, str]]  # chat name → (namespace, name): Translated.tool_names
+ToolNames = dict[str, ClientTool]  # chat name → the client's tool: Translated.tool_names
 
 
 def call_item(
@@ -329,18 +360,29 @@ def call_item(
     names: ToolNames | None = None,
 ) -> dict[str, Any]:
     """A function_call item; a flattened namespaced tool's call under the client's own
-    namespace and name."""
-    item = {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-    }
-    if names and name in names:
-        item["namespace"], item["name"] = names[name]
+    namespace and name, a custom tool's as a custom_tool_call with its free-form input."""
+    tool = names.get(name) if names else None
+    item: dict[str, Any] = {"id": item_id, "type": "function_call", "status": status,
+                            "call_id": call_id, "name": name, "arguments": arguments}  # fmt: skip
+    if tool is None:
+        return item
+    item["name"] = tool.name
+    if tool.namespace is not None:
+        item["namespace"] = tool.namespace
+    if tool.custom:
+        del item["arguments"]
+        item.update(type="custom_tool_call", input=free_form_input(arguments))
     return item
+
+
+def free_form_input(arguments: str) -> str:
+    """A custom tool's input from the chat function arguments that carried it."""
+    try:
+        parsed = orjson.loads(arguments) if arguments else {}
+    except orjson.JSONDecodeError:
+        return arguments  # a model that answered the input bare
+    value = parsed.get("input") if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else arguments
 
 
 def output_from_chat(
@@ -448,7 +490,9 @@ class ResponsesStreamWriter(ChatChunkWriter):
             item = call_item(new_id("fc_"), call_id, name, "", "in_progress", self._names)
             self._calls[index] = item
             yield from self._add(item)
-        if function.get("arguments"):
+        if function.get("arguments") and item["type"] == "custom_tool_call":
+            item["_arguments"] = item.get("_arguments", "") + function["arguments"]
+        elif function.get("arguments"):
             item["arguments"] += function["arguments"]
             yield self._event(
                 "response.function_call_arguments.delta",
@@ -480,6 +524,16 @@ class ResponsesStreamWriter(ChatChunkWriter):
                 "response.output_text.done", {**where, "text": part["text"], "logprobs": []}
             )
             yield self._event("response.content_part.done", {**where, "part": part})
+        elif item["type"] == "custom_tool_call":
+            # Its input is known once the chat arguments that carry it are whole.
+            item["input"] = free_form_input(item.pop("_arguments", ""))
+            where = {"item_id": item["id"], "output_index": item["_index"]}
+            yield self._event(
+                "response.custom_tool_call_input.delta", {**where, "delta": item["input"]}
+            )
+            yield self._event(
+                "response.custom_tool_call_input.done", {**where, "input": item["input"]}
+            )
         else:
             yield self._event(
                 "response.function_call_arguments.done",

@@ -114,7 +114,7 @@ def test_the_stored_history_comes_first() -> None:
          [("conversation", "essential"), ("prompt", "essential")]),
         ({"client_metadata": {"turn_id": "t"}, "include": ["reasoning.encrypted_content"]},
          [("client_metadata", "advisory")]),
-        ({"tools": [{"type": "custom", "name": "apply_patch"}]}, [("tools[0] (custom)", "essential")]),
+        ({"tools": [{"type": "local_shell"}]}, [("tools[0] (local_shell)", "essential")]),
     ],
 )  # fmt: skip
 def test_what_chat_completions_cannot_say_is_named_and_classed(
@@ -291,3 +291,52 @@ def test_the_request_agrees_with_litellms_bridge() -> None:
                  "response_format"):  # fmt: skip
         assert ours[name] == theirs[name], name
     assert ours["max_completion_tokens"] == theirs["max_tokens"]
+
+
+def test_additional_tools_items_and_custom_tools_cross_to_chat_and_back() -> None:
+    # Codex's newest shape: tools in an `additional_tools` item, a free-form `custom` tool.
+    offered = {"type": "additional_tools", "role": "developer", "tools": [
+        {"type": "namespace", "name": "functions", "tools": [
+            {"type": "custom", "name": "exec", "description": "Run JS.",
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+            {"type": "function", "name": "wait", "parameters": {"type": "object", "properties": {}}}]}]}  # fmt: skip
+    body = {"model": "m", "input": [
+        offered, {"role": "user", "content": "go"},
+        {"type": "custom_tool_call", "call_id": "c1", "namespace": "functions", "name": "exec",
+         "input": "ls()"},
+        {"type": "custom_tool_call_output", "call_id": "c1",
+         "output": [{"type": "input_text", "text": "a.txt"}]},
+    ]}  # fmt: skip
+    translated = ro.request_to_chat(body, [], "m")
+    assert translated.left_out == []
+    tools = {t["function"]["name"]: t["function"] for t in translated.body["tools"]}
+    assert tools["exec"]["parameters"]["required"] == ["input"]
+    assert translated.body["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "exec", "arguments": '{"input":"ls()"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a.txt"},
+    ]  # fmt: skip
+    completion = {"choices": [{"message": {"tool_calls": [
+        {"id": "c2", "function": {"name": "exec", "arguments": '{"input":"print(1)"}'}},
+        {"id": "c3", "function": {"name": "wait", "arguments": "{}"}}]}}]}  # fmt: skip
+    output, _ = ro.output_from_chat(completion, translated.tool_names)
+    assert output[0] | {"id": "x"} == {"id": "x", "type": "custom_tool_call", "status": "completed",
+                                       "call_id": "c2", "name": "exec", "namespace": "functions",
+                                       "input": "print(1)"}  # fmt: skip
+    assert (output[1]["type"], output[1]["namespace"], output[1]["arguments"]) == (
+        "function_call", "functions", "{}")  # fmt: skip
+    writer = ro.ResponsesStreamWriter(body, "resp_1", "m", translated.tool_names)
+    chunks = [{"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c4", "function": {"name": "exec", "arguments": '{"inp'}}]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": 'ut":"x"}'}}]}}]}]  # fmt: skip
+    events = [e for c in chunks for e in writer.feed(c)] + list(writer.close())
+    names = [name for name, _ in events]
+    assert "response.function_call_arguments.delta" not in names
+    [done] = [d["item"] for name, d in events if name == "response.output_item.done"]
+    assert (done["type"], done["input"], done["namespace"]) == (
+        "custom_tool_call",
+        "x",
+        "functions",
+    )
+    assert writer.final is not None and writer.final["output"][0]["input"] == "x"
