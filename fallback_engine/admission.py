@@ -27,7 +27,7 @@ class Refusal:
     """Why a replica cannot take the request now."""
 
     replica: str
-    reason: Literal["kv_usage", "waiting", "kv_room"]
+    reason: Literal["kv_usage", "waiting", "kv_room", "context"]
 
 
 def eligible(
@@ -40,7 +40,9 @@ def eligible(
     long_context = request.prompt_tokens > policy.long_context_tokens
     for replica in replicas:
         kv = replica.kv_estimate
-        if kv is not None and kv >= policy.max_kv_usage:
+        if _over_window(replica, request):
+            refused.append(Refusal(replica.name, "context"))
+        elif kv is not None and kv >= policy.max_kv_usage:
             refused.append(Refusal(replica.name, "kv_usage"))
         elif replica.waiting is not None and replica.waiting > policy.max_waiting:
             refused.append(Refusal(replica.name, "waiting"))
@@ -51,6 +53,12 @@ def eligible(
         else:
             fit.append(replica)
     return fit, refused
+
+
+def _over_window(replica: ReplicaLoad, request: PoolRequest) -> bool:
+    """The prompt alone fills the replica's context window: it would answer 400."""
+    window = replica.max_model_len
+    return window is not None and request.prompt_tokens >= window
 
 
 def pool_kv_usage(replicas: Sequence[ReplicaLoad]) -> float | None:
@@ -69,6 +77,8 @@ def too_large_for_any(
 ) -> bool:
     """A request no replica could ever hold: waiting for it is pointless."""
     if max_model_len is not None and request.tokens > max_model_len:
+        return True
+    if replicas and all(_over_window(r, request) for r in replicas):
         return True
     capacities = [r.kv_capacity_tokens for r in replicas if r.kv_capacity_tokens]
     return bool(capacities) and request.tokens > max(capacities)

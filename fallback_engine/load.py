@@ -28,6 +28,8 @@ class ReplicaLoad:
     # The KV this gateway's in-flight requests there will hold at their peak: prompt plus
     # expected output, each prompt block that several of them share counted once.
     committed_tokens: int = 0
+    # Its context window (from /v1/models): a longer prompt is refused there, so never sent.
+    max_model_len: int | None = None
 
     @property
     def kv_estimate(self) -> float | None:

@@ -35,13 +35,16 @@ class Prober:
             models = await self._client.get(
                 replica.url + "/v1/models", headers=self._headers, timeout=timeout
             )
-            listed = {m.get("id") for m in models.json().get("data", [])}
+            cards = {m.get("id"): m for m in models.json().get("data", [])}
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             replica.last_error = type(exc).__name__
             return False
-        if self._config.model not in listed:
+        card = cards.get(self._config.model)
+        if not isinstance(card, dict):
             replica.last_error = f"model {self._config.model!r} not listed"
             return False
+        window = card.get("max_model_len")
+        replica.max_model_len = window if isinstance(window, int) and window > 0 else None
         return True
 
     async def warm_up(self, replica: Replica) -> bool:

@@ -57,6 +57,8 @@ class Replica:
         self.snapshot: Snapshot | None = None
         self.rates = Rates()
         self.last_error = ""
+        # The longest sequence it serves, as its /v1/models card says (vLLM's max_model_len).
+        self.max_model_len: int | None = None
 
     def __repr__(self) -> str:
         return f"Replica({self.url}, {self.state})"
@@ -76,6 +78,7 @@ class Replica:
             released_tokens=self.released_tokens if fresh else 0,
             pending_prefill_tokens=self.pending_prefill_tokens,
             committed_tokens=self.committed_tokens,
+            max_model_len=self.max_model_len,
         )
 
     # -- the counters change here only --------------------------------------------------------
@@ -92,6 +95,7 @@ class Replica:
         """A reload's new pool keeps what the old one knew of this replica."""
         self.state = previous.state
         self.snapshot, self.rates = previous.snapshot, previous.rates
+        self.max_model_len = previous.max_model_len
 
     def checked(self, healthy: bool) -> int:
         """One health check's result; the consecutive failures so far."""

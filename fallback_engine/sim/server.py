@@ -27,6 +27,40 @@ def _error(status: int, message: str, kind: str, param: str | None = None) -> we
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+def _checked(body: dict[str, Any], prompt_tokens: int, limit: int) -> int | web.Response:
+    """The request's max_tokens as vLLM (0.32) settles it, or its refusal, in its words:
+    a prompt that fills the context is 400 (`param: input_tokens`), a max_tokens past the
+    context or below 1 is 400 (`param: max_tokens`), a sampling parameter of the wrong type
+    400 (`param: body.<name>`). A prompt that fits with too large a max_tokens is not an
+    error: the output is capped at what the context has left."""
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return _error(400, f"1 validation error: body.{name}: Input should be a valid number",
+                          "Bad Request", f"body.{name}")  # fmt: skip
+    if prompt_tokens >= limit:
+        return _error(400, f"This model's maximum context length is {limit} tokens. However, "
+                      f"your prompt contains at least {limit + 1} input tokens, which exceeds "
+                      "this limit even without any output tokens. Please reduce the length of "
+                      f"the input prompt. (parameter=input_tokens, value={limit + 1})",
+                      "BadRequestError", "input_tokens")  # fmt: skip
+    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    if asked is None:
+        return limit - prompt_tokens
+    if isinstance(asked, bool) or not isinstance(asked, int):
+        return _error(400, "1 validation error: body.max_tokens: Input should be a valid integer",
+                      "Bad Request", "body.max_tokens")  # fmt: skip
+    if asked < 1:
+        return _error(400, f"max_tokens must be at least 1, got {asked}. "
+                      f"(parameter=max_tokens, value={asked})",
+                      "BadRequestError", "max_tokens")  # fmt: skip
+    if asked > limit:
+        return _error(400, f"max_tokens={asked} cannot be greater than max_model_len={limit}. "
+                      f"Please request fewer output tokens. (parameter=max_tokens, value={asked})",
+                      "BadRequestError", "max_tokens")  # fmt: skip
+    return min(asked, limit - prompt_tokens)
+
+
 def chat_prompt(body: dict[str, Any]) -> str:
     """A ChatML rendering, like the chat template of the real test model."""
     parts = []
@@ -137,18 +171,14 @@ class SimReplica:
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object", "BadRequestError")
         if body.get("model") != self.model:
-            return _error(404, f"The model `{body.get('model')}` does not exist.",
-                          "NotFoundError", "model")  # fmt: skip
+            return _error(404, f"The model `{body.get('model')}` does not exist. Valid aliases: "
+                          f"{self.model}.", "NotFoundError", "model")  # fmt: skip
         text = chat_prompt(body) if chat else str(body.get("prompt", ""))
         prompt = tokenize(text)
-        limit = self.params.max_model_len
-        max_tokens = (
-            body.get("max_completion_tokens") or body.get("max_tokens") or (limit - len(prompt))
-        )
-        if len(prompt) + int(max_tokens) > limit:
-            return _error(400, f"This model's maximum context length is {limit} tokens. However, "
-                          f"you requested {len(prompt) + int(max_tokens)} tokens.",
-                          "BadRequestError", "max_tokens")  # fmt: skip
+        checked = _checked(body, len(prompt), self.params.max_model_len)
+        if isinstance(checked, web.Response):
+            return checked
+        max_tokens = checked
         if not self._warm:
             self._warm = True
             await asyncio.sleep(self._warmup_ms / 1000)  # kernels compile on the first request

@@ -14,6 +14,7 @@ from gateway import logs
 from gateway.drill.faults import FaultTable
 from gateway.errors import (
     BadRequest,
+    ContextTooLong,
     InternalError,
     InvalidRequest,
     LedgerUnavailable,
@@ -315,14 +316,17 @@ class ProxyApp:
     async def _reply_error(
         self, ctx: RequestContext, protocol: ClientProtocol, exc: SpilloverError, send: Send
     ) -> None:
-        if isinstance(exc, BadRequest):
-            # The upstream judged the request invalid: the client's fault, said as such.
-            exc = InvalidRequest(exc.message, param=exc.param)
-        status, body, headers = protocol.error(exc, ctx.request_id)
-        ctx.status = status
         ctx.error_class = (
             exc.error_class if isinstance(exc, UpstreamFailure) else exc.code or type(exc).__name__
         )
+        if isinstance(exc, BadRequest):
+            # The upstream judged the request invalid: the client's fault, said as such.
+            exc = InvalidRequest(exc.message, param=exc.param)
+        elif isinstance(exc, ContextTooLong):
+            # No target could hold the prompt: the client's to shorten, as OpenAI says it.
+            exc = InvalidRequest(exc.message, param="messages", code=exc.code)
+        status, body, headers = protocol.error(exc, ctx.request_id)
+        ctx.status = status
         await send(
             {
                 "type": "http.response.start",

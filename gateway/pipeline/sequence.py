@@ -213,18 +213,36 @@ class AttemptSequence:
         return await runner.admitted(ctx, self.route, self.queue, self._next_fresh)
 
     async def _larger_window(self, too_long: ContextTooLong) -> Served:
-        """A prompt over the window: one attempt at the route's larger-context target."""
+        """A prompt over a target's window: the route's larger-context target when it names
+        one; else each target not tried yet, in order (another model may hold it)."""
         larger = self.route.on_context_too_long
-        ctx = self.ctx
-        if (
-            larger is None
-            or self.continuation
-            or ctx.endpoint not in self.runner.providers[larger.provider].supports
-        ):
+        ctx, runner = self.ctx, self.runner
+        if self.continuation:
             raise too_long
-        metrics = self.runner.metrics
-        metrics.child(metrics.fallbacks, ctx.route_name, "context_too_long").inc()
-        return await self.runner.one(ctx, self.route, larger, 1, self.body, self.continuation)
+        metrics = runner.metrics
+        if larger is not None:
+            if ctx.endpoint not in runner.providers[larger.provider].supports:
+                raise too_long
+            metrics.child(metrics.fallbacks, ctx.route_name, "context_too_long").inc()
+            return await runner.one(ctx, self.route, larger, 1, self.body)
+        while target := await runner.admitted(ctx, self.route, self.queue, self._next_fresh):
+            self.tries[target_key(target)] = 1
+            try:
+                served = await runner.one(ctx, self.route, target, 1, self.body)
+            except Unsupported:
+                self.queue.remove(target)
+                continue
+            except ContextTooLong as again:
+                too_long = again
+                continue
+            except UpstreamFailure as failure:
+                await self._failed(target, failure)
+                if not failure.retryable:
+                    raise
+                continue
+            metrics.child(metrics.fallbacks, ctx.route_name, "context_too_long").inc()
+            return served
+        raise too_long
 
 
 def retry_after(failure: BaseException | None) -> float | None:

@@ -1,11 +1,14 @@
 """The one place where foreign failures become our error tree: HTTP statuses and error
 bodies of both wire formats, aiohttp exceptions, litellm exceptions, and the self-hosted
-pool's refusals. By type, status,
-structured error codes and headers, never by message text."""
+pool's refusals. By type, status, structured error codes and headers — with one exception:
+a prompt over the context window, which Anthropic (`prompt is too long`) and older vLLM
+servers say only in words. Those few phrasings are matched here, on client-error statuses
+alone (`_CONTEXT_WORDS`), so that failover can send such a request to a larger window."""
 
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +34,16 @@ from gateway.errors import (
 )
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+# vLLM (0.9+) names the parameter a prompt over the window breaks: its input tokens.
+_CONTEXT_PARAMS = frozenset({"input_tokens"})
+# How the upstreams that give no code word it: vLLM ("This model's maximum context length is
+# 2048 tokens. However, you requested …"), Anthropic ("prompt is too long: 210000 tokens >
+# 200000 maximum"), and servers behind litellm or TGI ("input is too long", "exceeds the
+# context window").
+_CONTEXT_WORDS = re.compile(
+    r"maximum context length|prompt is too long|input is too long|exceeds the context window",
+    re.IGNORECASE,
+)
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 
 
@@ -89,7 +102,7 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
     if status in (401, 403):
         # Never echo the upstream's message: it may quote part of our credential.
         return AuthFailed(f"upstream refused the gateway's credentials ({status})", status=status)
-    if status == 413 or code in _CONTEXT_CODES:
+    if status == 413 or code in _CONTEXT_CODES or _over_the_window(status, error):
         return ContextTooLong(
             upstream_message or "prompt exceeds the model's context window", status=status
         )
@@ -103,6 +116,16 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
     return BadRequest(
         upstream_message or f"upstream rejected the request ({status})", status=status, param=param
     )
+
+
+def _over_the_window(status: int, error: Mapping[str, Any]) -> bool:
+    """A 400-class refusal that says the prompt is over the model's context window."""
+    if status not in (400, 422):
+        return False
+    if error.get("param") in _CONTEXT_PARAMS:
+        return True
+    message = error.get("message")
+    return isinstance(message, str) and _CONTEXT_WORDS.search(message[:2000]) is not None
 
 
 _ANTHROPIC_EVENT_STATUS = {

@@ -195,3 +195,17 @@ def test_a_refused_connection_ejects_a_replica_but_a_connect_timeout_only_counts
     # … but a refused or reset connection means the process is gone: out at once.
     assert pool.report_unreachable(Lease(b.url, b, 10), "connect_failed", refused=True)
     assert b.state == "unhealthy" and pool.ready() == []
+
+
+def test_a_replica_whose_window_the_prompt_fills_is_never_sent_it() -> None:
+    policy = Admission()
+    small = ReplicaLoad("small", 0, 0, max_model_len=2048)
+    large = ReplicaLoad("large", 0, 0, max_model_len=32768)
+    unknown = ReplicaLoad("unknown", 0, 0)  # no /v1/models card yet: judged on the rest
+    prompt = PoolRequest(4000, 100)
+    fit, refused = admission.eligible([small, large, unknown], prompt, policy)
+    assert [r.name for r in fit] == ["large", "unknown"]
+    assert [(r.replica, r.reason) for r in refused] == [("small", "context")]
+    assert not admission.too_large_for_any([small, large], prompt, None)
+    assert admission.too_large_for_any([small], prompt, None)  # spill at once, never queue
+    assert not admission.too_large_for_any([small], PoolRequest(2000, 100), None)

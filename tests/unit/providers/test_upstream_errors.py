@@ -51,6 +51,32 @@ def test_context_and_filter_by_structured_code_not_message() -> None:
     assert plain.param == "p"
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # vLLM 0.32, measured: the parameter is named.
+        (400, {"error": {"message": "This model's maximum context length is 2048 tokens. However, "
+               "your prompt contains at least 2049 input tokens, which exceeds this limit even "
+               "without any output tokens. (parameter=input_tokens, value=2049)",
+               "type": "BadRequestError", "param": "input_tokens", "code": 400}}),
+        # Older vLLM: only the words, and no parameter.
+        (400, {"error": {"message": "This model's maximum context length is 2048 tokens. However, "
+               "you requested 4013 tokens (3997 in the messages, 16 in the completion).",
+               "type": "BadRequestError", "param": None, "code": 400}}),
+        # Anthropic.
+        (400, {"type": "error", "error": {"type": "invalid_request_error",
+               "message": "prompt is too long: 210000 tokens > 200000 maximum"}}),
+    ],
+)  # fmt: skip
+def test_a_prompt_over_the_window_is_known_however_the_upstream_words_it(
+    status: int, body: dict[str, object]
+) -> None:
+    failure = from_status(status, {}, orjson.dumps(body))
+    assert isinstance(failure, ContextTooLong) and not failure.retryable
+    # The words count on a client error only: a 5xx that quotes them is the upstream's fault.
+    assert not isinstance(from_status(500, {}, orjson.dumps(body)), ContextTooLong)
+
+
 def test_auth_failure_never_echoes_the_upstream_message() -> None:
     failure = from_status(401, {}, _openai_error("invalid_api_key", "Incorrect key sk-abc…xyz"))
     assert isinstance(failure, AuthFailed) and failure.retryable
