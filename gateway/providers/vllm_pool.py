@@ -5,6 +5,7 @@ and the replica choice live in `fallback_engine`), send over the OpenAI wire to 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from fallback_engine.load import PoolRequest
@@ -82,6 +83,7 @@ class VllmPoolAdapter(Provider):
         if lease.max_tokens is not None:
             call.body = {**call.body, "max_tokens": lease.max_tokens}
             call.body.pop("max_completion_tokens", None)
+        call.body = _within_window(call.body, lease)
         url = lease.base_url + "/v1" + PATHS[call.endpoint]
         try:
             result = await self._wire.send_to(url, call)
@@ -128,6 +130,21 @@ class _LeasedStream(WrappedStream):
     async def aclose(self) -> None:
         self._lease.release()
         await self._inner.aclose()
+
+
+def _within_window(body: dict[str, Any], lease: Lease) -> dict[str, Any]:
+    """A max_tokens past the replica's context window, capped to the window. vLLM refuses
+    one (400) but itself caps any smaller one to what the prompt leaves — so the answer is
+    the same as a replica with room would give, where an agent's 128k max_tokens would
+    otherwise fail on a pool of 32k-token replicas."""
+    window = lease.replica.max_model_len if lease.replica is not None else None
+    if window is None:
+        return body
+    for name in ("max_tokens", "max_completion_tokens"):
+        asked = body.get(name)
+        if isinstance(asked, int) and not isinstance(asked, bool) and asked > window:
+            body = {**body, name: window}
+    return body
 
 
 def _host(base_url: str) -> str:
