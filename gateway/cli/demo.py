@@ -112,8 +112,8 @@ def _stopper(children: list[subprocess.Popen[bytes]]) -> Callable[[], None]:
 _WELCOME = """
 [bold green]Spillover demo is up.[/bold green]
 base URL: [bold]{base}/v1[/bold]   key: [bold]{key}[/bold]
-routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool),
-        llama-3.1-8b (the pool first), claude-sonnet-4-5, text-embedding-3-small
+routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool; also gpt-*),
+        llama-3.1-8b (the pool first), claude-sonnet-4-5 (also claude-*), text-embedding-3-small
 
   curl {base}/v1/chat/completions -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' \\
@@ -127,6 +127,9 @@ routes: gpt-4o (mock OpenAI, then mock Anthropic, then the simulated vLLM pool),
   Make the primary fail and watch the fallback answer (x-spillover-provider: claude):
   curl -X POST http://127.0.0.1:{openai_port}/_mock/config \\
        -d '{{"error_rate": 1, "error_status": 503}}'
+
+  Coding agents: ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={key} claude
+  (Claude Code), or Codex with base_url = "{base}/v1" (docs/agents/).
 
 console: {base}/ui (sign in with the admin key sk-spillover-admin)
 metrics: {base}/metrics   readiness: {base}/health/ready   Ctrl-C stops everything.

@@ -113,6 +113,17 @@ def test_costs_cli_and_admin_spend(
         assert {
             r["group"]["team"]: round(r["spend_usd"] * 1_000_000) for r in admin["rows"]
         } == by_team
+        by_ingress = httpx.get(
+            proc.url + "/admin/spend",
+            params={"by": "ingress", "since": "1d"},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ).json()
+        assert sum(round(r["spend_usd"] * 1_000_000) for r in by_ingress["rows"]) == sum(
+            by_team.values()
+        )
+        assert {r["group"]["ingress"] for r in by_ingress["rows"]} <= {
+            "openai", "anthropic", "responses"
+        }  # fmt: skip
         assert (
             httpx.get(
                 proc.url + "/admin/spend", headers={"Authorization": f"Bearer {GATEWAY_KEY}"}

@@ -49,6 +49,8 @@ def _config(openai_port: int, anthropic_port: int, ledger: Path) -> str:
             targets: [{{provider: chat-only, model: gpt-4o}}]
           gpt-native:
             targets: [{{provider: native, model: gpt-4o}}]
+          claude-only:
+            targets: [{{provider: claude, model: claude-sonnet-4-5}}]
           gpt-chat-no-hosted:
             targets: [{{provider: chat-only, model: gpt-4o}}]
             hosted_tools: reject
@@ -248,6 +250,12 @@ def test_what_a_chat_target_cannot_run_is_dropped_and_told_or_refused_by_name(gw
         )
     assert "input[0].content[0] (input_file)" in refused.value.message
     assert "untranslatable: reject" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as refused:  # named as what it is
+        _client(gw).responses.create(
+            model="claude-only",
+            input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}],
+        )
+    assert "claude takes Anthropic Messages" in refused.value.message
 
 
 def test_hostile_input_gets_openai_errors_never_a_500(gw: Proc) -> None:

@@ -94,6 +94,8 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: 
     effort = (body.get("reasoning") or {}).get("effort")
     if effort:
         out["reasoning_effort"] = effort
+    if (body.get("text") or {}).get("verbosity") is not None:  # chat completions has no such
+        translated.left_out.append(Omission("text.verbosity", "advisory"))
     fmt = (body.get("text") or {}).get("format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
         out["response_format"] = _response_format(fmt)
