@@ -271,7 +271,7 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
     metadata.create_all(engine)
     engine.dispose()
     with sqlite3.connect(db) as conn:  # back to schema 1, as an old gateway left it
-        for column in ("trace_id", "ingress", "usage_estimated", "drill"):
+        for column in ("resumed_by", "dropped", "trace_id", "ingress", "usage_estimated", "drill"):
             conn.execute(f"ALTER TABLE spillover_ledger DROP COLUMN {column}")
         conn.execute("INSERT INTO spillover_schema (version) VALUES (1)")
         row = _old_row("old-in-db")
@@ -297,7 +297,7 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
     assert [bool(r["usage_estimated"]) for r in rows] == [False] * 3
     assert [r["ingress"] for r in rows] == ["openai"] * 3  # rows from before the column too
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM spillover_schema").fetchall() == [(5,)]
+        assert conn.execute("SELECT version FROM spillover_schema").fetchall() == [(6,)]
     assert not (tmp_path / "spool.jsonl").exists()
 
 

@@ -33,10 +33,9 @@ from tests.support.processes import (
     free_ports,
     start_gateway,
 )
+from tests.support.vllm import MODEL, VLLM, require_vllm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
-VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"
-MODEL = ROOT / ".vllm-model" / "tiny-llama"
 CRITICAL_KEY = "sk-oncall-critical"
 SYSTEM = "You are a careful assistant of the operations team. " * 30  # ~700 tokens
 
@@ -47,15 +46,6 @@ class RealPool:
     supervisor: subprocess.Popen[bytes]
     replicas: list[Replica]
     run_dir: Path
-
-
-def _require_vllm() -> None:
-    if VLLM.exists() and (MODEL / "config.json").exists():
-        return
-    message = f"no vLLM venv ({VLLM}) or model ({MODEL}): run scripts/setup-vllm-cpu.sh"
-    if os.environ.get("SPILLOVER_REQUIRE_VLLM") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _config(hosted_port: int, ports: list[int]) -> str:
@@ -105,7 +95,7 @@ def _config(hosted_port: int, ports: list[int]) -> str:
 def real_pool(
     openai_upstream_proc: MockUpstream, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealPool]:
-    _require_vllm()
+    require_vllm()
     run_dir = tmp_path_factory.mktemp("vllm-run")
     ports = free_ports(2)
     config_text = _config(openai_upstream_proc.port, ports)

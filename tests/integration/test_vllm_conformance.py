@@ -35,16 +35,14 @@ from tests.support.ledger_rows import ledger_row
 from tests.support.pool import start_sim
 from tests.support.processes import (
     GATEWAY_KEY,
-    ROOT,
     MockUpstream,
     Proc,
     free_port,
     start_gateway,
 )
+from tests.support.vllm import MODEL, VLLM, require_vllm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm]
-VLLM = ROOT / ".venv-vllm" / "bin" / "vllm"
-MODEL = ROOT / ".vllm-model" / "tiny-llama"
 WINDOW = 2048
 TOO_LONG = "word " * 3000  # over 2,048 tokens in vLLM's tokenizer, the gateway's and the sim's
 WEATHER_SCHEMA = {
@@ -54,18 +52,9 @@ WEATHER_SCHEMA = {
 }
 
 
-def _require_vllm() -> None:
-    if VLLM.exists() and (MODEL / "config.json").exists():
-        return
-    message = f"no vLLM venv ({VLLM}) or model ({MODEL}): run scripts/setup-vllm-cpu.sh"
-    if os.environ.get("SPILLOVER_REQUIRE_VLLM") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def vllm_url(logs_dir: Path) -> Iterator[str]:
-    _require_vllm()
+    require_vllm()
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_TARGET_DEVICE": "cpu",
