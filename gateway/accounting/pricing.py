@@ -136,8 +136,10 @@ class PriceTable:
         overrides: dict[tuple[str, str], ModelPrice],
         self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
         kinds: Mapping[str, str] | None = None,
+        reasoning: frozenset[str] = frozenset(),
     ) -> None:
         self._base = base
+        self._reasoning = reasoning  # models litellm's map says take a reasoning effort
         self._overrides = overrides
         self._self_hosted = dict(self_hosted or {})
         self._kinds = dict(kinds or {})
@@ -150,6 +152,7 @@ class PriceTable:
         kinds: Mapping[str, str] | None = None,
     ) -> PriceTable:
         base: dict[str, ModelPrice] = {}
+        reasoning: set[str] = set()
         source = path or bundled.price_map()
         if source is None:
             log.warning("litellm's price map was not found; only configured prices apply")
@@ -158,7 +161,9 @@ class PriceTable:
             for model, entry in data.items():
                 if isinstance(entry, dict) and (price := _from_litellm(entry)) is not None:
                     base[model] = price
-        return cls(base, overrides, kinds=kinds)
+                if isinstance(entry, dict) and entry.get("supports_reasoning") is True:
+                    reasoning.add(model)
+        return cls(base, overrides, kinds=kinds, reasoning=frozenset(reasoning))
 
     def for_config(
         self,
@@ -188,7 +193,17 @@ class PriceTable:
             }
         )
         kinds = {name: p.kind for name, p in config.providers.items()}
-        return PriceTable(self._base, overrides, self_hosted, kinds)
+        return PriceTable(self._base, overrides, self_hosted, kinds, self._reasoning)
+
+    def reasons(self, provider: str, model: str) -> bool:
+        """Whether `model` at `provider` takes a reasoning effort (litellm's map), so that an
+        Anthropic client's thinking settings can become one."""
+        known = self._reasoning
+        return (
+            model in known
+            or f"{self.kind(provider)}/{model}" in known
+            or model.split("/", 1)[-1] in known
+        )
 
     def kind(self, provider: str) -> str:
         return self._kinds.get(provider, "")

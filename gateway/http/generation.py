@@ -116,6 +116,7 @@ async def build_generation(
         metrics,
         state,
         price_of=accountant.price_of,
+        reasons=accountant.reasons,
         tracing=tracing,
         on_breaker=on_breaker,
     )

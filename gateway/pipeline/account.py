@@ -51,6 +51,10 @@ class Accountant:
         """The price this gateway charges for `model` at `provider` (its current config)."""
         return self._prices.price(provider, model)
 
+    def reasons(self, provider: str, model: str) -> bool:
+        """Whether `model` at `provider` takes a reasoning effort."""
+        return self._prices.reasons(provider, model)
+
     def accepting(self) -> bool:
         """Whether a row for a new request can be kept."""
         return self._ledger is None or self._ledger.accepting()

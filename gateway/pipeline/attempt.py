@@ -39,6 +39,7 @@ from gateway.providers.base import (
     UpstreamResponse,
     UpstreamStream,
 )
+from gateway.providers.translate.anthropic_openai import REASONING_SETTINGS
 from gateway.state.contracts import RoutingState
 from gateway.state.windows import Outcome
 from gateway.tracing import Tracing
@@ -74,6 +75,7 @@ class AttemptRunner:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         price_of: Callable[[str, str], ModelPrice | None] | None = None,
+        reasons: Callable[[str, str], bool] | None = None,
         tracing: Tracing | None = None,
         on_breaker: Callable[[Target, str, str], None] | None = None,
     ) -> None:
@@ -85,6 +87,7 @@ class AttemptRunner:
         self.state = state
         self.clock = clock
         self._price_of = price_of
+        self._reasons = reasons  # (provider, model): takes a reasoning effort
         self.rng = rng or random.Random()
         self._throttle = LogThrottle()
         self.retry_budget = RetryBudget()
@@ -182,8 +185,8 @@ class AttemptRunner:
         served = Served(target, started=started)
         try:
             call.native = _native_for(ctx, route, provider, continuation)
-            if call.native is None and ctx.untranslatable:
-                served.dropped = [o.where for o in ctx.untranslatable]
+            if call.native is None:
+                self._translated(ctx, target, call, served)
             with self.tracing.attempt(
                 ctx.endpoint, target.provider, target.model, provider.address
             ) as span:
@@ -201,6 +204,19 @@ class AttemptRunner:
         served.elapsed = time.perf_counter() - started
         ctx.attempts.append(AttemptRecord.ok(target.provider, target.model, served.elapsed * 1000))
         return served
+
+    def _translated(
+        self, ctx: RequestContext, target: Target, call: UpstreamCall, served: Served
+    ) -> None:
+        """A translated request: the client's reasoning settings become the target's effort
+        where the target reasons; whatever else could not be carried, it is served without."""
+        effort = ctx.reasoning_effort
+        carried: frozenset[str] = frozenset()
+        reasons = self._reasons
+        if effort and reasons is not None and reasons(target.provider, target.model):
+            call.body = {**call.body, "reasoning_effort": effort}
+            carried = REASONING_SETTINGS
+        served.dropped = [o.where for o in ctx.untranslatable if o.where not in carried]
 
     async def settle(self, ctx: RequestContext, route: Route, served: Served) -> None:
         """The success bookkeeping, done once the first bytes are on their way to the

@@ -82,6 +82,7 @@ class RequestContext:
     ingress: Ingress = "openai"
     native: NativeRequest | None = None
     untranslatable: list[Omission] = field(default_factory=list)
+    reasoning_effort: str | None = None  # the client's thinking, for a target that reasons
     dropped: list[str] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
     trace_id: str | None = None  # the request's trace, when tracing is on

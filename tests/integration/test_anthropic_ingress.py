@@ -55,6 +55,8 @@ def _config(openai_port: int, anthropic_port: int, ledger: Path) -> str:
             targets: [{{provider: claude, model: claude-sonnet-4-5}}]
           gpt-translated:
             targets: [{{provider: primary, model: gpt-4o}}]
+          gpt5-translated:
+            targets: [{{provider: primary, model: gpt-5}}]
           claude-then-gpt:
             targets: [{{provider: claude, model: claude-sonnet-4-5}}, {{provider: primary, model: gpt-4o}}]
           claude-then-gpt-drop:
@@ -349,7 +351,7 @@ def test_hostile_input_gets_anthropic_errors_never_a_500(gw: Proc) -> None:
 
 
 def test_thinking_blocks_and_their_signatures_pass_through_both_ways(
-    gw: Proc, anthropic_upstream: MockUpstream
+    gw: Proc, anthropic_upstream: MockUpstream, openai_upstream: MockUpstream
 ) -> None:
     client = _client(gw)
     thinking: Any = {"type": "enabled", "budget_tokens": 1024}
@@ -377,6 +379,11 @@ def test_thinking_blocks_and_their_signatures_pass_through_both_ways(
     raw = client.messages.with_raw_response.create(**{**body, "model": "gpt-translated"})  # type: ignore[arg-type]
     assert raw.headers["x-spillover-dropped"] == "thinking"
     assert raw.parse().content[0].type == "text"
+    assert "reasoning_effort" not in openai_upstream.received()[-1]["body"]
+    # A target that reasons (gpt-5, as litellm's map says) gets the thinking as its effort.
+    raw = client.messages.with_raw_response.create(**{**body, "model": "gpt5-translated"})  # type: ignore[arg-type]
+    assert "x-spillover-dropped" not in raw.headers
+    assert openai_upstream.received()[-1]["body"]["reasoning_effort"] == "low"  # 1,024 tokens
 
 
 def _delta_type(data: str) -> str:

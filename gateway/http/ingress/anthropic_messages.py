@@ -52,6 +52,7 @@ class AnthropicProtocol(ClientProtocol):
         translated = request_to_openai(body, body["model"])
         ctx.body = translated.body
         ctx.untranslatable = translated.left_out
+        ctx.reasoning_effort = translated.reasoning_effort
         ctx.native = NativeRequest(ANTHROPIC, body, forwarded_headers(headers))
         ctx.stream = bool(body.get("stream"))
         ctx.client_wants_usage = True  # Anthropic always reports usage; billing needs it

@@ -58,6 +58,27 @@ ADVISORY_FIELDS = frozenset(
      "inference_geo", "cache_control"}
 )  # fmt: skip
 ADVISORY_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+# The settings of Anthropic's own reasoning, carried as `reasoning_effort` to a target that
+# reasons (`reasoning_effort`), dropped for any other.
+REASONING_SETTINGS = frozenset({"thinking", "output_config"})
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+
+
+def reasoning_effort(body: dict[str, Any]) -> str | None:
+    """An OpenAI reasoning effort for the request's thinking settings: `output_config.effort`
+    when set, else a thinking budget's size (below 4k tokens low, below 16k medium, else
+    high); None when thinking is off or says nothing of its effort."""
+    config = body.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    if isinstance(effort, str) and effort in _EFFORTS:
+        return _EFFORTS[effort]
+    thinking = body.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if thinking and thinking.get("type") == "enabled" and isinstance(budget, int):
+        return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    return None
+
+
 # Blocks of tools that Anthropic runs itself (their calls and results in the history).
 HOSTED_BLOCKS = frozenset(
     {"server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
@@ -106,7 +127,7 @@ def request_to_openai(body: dict[str, Any], model: str) -> Translated:
     for name in body:
         if name not in TRANSLATED_FIELDS and not _says_nothing(name, body[name]):
             walk.omit(name, "advisory" if name in ADVISORY_FIELDS else "essential")
-    return Translated(out, walk.left_out)
+    return Translated(out, walk.left_out, reasoning_effort=reasoning_effort(body))
 
 
 def _says_nothing(name: str, value: Any) -> bool:

@@ -59,6 +59,8 @@ class Translated:
     body: dict[str, Any]
     left_out: list[Omission] = field(default_factory=list)
     tool_names: dict[str, ClientTool] = field(default_factory=dict)
+    # The client's reasoning settings as an OpenAI effort, for a target that reasons.
+    reasoning_effort: str | None = None
 
     def names(self, kind: OmissionKind | None = None) -> list[str]:
         return [o.where for o in self.left_out if kind is None or o.kind == kind]

@@ -309,3 +309,24 @@ def test_the_request_agrees_with_litellms_adapter() -> None:
         return body
 
     assert normal(ours) == normal(dict(theirs))
+
+
+@pytest.mark.parametrize(
+    ("settings", "effort"),
+    [
+        ({"output_config": {"effort": "medium"}, "thinking": {"type": "adaptive"}}, "medium"),
+        ({"output_config": {"effort": "max"}}, "high"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "low"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 8000}}, "medium"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 32000}}, "high"),
+        ({"thinking": {"type": "adaptive"}}, None),  # it says nothing of how hard
+        ({"thinking": {"type": "disabled"}}, None),
+    ],
+)
+def test_thinking_settings_become_an_effort_for_a_target_that_reasons(
+    settings: dict[str, Any], effort: str | None
+) -> None:
+    body = {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}
+    translated = ao.request_to_openai({**body, **settings}, "m")
+    assert translated.reasoning_effort == effort
+    assert "reasoning_effort" not in translated.body  # added per target, where it reasons
