@@ -39,7 +39,7 @@ from gateway.providers.base import (
     UpstreamResponse,
     UpstreamStream,
 )
-from gateway.providers.translate.anthropic_openai import REASONING_SETTINGS
+from gateway.providers.translate.chat_form import REASONING_SETTINGS
 from gateway.state.contracts import RoutingState
 from gateway.state.windows import Outcome
 from gateway.tracing import Tracing

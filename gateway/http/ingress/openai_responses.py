@@ -111,6 +111,7 @@ class ResponsesProtocol(ClientProtocol):
         translated = request_to_chat(body, history, body["model"])
         ctx.body = translated.body
         ctx.untranslatable = translated.left_out
+        ctx.reasoning_effort = translated.reasoning_effort
         native = {k: v for k, v in body.items() if k != "previous_response_id"}
         native["input"] = [*history, *items]
         native["store"] = False  # the conversation is ours; the upstream keeps nothing

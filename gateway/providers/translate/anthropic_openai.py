@@ -58,9 +58,6 @@ ADVISORY_FIELDS = frozenset(
      "inference_geo", "cache_control"}
 )  # fmt: skip
 ADVISORY_BLOCKS = frozenset({"thinking", "redacted_thinking"})
-# The settings of Anthropic's own reasoning, carried as `reasoning_effort` to a target that
-# reasons (`reasoning_effort`), dropped for any other.
-REASONING_SETTINGS = frozenset({"thinking", "output_config"})
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 

@@ -33,6 +33,12 @@ def sse(event: Event) -> bytes:
 OmissionKind = Literal["advisory", "hosted", "essential"]
 
 
+# The client's reasoning settings (Anthropic's `thinking` / `output_config`, Responses'
+# `reasoning.effort`): carried as `reasoning_effort` to a target that reasons, dropped
+# (advisory) for any other — a model that does not reason refuses the parameter.
+REASONING_SETTINGS = frozenset({"thinking", "output_config", "reasoning.effort"})
+
+
 @dataclass(frozen=True, slots=True)
 class Omission:
     where: str  # "top_k", "messages[2].content[0] (document)"

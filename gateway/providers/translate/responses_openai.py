@@ -92,8 +92,9 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: 
     if body.get("top_logprobs") is not None:
         out["logprobs"] = True
     effort = (body.get("reasoning") or {}).get("effort")
-    if effort:
-        out["reasoning_effort"] = effort
+    if isinstance(effort, str) and effort:  # the target's, where it reasons (attempt stage)
+        translated.reasoning_effort = effort
+        translated.left_out.append(Omission("reasoning.effort", "advisory"))
     if (body.get("text") or {}).get("verbosity") is not None:  # chat completions has no such
         translated.left_out.append(Omission("text.verbosity", "advisory"))
     fmt = (body.get("text") or {}).get("format")

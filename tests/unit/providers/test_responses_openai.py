@@ -55,7 +55,8 @@ REQUEST: dict[str, Any] = {
 
 def test_a_full_request_becomes_chat_completions() -> None:
     translated = ro.request_to_chat(REQUEST, [], "gpt-4o-mini")
-    assert translated.left_out == []
+    # The effort goes only to a target that reasons (the attempt stage knows which).
+    assert translated.names() == ["reasoning.effort"] and translated.reasoning_effort == "low"
     assert translated.body == {
         "model": "gpt-4o-mini",
         "messages": [
@@ -76,7 +77,6 @@ def test_a_full_request_becomes_chat_completions() -> None:
         "top_p": 0.9,
         "parallel_tool_calls": False,
         "user": "u-1",
-        "reasoning_effort": "low",
         "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True}},
         "stream": True,
         "stream_options": {"include_usage": True},
