@@ -135,7 +135,14 @@ class VllmPoolProvider(Strict):
     api_key: SecretStr | None = None
     """The replicas' key, if they require one."""
     gpu_cost_per_hour: float = Field(0.0, ge=0)
-    """USD per replica-hour; the pool's price per token follows from it and the tokens served."""
+    """USD per replica-hour. A request's price is its share of that at capacity:
+    `gpu_cost_per_hour / tokens_per_replica_hour` per token, prompt and output alike."""
+    tokens_per_replica_hour: int | None = Field(None, ge=1)
+    """Tokens (prompt and output) one replica sustains in an hour at capacity, measured by a
+    load test that saturates it (its prompt plus generation tokens per second, times 3600).
+    With `gpu_cost_per_hour` it prices every request the same,
+    from the first one; idle capacity is never charged to a request. Unset (with a GPU
+    cost): the pool's requests are recorded with an unknown cost, never a guess."""
     min_warm_replicas: int = Field(1, ge=0)
     """The pool is ready once this many replicas are warm."""
     warm_up: WarmUp = WarmUp()

@@ -99,11 +99,18 @@ def cost_micro_usd(usage: Usage, price: ModelPrice) -> int:
 
 
 def self_hosted_price(
-    gpu_cost_per_hour: float, replicas: int, tokens_per_hour: float
-) -> ModelPrice:
-    """A self-hosted pool costs its GPUs whether busy or not: amortise the hourly cost over
-    the tokens it actually served (prompt and output alike)."""
-    per_token = Decimal(str(gpu_cost_per_hour)) * replicas / Decimal(str(max(tokens_per_hour, 1.0)))
+    gpu_cost_per_hour: float, tokens_per_replica_hour: int | None
+) -> ModelPrice | None:
+    """A request's share of a replica's GPU time at capacity: the hourly cost over the tokens
+    one replica sustains in an hour, prompt and output alike. A stable number: amortising over
+    the tokens actually served made a quiet pool's first request cost thousands of dollars.
+    Idle capacity is the pool's cost, shown apart, never a request's. Free GPUs cost 0; a
+    cost with no capacity to divide it by is unknown (None), never a guess."""
+    if gpu_cost_per_hour == 0:
+        return ModelPrice(Decimal(0), Decimal(0))
+    if tokens_per_replica_hour is None:
+        return None
+    per_token = Decimal(str(gpu_cost_per_hour)) / Decimal(tokens_per_replica_hour)
     return ModelPrice(per_token, per_token)
 
 
@@ -134,7 +141,7 @@ class PriceTable:
         self,
         base: dict[str, ModelPrice],
         overrides: dict[tuple[str, str], ModelPrice],
-        self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
+        self_hosted: Mapping[str, Callable[[], ModelPrice | None]] | None = None,
         kinds: Mapping[str, str] | None = None,
         reasoning: frozenset[str] = frozenset(),
     ) -> None:
@@ -168,7 +175,7 @@ class PriceTable:
     def for_config(
         self,
         config: GatewayConfig,
-        self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
+        self_hosted: Mapping[str, Callable[[], ModelPrice | None]] | None = None,
     ) -> PriceTable:
         """The same base map (loaded once) under a config's prices and provider kinds."""
         overrides = {

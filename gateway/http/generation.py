@@ -68,19 +68,16 @@ class Generation:
         """The self-hosted pools, by provider name."""
         return {name: adapter.pool for name, adapter in self._pool_adapters().items()}
 
-    def self_hosted_prices(self) -> dict[str, Callable[[], ModelPrice]]:
-        """Each pool's price, amortised over the tokens it serves (changes as it runs)."""
+    def self_hosted_prices(self) -> dict[str, Callable[[], ModelPrice | None]]:
+        """Each pool's price: its share of a replica's GPU time at capacity."""
         return {
-            name: partial(_pool_price, adapter) for name, adapter in self._pool_adapters().items()
+            name: partial(
+                self_hosted_price,
+                adapter.config.gpu_cost_per_hour,
+                adapter.config.tokens_per_replica_hour,
+            )
+            for name, adapter in self._pool_adapters().items()
         }
-
-
-def _pool_price(adapter: VllmPoolAdapter) -> ModelPrice:
-    """The pool's GPUs amortised over the tokens it served in the last hour."""
-    pool = adapter.pool
-    return self_hosted_price(
-        adapter.config.gpu_cost_per_hour, pool.paid_replicas(), pool.tokens_per_hour()
-    )
 
 
 async def build_generation(

@@ -42,7 +42,7 @@ class Accountant:
     def configure(
         self,
         config: GatewayConfig,
-        self_hosted: Mapping[str, Callable[[], ModelPrice]] | None = None,
+        self_hosted: Mapping[str, Callable[[], ModelPrice | None]] | None = None,
     ) -> None:
         """The prices of the config being served, and the pools' amortised prices."""
         self._prices = self._prices.for_config(config, self_hosted)

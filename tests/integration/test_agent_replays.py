@@ -57,6 +57,7 @@ def gw(
             model: tiny-llama
             replicas: ["{sim.url}"]
             gpu_cost_per_hour: 1.0
+            tokens_per_replica_hour: 5000000
             health: {{every_s: 0.5}}
             admission: {{long_context_tokens: 1000000}}
         routes:

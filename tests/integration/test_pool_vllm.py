@@ -61,6 +61,7 @@ def _config(hosted_port: int, ports: list[int]) -> str:
             model: tiny-llama
             replicas: [{urls}]
             gpu_cost_per_hour: 1.2
+            tokens_per_replica_hour: 2000000
             health: {{every_s: 0.5, timeout_s: 3, unhealthy_after: 3}}
             scrape: {{every_s: 0.25, timeout_s: 1}}
             warm_up: {{prompt: "Warm up.", max_tokens: 4}}

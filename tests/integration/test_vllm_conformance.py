@@ -133,12 +133,14 @@ def gw(
             model: tiny-llama
             replicas: ["{vllm_url}"]
             gpu_cost_per_hour: 1.0
+            tokens_per_replica_hour: 5000000
             health: {{every_s: 0.5}}
           sim-pool:
             kind: vllm_pool
             model: tiny-llama
             replicas: ["{sim_url}"]
             gpu_cost_per_hour: 1.0
+            tokens_per_replica_hour: 5000000
             health: {{every_s: 0.5}}
         routes:
           chat: {{targets: [{{provider: vllm-chat, model: tiny-llama}}]}}

@@ -91,6 +91,7 @@ def pool_config(
             model: tiny-llama
             replicas: [{urls}]
             gpu_cost_per_hour: 3.5
+            tokens_per_replica_hour: 7000000
             health: {{every_s: 0.2, timeout_s: 1, unhealthy_after: 1}}
             scrape: {{every_s: 0.2}}
         """)
@@ -106,6 +107,7 @@ def pool_config(
         keys:
           - {name: tests, team: qa, key: "${TEST_GATEWAY_KEY}"}
           - {name: batch, team: qa, key: sk-batch-jobs, priority: sheddable}
+          - {name: budgeted, team: finance, key: sk-budgeted, budget: {daily_usd: 0.01}}
           - {name: admin, key: "${TEST_ADMIN_KEY}", admin: true, routes: []}
         """)
     )

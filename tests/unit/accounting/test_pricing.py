@@ -39,11 +39,14 @@ def test_reasoning_tokens_are_output_tokens_unless_priced_apart() -> None:
     assert TABLE.cost("tuned", "my-reasoner", usage) == 270
 
 
-def test_self_hosted_target_amortises_the_gpus() -> None:
-    # 2 replicas x $3.50/h serving 7,000,000 tokens/h → $1 per M tokens → 500 tokens = 500 µ$
-    price = self_hosted_price(3.5, 2, 7_000_000)
-    assert price.input == Decimal("0.000001")
+def test_a_self_hosted_request_costs_its_share_of_gpu_time_at_capacity() -> None:
+    # A replica at $3.50/h sustains 3,500,000 tokens/h → $1 per M tokens → 500 tokens = 500 µ$,
+    # however busy or quiet the pool is.
+    price = self_hosted_price(3.5, 3_500_000)
+    assert price is not None and price.input == price.output == Decimal("0.000001")
     assert cost_micro_usd(Usage(prompt_tokens=300, completion_tokens=200), price) == 500
+    assert self_hosted_price(0.0, None) == ModelPrice(Decimal(0), Decimal(0))  # free GPUs
+    assert self_hosted_price(3.5, None) is None  # a cost and no capacity: unknown, not a guess
 
 
 def test_rounding_is_half_even_once_per_request_and_unknown_is_not_zero() -> None:
