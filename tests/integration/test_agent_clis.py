@@ -86,9 +86,8 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """`spillover demo` with its shipped config, in a folder of its own (its ledger there)."""
     home = tmp_path_factory.mktemp("agent-demo")
-    gateway, openai_port, anthropic_port, pool_port = free_ports(4)
-    while pool_port + 1 in (gateway, openai_port, anthropic_port):
-        pool_port = free_ports(1)[0]
+    # Five in a row: the gateway, two mocks, and the pool's two replicas (pool_port, +1).
+    gateway, openai_port, anthropic_port, pool_port, _ = free_ports(5, consecutive=True)
     log = home / "demo.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(

@@ -27,9 +27,8 @@ def _port_open(port: int) -> bool:
 
 
 def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    gateway_port, openai_port, anthropic_port, pool_port = free_ports(4)
-    while pool_port + 1 in (gateway_port, openai_port, anthropic_port):
-        pool_port = free_ports(1)[0]
+    # Five in a row: the gateway, two mocks, and the pool's two replicas (pool_port, +1).
+    gateway_port, openai_port, anthropic_port, pool_port, _ = free_ports(5, consecutive=True)
     log = tmp_path / "demo.log"
     process = subprocess.Popen(
         [

@@ -4,6 +4,7 @@ loopback ports, stopped by PID at teardown; the configs they run."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,17 +29,40 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports: the sockets stay bound until all are picked, so the kernel
-    cannot hand out the same port twice."""
-    sockets = [socket.socket() for _ in range(n)]
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections."""
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int, consecutive: bool = False) -> list[int]:
+    """n distinct free ports (`consecutive`: n in a row, for a process that takes the next
+    ones too), held bound until all are picked. Chosen below the ephemeral range: a port the
+    kernel may give any outgoing connection in the meantime is one a server may find taken
+    (the demo lost its port that way)."""
+    high = max(_ephemeral_low() - n, 20_000 + n)
+    for _ in range(200):
+        sockets: list[socket.socket] = []
+        try:
+            first = random.randrange(20_000, high)
+            picks = (
+                [first + i for i in range(n)]
+                if consecutive
+                else random.sample(range(20_000, high), n)
+            )
+            for port in picks:
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return picks
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {n} free ports found")
 
 
 @dataclass
