@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,21 +68,12 @@ def gw(
           - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}"}}
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
         """)  # fmt: skip
-    proc = start_gateway(config, logs_dir, "gateway-replays")
+    proc = start_gateway(config, logs_dir, "gateway-replays")  # waits for /health/ready
     try:
-        _wait_ready(proc)
         yield proc
     finally:
         proc.stop()
         sim.stop()
-
-
-def _wait_ready(proc: Proc) -> None:
-    for _ in range(150):
-        if httpx.get(proc.url + "/health/ready", timeout=5).status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the replay gateway is not ready")
 
 
 def _replay(gw: Proc, fixture: dict[str, Any], body: dict[str, Any], route: str) -> httpx.Response:

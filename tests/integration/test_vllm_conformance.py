@@ -32,7 +32,7 @@ import openai
 import pytest
 
 from tests.support.ledger_rows import ledger_row
-from tests.support.pool import start_sim
+from tests.support.pool import start_sim, wait_ready
 from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,
@@ -161,25 +161,11 @@ def gw(
         """)  # fmt: skip
     proc = start_gateway(config, logs_dir, "gateway-vllm-conformance")
     try:
-        _wait_pools_ready(proc)
+        for replica in (vllm_url, sim_url):
+            wait_ready(proc, replica, timeout=30)
         yield Gateway(proc, openai_upstream_proc, ledger)
     finally:
         proc.stop()
-
-
-def _wait_pools_ready(proc: Proc, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = httpx.get(proc.url + "/metrics", timeout=5).text
-        ready = [
-            line for line in text.splitlines()
-            if line.startswith("spillover_pool_replica_state{") and 'state="ready"' in line
-            and line.endswith(" 1.0")
-        ]  # fmt: skip
-        if len(ready) == 2:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the pools' replicas did not become ready")
 
 
 # --- the three protocols, each as sent, through the official SDKs ---------------------------
