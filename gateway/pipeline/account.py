@@ -88,9 +88,10 @@ class Accountant:
                     if value:
                         m.child(m.tokens, route, target.provider, target.model, kind).inc(value)
                 price = self._prices.price(target.provider, target.model)
-                cost = None if price is None else cost_micro_usd(usage, price)
-                if len(ctx.segments) > 1:  # a resumed answer: each upstream its own share
+                if ctx.segments:  # a resumed answer: each upstream's share at its own price
                     cost = self._segments_cost(ctx)
+                else:
+                    cost = None if price is None else cost_micro_usd(usage, price)
                 if price is not None and (usage.cached_tokens or usage.cache_write_tokens):
                     self._cache_saving(route, target.provider, target.model, usage, price)
                 if cost is None:

@@ -367,6 +367,9 @@ class AttemptRunner:
             )
 
 
+_REFUSING_SETTING = {"essential": "untranslatable: reject", "hosted": "hosted_tools: reject"}
+
+
 def _native_for(
     ctx: RequestContext, route: Route, provider: Provider, continuation: bool
 ) -> NativeRequest | None:
@@ -377,18 +380,12 @@ def _native_for(
     native = ctx.native
     if native is not None and not continuation and native.protocol in provider.native_protocols:
         return native
-    refused = [
-        o.where
-        for o in ctx.untranslatable
-        if (o.kind == "essential" and route.untranslatable == "reject")
-        or (o.kind == "hosted" and route.hosted_tools == "reject")
-    ]
+    refusing = {"essential": route.untranslatable, "hosted": route.hosted_tools}
+    refused = [o for o in ctx.untranslatable if refusing.get(o.kind) == "reject"]
     if refused:
-        shown = ", ".join(refused[:5])
+        shown = ", ".join(o.where for o in refused[:5])
         more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
-        settings = "untranslatable: reject" if route.untranslatable == "reject" else ""
-        if route.hosted_tools == "reject":
-            settings = f"{settings} / hosted_tools: reject" if settings else "hosted_tools: reject"
+        settings = " / ".join(sorted({_REFUSING_SETTING[o.kind] for o in refused}))
         raise Unsupported(
             f"{provider.name} takes {_wire_of(provider)}, which cannot carry {shown}{more} "
             f"(route '{ctx.route_name}' has {settings}; 'drop' serves without them)"

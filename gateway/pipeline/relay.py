@@ -176,6 +176,8 @@ async def _forward(
                 )
                 await client.error(interrupted)
                 return usage
+            if ctx.resumed_by is None:
+                ctx.segments.append((current.target, dataclasses.replace(served_part)))
             current = resumed
             segments.append(resumed)
             ctx.resumed_by = resumed.target
@@ -238,9 +240,11 @@ def _reported_or_counted(
 
 
 def _segment(ctx: RequestContext, total: Usage, segment: Served, part: Usage) -> None:
-    """One upstream's share of the answer: billed at its own price (`ctx.segments`)."""
+    """One upstream's share of the answer. A resumed answer keeps each share, to bill it at
+    its own upstream's price (`ctx.segments`); the first is kept when the resume begins."""
     _add(total, part)
-    ctx.segments.append((segment.target, dataclasses.replace(part)))
+    if ctx.resumed_by is not None:
+        ctx.segments.append((segment.target, dataclasses.replace(part)))
 
 
 class _ToldUsage:

@@ -20,7 +20,7 @@ from gateway.providers.base import (
 )
 from gateway.providers.http import HTTPStream, PooledHTTPProvider
 from gateway.providers.sse import DONE, data_of, ended_early, event_name
-from gateway.providers.translate.responses_openai import usage_from_responses
+from gateway.providers.translate.openai_responses import usage_from_responses
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import OpenAIProvider
 

@@ -16,7 +16,14 @@ import httpx
 import pytest
 
 from tests.support.pool import start_sim
-from tests.support.processes import GATEWAY_KEY, ROOT, MockUpstream, Proc, start_gateway
+from tests.support.processes import (
+    GATEWAY_KEY,
+    ROOT,
+    MockUpstream,
+    Proc,
+    reset_routing,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +37,7 @@ def _fixture(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gw(
+def replay_gateway(
     openai_upstream_proc: MockUpstream,
     anthropic_upstream_proc: MockUpstream,
     logs_dir: Path,
@@ -74,6 +81,15 @@ def gw(
     finally:
         proc.stop()
         sim.stop()
+
+
+@pytest.fixture
+def gw(
+    replay_gateway: Proc, openai_upstream: MockUpstream, anthropic_upstream: MockUpstream
+) -> Proc:
+    """Mocks without the faults an earlier module left set, and routing without its state."""
+    reset_routing(replay_gateway)
+    return replay_gateway
 
 
 def _replay(gw: Proc, fixture: dict[str, Any], body: dict[str, Any], route: str) -> httpx.Response:

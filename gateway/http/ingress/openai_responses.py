@@ -32,14 +32,12 @@ from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
 from gateway.providers.translate.chat_form import ClientTool, Event, sse
-from gateway.providers.translate.responses_openai import (
+from gateway.providers.translate.openai_responses import (
     ResponsesStreamWriter,
-    input_items,
-    new_id,
     output_from_chat,
-    request_to_chat,
     response_object,
 )
+from gateway.providers.translate.responses_openai import input_items, new_id, request_to_chat
 from gateway.providers.upstream_errors import upstream_object
 from gateway.state.responses import ResponseStore
 from gateway.state.stored_response import StoredResponse

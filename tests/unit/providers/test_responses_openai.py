@@ -14,6 +14,7 @@ import pytest
 
 from gateway.errors import BadRequest
 from gateway.providers.base import Usage
+from gateway.providers.translate import openai_responses as orsp
 from gateway.providers.translate import responses_openai as ro
 
 TOOL = {
@@ -89,7 +90,7 @@ def test_a_full_request_becomes_chat_completions() -> None:
 def test_the_stored_history_comes_first() -> None:
     history = [
         {"id": "msg_1", "type": "message", "role": "user", "content": "My name is Ada."},
-        ro.message_item("msg_2", "Hello Ada."),
+        orsp.message_item("msg_2", "Hello Ada."),
     ]
     body = {"model": "m", "input": "What is my name?", "previous_response_id": "resp_1"}
     messages = ro.request_to_chat(body, history, "m").body["messages"]
@@ -160,12 +161,12 @@ def test_namespaced_tools_become_function_tools_and_their_calls_keep_the_clients
         {"id": "c2", "function": {"name": "multi_agent_v1__get_weather", "arguments": "{}"}},
         {"id": "c3", "function": {"name": "get_weather", "arguments": "{}"}}]},
         "finish_reason": "tool_calls"}]}  # fmt: skip
-    output, _ = ro.output_from_chat(completion, translated.tool_names)
+    output, _ = orsp.output_from_chat(completion, translated.tool_names)
     assert [(o.get("namespace"), o["name"]) for o in output] == [
         ("multi_agent_v1", "get_weather"),
         (None, "get_weather"),
     ]
-    writer = ro.ResponsesStreamWriter(body, "resp_1", "m", translated.tool_names)
+    writer = orsp.ResponsesStreamWriter(body, "resp_1", "m", translated.tool_names)
     chunk = {"choices": [{"index": 0, "delta": {"tool_calls": [
         {"index": 0, "id": "c4", "function": {"name": "spawn_agent", "arguments": "{}"}}]}}]}  # fmt: skip
     events = list(writer.feed(chunk)) + list(writer.close())
@@ -184,7 +185,7 @@ def test_a_chat_answer_becomes_response_output() -> None:
     completion = {"choices": [{"finish_reason": "tool_calls", "message": {
         "content": "Checking.", "tool_calls": [
             {"id": "call_9", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]}}]}  # fmt: skip
-    output, status = ro.output_from_chat(completion)
+    output, status = orsp.output_from_chat(completion)
     assert status == "completed"
     assert [item["type"] for item in output] == ["message", "function_call"]
     assert output[0]["content"][0] == {
@@ -192,14 +193,14 @@ def test_a_chat_answer_becomes_response_output() -> None:
     }  # fmt: skip
     assert (output[1]["call_id"], output[1]["arguments"]) == ("call_9", '{"city":"Oslo"}')
     usage = Usage(prompt_tokens=30, completion_tokens=7, cached_tokens=10, reasoning_tokens=2)
-    response = ro.response_object(REQUEST, "resp_x", "gpt-4o", output, status, usage, 1)
+    response = orsp.response_object(REQUEST, "resp_x", "gpt-4o", output, status, usage, 1)
     assert response["usage"] == {
         "input_tokens": 30, "input_tokens_details": {"cached_tokens": 10},
         "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 37,
     }  # fmt: skip
     assert response["metadata"] == {"ticket": "T-1"} and response["instructions"] == "Be brief."
     capped = {"choices": [{"finish_reason": "length", "message": {"content": "tok tok"}}]}
-    assert ro.output_from_chat(capped)[1] == "incomplete"
+    assert orsp.output_from_chat(capped)[1] == "incomplete"
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -226,7 +227,7 @@ GRAMMAR = re.compile(
 
 
 def test_a_stream_follows_the_responses_event_grammar() -> None:
-    writer = ro.ResponsesStreamWriter(REQUEST, "resp_1", "gpt-4o")
+    writer = orsp.ResponsesStreamWriter(REQUEST, "resp_1", "gpt-4o")
     events = [e for c in STREAM for e in writer.feed(c)] + list(writer.close())
     names = " ".join(name for name, _ in events)
     assert GRAMMAR.fullmatch(names), names
@@ -245,7 +246,7 @@ def test_a_stream_follows_the_responses_event_grammar() -> None:
 
 
 def test_a_broken_stream_ends_with_response_failed() -> None:
-    writer = ro.ResponsesStreamWriter(REQUEST, "resp_2", "gpt-4o")
+    writer = orsp.ResponsesStreamWriter(REQUEST, "resp_2", "gpt-4o")
     events = [e for c in STREAM[:3] for e in writer.feed(c)]
     failed = list(writer.fail("server_error", "upstream stream failed"))
     assert [name for name, _ in failed] == ["response.failed"]
@@ -319,13 +320,13 @@ def test_additional_tools_items_and_custom_tools_cross_to_chat_and_back() -> Non
     completion = {"choices": [{"message": {"tool_calls": [
         {"id": "c2", "function": {"name": "exec", "arguments": '{"input":"print(1)"}'}},
         {"id": "c3", "function": {"name": "wait", "arguments": "{}"}}]}}]}  # fmt: skip
-    output, _ = ro.output_from_chat(completion, translated.tool_names)
+    output, _ = orsp.output_from_chat(completion, translated.tool_names)
     assert output[0] | {"id": "x"} == {"id": "x", "type": "custom_tool_call", "status": "completed",
                                        "call_id": "c2", "name": "exec", "namespace": "functions",
                                        "input": "print(1)"}  # fmt: skip
     assert (output[1]["type"], output[1]["namespace"], output[1]["arguments"]) == (
         "function_call", "functions", "{}")  # fmt: skip
-    writer = ro.ResponsesStreamWriter(body, "resp_1", "m", translated.tool_names)
+    writer = orsp.ResponsesStreamWriter(body, "resp_1", "m", translated.tool_names)
     chunks = [{"choices": [{"index": 0, "delta": {"tool_calls": [
         {"index": 0, "id": "c4", "function": {"name": "exec", "arguments": '{"inp'}}]}}]},
         {"choices": [{"index": 0, "delta": {"tool_calls": [
