@@ -203,11 +203,8 @@ class PriceTable:
         return PriceTable(self._base, overrides, self_hosted, kinds, self._reasoning)
 
     def reasons(self, provider: str, model: str) -> bool:
-        """Whether `model` at `provider` takes a reasoning effort (litellm's map), so that an
-        Anthropic client's thinking settings can become one. Not at an Anthropic provider:
-        the chat form reaches it translated, and its translation has no effort to carry."""
-        if self.kind(provider) == "anthropic":
-            return False
+        """Whether `model` at `provider` takes a reasoning effort (litellm's map), so that a
+        client's thinking settings can become one."""
         known = self._reasoning
         return (
             model in known

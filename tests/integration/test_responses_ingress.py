@@ -258,6 +258,19 @@ def test_what_a_chat_target_cannot_run_is_dropped_and_told_or_refused_by_name(gw
     assert "claude takes Anthropic Messages" in refused.value.message
 
 
+def test_a_reasoning_effort_reaches_a_claude_target_as_a_thinking_budget(
+    gw: Proc, anthropic_upstream: MockUpstream
+) -> None:
+    raw = _client(gw).responses.with_raw_response.create(
+        model="claude-only", input="Think, then say hi", reasoning={"effort": "medium"},
+        max_output_tokens=8000,
+    )  # fmt: skip
+    sent = anthropic_upstream.received()[-1]["body"]
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert "x-spillover-dropped" not in raw.headers  # carried, so not reported dropped
+    assert raw.parse().output_text  # the answer's thinking block is not the answer's text
+
+
 def test_hostile_input_gets_openai_errors_never_a_500(gw: Proc) -> None:
     headers = {"Authorization": f"Bearer {GATEWAY_KEY}", "content-type": "application/json"}
     cases = [

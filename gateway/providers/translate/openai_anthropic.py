@@ -84,7 +84,34 @@ def request_to_anthropic(
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None and tools:
         out["tool_choice"] = choice
+    budget = _thinking_budget(body, out)
+    if budget is not None:
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     return out
+
+
+# A reasoning effort as an extended-thinking budget; Anthropic's smallest is 1,024 tokens.
+_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+
+
+def _thinking_budget(body: dict[str, Any], out: dict[str, Any]) -> int | None:
+    """The thinking budget for the request's `reasoning_effort`, or None where Anthropic
+    would refuse thinking: a budget must stay under `max_tokens`; thinking takes no
+    temperature but 1, no top_k, top_p only from 0.95, no forced tool; and mid tool loop
+    the last assistant turn would need the thinking block a chat history never kept."""
+    wanted = _BUDGETS.get(str(body.get("reasoning_effort")))
+    max_tokens = int(out["max_tokens"])
+    messages = body["messages"]
+    refused = (
+        out.get("temperature") not in (None, 1)
+        or "top_k" in out
+        or float(out.get("top_p", 1)) < 0.95
+        or out.get("tool_choice", {}).get("type") in ("any", "tool")
+        or bool(messages and messages[-1].get("role") == "tool")
+    )
+    if wanted is None or max_tokens <= _BUDGETS["low"] or refused:
+        return None
+    return min(wanted, max_tokens - 1)
 
 
 def _trim_prefill(messages: list[dict[str, Any]]) -> None:

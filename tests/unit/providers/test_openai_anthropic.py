@@ -234,3 +234,49 @@ def test_stream_events_to_chunks_with_tool_argument_deltas() -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 12
     assert translator.finished and translator.usage.prompt_tokens == 7
+
+
+def _asked(**fields: object) -> dict[str, object]:
+    body: dict[str, object] = {"model": "c", "messages": [{"role": "user", "content": "hi"}]}
+    return {**body, **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "budget"),
+    [
+        ({"reasoning_effort": "low"}, 1024),
+        ({"reasoning_effort": "medium"}, 4096),
+        ({"reasoning_effort": "high", "max_tokens": 32000}, 16384),
+        ({"reasoning_effort": "high", "max_tokens": 2000}, 1999),  # kept under max_tokens
+        ({"reasoning_effort": "high", "max_tokens": 1024}, None),  # no room for the smallest
+        ({"reasoning_effort": "medium", "temperature": 0.2}, None),
+        ({"reasoning_effort": "medium", "temperature": 1}, 4096),
+        ({"reasoning_effort": "medium", "top_p": 0.5}, None),
+        ({}, None),
+    ],
+)
+def test_a_reasoning_effort_becomes_a_thinking_budget_where_anthropic_takes_one(
+    fields: dict[str, object], budget: int | None
+) -> None:
+    out = request_to_anthropic(_asked(**fields), "claude-sonnet-4-5", default_max_tokens=8192)
+    if budget is None:
+        assert "thinking" not in out
+    else:
+        assert out["thinking"] == {"type": "enabled", "budget_tokens": budget}
+
+
+def test_no_thinking_for_a_forced_tool_or_mid_tool_loop() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    forced = _asked(reasoning_effort="high", tools=[tool],
+                    tool_choice={"type": "function", "function": {"name": "f"}})  # fmt: skip
+    assert "thinking" not in request_to_anthropic(forced, "c", default_max_tokens=8192)
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    looping = _asked(reasoning_effort="high", tools=[tool], messages=[
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "t1", "content": "done"},
+    ])  # fmt: skip
+    assert "thinking" not in request_to_anthropic(looping, "c", default_max_tokens=8192)
+    looping["messages"].append({"role": "assistant", "content": "ok"})  # type: ignore[attr-defined]
+    looping["messages"].append({"role": "user", "content": "again"})  # type: ignore[attr-defined]
+    assert request_to_anthropic(looping, "c", default_max_tokens=8192)["thinking"]["budget_tokens"]
