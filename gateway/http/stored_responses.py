@@ -71,7 +71,9 @@ async def _input_items(store: ResponseStore, response_id: str, owner: str, scope
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     order = query.get("order", ["desc"])[0]
     limit_text = query.get("limit", ["20"])[0]
-    if order not in ("asc", "desc") or not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+    # isdigit() alone admits '²' and other digits int() refuses
+    limited = limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= 100
+    if order not in ("asc", "desc") or not limited:
         raise InvalidRequest("order must be asc or desc and limit from 1 to 100", param="limit")
     found = await store.get(response_id, owner)
     if found is None:

@@ -35,7 +35,7 @@ from gateway.errors import (
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 # vLLM (0.9+) names the parameter a prompt over the window breaks: its input tokens.
-_CONTEXT_PARAMS = frozenset({"input_tokens"})
+_CONTEXT_PARAMS = ("input_tokens",)  # a tuple: a hostile upstream's param may be any JSON
 # How the upstreams that give no code word it: vLLM ("This model's maximum context length is
 # 2048 tokens. However, you requested …"), Anthropic ("prompt is too long: 210000 tokens >
 # 200000 maximum"), and servers behind litellm or TGI ("input is too long", "exceeds the

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.hostile import TEAM_A, Hostile
+from tests.support.processes import MockUpstream
 
 pytestmark = pytest.mark.e2e
 
@@ -165,3 +166,86 @@ def test_wide_bodies_within_the_size_limit_are_handled_promptly(hostile: Hostile
     assert hostile.post("/v1/chat/completions", many).status_code == 200
     assert time.monotonic() - started < 5
     hostile.healthy()
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize(
+    "tool_choice",
+    [
+        {"type": "function", "name": "get_weather"},
+        {"type": "allowed_tools", "mode": "auto",
+         "tools": [{"type": "function", "name": "get_weather"}]},
+        {"type": "allowed_tools", "mode": "required",
+         "tools": [{"type": "function", "name": "get_weather"}]},
+    ],
+)  # fmt: skip
+def test_responses_tool_choices_from_openais_reference_are_served(
+    hostile: Hostile, tool_choice: dict[str, Any]
+) -> None:
+    for route in ("openai", "claude"):
+        body = {"model": route, "input": "weather in Paris?", "tools": [WEATHER],
+                "tool_choice": tool_choice}  # fmt: skip
+        reply = hostile.post("/v1/responses", body)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["output"][0]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/messages", {"model": "claude", "max_tokens": 8,
+                          "messages": [{"role": {"x": 1}, "content": "hi"}]}, "messages.0.role"),
+        ("/v1/messages", {"model": "openai", "max_tokens": 8,
+                          "messages": [{"role": ["user"], "content": "hi"}]}, "messages.0.role"),
+        ("/v1/responses", {"model": "openai", "input": [
+            {"role": "assistant", "content": [{"type": "output_text", "text": 5}]},
+            {"role": "user", "content": "hi"}]}, "input[0].content[0].text"),
+        ("/v1/responses", {"model": "openai", "input": "hi",
+                           "tools": [{"type": "function", "name": "f", "parameters": "x"}]},
+         "tools[0].parameters"),
+        ("/v1/responses", {"model": "openai", "input": "hi", "tool_choice": {
+            "type": "allowed_tools", "mode": "sometimes", "tools": []}}, "tool_choice"),
+    ],
+)  # fmt: skip
+def test_malformed_fields_on_the_newer_ingresses_are_a_400_in_their_format(
+    hostile: Hostile, path: str, body: dict[str, Any], param: str
+) -> None:
+    reply = hostile.post(path, body)
+    assert reply.status_code == 400, reply.text
+    assert reply.headers["content-type"] == "application/json"
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    if path == "/v1/responses":
+        assert error["param"] == param
+    else:
+        assert param in error["message"]
+    hostile.healthy()
+
+
+def test_stored_response_listing_limits_are_a_400(hostile: Hostile) -> None:
+    auth = {"Authorization": f"Bearer {TEAM_A}"}
+    for limit in ("²", "٣", "-1", "1e3", "0", "101"):
+        reply = httpx.get(
+            hostile.url + "/v1/responses/resp_nothing/input_items",
+            params={"limit": limit},
+            headers=auth,
+        )
+        assert reply.status_code in (400, 404), reply.text
+        assert reply.headers["content-type"] == "application/json"
+
+
+def test_unchecked_tool_schemas_never_reach_an_upstream_or_its_breaker(
+    hostile: Hostile, openai_upstream: MockUpstream
+) -> None:
+    bad = {"model": "openai", "input": "hi",
+           "tools": [{"type": "function", "name": "f", "parameters": "x"}]}  # fmt: skip
+    for _ in range(6):
+        assert hostile.post("/v1/responses", bad).status_code == 400
+    assert openai_upstream.received() == []
+    assert hostile.targets()["primary/gpt-4o"]["breaker"]["phase"] == "closed"

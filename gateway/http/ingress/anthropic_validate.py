@@ -9,7 +9,7 @@ from typing import Any
 from gateway.errors import InvalidRequest
 
 _ROLES = frozenset({"user", "assistant", "system"})  # `system` turns: see section 3 of the docs
-_TOOL_CHOICES = frozenset({"auto", "any", "tool", "none"})
+_TOOL_CHOICES = ("auto", "any", "tool", "none")  # a tuple: a hostile type may be any JSON
 MAX_STOP_SEQUENCES = 64
 
 
@@ -49,7 +49,8 @@ def validate_messages(body: Any, count_only: bool = False) -> None:
 def _message(message: Any, at: str) -> None:
     if not isinstance(message, dict):
         raise InvalidRequest(f"{at}: must be an object", param=at)
-    if message.get("role") not in _ROLES:
+    role = message.get("role")
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(f"{at}.role: must be 'user' or 'assistant'", param=f"{at}.role")
     _content(message.get("content"), f"{at}.content")
 

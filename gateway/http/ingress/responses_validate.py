@@ -12,6 +12,7 @@ from gateway.errors import InvalidRequest
 
 MAX_METADATA_KEYS = 16
 _CHOICES = frozenset({"auto", "none", "required"})
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
 
 
 def validate_responses(body: Any) -> None:
@@ -71,11 +72,16 @@ def _input(given: Any) -> None:
                     f"{at}.content must be a string or an array", param=f"{at}.content"
                 )
             for j, part in enumerate(content if isinstance(content, list) else []):
-                if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
-                    where = f"{at}.content[{j}]"
-                    raise InvalidRequest(f"{where} must be an object with a type", param=where)
+                _part(part, f"{at}.content[{j}]")
         elif not isinstance(kind, str):
             raise InvalidRequest(f"{at}.type must be a string", param=f"{at}.type")
+
+
+def _part(part: Any, where: str) -> None:
+    if not (isinstance(part, dict) and isinstance(part.get("type"), str)):
+        raise InvalidRequest(f"{where} must be an object with a type", param=where)
+    if part["type"] in _TEXT_PARTS and not isinstance(part.get("text"), str):
+        raise InvalidRequest(f"{where}.text must be a string", param=f"{where}.text")
 
 
 def _tools(tools: Any) -> None:
@@ -88,16 +94,32 @@ def _tools(tools: Any) -> None:
             raise InvalidRequest(f"tools[{i}] must be an object with a type", param=f"tools[{i}]")
         if tool["type"] == "function" and not isinstance(tool.get("name"), str):
             raise InvalidRequest(f"tools[{i}].name must be a string", param=f"tools[{i}].name")
+        parameters = tool.get("parameters")
+        if tool["type"] == "function" and not (parameters is None or isinstance(parameters, dict)):
+            where = f"tools[{i}].parameters"
+            raise InvalidRequest(f"{where} must be a JSON Schema object", param=where)
 
 
 def _tool_choice(choice: Any) -> None:
-    if choice is None or choice in _CHOICES:
+    if choice is None or (isinstance(choice, str) and choice in _CHOICES):
         return
-    if isinstance(choice, dict) and isinstance(choice.get("type"), str):
-        return
-    raise InvalidRequest(
-        "'tool_choice' must be auto, none, required or an object", param="tool_choice"
-    )
+    if not (isinstance(choice, dict) and isinstance(choice.get("type"), str)):
+        raise InvalidRequest(
+            "'tool_choice' must be auto, none, required or an object", param="tool_choice"
+        )
+    kind = choice["type"]
+    if kind in ("function", "custom") and not isinstance(choice.get("name"), str):
+        raise InvalidRequest(f"tool_choice: a {kind} choice names its tool", param="tool_choice")
+    if kind == "allowed_tools":
+        allowed = choice.get("tools")
+        if choice.get("mode") not in ("auto", "required") or not (
+            isinstance(allowed, list)
+            and all(isinstance(t, dict) and isinstance(t.get("type"), str) for t in allowed)
+        ):
+            raise InvalidRequest(
+                "tool_choice: allowed_tools takes a mode (auto or required) and a list of tools",
+                param="tool_choice",
+            )
 
 
 def _text(text: Any) -> None:

@@ -98,10 +98,14 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: 
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        tools = _allowed(tools, choice, names)  # chat has no such choice: offer only those
+        choice = choice.get("mode")
     if tools:
         out["tools"] = tools
-        if body.get("tool_choice") is not None:
-            out["tool_choice"] = _tool_choice(body["tool_choice"], names)
+        if choice is not None:
+            out["tool_choice"] = _tool_choice(choice, names)
     for name in body:
         if name not in HANDLED_FIELDS:
             kind: OmissionKind = "advisory" if name in ADVISORY_FIELDS else "essential"
@@ -260,6 +264,17 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
         if tool.get(name) is not None:
             function[name] = tool[name]
     return {"type": "function", "function": function}
+
+
+def _allowed(
+    tools: list[dict[str, Any]], choice: dict[str, Any], names: Names
+) -> list[dict[str, Any]]:
+    """The chat tools an `allowed_tools` choice leaves on offer."""
+    allowed = {
+        names.get((t.get("namespace") or None, str(t.get("name"))), str(t.get("name")))
+        for t in choice.get("tools") or []
+    }
+    return [t for t in tools if t["function"]["name"] in allowed]
 
 
 def _tool_choice(choice: Any, names: Names) -> Any:
