@@ -11,7 +11,8 @@ ever classifies an error by its message text.
     │   ├── Conflict .............. 409 (admin: a request this gateway's setup refuses)
     │   ├── ModelNotFound ......... 404
     │   ├── PayloadTooLarge ....... 413
-    │   └── GatewayRateLimited .... 429 (our own limits)
+    │   ├── GatewayRateLimited .... 429 (our own limits)
+    │   └── StoredQuotaReached .... 429 (an owner's stored responses are at their quota)
     ├── UpstreamFailure ........ one attempt at one target failed
     │   ├── RateLimited ........... 429 upstream, with retry_after          retryable
     │   ├── Overloaded ............ 503 / 529 upstream                      retryable
@@ -123,6 +124,14 @@ class GatewayRateLimited(ClientError):
         super().__init__(message, code=code)
         self.retry_after = retry_after
         self.headers = headers or {}
+
+
+class StoredQuotaReached(ClientError):
+    """No Retry-After: only deleting stored responses, or their expiry, makes room."""
+
+    status = 429
+    error_type = "insufficient_quota"
+    code = "stored_responses_quota"
 
 
 class LedgerUnavailable(SpilloverError):

@@ -241,6 +241,12 @@ class GatewayMetrics:
             "full): only requests refused before admission; admitted ones get 503 instead.",
             registry=r,
         )
+        self.ledger_quarantined = Gauge(
+            "spillover_ledger_quarantined_rows",
+            "Rows the ledger database refused since start, set aside in the journal folder's "
+            "quarantine.jsonl (and tried again at the next start): alert on any.",
+            registry=r,
+        )
         self.ledger_errors = Gauge(
             "spillover_ledger_errors",
             "Ledger writer and journal failures since start (each logged, then retried).",

@@ -231,6 +231,7 @@ def _cross_references(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ..
                     f"unknown provider {target.provider!r} (known: {', '.join(known)})",
                 )
     yield from _alias_collisions(config)
+    yield from _too_wide(config)
     seen_names: set[str] = set()
     for i, key in enumerate(config.keys):
         if key.name in seen_names:
@@ -239,6 +240,35 @@ def _cross_references(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ..
         for j, route_name in enumerate(key.routes or []):
             if route_name not in config.routes:
                 yield ("keys", i, "routes", j), f"unknown route {route_name!r}"
+
+
+# The widest name each store holds (the ledger's columns, less the room a prefix takes:
+# `team:` / `key:` on stored responses' owners, `console-drill:` on a drill's key name).
+NAME_WIDTHS = {"key": 100, "team": 100, "provider": 100, "route": 200, "model": 200}
+
+
+def _too_wide(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ...], str]]:
+    """Names past what the ledger and the response store can hold: a row that a database
+    refuses would otherwise wait in the journal for ever."""
+
+    def over(kind: str, name: str) -> str | None:
+        width = NAME_WIDTHS[kind]
+        return f"{kind} name longer than {width} characters" if len(name) > width else None
+
+    found: list[tuple[tuple[PathKey, ...], str | None]] = []
+    found += [(("providers", name), over("provider", name)) for name in config.providers]
+    found += [(("teams", name), over("team", name)) for name in config.teams]
+    for name, route in config.routes.items():
+        found.append((("routes", name), over("route", name)))
+        for i, target in enumerate(route.targets):
+            found.append((("routes", name, "targets", i, "model"), over("model", target.model)))
+    for i, key in enumerate(config.keys):
+        found.append((("keys", i, "name"), over("key", key.name)))
+        if key.team is not None:
+            found.append((("keys", i, "team"), over("team", key.team)))
+    for where, problem in found:
+        if problem is not None:
+            yield where, problem
 
 
 def _alias_collisions(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ...], str]]:

@@ -377,9 +377,17 @@ class ResponsesConfig(Strict):
 
     retention_days: float = Field(30.0, gt=0)
     """How long a stored response can be retrieved or continued; then it is deleted."""
-    max_history_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
-    """The most a `previous_response_id` chain may hold (its items as stored JSON): a longer
-    conversation is refused with 413 rather than loaded."""
+    max_history_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
+    """The most a `previous_response_id` chain may hold (its items as stored JSON), measured
+    in the database before anything is loaded: a longer conversation is refused with 413."""
+    max_history_bytes_in_flight: int = Field(64 * 1024 * 1024, ge=64 * 1024)
+    """Stored history all requests of this process may hold loaded at once; past it, a
+    request with `previous_response_id` gets 429 with Retry-After (one always fits)."""
+    max_stored_per_owner: int = Field(10_000, ge=1)
+    """Live stored responses one owner (a team, else a key) may hold; past it, a request
+    with `store` on gets 429 `stored_responses_quota` (delete some, or send `store: false`)."""
+    max_stored_bytes_per_owner: int = Field(1024 * 1024 * 1024, ge=1024 * 1024)
+    """Bytes of live stored responses one owner may hold; past it, the same 429."""
 
 
 class TracingConfig(Strict):

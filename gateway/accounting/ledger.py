@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.accounting.journal import Journal, JournalFull
+from gateway.accounting.quarantine import Quarantine
 from gateway.accounting.row import ADDED_COLUMNS, COLUMNS, LedgerRow
-from gateway.accounting.store import LedgerStore, LedgerStoreError
+from gateway.accounting.store import LedgerStore, LedgerStoreError, RowsRefused
 from policies.schema import LedgerConfig
 
 log = logging.getLogger("spillover.ledger")
@@ -76,6 +77,8 @@ class LedgerWriter:
         # Looked for once at start: only a gateway older than the journal wrote spools.
         replaying = self._legacy_spool.with_suffix(self._legacy_spool.suffix + ".replaying")
         self._legacy_spool_pending = self._legacy_spool.exists() or replaying.exists()
+        self.quarantine = Quarantine(self.journal.folder)
+        self._quarantined = self.quarantine.take()  # an earlier process's, tried again
         self._store: LedgerStore | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -182,9 +185,13 @@ class LedgerWriter:
             if self._legacy_spool_pending:
                 await self._replay_legacy_spool()
                 self._legacy_spool_pending = False
+            if self._quarantined:
+                await self._insert(self._quarantined)
+                self._quarantined = []
+                self.quarantine.replayed()
             while self._unjournaled:
                 batch = list(itertools.islice(self._unjournaled, self._config.batch_size))
-                await self._insert([_values(row) for row in batch])
+                await self._insert(batch)
                 for _ in batch:
                     self._unjournaled.popleft()
             while True:
@@ -192,7 +199,7 @@ class LedgerWriter:
                 if not used:
                     return True
                 if rows:
-                    await self._insert([_values(row) for row in rows])
+                    await self._insert(rows)
                 self.journal.commit(len(rows), used)
                 await asyncio.sleep(0)  # let requests run between batches
         except (LedgerStoreError, OSError) as exc:
@@ -201,9 +208,21 @@ class LedgerWriter:
             self._last_try = time.monotonic()
             return False
 
-    async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """One batch; when the database refuses a value in it, row by row, and a row it
+        refuses alone is set aside, never holding up the rows behind it."""
         assert self._store is not None
-        await self._store.insert(rows)
+        try:
+            await self._store.insert([_values(row) for row in rows])
+        except RowsRefused as refused:
+            for row in rows:
+                try:
+                    await self._store.insert([_values(row)])
+                except RowsRefused:
+                    self.quarantine.keep(row, str(refused))
+                else:
+                    self.written += 1
+            return
         self.written += len(rows)
 
     async def _replay_legacy_spool(self) -> None:
@@ -215,7 +234,7 @@ class LedgerWriter:
             if not replaying.exists():
                 self._legacy_spool.replace(replaying)
             for batch in _batches(_spooled_rows(replaying), self._config.batch_size):
-                await self._insert([_values(row) for row in batch])
+                await self._insert(batch)
                 count += len(batch)
             replaying.unlink()
         log.info("ledger replayed %d rows from the old spool %s", count, self._legacy_spool)

@@ -13,6 +13,11 @@ class LedgerStoreError(Exception):
     Each store maps its driver's exceptions to this one, by type."""
 
 
+class RowsRefused(LedgerStoreError):
+    """The database is there but refused the rows' values (one it cannot hold): the same
+    rows will fail again, so they are tried one by one and the refused set aside."""
+
+
 class LedgerStore(Protocol):
     async def open(self) -> None:
         """Connect and bring the schema to the current version."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.accounting.row import COLUMNS
-from gateway.accounting.store import LedgerStoreError
+from gateway.accounting.store import LedgerStoreError, RowsRefused
 from gateway.accounting.tables import engine_url, ledger_table, migrate
 
 
@@ -32,8 +32,22 @@ class SqlAlchemyStore:
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(self._insert, values)
-        except (SQLAlchemyError, OSError) as exc:
+        except SQLAlchemyError as exc:
+            if refused_values(exc):
+                raise RowsRefused(f"ledger insert refused: SQLSTATE {_sqlstate(exc)}") from exc
+            raise LedgerStoreError(f"ledger insert failed: {type(exc).__name__}") from exc
+        except OSError as exc:
             raise LedgerStoreError(f"ledger insert failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+def _sqlstate(exc: SQLAlchemyError) -> str:
+    return str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+
+
+def refused_values(exc: SQLAlchemyError) -> bool:
+    """The database refused a value rather than the connection failing: SQLSTATE class 22
+    (data exception — too long, a NUL byte in text) or 23 (a constraint)."""
+    return isinstance(exc, DataError | IntegrityError) or _sqlstate(exc)[:2] in ("22", "23")

@@ -17,7 +17,7 @@ from gateway.accounting.schema import (
     sqlite_create,
     to_current,
 )
-from gateway.accounting.store import LedgerStoreError
+from gateway.accounting.store import LedgerStoreError, RowsRefused
 
 
 class SqliteStore:
@@ -61,6 +61,9 @@ class SqliteStore:
         try:
             await self._conn.executemany(SQLITE_INSERT, rows)
             await self._conn.commit()
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+            await self._conn.rollback()
+            raise RowsRefused(f"insert into {self._path} refused: {type(exc).__name__}") from exc
         except (sqlite3.Error, OSError) as exc:
             await self.close()  # reopened (and checked) on the next try
             failed = f"insert into {self._path} failed: {type(exc).__name__}"

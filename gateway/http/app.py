@@ -105,9 +105,7 @@ class Gateway:
         self.faults = FaultTable()  # drills: active faults, kept across reloads
         self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
         self.tracing = Tracing(config.tracing)
-        self.responses = ResponseStore(
-            config.ledger.url, _retention_s(config), config.responses.max_history_bytes
-        )
+        self.responses = ResponseStore(config.ledger.url, config.responses)
         self.accountant = Accountant(
             self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
         )
@@ -195,7 +193,7 @@ class Gateway:
         self.accountant.configure(config, generation.self_hosted_prices())
         self.admitter.configure(config)
         self.budgets.configure(config, self.accountant.prices)
-        self.responses.configure(_retention_s(config), config.responses.max_history_bytes)
+        self.responses.configure(config.responses)
         self.tracing.configure(config)
 
     def _ledger_state(self, ledger: LedgerWriter) -> None:
@@ -207,6 +205,7 @@ class Gateway:
         m.ledger_journal_max_bytes.set(ledger.journal.max_bytes)
         m.ledger_errors.set(ledger.errors)
         m.ledger_lost.set(ledger.lost)
+        m.ledger_quarantined.set(ledger.quarantine.kept)
 
     async def start(self) -> None:
         await self.ledger.start()
@@ -394,10 +393,6 @@ class Gateway:
                 await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _retention_s(config: GatewayConfig) -> float:
-    return config.responses.retention_days * 86_400
 
 
 def app_from_env() -> Any:

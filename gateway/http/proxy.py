@@ -159,6 +159,8 @@ class ProxyApp:
         finally:
             self.in_flight -= 1
             self._metrics.in_flight.dec()
+            for release in ctx.releases:
+                release()
             if ctx.admission is not None:
                 await self._admit.release(ctx, ctx.admission)
             if not accounted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,9 @@ class Principal:
 
     @property
     def tenant(self) -> str:
-        """Whose data this is: the key's team, else the key."""
-        return self.team or self.key_name
+        """Whose data this is: the key's team, else the key — typed, so that a key named
+        like a team never reads that team's stored responses or shares its cache key."""
+        return f"team:{self.team}" if self.team else f"key:{self.key_name}"
 
 
 @dataclass(slots=True)
@@ -84,6 +86,8 @@ class RequestContext:
     untranslatable: list[Omission] = field(default_factory=list)
     reasoning_effort: str | None = None  # the client's thinking, for a target that reasons
     dropped: list[str] = field(default_factory=list)
+    # What to let go when the request ends, whatever its outcome (a loaded history's bytes).
+    releases: list[Callable[[], None]] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
     trace_id: str | None = None  # the request's trace, when tracing is on
     traced: bool = False  # its span records (sampled): worth reading what only a span shows

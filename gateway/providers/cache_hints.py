@@ -10,6 +10,7 @@ one's prefix)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -84,5 +85,8 @@ def anthropic_breakpoints(body: dict[str, Any], hint: CacheHint) -> dict[str, An
 
 
 def openai_cache_key(tenant: str, prefix_hash: str) -> str:
-    """Same tenant and prefix → same key (OpenAI routes requests with one key together)."""
-    return f"{tenant[:40]}-{prefix_hash[:16]}"
+    """Same tenant and prefix → same key (OpenAI routes requests with one key together).
+    The tenant as a digest of its whole typed name: no two tenants share a key, and no
+    team or key name goes upstream."""
+    owner = hashlib.blake2s(tenant.encode(), digest_size=8).hexdigest()
+    return f"{owner}-{prefix_hash[:16]}"

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sqlite3
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from gateway.accounting.pricing import PriceTable
 from gateway.providers.base import Usage
 from tests.support.processes import (
+    ADMIN_KEY,
     GATEWAY_KEY,
     MockUpstream,
     failover_config,
@@ -239,6 +241,67 @@ def test_postgresql_ledger(
             time.sleep(0.1)
         time.sleep(0.3)
         assert asyncio.run(_pg_count(url, prefix)) == 20
+    finally:
+        proc.stop()
+
+
+async def _pg(url: str, sql: str, *args: object) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(sql, *args) or 0)
+    finally:
+        await conn.close()
+
+
+def test_a_row_postgresql_refuses_is_set_aside_and_the_rest_go_on(
+    openai_upstream: MockUpstream, tmp_path: Path, logs_dir: Path
+) -> None:
+    """A refused row once blocked its batch and every batch after it, until the journal
+    filled and everyone got 503. Here PostgreSQL refuses one key's rows (a constraint an
+    operator added); the others land, the refused row waits in quarantine.jsonl, counted,
+    and is replayed at the next start once the database takes it."""
+    url, tag = _postgres_url(), uuid.uuid4().hex[:8]
+    journal = tmp_path / "journal"
+    config = textwrap.dedent(f"""\
+        ledger: {{url: '{url}', flush_ms: 30, journal_dir: '{journal}'}}
+        providers: {{p: {{kind: openai, api_base: "http://127.0.0.1:{openai_upstream.port}/v1"}}}}
+        routes: {{chat: {{targets: [{{provider: p, model: gpt-4o}}]}}}}
+        keys:
+          - {{name: fine-{tag}, key: "${{TEST_GATEWAY_KEY}}"}}
+          - {{name: poison-{tag}, key: "${{TEST_ADMIN_KEY}}"}}
+        """)  # fmt: skip
+    proc = start_gateway(config, logs_dir, name="ledger-quarantine")  # migrates the table
+    constraint = f"spillover_test_refuses_{tag}"
+    asyncio.run(_pg(url, f"ALTER TABLE spillover_ledger ADD CONSTRAINT {constraint} "
+                         f"CHECK (key_name <> 'poison-{tag}')"))  # fmt: skip
+    body = {"model": "chat", "messages": [{"role": "user", "content": "x"}]}
+    count = "SELECT count(*) FROM spillover_ledger WHERE key_name = $1"
+    try:
+        for key in [GATEWAY_KEY] * 5 + [ADMIN_KEY] + [GATEWAY_KEY] * 5:
+            headers = {"Authorization": f"Bearer {key}"}
+            reply = httpx.post(proc.url + "/v1/chat/completions", json=body, headers=headers)
+            assert reply.status_code == 200
+        deadline = time.monotonic() + 10
+        while asyncio.run(_pg(url, count, f"fine-{tag}")) < 10:
+            assert time.monotonic() < deadline, "the rows behind the refused one did not land"
+            time.sleep(0.1)
+        assert "spillover_ledger_quarantined_rows 1.0" in httpx.get(proc.url + "/metrics").text
+        kept = [
+            json.loads(line) for line in (journal / "quarantine.jsonl").read_text().splitlines()
+        ]
+        assert [row["key_name"] for row in kept] == [f"poison-{tag}"]
+    finally:
+        proc.stop()
+        asyncio.run(_pg(url, f"ALTER TABLE spillover_ledger DROP CONSTRAINT {constraint}"))
+    proc = start_gateway(config, logs_dir, name="ledger-quarantine-replay")
+    try:
+        deadline = time.monotonic() + 10
+        while asyncio.run(_pg(url, count, f"poison-{tag}")) < 1:
+            assert time.monotonic() < deadline, "the quarantined row was not replayed"
+            time.sleep(0.1)
+        assert not (journal / "quarantine.jsonl").exists()
     finally:
         proc.stop()
 

@@ -22,8 +22,17 @@ from tests.support.processes import (
 
 TEAM_A = "sk-hostile-team-a"
 TEAM_B = "sk-hostile-team-b"
+NAMED_LIKE_A = "sk-hostile-key-named-like-team-a"  # a key without a team, named "a"
 TAIL_KEY = "sk-tail-provider-secret"
-SECRETS = (TEAM_A, TEAM_B, TAIL_KEY, OPENAI_UPSTREAM_KEY, ANTHROPIC_UPSTREAM_KEY, ADMIN_KEY)
+SECRETS = (
+    TEAM_A,
+    TEAM_B,
+    NAMED_LIKE_A,
+    TAIL_KEY,
+    OPENAI_UPSTREAM_KEY,
+    ANTHROPIC_UPSTREAM_KEY,
+    ADMIN_KEY,
+)
 
 
 @dataclass
@@ -82,6 +91,7 @@ def hostile_config(openai_port: int, anthropic_port: int, ledger: Path) -> str:
     return textwrap.dedent(f"""\
         server: {{max_body_bytes: 65536, access_log: true, drain_s: 0}}
         drills: {{enabled: true, max_fault_s: 120}}
+        responses: {{max_history_bytes: 131072, max_stored_per_owner: 40}}
         ledger: {{url: "sqlite:///{ledger}", flush_ms: 20}}
         providers:
           tail:
@@ -113,5 +123,6 @@ def hostile_config(openai_port: int, anthropic_port: int, ledger: Path) -> str:
         keys:
           - {{name: team-a, team: a, key: {TEAM_A}}}
           - {{name: team-b, team: b, key: {TEAM_B}}}
+          - {{name: a, key: {NAMED_LIKE_A}}}
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true}}
         """)

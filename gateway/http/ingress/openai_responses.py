@@ -7,6 +7,7 @@ before its last byte leaves."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -104,7 +105,10 @@ class ResponsesProtocol(ClientProtocol):
                     f"Previous response with id '{previous[:64]}' not found.",
                     param="previous_response_id",
                 )
-            history = found
+            ctx.releases.append(functools.partial(self._store.release, found))
+            history = found.items
+        if body.get("store") is not False:
+            await self._store.admit_storing(owner)
         items = [_with_id(item) for item in input_items(body)]
         translated = request_to_chat(body, history, body["model"])
         ctx.body = translated.body

@@ -127,3 +127,23 @@ def test_check_config_cli_exit_codes() -> None:
     )
     assert good.returncode == 0, good.stderr
     assert "1 routes" in good.stderr
+
+
+def test_the_widest_names_a_config_holds_fit_every_store() -> None:
+    """What the loader refuses past NAME_WIDTHS is what the ledger and the response store
+    can hold, prefixes included."""
+    from gateway.accounting.tables import ledger_table
+    from gateway.state.responses_sql import responses_table
+    from policies.loader import NAME_WIDTHS
+
+    def width(table: object, column: str) -> int:
+        return int(table.c[column].type.length)  # type: ignore[attr-defined]
+
+    assert width(ledger_table, "key_name") >= len("console-drill:") + NAME_WIDTHS["key"]
+    assert width(ledger_table, "team") >= NAME_WIDTHS["team"]
+    assert width(ledger_table, "provider") >= NAME_WIDTHS["provider"]
+    assert width(ledger_table, "route") >= NAME_WIDTHS["route"]
+    assert width(ledger_table, "model") >= NAME_WIDTHS["model"]
+    assert width(ledger_table, "resumed_by") >= NAME_WIDTHS["provider"] + 1 + NAME_WIDTHS["model"]
+    owners = max(NAME_WIDTHS["team"] + len("team:"), NAME_WIDTHS["key"] + len("key:"))
+    assert width(responses_table, "owner") >= owners

@@ -1,0 +1,42 @@
+"""Rows the ledger database refused: set aside in a file beside the journal, so that the
+batch they came in — and every batch after it — goes on. Counted (`spillover_ledger_
+quarantined_rows`) and logged; replayed at the next start, after an operator has fixed
+what the database refused (a row it still refuses comes back here)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("spillover.ledger")
+
+
+class Quarantine:
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "quarantine.jsonl"
+        self.kept = 0  # since start
+
+    def keep(self, row: dict[str, Any], reason: str) -> None:
+        with self.path.open("ab") as out:
+            out.write(orjson.dumps(row) + b"\n")
+        self.kept += 1
+        log.error(
+            "ledger: the database refused row uid=%s (%s); set aside in %s",
+            row.get("uid"), reason, self.path,
+        )  # fmt: skip
+
+    def take(self) -> list[dict[str, Any]]:
+        """The rows set aside by an earlier process, to try again; the file they are read
+        from goes only once they are in (`replayed`), so a crash meanwhile loses none."""
+        replaying = self.path.with_suffix(".replaying")
+        if not replaying.exists():
+            if not self.path.exists():
+                return []
+            self.path.replace(replaying)
+        return [orjson.loads(line) for line in replaying.read_bytes().splitlines() if line]
+
+    def replayed(self) -> None:
+        self.path.with_suffix(".replaying").unlink(missing_ok=True)
