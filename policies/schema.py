@@ -53,6 +53,10 @@ class TeamConfig(Strict):
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     """Address to listen on."""
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
+    """Addresses (or CIDRs) of the reverse proxies whose `X-Forwarded-For` / `-Proto` are
+    believed; empty: none, and a client's address is its connection's (the console's
+    sign-in throttle counts by it)."""
     port: int = Field(4000, ge=1, le=65535)
     """Port to listen on."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
@@ -298,6 +302,12 @@ class Route(Strict):
     `context_management`, reasoning items, metadata, …) are always translated where the
     target has an equivalent and dropped otherwise; every drop is reported in
     `x-spillover-dropped`, a metric and the ledger row (see the routing docs' table)."""
+    upstream_objects: list[
+        Literal["conversation", "prompt", "file_search", "mcp", "mcp_servers", "container"]
+    ] = Field(default_factory=list)
+    """Native fields that reach objects or servers in the upstream account every tenant
+    shares — Responses `conversation`, `prompt`, `file_search` and `mcp` tools; Messages
+    `mcp_servers`, `container` — allowed on this route. Unlisted: refused with 400."""
     hosted_tools: Literal["drop", "reject"] = "drop"
     """Tools that only a provider runs (`web_search`, `code_interpreter`, Anthropic's
     `web_search_20250305`, …) on a target that cannot run them: `drop` serves without them

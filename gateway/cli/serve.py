@@ -66,6 +66,7 @@ def serve(
         max_header_bytes=settings.max_header_bytes,
         keep_alive_s=settings.keep_alive_s,
         graceful_shutdown_s=settings.graceful_shutdown_s,
+        forwarded_allow_ips=",".join(settings.forwarded_allow_ips),
     ).replace_process()  # the serving process, without the CLI's imports
 
 

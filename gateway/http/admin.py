@@ -67,6 +67,13 @@ def _routing(port: AdminPort) -> APIRouter:
             "targets": await _targets(port.state, port.config(), time.time()),
         }
 
+    @router.get("/admin/readiness")
+    async def readiness() -> dict[str, Any]:
+        """Why `/health/ready` says what it says: usable targets per route, and each
+        problem by name (the unauthenticated probe tells status only)."""
+        usable, problems = port.problems()
+        return {"ready": not problems, "routes": usable, "problems": problems}
+
     @router.post("/admin/targets/reset")
     async def reset_targets() -> dict[str, str]:
         """Close every breaker and end every cool-down (after fixing an upstream)."""

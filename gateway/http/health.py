@@ -27,10 +27,10 @@ async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
     if path == "/health/live":
         body = b'{"status":"ok"}'
     elif path == "/health/ready":
-        usable, problems = port.problems()
+        # Status only: route names and problems are for admins (`/admin/readiness`).
+        _, problems = port.problems()
         status = 503 if problems else 200
-        state = "not_ready" if problems else "ready"
-        body = orjson.dumps({"status": state, "routes": usable, "problems": problems})
+        body = orjson.dumps({"status": "not_ready" if problems else "ready"})
     else:
         body = generate_latest(port.registry)
         content_type = CONTENT_TYPE_LATEST.encode()

@@ -27,6 +27,7 @@ class Launch:
     max_header_bytes: int
     keep_alive_s: float
     graceful_shutdown_s: float
+    forwarded_allow_ips: str  # comma-separated; empty: no proxy is trusted
 
     def argv(self) -> list[str]:
         """This module's command line, with the interpreter running now; `-P` keeps the
@@ -89,6 +90,9 @@ def run(launch: Launch) -> None:
         timeout_graceful_shutdown=int(launch.graceful_shutdown_s),
         timeout_keep_alive=int(launch.keep_alive_s),
         server_header=False,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: only named proxies here.
+        proxy_headers=bool(launch.forwarded_allow_ips),
+        forwarded_allow_ips=launch.forwarded_allow_ips or None,
     )
 
 

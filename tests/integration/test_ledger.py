@@ -392,7 +392,10 @@ def test_a_full_journal_refuses_new_requests_rather_than_answer_them_unbilled(
             assert int(reply.headers["retry-after"]) >= 1
             ready = client.get(proc.url + "/health/ready")
             assert ready.status_code == 503
-            assert "the ledger can keep no more rows" in ready.json()["problems"]
+            detail = client.get(
+                proc.url + "/admin/readiness", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+            )
+            assert "the ledger can keep no more rows" in detail.json()["problems"]
             missing.mkdir()  # the database is back: the journal drains, requests flow again
             deadline = time.monotonic() + 30
             while client.get(proc.url + "/health/ready").status_code != 200:

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.support.processes import (
+    ADMIN_KEY,
     ANTHROPIC_UPSTREAM_KEY,
     GATEWAY_KEY,
     OPENAI_UPSTREAM_KEY,
@@ -431,7 +432,11 @@ def test_stream_cut_after_first_byte_ends_with_error_event(
 def test_health_and_metrics(gateway: Proc) -> None:
     assert httpx.get(gateway.url + "/health/live").json() == {"status": "ok"}
     ready = httpx.get(gateway.url + "/health/ready")
-    assert ready.status_code == 200 and ready.json()["routes"]["gpt-4o"] == 2
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}  # no tenants' names
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    detail = httpx.get(gateway.url + "/admin/readiness", headers=admin)
+    assert detail.status_code == 200 and detail.json()["routes"]["gpt-4o"] == 2
+    assert httpx.get(gateway.url + "/admin/readiness").status_code == 401
     metrics = httpx.get(gateway.url + "/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "spillover_requests_total" in metrics.text

@@ -4,6 +4,9 @@ or fake the answer are dropped (or sent as inert body fields), never obeyed."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
 from tests.support.hostile import TAIL_KEY, Hostile
@@ -102,3 +105,34 @@ def test_client_headers_are_never_forwarded_upstream(
     headers = openai_upstream.received()[0]["headers"]
     assert "x-evil" not in headers and "openai-organization" not in headers
     assert headers["authorization"] == f"Bearer {OPENAI_UPSTREAM_KEY}"
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "param"),
+    [
+        ("/v1/responses", {"conversation": "conv_of_another_team"}, "conversation"),
+        ("/v1/responses", {"prompt": {"id": "pmpt_of_another_team"}}, "prompt"),
+        ("/v1/responses", {"tools": [{"type": "file_search",
+                                      "vector_store_ids": ["vs_of_another_team"]}]}, "tools[0]"),
+        ("/v1/responses", {"tools": [{"type": "mcp", "server_label": "x",
+                                      "server_url": "CAPTURE", "headers": {"X-Leak": "1"}}]},
+         "tools[0]"),
+        ("/v1/messages", {"mcp_servers": [{"type": "url", "url": "CAPTURE", "name": "x"}]},
+         "mcp_servers"),
+        ("/v1/messages", {"container": "container_of_another_team"}, "container"),
+    ],
+)  # fmt: skip
+def test_fields_reaching_the_shared_upstream_account_are_refused_unless_the_route_allows(
+    hostile: Hostile, path: str, fields: dict[str, Any], param: str
+) -> None:
+    text = orjson.dumps(fields).decode().replace("CAPTURE", hostile.capture.url)
+    body: dict[str, Any] = {"model": "claude" if path == "/v1/messages" else "openai",
+                            **orjson.loads(text)}  # fmt: skip
+    if path == "/v1/messages":
+        body.update(max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    else:
+        body["input"] = "hi"
+    reply = hostile.post(path, body)
+    assert reply.status_code == 400, reply.text
+    assert "upstream_objects" in reply.text and param in reply.text
+    assert hostile.capture.received() == []

@@ -19,6 +19,7 @@ from gateway.http.ingress.base import (
     TranslatedStream,
     unreadable,
 )
+from gateway.http.ingress.shared_account import check_messages
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
@@ -49,6 +50,8 @@ class AnthropicProtocol(ClientProtocol):
         validate_messages(body)
 
     async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+        assert ctx.route is not None
+        check_messages(body, ctx.route_name, ctx.route.upstream_objects)
         translated = request_to_openai(body, body["model"])
         ctx.body = translated.body
         ctx.untranslatable = translated.left_out

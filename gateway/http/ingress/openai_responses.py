@@ -28,6 +28,7 @@ from gateway.http.ingress.base import (
     unreadable,
 )
 from gateway.http.ingress.responses_validate import validate_responses
+from gateway.http.ingress.shared_account import check_responses
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
@@ -94,7 +95,8 @@ class ResponsesProtocol(ClientProtocol):
         validate_responses(body)
 
     async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
-        assert ctx.principal is not None
+        assert ctx.principal is not None and ctx.route is not None
+        check_responses(body, ctx.route_name, ctx.route.upstream_objects)
         owner = ctx.principal.tenant
         history: list[dict[str, Any]] = []
         previous = body.get("previous_response_id")
