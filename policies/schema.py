@@ -364,6 +364,7 @@ class LedgerConfig(Strict):
 
     url: str = "sqlite:///spillover-ledger.sqlite"
     """`sqlite:///path` or `postgresql://user@host:port/db`."""
+
     batch_size: int = Field(500, ge=1)
     """Rows per insert …"""
     flush_ms: int = Field(200, ge=1)
@@ -380,6 +381,15 @@ class LedgerConfig(Strict):
     """Past this, new requests get 503 `ledger_unavailable` (never an unbilled answer)."""
     spool_path: str = "spillover-ledger.spool.jsonl"
     """A spool file left by a gateway older than the journal: replayed at start."""
+
+    @field_validator("url")
+    @classmethod
+    def _sqlite_takes_no_query(cls, url: str) -> str:
+        # The writer opens the file by path and the reports through SQLAlchemy, which would
+        # pass a query's parameters to sqlite3 itself: the two would disagree, or fail.
+        if url.startswith("sqlite") and "?" in url:
+            raise ValueError("a sqlite:/// ledger URL takes no query string")
+        return url
 
 
 class ResponsesConfig(Strict):

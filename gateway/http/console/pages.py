@@ -13,6 +13,7 @@ from gateway.accounting.report_render import as_csv
 from gateway.accounting.reports import DIMENSIONS
 from gateway.errors import AuthenticationFailed, GatewayRateLimited, InvalidRequest, NotFound
 from gateway.http.console import views
+from gateway.http.console.config_view import masked_yaml
 from gateway.http.console.drills import DrillRecord
 from gateway.http.console.sampler import SERIES
 from gateway.http.console.session import COOKIE
@@ -310,7 +311,7 @@ async def config(request: Request) -> Response:
     who = console.who(request)
     return console.render(
         "config.html", request, who, page="config",
-        text=views.masked_yaml(console.port.config()), path=console.port.config_path,
+        text=masked_yaml(console.port.config()), path=console.port.config_path,
         result=None,
     )  # fmt: skip
 
@@ -326,6 +327,6 @@ async def reload(request: Request) -> Response:
     # A rejected file is an answer shown on the page (200); POST /admin/reload says 400.
     return console.render(
         "config.html", request, (session, principal), page="config",
-        text=views.masked_yaml(console.port.config()), path=console.port.config_path,
+        text=masked_yaml(console.port.config()), path=console.port.config_path,
         result=result,
     )  # fmt: skip

@@ -3,14 +3,10 @@ state, the pools, the limit and spend counters, the ledger and the metrics regis
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import yaml
-from pydantic import SecretStr
 
 from gateway.accounting.reports import SpendRow, parse_when, spend, spend_by
 from gateway.http.console.port import ConsolePort
@@ -313,28 +309,6 @@ def _zone(name: str) -> Any:
 
 
 # -- config -------------------------------------------------------------------------------------
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def masked_yaml(config: GatewayConfig) -> str:
-    """The running config as YAML with every secret replaced: SecretStr fields, header values
-    (they may carry credentials) and the user:password part of URLs (ledger, Redis)."""
-
-    def mask(value: Any, secret: bool = False) -> Any:
-        if isinstance(value, SecretStr) or (secret and value is not None):
-            return "********"
-        if isinstance(value, dict):
-            return {k: mask(v, secret or k == "headers") for k, v in value.items()}
-        if isinstance(value, list):
-            return [mask(v, secret) for v in value]
-        if isinstance(value, str) and "://" in value:
-            return _USERINFO.sub("********@", value)
-        return value
-
-    data = mask(config.model_dump(exclude_defaults=True))
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
 
 
 def _ms(seconds: float | None) -> float | None:
