@@ -121,7 +121,10 @@ class ProxyApp:
             await model_list(self.config, self.keys, self._created, scope, request_id, send)
             return
         if path == COUNT_TOKENS:
-            await count_tokens(self.config, self.keys, scope, receive, request_id, send)
+            await count_tokens(
+                self.config, self.keys, self._admit, self._account, scope, receive,
+                request_id, send,
+            )  # fmt: skip
             return
         if path.startswith(STORED_RESPONSES):
             await stored_response(self.keys, self._responses, scope, request_id, send)
@@ -264,7 +267,7 @@ class ProxyApp:
         ctx.priority = _priority(ctx.principal.priority, headers.get(b"x-spillover-priority"))
         drill = headers.get(b"x-spillover-drill")
         ctx.drill = _printable(drill[:64]) if drill else None
-        targets, skipped = candidates(route, ctx.endpoint, self._providers)
+        targets, skipped = candidates(route, ctx.upstream_endpoint, self._providers)
         ctx.attempts.extend(skipped)
         if not targets:
             raise InvalidRequest(

@@ -137,6 +137,7 @@ def _tools(tools: Any) -> None:
         return
     if not isinstance(tools, list):
         raise InvalidRequest("'tools' must be an array", param="tools")
+    too_many_tools(len(tools))
     for i, tool in enumerate(tools):
         kind = tool.get("type", "function") if isinstance(tool, dict) else None
         if not isinstance(kind, str):
@@ -313,3 +314,13 @@ def _stop(body: dict[str, Any]) -> None:
         return
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):
         raise InvalidRequest("'stop' must be a string or an array of up to 4 strings", param="stop")
+
+
+# More tools than any client offers (Claude Code and Codex send tens): every tool is parsed,
+# checked, translated and counted on the event loop, so the number is bounded for all.
+MAX_TOOLS = 512
+
+
+def too_many_tools(count: int, param: str = "tools") -> None:
+    if count > MAX_TOOLS:
+        raise InvalidRequest(f"at most {MAX_TOOLS} tools per request (got {count})", param=param)

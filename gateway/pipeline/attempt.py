@@ -162,7 +162,7 @@ class AttemptRunner:
         body = source if source.get("model") == target.model else {**source, "model": target.model}
         ttft_budget = route.ttft_budget_ms / 1000 if ctx.stream and route.ttft_budget_ms else None
         call = UpstreamCall(
-            endpoint=ctx.endpoint,
+            endpoint=ctx.upstream_endpoint,
             body=body,
             model=target.model,
             stream=ctx.stream,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gateway.errors import AttemptRecord
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
@@ -14,6 +14,9 @@ from gateway.providers.translate.chat_form import Omission
 from policies.pool import Priority
 from policies.routing import Skip
 from policies.schema import Endpoint, Ingress, Route, Target
+
+# What the gateway answers itself, admitted and kept in the ledger like the rest.
+LocalEndpoint = Literal["count_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ class Principal:
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
-    endpoint: Endpoint
+    endpoint: Endpoint | LocalEndpoint
     principal: Principal | None = None
     route_name: str = ""
     route: Route | None = None
@@ -103,6 +106,13 @@ class RequestContext:
                 for a in self.attempts
             )
         )
+
+    @property
+    def upstream_endpoint(self) -> Endpoint:
+        """The endpoint an upstream is called for; a local answer never calls one."""
+        if self.endpoint == "count_tokens":
+            raise AssertionError("count_tokens is answered by the gateway itself")
+        return self.endpoint
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

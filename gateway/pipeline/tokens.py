@@ -58,12 +58,17 @@ def _text_of(body: dict[str, Any]) -> list[str]:
     return texts
 
 
+# Past this many characters a prompt is estimated, not tokenised: counting runs on the event
+# loop at admission (about 10 ms for this much), and every tenant shares that loop.
+EXACT_CHARS = 256 * 1024
+
+
 def prompt_tokens(body: dict[str, Any], model: str) -> int:
     texts = _text_of(body)
     overhead = 3 + 4 * len(body.get("messages") or [])  # per-message framing, as OpenAI counts
     name = _encoding_name(model)
     encoding = _encoding(name) if name else None
-    if encoding is None:
+    if encoding is None or sum(len(t) for t in texts) > EXACT_CHARS:
         return overhead + sum((len(t) + 3) // 4 for t in texts)
     return overhead + sum(len(encoding.encode(t, disallowed_special=())) for t in texts)
 

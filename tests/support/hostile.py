@@ -23,6 +23,7 @@ from tests.support.processes import (
 TEAM_A = "sk-hostile-team-a"
 TEAM_B = "sk-hostile-team-b"
 NAMED_LIKE_A = "sk-hostile-key-named-like-team-a"  # a key without a team, named "a"
+LIMITED = "sk-hostile-limited-rpm-2"  # a key allowed two requests a minute
 TAIL_KEY = "sk-tail-provider-secret"
 SECRETS = (
     TEAM_A,
@@ -124,5 +125,6 @@ def hostile_config(openai_port: int, anthropic_port: int, ledger: Path) -> str:
           - {{name: team-a, team: a, key: {TEAM_A}}}
           - {{name: team-b, team: b, key: {TEAM_B}}}
           - {{name: a, key: {NAMED_LIKE_A}}}
+          - {{name: limited, key: {LIMITED}, limits: {{rpm: 2}}}}
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true}}
         """)

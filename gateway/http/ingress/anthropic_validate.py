@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.http.validate import too_many_tools
 
 _ROLES = frozenset({"user", "assistant", "system"})  # `system` turns: see section 3 of the docs
 _TOOL_CHOICES = ("auto", "any", "tool", "none")  # a tuple: a hostile type may be any JSON
@@ -128,6 +129,7 @@ def _tools(tools: Any) -> None:
         return
     if not isinstance(tools, list):
         raise InvalidRequest("tools: must be an array", param="tools")
+    too_many_tools(len(tools))
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise InvalidRequest(f"tools.{i}: a tool needs a string name", param=f"tools.{i}")

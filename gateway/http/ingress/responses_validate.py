@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.http.validate import too_many_tools
 
 MAX_METADATA_KEYS = 16
 _CHOICES = frozenset({"auto", "none", "required"})
@@ -44,6 +45,7 @@ def validate_responses(body: Any) -> None:
             param="metadata",
         )
     _tools(body.get("tools"))
+    too_many_tools(_offered(body))
     _tool_choice(body.get("tool_choice"))
     _text(body.get("text"))
     reasoning = body.get("reasoning")
@@ -82,6 +84,20 @@ def _part(part: Any, where: str) -> None:
         raise InvalidRequest(f"{where} must be an object with a type", param=where)
     if part["type"] in _TEXT_PARTS and not isinstance(part.get("text"), str):
         raise InvalidRequest(f"{where}.text must be a string", param=f"{where}.text")
+
+
+def _offered(body: dict[str, Any]) -> int:
+    """Tools offered in `tools` and in `additional_tools` items, namespaces opened."""
+    given = list(body.get("tools") or [])
+    if isinstance(body.get("input"), list):
+        for item in body["input"]:
+            if isinstance(item, dict) and isinstance(item.get("tools"), list):
+                given.extend(item["tools"])
+    count = 0
+    for tool in given:
+        inner = tool.get("tools") if isinstance(tool, dict) else None
+        count += len(inner) if isinstance(inner, list) else 1
+    return count
 
 
 def _tools(tools: Any) -> None:
