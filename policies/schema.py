@@ -53,6 +53,10 @@ class TeamConfig(Strict):
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     """Address to listen on."""
+    metrics_require_key: bool = False
+    """`/metrics` answers only a request with an admin or viewer key (`Authorization: Bearer
+    …`; Prometheus: `authorization: {credentials_file: …}`): its series name teams, keys and
+    their spend. Off: keep the port off the public network instead."""
     forwarded_allow_ips: list[str] = Field(default_factory=list)
     """Addresses (or CIDRs) of the reverse proxies whose `X-Forwarded-For` / `-Proto` are
     believed; empty: none, and a client's address is its connection's (the console's

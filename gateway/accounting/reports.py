@@ -94,6 +94,8 @@ async def spend_by(
             raise ValueError(
                 f"cannot group by {', '.join(unknown)} (choose from {', '.join(DIMENSIONS)})"
             )
+        if len(set(by)) != len(by) or len(by) > len(DIMENSIONS):
+            raise ValueError("group by each dimension at most once")
     engine = create_async_engine(engine_url(url))
     try:
         postgresql = engine.dialect.name == "postgresql"

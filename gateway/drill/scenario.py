@@ -64,7 +64,10 @@ class Scenario(Strict):
             )
             for s in self.steps
         ]
-        return self.model_copy(update={"traffic": traffic, "steps": steps})
+        # Validated again: a step scaled below its fault's minimum is refused here, by name,
+        # not where the fault is built mid-drill.
+        scaled = self.model_copy(update={"traffic": traffic, "steps": steps})
+        return type(self).model_validate(scaled.model_dump())
 
 
 def find(name_or_path: str) -> Path:

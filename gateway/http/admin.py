@@ -1,4 +1,4 @@
-"""The admin API (FastAPI, with the OpenAPI document at /openapi.json and /docs), built at the
+"""The admin API (FastAPI, with the OpenAPI document at /openapi.json), built at the
 first request it answers; health and metrics are `gateway.http.health`. Admin routes take an
 admin key in `Authorization: Bearer …`."""
 
@@ -37,7 +37,9 @@ log = logging.getLogger("spillover")
 
 
 def admin_app(port: AdminPort) -> FastAPI:
-    app = FastAPI(title="Spillover", version="0.1.0", docs_url="/docs", redoc_url=None)
+    # No /docs: Swagger UI would load its scripts from a CDN, unpinned (no integrity hash
+    # can hold for a moving version) — /openapi.json goes into any OpenAPI viewer instead.
+    app = FastAPI(title="Spillover", version="0.1.0", docs_url=None, redoc_url=None)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.openapi = with_openai_paths(app)  # type: ignore[method-assign]
@@ -91,11 +93,16 @@ def _routing(port: AdminPort) -> APIRouter:
 
         dims = [d.strip() for d in by.split(",") if d.strip()]
         now = time.time()
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             window = (parse_when(since, now), parse_when(until, now))
             rows = await spend(port.config().ledger.url, dims, *window, port.prices())
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
+        except (SQLAlchemyError, OSError) as exc:  # never the SQL or the driver's words
+            log.warning("admin spend: the ledger could not be read (%s)", type(exc).__name__)
+            raise HTTPException(503, "the ledger cannot be read right now") from None
         return JSONResponse({"by": dims, "rows": [r.as_dict() for r in rows]})
 
     @router.post("/admin/reload")

@@ -1,6 +1,6 @@
 """Health and metrics as plain ASGI: what probes and scrapers call every few seconds,
 answered without the admin app (FastAPI and its OpenAPI machinery, built at the first
-`/admin`, `/docs` or `/openapi.json` request)."""
+`/admin` or `/openapi.json` request)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import Scope, Send
 
-from gateway.errors import MethodNotAllowed
+from gateway.errors import AuthenticationFailed, MethodNotAllowed
 from gateway.http.admin_port import AdminPort
 from gateway.http.edge import send_error
 
@@ -32,6 +32,11 @@ async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
         status = 503 if problems else 200
         body = orjson.dumps({"status": "not_ready" if problems else "ready"})
     else:
+        if port.config().server.metrics_require_key and not _may_scrape(port, scope):
+            await send_error(
+                send, AuthenticationFailed("/metrics takes an admin or viewer key (Bearer)")
+            )
+            return
         body = generate_latest(port.registry)
         content_type = CONTENT_TYPE_LATEST.encode()
     await send(
@@ -45,3 +50,12 @@ async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+def _may_scrape(port: AdminPort, scope: Scope) -> bool:
+    authorization = dict(scope["headers"]).get(b"authorization")
+    try:
+        principal = port.authenticate(authorization)
+    except AuthenticationFailed:
+        return False
+    return principal.admin or principal.viewer

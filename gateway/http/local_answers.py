@@ -1,7 +1,7 @@
 """The `/v1` answers the gateway gives without an upstream: the model list (OpenAI's
 `GET /v1/models`) and a prompt's token count (Anthropic's `POST /v1/messages/count_tokens`),
-each authenticated and shaped in its client's protocol. A count is admitted through the
-key's limits and leaves a ledger row at cost 0; the model list is neither."""
+each authenticated, admitted through the key's limits, kept in the ledger at cost 0 and
+shaped in its client's protocol (`gateway.http.local_request`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import ClientError, MethodNotAllowed
 from gateway.http.auth import KeyStore, route_for
 from gateway.http.body import checked_body, read_body
-from gateway.http.edge import error_body
+from gateway.http.edge import error_body, protocol_headers
 from gateway.http.ingress.anthropic_errors import anthropic_error
 from gateway.http.ingress.anthropic_messages import AnthropicProtocol
 from gateway.http.ingress.anthropic_validate import validate_messages
+from gateway.http.local_request import Answer, admitted, answer_locally
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.context import RequestContext
@@ -26,31 +27,38 @@ from policies.schema import GatewayConfig
 
 COUNT_TOKENS = "/v1/messages/count_tokens"
 EXACT_UP_TO = 256 * 1024
-_JSON = (b"content-type", b"application/json")
 
 
 async def model_list(
-    config: GatewayConfig, keys: KeyStore, created: int, scope: Scope, request_id: str, send: Send
+    config: GatewayConfig,
+    keys: KeyStore,
+    limits: Admitter,
+    account: Accountant,
+    created: int,
+    scope: Scope,
+    request_id: str,
+    send: Send,
 ) -> None:
-    extra: list[tuple[bytes, bytes]] = []
-    try:
+    ctx = RequestContext(request_id=request_id, endpoint="models")
+
+    async def listed() -> Answer:
         if scope["method"] != "GET":
             raise MethodNotAllowed("/v1/models accepts GET only", allow="GET")
-        principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
-    except ClientError as exc:
-        body = error_body(exc)
-        status = exc.status
-        if isinstance(exc, MethodNotAllowed):
-            extra.append((b"allow", exc.allow.encode()))
-    else:
+        ctx.principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
+        await admitted(ctx, limits)
         models = [
             {"id": name, "object": "model", "created": created, "owned_by": "spillover"}
             for name in config.routes
-            if principal.may_use(name)
+            if ctx.principal.may_use(name)
         ]
         body = orjson.dumps({"object": "list", "data": models})
-        status = 200
-    await _answer(send, status, body, [(b"x-request-id", request_id.encode()), *extra])
+        return 200, body, [(b"x-request-id", request_id.encode())]
+
+    def refused(exc: ClientError) -> Answer:
+        return exc.status, error_body(exc), [(b"x-request-id", request_id.encode()),
+                                             *protocol_headers(exc)]  # fmt: skip
+
+    await answer_locally(ctx, limits, account, listed, refused, send)
 
 
 async def count_tokens(
@@ -64,24 +72,18 @@ async def count_tokens(
     send: Send,
 ) -> None:
     """The gateway's own count — the one its limits and budgets use — of the prompt as the
-    route's first target would read it; `x-spillover-token-count: estimated` says so. Admitted
-    through the same limits as generation, and a ledger row at no cost: counting is work."""
+    route's first target would read it; `x-spillover-token-count: estimated` says so."""
     ctx = RequestContext(request_id=request_id, endpoint="count_tokens", ingress="anthropic")
-    extra: list[tuple[bytes, bytes]]
-    try:
+
+    async def counted() -> Answer:
         tokens = await _counted(ctx, config, keys, limits, scope, receive)
-    except ClientError as exc:
-        ctx.status, ctx.error_class = exc.status, exc.code or exc.error_type
-        status, answer, extra = anthropic_error(exc, request_id)
-    else:
-        ctx.status = status = 200
-        answer = orjson.dumps({"input_tokens": tokens})
         extra = [(b"request-id", request_id.encode()), (b"x-spillover-token-count", b"estimated")]
-    finally:
-        if ctx.admission is not None:
-            await limits.release(ctx, ctx.admission)
-    account.record(ctx)  # before the answer's last byte, as every row
-    await _answer(send, status, answer, extra)
+        return 200, orjson.dumps({"input_tokens": tokens}), extra
+
+    def refused(exc: ClientError) -> Answer:
+        return anthropic_error(exc, request_id)
+
+    await answer_locally(ctx, limits, account, counted, refused, send)
 
 
 async def _counted(
@@ -111,14 +113,3 @@ async def _counted(
 
 def _count_only(body: object) -> None:
     validate_messages(body, count_only=True)
-
-
-async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

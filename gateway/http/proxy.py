@@ -118,7 +118,10 @@ class ProxyApp:
         headers = dict(scope["headers"])
         request_id = _request_id(headers.get(b"x-request-id"))
         if path == "/v1/models":
-            await model_list(self.config, self.keys, self._created, scope, request_id, send)
+            await model_list(
+                self.config, self.keys, self._admit, self._account, self._created, scope,
+                request_id, send,
+            )  # fmt: skip
             return
         if path == COUNT_TOKENS:
             await count_tokens(
@@ -127,7 +130,9 @@ class ProxyApp:
             )  # fmt: skip
             return
         if path.startswith(STORED_RESPONSES):
-            await stored_response(self.keys, self._responses, scope, request_id, send)
+            await stored_response(
+                self.keys, self._responses, self._admit, self._account, scope, request_id, send
+            )
             return
         protocol = self._protocols[path]
         ctx = RequestContext(

@@ -1,6 +1,7 @@
 """`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`: a caller's
 stored responses, answered from the gateway's own store. Another owner's id is a 404, the
-same answer as an id that never existed."""
+same answer as an id that never existed. Each is admitted through the key's limits and
+kept in the ledger at cost 0 (`gateway.http.local_request`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import Scope, Send
 
-from gateway.errors import ClientError, InvalidRequest, MethodNotAllowed, NotFound, SpilloverError
+from gateway.errors import ClientError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.http.auth import KeyStore
 from gateway.http.edge import error_body, protocol_headers
+from gateway.http.local_request import Answer, admitted, answer_locally
+from gateway.pipeline.account import Accountant
+from gateway.pipeline.admit import Admitter
+from gateway.pipeline.context import RequestContext
 from gateway.state.responses import ResponseStore
 
 PREFIX = "/v1/responses/"
@@ -19,31 +24,31 @@ MAX_ID = 64
 
 
 async def stored_response(
-    keys: KeyStore, store: ResponseStore, scope: Scope, request_id: str, send: Send
+    keys: KeyStore,
+    store: ResponseStore,
+    limits: Admitter,
+    account: Accountant,
+    scope: Scope,
+    request_id: str,
+    send: Send,
 ) -> None:
+    ctx = RequestContext(request_id=request_id, endpoint="stored_response", ingress="responses")
     headers = [(b"x-request-id", request_id.encode())]
-    try:
-        body = await _answer(keys, store, scope)
-        status = 200
-    except SpilloverError as exc:
-        status, body = exc.status, error_body(exc)
-        headers.extend(protocol_headers(exc))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+
+    async def answered() -> Answer:
+        return 200, await _answer(ctx, keys, store, limits, scope), headers
+
+    def refused(exc: ClientError) -> Answer:
+        return exc.status, error_body(exc), [*headers, *protocol_headers(exc)]
+
+    await answer_locally(ctx, limits, account, answered, refused, send)
 
 
-async def _answer(keys: KeyStore, store: ResponseStore, scope: Scope) -> bytes:
-    principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
+async def _answer(
+    ctx: RequestContext, keys: KeyStore, store: ResponseStore, limits: Admitter, scope: Scope
+) -> bytes:
+    principal = ctx.principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
+    await admitted(ctx, limits)
     rest = scope["path"][len(PREFIX) :]
     response_id, _, tail = rest.partition("/")
     if not response_id or len(response_id) > MAX_ID or not response_id.isprintable():

@@ -48,28 +48,32 @@ class Admitter:
         self._keys = {k.name: k.limits for k in config.keys}
         self._teams = {name: t.limits for name, t in config.teams.items()}
 
-    def _scopes(self, ctx: RequestContext, route: Route) -> list[tuple[str, Limits]]:
+    def _scopes(self, ctx: RequestContext, route: Route | None) -> list[tuple[str, Limits]]:
         principal = ctx.principal
         assert principal is not None
         key = principal.key_name
         scopes = [(limit_scope("key", key), self._keys.get(key, Limits()))]
         if principal.team is not None and principal.team in self._teams:
             scopes.append((limit_scope("team", principal.team), self._teams[principal.team]))
-        scopes.append((limit_scope("route", ctx.route_name), route.limits))
+        if route is not None:
+            scopes.append((limit_scope("route", ctx.route_name), route.limits))
         return [
             (name, limits)
             for name, limits in scopes
             if limits.rpm or limits.tpm or limits.concurrent
         ]
 
-    async def admit(self, ctx: RequestContext, route: Route) -> Admission | None:
+    async def admit(self, ctx: RequestContext, route: Route | None) -> Admission | None:
+        """Through the key's, its team's and the route's limits. Without a route (a stored
+        response read, the model list): the key's and team's requests and concurrency —
+        such a request holds no prompt, so no tokens."""
         scopes = self._scopes(ctx, route)
         if not scopes:
             return None
         checks: list[Check] = []
         kinds: list[str] = []
         tokens = 0
-        if any(limits.tpm for _, limits in scopes):
+        if route is not None and any(limits.tpm for _, limits in scopes):
             tokens = ctx.prompt_tokens(route.targets[0].model) + expected_output(
                 ctx.body, route.typical_output_tokens
             )
@@ -77,7 +81,7 @@ class Admitter:
             if limits.rpm:
                 checks.append(Check(limit_counter(name, "rpm"), Rate.of(limits.rpm, limits), 1))
                 kinds.append("requests")
-            if limits.tpm:
+            if limits.tpm and route is not None:
                 rate = Rate.of(limits.tpm, limits)
                 checks.append(Check(limit_counter(name, "tpm"), rate, tokens))
                 kinds.append("tokens")

@@ -16,7 +16,7 @@ from policies.routing import Skip
 from policies.schema import Endpoint, Ingress, Route, Target
 
 # What the gateway answers itself, admitted and kept in the ledger like the rest.
-LocalEndpoint = Literal["count_tokens"]
+LocalEndpoint = Literal["count_tokens", "stored_response", "models"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +110,9 @@ class RequestContext:
     @property
     def upstream_endpoint(self) -> Endpoint:
         """The endpoint an upstream is called for; a local answer never calls one."""
-        if self.endpoint == "count_tokens":
-            raise AssertionError("count_tokens is answered by the gateway itself")
-        return self.endpoint
+        if self.endpoint in ("count_tokens", "stored_response", "models"):
+            raise AssertionError(f"{self.endpoint} is answered by the gateway itself")
+        return self.endpoint  # type: ignore[return-value]
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

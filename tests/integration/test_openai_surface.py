@@ -437,6 +437,8 @@ def test_health_and_metrics(gateway: Proc) -> None:
     detail = httpx.get(gateway.url + "/admin/readiness", headers=admin)
     assert detail.status_code == 200 and detail.json()["routes"]["gpt-4o"] == 2
     assert httpx.get(gateway.url + "/admin/readiness").status_code == 401
+    assert httpx.get(gateway.url + "/docs").status_code == 404  # no page loading a CDN's scripts
+    assert httpx.get(gateway.url + "/openapi.json").status_code == 200
     metrics = httpx.get(gateway.url + "/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "spillover_requests_total" in metrics.text

@@ -249,3 +249,12 @@ def test_unchecked_tool_schemas_never_reach_an_upstream_or_its_breaker(
         assert hostile.post("/v1/responses", bad).status_code == 400
     assert openai_upstream.received() == []
     assert hostile.targets()["primary/gpt-4o"]["breaker"]["phase"] == "closed"
+
+
+def test_admin_spend_refuses_a_repeated_grouping_in_plain_words(hostile: Hostile) -> None:
+    reply = hostile.admin("GET", "/admin/spend", params={"by": "team,team"})
+    assert reply.status_code == 400
+    message = reply.json()["error"]["message"]
+    assert message == "group by each dimension at most once"
+    reply = hostile.admin("GET", "/admin/spend", params={"by": "team," * 40})
+    assert reply.status_code == 400 and "SELECT" not in reply.text

@@ -34,6 +34,7 @@ def _config(openai_port: int, viewer: bool = True) -> str:
     return (
         textwrap.dedent(f"""\
         server: {{reload_poll_s: 0}}
+        drills: {{enabled: true}}
         providers:
           primary: {{kind: openai, api_base: "http://127.0.0.1:{openai_port}/v1",
                      api_key: "{OPENAI_UPSTREAM_KEY}"}}
@@ -128,6 +129,17 @@ def test_an_action_needs_the_sessions_token_and_our_origin(guarded: Proc) -> Non
         assert unknown.status_code == 400
         huge = admin.post("/ui/targets/reset", data={"csrf": token, "pad": "x" * 40_000})
         assert huge.status_code == 413
+
+
+def test_a_drill_scaled_below_its_faults_minimum_is_a_400_not_a_500(guarded: Proc) -> None:
+    with _signed_in(guarded, ADMIN_KEY) as admin:
+        token = _csrf(admin)
+        for scenario in ("kv-pressure", "latency-spike", "rate-limit-storm"):
+            refused = admin.post(
+                "/ui/drills/run", data={"csrf": token, "scenario": scenario, "scale": "0.05"}
+            )
+            assert refused.status_code == 400, refused.text[:300]
+            assert "too small" in refused.text and "Traceback" not in refused.text
 
 
 def test_a_viewer_reads_and_a_client_key_cannot_sign_in(guarded: Proc) -> None:

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.browser import ConsoleWatch, chromium
@@ -17,6 +18,7 @@ from tests.support.processes import ADMIN_KEY, MockUpstream, Proc, start_gateway
 
 pytestmark = pytest.mark.e2e
 VIEWER_KEY = "sk-test-secrets-viewer"
+TENANT_KEY = "sk-test-secrets-tenant"
 PAGES = ("overview", "targets", "pool", "spend", "limits", "drills", "config")
 DIGEST = hashlib.sha256(b"a client key nobody types").hexdigest()
 MARKERS = [f"SECRETMARK{i:02d}" for i in range(12)] + [DIGEST, VIEWER_KEY, ADMIN_KEY]
@@ -25,6 +27,7 @@ MARKERS = [f"SECRETMARK{i:02d}" for i in range(12)] + [DIGEST, VIEWER_KEY, ADMIN
 def _config(port: int, ledger: Path) -> str:
     m = MARKERS
     return textwrap.dedent(f"""\
+        server: {{metrics_require_key: true}}
         ledger: {{url: "sqlite:///{ledger}", flush_ms: 50}}
         state: {{backend: memory, url: "redis://user:{m[0]}@127.0.0.1:6379/0"}}
         tracing: {{otlp_endpoint: "http://127.0.0.1:9/v1/traces?token={m[1]}",
@@ -52,6 +55,7 @@ def _config(port: int, ledger: Path) -> str:
           tiny: {{targets: [{{provider: local, model: tiny}}]}}
         keys:
           - {{name: client, key_sha256: "{DIGEST}"}}
+          - {{name: tenant, team: payments, key: "{TENANT_KEY}"}}
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
           - {{name: on-call, key: "{VIEWER_KEY}", viewer: true, routes: []}}
         """)  # fmt: skip
@@ -86,3 +90,16 @@ def test_no_secret_is_rendered_on_any_page(secretive: Proc, key: str) -> None:
         config = page.content()
         assert "aws_secret_access_key" in config and "HF_TOKEN" in config  # named, masked
         assert not watch.problems, watch.problems
+
+
+def test_metrics_can_require_a_key_for_what_they_say_about_tenants(secretive: Proc) -> None:
+    """Series name teams and keys with their spend: with server.metrics_require_key only an
+    admin or viewer key scrapes them."""
+    assert httpx.get(secretive.url + "/metrics").status_code == 401
+    tenant = {"Authorization": f"Bearer {TENANT_KEY}"}
+    assert httpx.get(secretive.url + "/metrics", headers=tenant).status_code == 401
+    viewer = {"Authorization": f"Bearer {VIEWER_KEY}"}
+    scraped = httpx.get(secretive.url + "/metrics", headers=viewer)
+    assert scraped.status_code == 200 and "spillover_requests_total" in scraped.text
+    ready = httpx.get(secretive.url + "/health/ready")
+    assert set(ready.json()) == {"status"}  # and readiness names nothing

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.hostile import LIMITED, Hostile
@@ -61,3 +62,17 @@ def test_more_tools_than_any_client_sends_is_a_400(
     body["tools"] = _tools(512, wire)
     assert hostile.post(path, body).status_code == 200
     hostile.healthy()
+
+
+def test_stored_response_reads_and_the_model_list_are_admitted_and_kept(hostile: Hostile) -> None:
+    auth = {"Authorization": f"Bearer {LIMITED}"}
+    paths = ["/v1/models", "/v1/responses/resp_none", "/v1/models", "/v1/responses/resp_none"]
+    statuses = [httpx.get(hostile.url + path, headers=auth).status_code for path in paths]
+    assert 429 in statuses, statuses  # rpm 2, whatever the endpoint
+    assert set(statuses) <= {200, 404, 429}
+    rows = [r for r in hostile.rows() if r["key_name"] == "limited"][-4:]
+    assert [(r["endpoint"], r["status"]) for r in rows] == [
+        ("models" if "models" in path else "stored_response", status)
+        for path, status in zip(paths, statuses, strict=True)
+    ]
+    assert all(r["cost_micro_usd"] == 0 for r in rows)

@@ -86,7 +86,13 @@ class ConsoleDrills:
         if name not in self.scenarios:
             raise InvalidRequest(f"no drill scenario {name!r}")
         scenario = self.scenarios[name]
-        scenario = scenario.scaled(scale) if scale != 1.0 else scenario
+        try:
+            scenario = scenario.scaled(scale) if scale != 1.0 else scenario
+        except ValueError:  # pydantic's ValidationError: a step below its fault's minimum
+            raise InvalidRequest(
+                f"scale {scale:g} is too small for {name}: a step would be shorter than its "
+                "fault allows"
+            ) from None
         record = DrillRecord(
             id=f"d{int(time.time())}-{secrets.token_hex(3)}",
             scenario=name,
