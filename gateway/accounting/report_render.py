@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
+from gateway.accounting.idle import PoolPeriod
 from gateway.accounting.reports import SpendRow
 
 _COLUMNS = (
@@ -90,6 +91,31 @@ def as_markdown(rows: list[SpendRow], by: list[str]) -> str:
         lines.append(
             "| " + " | ".join([*(row[d] for d in by), *(_fmt(c, row[c]) for c in _COLUMNS)]) + " |"
         )
+    return "\n".join(lines) + "\n"
+
+
+_POOL_COLUMNS = ("pool", "replicas", "hours", "capacity $", "billed $", "idle $", "used")
+
+
+def _pool_cells(period: PoolPeriod) -> list[str]:
+    return [period.provider, str(period.replicas), f"{period.hours:,.2f}",
+            f"{period.capacity_usd:,.4f}", f"{period.billed_usd:,.4f}",
+            f"{period.idle_usd:,.4f}", f"{period.utilisation:.1%}"]  # fmt: skip
+
+
+def pools_table(periods: list[PoolPeriod]) -> Table:
+    """Each self-hosted pool's GPU cost for the period against what its requests paid."""
+    table = Table(title="Self-hosted pools: capacity, billed and idle", show_lines=False)
+    for column in _POOL_COLUMNS:
+        table.add_column(column, justify="left" if column == "pool" else "right")
+    for period in periods:
+        table.add_row(*_pool_cells(period))
+    return table
+
+
+def pools_markdown(periods: list[PoolPeriod]) -> str:
+    lines = ["| " + " | ".join(_POOL_COLUMNS) + " |", "|" + "---|" * len(_POOL_COLUMNS)]
+    lines += ["| " + " | ".join(_pool_cells(p)) + " |" for p in periods]
     return "\n".join(lines) + "\n"
 
 

@@ -29,6 +29,7 @@ def costs(
     from rich.progress import Progress
 
     from gateway.accounting import report_render as render
+    from gateway.accounting.idle import pool_periods
     from gateway.accounting.pricing import PriceTable
     from gateway.accounting.reports import parse_when, spend
     from gateway.metrics import GatewayMetrics
@@ -65,16 +66,26 @@ def costs(
                 )
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from None
+    # The pools' idle cost needs a period with a start: `--since`, never "everything".
+    periods = (
+        pool_periods(loaded, query(["provider"]), window[0], window[1] or now)
+        if window[0] is not None and format in ("table", "markdown")
+        else []
+    )
     if format == "table":
         # Off a terminal (a pipe, a file) Rich would squeeze the table into 80 columns.
         wide = out is not None or not sys.stdout.isatty()
         target = Console(file=out.open("w") if out else None, width=220 if wide else None)
         target.print(render.as_table(rows, dims))
+        if periods:
+            target.print(render.pools_table(periods))
         return
     if format != "html":
         text = {"csv": render.as_csv, "json": render.as_json, "markdown": render.as_markdown}[
             format
         ](rows, dims)
+        if periods:
+            text += "\n" + render.pools_markdown(periods)
     if out:
         out.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}", highlight=False)

@@ -5,7 +5,10 @@ shedding, a replica killed mid-run, prefix affinity, discovery and the router mo
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,14 @@ import openai
 import pytest
 
 from tests.support.pool import Replica, metric, pool_config, start_sim, wait_ready
-from tests.support.processes import ADMIN_KEY, GATEWAY_KEY, MockUpstream, Proc, start_gateway
+from tests.support.processes import (
+    ADMIN_KEY,
+    GATEWAY_KEY,
+    ROOT,
+    MockUpstream,
+    Proc,
+    start_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 SYSTEM = "You are the support assistant of a large bank; answer briefly and kindly. " * 12
@@ -93,6 +103,22 @@ def test_the_pool_answers_when_the_hosted_provider_fails(
     # idle hours charged to one request.
     for _, _, _, prompt, completion, cost in rows:
         assert cost == round((prompt + completion) * 0.5)
+    # The hours nobody bought are the pool's idle cost, in the report: two replicas at
+    # $3.50/h over the last hour are $7.00, less what the two requests paid.
+    (tmp_path / "spillover.yaml").write_text(config)
+    report = subprocess.run(
+        [sys.executable, "-m", "gateway", "costs", "--config", str(tmp_path / "spillover.yaml"),
+         "--by", "provider", "--since", "1h", "--format", "markdown"],
+        capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "TEST_GATEWAY_KEY": GATEWAY_KEY, "TEST_ADMIN_KEY": "sk-x"},
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    billed = sum(r[5] for r in rows) / 1e6
+    pools = report.stdout.split("| pool |", 1)[1]  # the second table: the pools'
+    pool_row = next(line for line in pools.splitlines() if line.startswith("| local |"))
+    assert pool_row.split(" | ")[1:6] == [
+        "2", "1.00", "7.0000", f"{billed:,.4f}", f"{7 - billed:,.4f}",
+    ]  # fmt: skip
 
 
 def test_no_traffic_reaches_a_replica_before_its_warm_up(
