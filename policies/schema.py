@@ -449,7 +449,9 @@ class ConsoleConfig(Strict):
     """A sign-in lasts this long."""
     session_secret: SecretStr | None = None
     """Signs session cookies (use `${ENV}`, 32+ characters). Unset: a random secret per start,
-    shared by the workers of one `spillover serve`; a restart then signs everyone out."""
+    shared by the workers of one `spillover serve`; a restart then signs everyone out. Set,
+    with `state.backend: redis`, sessions and sign-outs hold across replicas and restarts;
+    with `memory` state a restart still signs everyone out (it forgets who signed out)."""
     sample_s: float = Field(5.0, ge=0.2, le=60)
     """How often the console samples the gateway's metrics for its charts."""
     secure_cookie: bool | None = None

@@ -25,6 +25,7 @@ from gateway.errors import NotFound
 from gateway.http import health
 from gateway.http.auth import KeyStore
 from gateway.http.console.incidents import Incidents
+from gateway.http.console.revocations import Revocations
 from gateway.http.console.sampler import Sampler
 from gateway.http.console.session import Sessions, process_secret
 from gateway.http.edge import guard_admin, send_error
@@ -124,6 +125,7 @@ class Gateway:
         self.console_sessions = Sessions(
             secret.get_secret_value().encode() if secret else process_secret(),
             console.session_ttl_s,
+            Revocations(self.backends.shared),  # where state lives: shared and kept, or here
         )
         # Built at the first /ui request: its templates (Jinja2, ~9 MB) are no cost until then.
         self._console: ASGIApp | None = None
@@ -229,6 +231,7 @@ class Gateway:
             self.reloader.start()
         if self.sampler is not None:
             self.sampler.start(time.time())
+        self.console_sessions.revoked.start()
         self._drain_on_sigterm()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight so a full collection under load does not rescan it (p99 spikes).
@@ -319,6 +322,7 @@ class Gateway:
             await self._console_drills.stop()
         if self.sampler is not None:
             await self.sampler.stop()
+        await self.console_sessions.revoked.close()
         for task in list(self._retiring):
             await task
         if self._current is not None:

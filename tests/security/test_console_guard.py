@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.support.processes import (
     Proc,
     start_gateway,
 )
+from tests.support.redis import real_redis_url
 
 pytestmark = pytest.mark.e2e
 VIEWER_KEY = "sk-test-guard-viewer"
@@ -196,6 +199,50 @@ def test_a_key_removed_by_a_reload_ends_its_sessions(
                 assert replay.get(proc.url + "/ui/overview").status_code == 303
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("state", ["redis", "memory"])
+def test_a_sign_out_holds_on_every_replica_and_across_restarts(
+    openai_upstream_proc: MockUpstream, logs_dir: Path, state: str
+) -> None:
+    """Revocations were kept per process and forgotten after 10,000: a signed-out cookie
+    came back on another worker, another replica or after a restart."""
+    secret = "s" * 40
+    shared = (
+        f"state: {{backend: redis, url: '{real_redis_url()}', "
+        f"key_prefix: 'console-{uuid.uuid4().hex[:8]}:'}}\n"
+        if state == "redis"
+        else ""
+    )
+    config = (
+        _config(openai_upstream_proc.port) + shared + f"console: {{session_secret: {secret}}}\n"
+    )
+    one = start_gateway(config, logs_dir, name=f"console-{state}-one")
+    two = start_gateway(config, logs_dir, name=f"console-{state}-two")
+    try:
+        with _signed_in(one, ADMIN_KEY) as admin:
+            kept = admin.cookies.get("spillover_session") or ""
+            assert admin.post("/ui/logout", data={"csrf": _csrf(admin)}).status_code == 303
+        if state == "redis":  # the other replica learns of it within its sync (1 s)
+            deadline = time.monotonic() + 5
+            while _overview(two, kept) != 303:
+                assert time.monotonic() < deadline, "another replica still takes the cookie"
+                time.sleep(0.2)
+        one.stop()
+        again = start_gateway(config, logs_dir, name=f"console-{state}-again")
+        try:
+            time.sleep(1.5)  # a sync, for the shared state
+            assert _overview(again, kept) == 303  # a restart never revives it
+        finally:
+            again.stop()
+    finally:
+        one.stop()
+        two.stop()
+
+
+def _overview(proc: Proc, cookie: str) -> int:
+    with httpx.Client(cookies={"spillover_session": cookie}) as client:
+        return client.get(proc.url + "/ui/overview").status_code
 
 
 def test_behind_a_tls_proxy_the_cookie_can_be_marked_secure(

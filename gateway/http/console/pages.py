@@ -97,7 +97,7 @@ async def logout(request: Request) -> Response:
     console = _console(request)
     session, _ = console.who(request)
     await console.form(request, session)
-    console.sessions.revoke(session)
+    await console.sessions.revoke(session)
     response = RedirectResponse("/ui/login", 303)
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return response

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from gateway.http.console.revocations import Revocations
+
 COOKIE = "spillover_session"
 SECRET_ENV = "SPILLOVER_CONSOLE_SECRET"  # `serve` → its workers: one secret for all of them
 
@@ -59,10 +61,10 @@ def _unb64(text: str) -> bytes:
 class Sessions:
     MAX_COOKIE = 1024
 
-    def __init__(self, secret: bytes, ttl_s: float) -> None:
+    def __init__(self, secret: bytes, ttl_s: float, revoked: Revocations | None = None) -> None:
         self._key = hashlib.sha256(b"spillover-console-session:" + secret).digest()
         self.ttl_s = ttl_s
-        self._revoked: OrderedDict[str, float] = OrderedDict()  # signed out before expiry
+        self.revoked = revoked or Revocations()  # signed out before expiry
 
     def _sign(self, data: bytes) -> bytes:
         return hmac.new(self._key, data, hashlib.sha256).digest()
@@ -98,19 +100,16 @@ class Sessions:
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        if session.expires <= now or session.id in self._revoked:
+        if session.expires <= now or session.id in self.revoked:
             return None
+        if session.expires - self.ttl_s < self.revoked.not_before - 1:  # expiry: whole seconds
+            return None  # issued before this process could know of its sign-out
         if session.role not in ("admin", "viewer"):
             return None
         return session
 
-    def revoke(self, session: Session) -> None:
-        self._revoked[session.id] = session.expires
-        now = time.time()
-        while self._revoked and (
-            len(self._revoked) > 10_000 or next(iter(self._revoked.values())) <= now
-        ):
-            self._revoked.popitem(last=False)
+    async def revoke(self, session: Session) -> None:
+        await self.revoked.add(session.id, session.expires)
 
     def csrf(self, session: Session) -> str:
         return _b64(self._sign(b"csrf:" + session.id.encode()))

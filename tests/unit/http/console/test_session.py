@@ -3,18 +3,21 @@ sign-out; it names no key; CSRF tokens belong to one session; failed sign-ins ar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import time
 
 import orjson
 
+from gateway.http.console.revocations import Revocations
 from gateway.http.console.session import Sessions, SignInThrottle, fingerprint
 
 DIGEST = hashlib.sha256(b"sk-admin").hexdigest()
 
 
 def test_a_cookie_reads_back_as_issued_and_names_no_key() -> None:
-    sessions = Sessions(b"secret", ttl_s=60)
+    sessions = Sessions(b"secret", ttl_s=60, revoked=Revocations(not_before=0))
     cookie = sessions.issue(DIGEST, "admin", "admin", now=1000)
     session = sessions.read(cookie, now=1030)
     assert session is not None
@@ -24,7 +27,7 @@ def test_a_cookie_reads_back_as_issued_and_names_no_key() -> None:
 
 
 def test_an_expired_tampered_or_foreign_cookie_is_no_session() -> None:
-    sessions = Sessions(b"secret", ttl_s=60)
+    sessions = Sessions(b"secret", ttl_s=60, revoked=Revocations(not_before=0))
     cookie = sessions.issue(DIGEST, "viewer", "viewer", now=1000)
     assert sessions.read(cookie, now=1060) is None
     body, signature = cookie.split(".")
@@ -32,7 +35,10 @@ def test_an_expired_tampered_or_foreign_cookie_is_no_session() -> None:
     payload["r"] = "admin"
     forged = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
     assert sessions.read(f"{forged}.{signature}", now=1001) is None
-    assert Sessions(b"another", ttl_s=60).read(cookie, now=1001) is None
+    assert (
+        Sessions(b"another", ttl_s=60, revoked=Revocations(not_before=0)).read(cookie, now=1001)
+        is None
+    )
     for junk in ("", "x", "a.b.c", "!!.??", "a" * 5000, None):
         assert sessions.read(junk, now=1001) is None
 
@@ -42,8 +48,16 @@ def test_signing_out_ends_the_session_even_with_its_cookie_kept() -> None:
     cookie = sessions.issue(DIGEST, "admin", "admin")
     session = sessions.read(cookie)
     assert session is not None
-    sessions.revoke(session)
+    asyncio.run(sessions.revoke(session))
     assert sessions.read(cookie) is None
+
+
+def test_in_memory_a_session_from_before_this_process_is_refused() -> None:
+    """Its sign-out, if any, died with the process before: a restart must not revive it."""
+    earlier = Sessions(b"secret", ttl_s=3600, revoked=Revocations(not_before=0))
+    cookie = earlier.issue(DIGEST, "admin", "admin", now=time.time() - 60)
+    assert earlier.read(cookie) is not None
+    assert Sessions(b"secret", ttl_s=3600).read(cookie) is None  # a process started since
 
 
 def test_a_csrf_token_belongs_to_its_session() -> None:
