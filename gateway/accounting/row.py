@@ -73,6 +73,8 @@ class LedgerRow:
     # A stream that broke after output began and was finished by another target: that
     # target ("provider/model"); `provider`/`model` name the one that began it.
     resumed_by: Annotated[str | None, Col("VARCHAR(384)", since=6)] = None
+    # The client's own id (x-client-request-id, or x-request-id): `request_id` is ours.
+    client_request_id: Annotated[str | None, Col("VARCHAR(128)", since=7)] = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}

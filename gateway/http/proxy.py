@@ -116,7 +116,9 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         headers = dict(scope["headers"])
-        request_id = _request_id(headers.get(b"x-request-id"))
+        # Ours, always: a client's id could repeat another tenant's (in the ledger, the logs
+        # and upstream); theirs is kept beside it, OpenAI's way (`x-client-request-id`).
+        request_id = new_id()
         if path == "/v1/models":
             await model_list(
                 self.config, self.keys, self._admit, self._account, self._created, scope,
@@ -137,6 +139,9 @@ class ProxyApp:
         protocol = self._protocols[path]
         ctx = RequestContext(
             request_id=request_id, endpoint=protocol.endpoint, ingress=protocol.ingress
+        )
+        ctx.client_request_id = _client_request_id(
+            headers.get(b"x-client-request-id") or headers.get(b"x-request-id")
         )
         logged_as = logs.request_id.set(request_id)  # on every log line of this request
         span = self._tracing.request(protocol.endpoint, headers)
@@ -372,6 +377,8 @@ class ProxyApp:
             (b"x-request-id", ctx.request_id.encode()),
             (b"x-spillover-attempts", str(len(ctx.attempts)).encode()),
         ]
+        if ctx.client_request_id is not None:
+            headers.append((b"x-client-request-id", ctx.client_request_id.encode()))
         if ctx.route_name and ctx.route is not None:
             headers.append((b"x-spillover-route", ctx.route_name.encode()))
         if ctx.reservation is not None and ctx.reservation.warnings:
@@ -430,13 +437,14 @@ def _printable(raw: bytes) -> str:
     return "".join(c if c.isprintable() else "?" for c in raw.decode("ascii", "replace"))
 
 
-def _request_id(given: bytes | None) -> str:
-    """The client's id when it is sane; else one of ours."""
+def _client_request_id(given: bytes | None) -> str | None:
+    """The client's own id for its request, when it is sane: printable ASCII without spaces
+    (a log line's `key=value` words stay unforgeable), at most 128 characters."""
     if given and len(given) <= 128 and given.isascii():
         text = given.decode()
-        if text.isprintable():
+        if text.isprintable() and " " not in text:
             return text
-    return new_id()
+    return None
 
 
 def _what(item: str) -> str:

@@ -131,6 +131,8 @@ class Accountant:
             "ms": round(ctx.elapsed() * 1000, 1),
             "cost_micro_usd": cost,
         }
+        if ctx.client_request_id is not None:
+            fields["client_request_id"] = ctx.client_request_id
         words = " ".join(f"{name}={value}" for name, value in fields.items())
         access_log.info(
             "request_id=%s %s", ctx.request_id, words, extra={"fields": {"request": fields}}
@@ -154,6 +156,7 @@ class Accountant:
             uid=new_id(),
             ts=ctx.wall_started,
             request_id=ctx.request_id,
+            client_request_id=ctx.client_request_id,
             key_name=ctx.principal.key_name if ctx.principal else None,
             team=ctx.principal.team if ctx.principal else None,
             route=ctx.route_name if ctx.route is not None else None,

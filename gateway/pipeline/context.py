@@ -47,7 +47,7 @@ class Principal:
 
 @dataclass(slots=True)
 class RequestContext:
-    request_id: str
+    request_id: str  # ours, unique
     endpoint: Endpoint | LocalEndpoint
     principal: Principal | None = None
     route_name: str = ""
@@ -89,6 +89,7 @@ class RequestContext:
     untranslatable: list[Omission] = field(default_factory=list)
     reasoning_effort: str | None = None  # the client's thinking, for a target that reasons
     dropped: list[str] = field(default_factory=list)
+    client_request_id: str | None = None  # the client's own, kept beside ours
     # What to let go when the request ends, whatever its outcome (a loaded history's bytes).
     releases: list[Callable[[], None]] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)

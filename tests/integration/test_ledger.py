@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from gateway.accounting.pricing import PriceTable
+from gateway.accounting.schema import SCHEMA_VERSION
 from gateway.providers.base import Usage
 from tests.support.processes import (
     ADMIN_KEY,
@@ -204,7 +205,7 @@ async def _pg_count(url: str, prefix: str) -> int:
     conn = await asyncpg.connect(url)
     try:
         value = await conn.fetchval(
-            "SELECT count(*) FROM spillover_ledger WHERE request_id LIKE $1", prefix + "%"
+            "SELECT count(*) FROM spillover_ledger WHERE client_request_id LIKE $1", prefix + "%"
         )
         return int(value)
     finally:
@@ -334,7 +335,8 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
     metadata.create_all(engine)
     engine.dispose()
     with sqlite3.connect(db) as conn:  # back to schema 1, as an old gateway left it
-        for column in ("resumed_by", "dropped", "trace_id", "ingress", "usage_estimated", "drill"):
+        for column in ("client_request_id", "resumed_by", "dropped", "trace_id", "ingress",
+                       "usage_estimated", "drill"):  # fmt: skip
             conn.execute(f"ALTER TABLE spillover_ledger DROP COLUMN {column}")
         conn.execute("INSERT INTO spillover_schema (version) VALUES (1)")
         row = _old_row("old-in-db")
@@ -360,7 +362,8 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
     assert [bool(r["usage_estimated"]) for r in rows] == [False] * 3
     assert [r["ingress"] for r in rows] == ["openai"] * 3  # rows from before the column too
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM spillover_schema").fetchall() == [(6,)]
+        versions = conn.execute("SELECT version FROM spillover_schema").fetchall()
+        assert versions == [(SCHEMA_VERSION,)]
     assert not (tmp_path / "spool.jsonl").exists()
 
 

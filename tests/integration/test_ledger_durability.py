@@ -42,7 +42,8 @@ def _config(openai_port: int, ledger: Path, server: str = "") -> str:
 def _rows_by_request_id(ledger: Path) -> dict[str, int]:
     with sqlite3.connect(ledger) as conn:
         counts: dict[str, int] = {}
-        for (request_id,) in conn.execute("SELECT request_id FROM spillover_ledger"):
+        query = "SELECT client_request_id FROM spillover_ledger"  # the id the test sent
+        for (request_id,) in conn.execute(query):
             counts[request_id] = counts.get(request_id, 0) + 1
         uids = conn.execute("SELECT COUNT(*), COUNT(DISTINCT uid) FROM spillover_ledger").fetchone()
     assert uids[0] == uids[1]

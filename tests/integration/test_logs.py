@@ -46,12 +46,19 @@ def test_json_logs_carry_the_request_id_on_every_request_line(
     objects = [json.loads(line) for line in lines]  # every line, uvicorn's included
     assert all({"ts", "level", "logger", "message"} <= set(o) for o in objects)
     assert not [o for o in objects if o["logger"] == "uvicorn.access"]  # ours is the access log
-    access = {o["request_id"]: o for o in objects if o["logger"] == "spillover.access"}
+    # Keyed by the id the client sent (kept beside ours: a client's never becomes ours).
+    access = {
+        o["request"].get("client_request_id"): o
+        for o in objects
+        if o["logger"] == "spillover.access"
+    }
     assert access["log-ok-1"]["request"]["status"] == 200
+    assert access["log-ok-1"]["request_id"] == ok.headers["x-request-id"] != "log-ok-1"
     assert access["log-failover-1"]["request"]["provider"] == "claude"
     assert access["log-failover-1"]["request"]["attempts"] >= 2
+    ours = failed_over.headers["x-request-id"]
     attempt_lines = [o for o in objects if o["logger"] == "spillover.attempt"]
-    assert attempt_lines and all(o["request_id"] == "log-failover-1" for o in attempt_lines)
+    assert attempt_lines and all(o["request_id"] == ours for o in attempt_lines)
     startup = [o for o in objects if "request_id" not in o]
     assert any("ready" in o["message"] for o in startup)  # lines outside requests have none
     assert OPENAI_UPSTREAM_KEY not in proc.output() and GATEWAY_KEY not in proc.output()

@@ -41,7 +41,8 @@ def test_chat_round_trip_and_trace_headers(
     assert completion.choices[0].message.content == "Hello tok1 tok2 tok3 tok4"
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage is not None and completion.usage.completion_tokens == 5
-    assert raw.headers["x-request-id"] == "req-abc-123"
+    assert raw.headers["x-client-request-id"] == "req-abc-123"  # theirs, echoed
+    assert raw.headers["x-request-id"] != "req-abc-123"  # ours: a client's id never is
     assert raw.headers["x-spillover-route"] == "gpt-4o"
     assert raw.headers["x-spillover-provider"] == "primary"
     assert raw.headers["x-spillover-model"] == "gpt-4o"

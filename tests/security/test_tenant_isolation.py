@@ -137,3 +137,25 @@ def test_a_cookie_an_upstream_sets_is_never_sent_for_anyone(
     sent = openai_upstream.received()
     assert len(sent) == 3
     assert [r["headers"].get("cookie") for r in sent] == [None, None, None]
+
+
+def test_a_client_chosen_request_id_never_becomes_the_gateways(
+    hostile: Hostile, openai_upstream: MockUpstream
+) -> None:
+    """Two tenants sending the same x-request-id once shared one id in the ledger, the logs
+    and upstream; theirs is now kept beside ours."""
+    same = {"x-request-id": "shared-id-1"}
+    a = hostile.post("/v1/chat/completions", _chat_body(), headers=same)
+    b = hostile.post("/v1/chat/completions", _chat_body(), key=TEAM_B, headers=same)
+    assert a.status_code == b.status_code == 200
+    ids = {a.headers["x-request-id"], b.headers["x-request-id"]}
+    assert len(ids) == 2 and "shared-id-1" not in ids
+    assert a.headers["x-client-request-id"] == "shared-id-1"
+    sent = [r["headers"].get("x-request-id") for r in openai_upstream.received()[-2:]]
+    assert "shared-id-1" not in sent
+    rows = [r for r in hostile.rows() if r["client_request_id"] == "shared-id-1"][-2:]
+    assert {r["request_id"] for r in rows} == ids
+
+
+def _chat_body() -> dict[str, object]:
+    return {"model": "openai", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}

@@ -79,6 +79,10 @@ def test_each_later_version_adds_its_columns_only() -> None:
     assert upgrades(5, "postgresql") == [
         "ALTER TABLE spillover_ledger ADD COLUMN dropped VARCHAR(1024)",
         "ALTER TABLE spillover_ledger ADD COLUMN resumed_by VARCHAR(384)",
+        "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)",
+    ]
+    assert upgrades(6, "sqlite") == [
+        "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)"
     ]
     assert upgrades(2, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN usage_estimated BOOLEAN DEFAULT FALSE NOT NULL"
