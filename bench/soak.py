@@ -176,7 +176,8 @@ async def _sampler(url: str, pid: int, every_s: float, seconds: float, result: S
 
 def _check_ledger(ledger: Path, result: SoakResult) -> None:
     with sqlite3.connect(ledger) as conn:
-        counts = Counter(r for (r,) in conn.execute("SELECT request_id FROM spillover_ledger"))
+        query = "SELECT client_request_id FROM spillover_ledger"  # the ids this soak sent
+        counts = Counter(r for (r,) in conn.execute(query))
     result.missing_rows = sum(1 for r in result.answered if counts[r] == 0)
     result.duplicate_rows = sum(1 for r in result.answered if counts[r] > 1)
 

@@ -133,10 +133,10 @@ def test_a_failover_is_one_trace_with_two_attempt_spans(
     sent = anthropic_upstream.received()[-1]["headers"]["traceparent"]
     assert sent == f"00-{trace_id}-{last.span_id.hex()}-01"
     with sqlite3.connect(ledger) as db:
-        assert db.execute("SELECT trace_id FROM spillover_ledger WHERE request_id = 'traced-1'"
-                          ).fetchall() == [(trace_id,)]  # fmt: skip
+        query = "SELECT trace_id FROM spillover_ledger WHERE client_request_id = 'traced-1'"
+        assert db.execute(query).fetchall() == [(trace_id,)]
     lines = [json.loads(line) for line in proc.output().splitlines() if line.strip()]
-    mine = [o for o in lines if o.get("request_id") == "traced-1"]
+    mine = [o for o in lines if o.get("request_id") == reply.headers["x-request-id"]]
     assert mine and all(o["trace_id"] == trace_id for o in mine)
 
 
