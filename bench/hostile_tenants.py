@@ -28,7 +28,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from pool_procs import free_port, spawn, stop, wait  # noqa: E402
+from pool_procs import free_port, mock_and_gateway  # noqa: E402
 from results_path import results_path  # noqa: E402
 
 QUIET = "sk-quiet-tenant"
@@ -165,20 +165,8 @@ def main() -> None:
     config.write_text(
         _config(port, mock_port, ledger, args.hostile_rpm, args.body_mib * 1024 * 1024)
     )
-    spillover = str(ROOT / ".venv" / "bin" / "spillover")
-    mock = spawn(["taskset", "-c", "0", spillover, "mock-provider", "--wire", "openai",
-                  "--port", str(mock_port)], logs / "mock.log")  # fmt: skip
-    gateway = spawn(["taskset", "-c", "1", spillover, "serve", "--config", str(config),
-                     "--port", str(port), "--workers", "1", "--log-level", "warning"],
-                    logs / "gateway.log")  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait(f"http://127.0.0.1:{mock_port}", "/health", 60)
-        wait(url, "/health/ready", 60)
+    with mock_and_gateway(config, mock_port, port, logs) as url:
         results = asyncio.run(_run(url, args))
-    finally:
-        stop(gateway)
-        stop(mock)
     out = results_path(f"hostile-tenants-{args.body_mib}mib-rpm{args.hostile_rpm}")
     out.write_text(json.dumps(results, indent=2))
     alone, loaded = results["alone"], results["loaded"]

@@ -29,7 +29,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from pool_procs import free_port, spawn, stop, wait  # noqa: E402
+from pool_procs import free_port, mock_and_gateway  # noqa: E402
 from results_path import results_path  # noqa: E402
 
 from gateway.providers.translate.anthropic_openai import request_to_openai  # noqa: E402
@@ -257,20 +257,8 @@ def main() -> None:
     config = logs / "gateway.yaml"
     sink = _otlp_sink() if args.trace else None
     config.write_text(_config(port, mock_port, sink, args.sample_ratio))
-    spillover = str(ROOT / ".venv" / "bin" / "spillover")
-    mock = spawn(["taskset", "-c", "0", spillover, "mock-provider", "--wire", "openai",
-                  "--port", str(mock_port)], logs / "mock.log")  # fmt: skip
-    gateway = spawn(["taskset", "-c", "1", spillover, "serve", "--config", str(config),
-                     "--port", str(port), "--workers", "1", "--log-level", "warning"],
-                    logs / "gateway.log")  # fmt: skip
-    try:
-        mock_url, gateway_url = f"http://127.0.0.1:{mock_port}", f"http://127.0.0.1:{port}"
-        wait(mock_url, "/health", 60)
-        wait(gateway_url, "/health/ready", 60)
-        results = asyncio.run(_run(gateway_url, mock_url, args))
-    finally:
-        stop(gateway)
-        stop(mock)
+    with mock_and_gateway(config, mock_port, port, logs) as gateway_url:
+        results = asyncio.run(_run(gateway_url, f"http://127.0.0.1:{mock_port}", args))
     results["median_of"] = {"duration_s": args.duration, "streams": args.streams}
     traced = f"ingress-traced-{args.sample_ratio:g}" if args.sample_ratio < 1 else "ingress-traced"
     out = results_path(traced if args.trace else "ingress")

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -213,3 +215,22 @@ def start_replicas(
     for url in urls:
         wait(url, "/health")
     return procs, urls, "tiny-llama"
+
+
+@contextmanager
+def mock_and_gateway(config: Path, mock_port: int, port: int, logs: Path) -> Iterator[str]:
+    """Spillover's OpenAI-wire mock on CPU 0 (beside the load generator) and a one-worker
+    gateway on CPU 1, both ready; yields the gateway's URL and stops both after."""
+    spillover = str(ROOT / ".venv" / "bin" / "spillover")
+    mock = spawn(["taskset", "-c", "0", spillover, "mock-provider", "--wire", "openai",
+                  "--port", str(mock_port)], logs / "mock.log")  # fmt: skip
+    gateway = spawn(["taskset", "-c", "1", spillover, "serve", "--config", str(config),
+                     "--port", str(port), "--workers", "1", "--log-level", "warning"],
+                    logs / "gateway.log")  # fmt: skip
+    try:
+        wait(f"http://127.0.0.1:{mock_port}", "/health", 60)
+        wait(f"http://127.0.0.1:{port}", "/health/ready", 60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(gateway)
+        stop(mock)

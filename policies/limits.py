@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.schema import Limits
+from policies.schema_base import Limits
 
 
 @dataclass(frozen=True, slots=True)

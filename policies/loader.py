@@ -250,25 +250,20 @@ NAME_WIDTHS = {"key": 100, "team": 100, "provider": 100, "route": 200, "model": 
 def _too_wide(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ...], str]]:
     """Names past what the ledger and the response store can hold: a row that a database
     refuses would otherwise wait in the journal for ever."""
-
-    def over(kind: str, name: str) -> str | None:
-        width = NAME_WIDTHS[kind]
-        return f"{kind} name longer than {width} characters" if len(name) > width else None
-
-    found: list[tuple[tuple[PathKey, ...], str | None]] = []
-    found += [(("providers", name), over("provider", name)) for name in config.providers]
-    found += [(("teams", name), over("team", name)) for name in config.teams]
+    named: list[tuple[tuple[PathKey, ...], str, str]] = []
+    named += [(("providers", name), "provider", name) for name in config.providers]
+    named += [(("teams", name), "team", name) for name in config.teams]
     for name, route in config.routes.items():
-        found.append((("routes", name), over("route", name)))
-        for i, target in enumerate(route.targets):
-            found.append((("routes", name, "targets", i, "model"), over("model", target.model)))
+        named.append((("routes", name), "route", name))
+        named += [(("routes", name, "targets", i, "model"), "model", target.model)
+                  for i, target in enumerate(route.targets)]  # fmt: skip
     for i, key in enumerate(config.keys):
-        found.append((("keys", i, "name"), over("key", key.name)))
+        named.append((("keys", i, "name"), "key", key.name))
         if key.team is not None:
-            found.append((("keys", i, "team"), over("team", key.team)))
-    for where, problem in found:
-        if problem is not None:
-            yield where, problem
+            named.append((("keys", i, "team"), "team", key.team))
+    for where, kind, name in named:
+        if len(name) > NAME_WIDTHS[kind]:
+            yield where, f"{kind} name longer than {NAME_WIDTHS[kind]} characters"
 
 
 def _alias_collisions(config: GatewayConfig) -> Iterator[tuple[tuple[PathKey, ...], str]]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from policies.schema import Breaker, FailOverWhen, Hedge, RetryPolicy, Route, Target
+from policies.route import Breaker, FailOverWhen, Hedge, RetryPolicy, Route, Target
 
 BreakerPhase = Literal["closed", "open", "half_open"]
 Admission = Literal["allow", "probe", "deny"]

@@ -72,3 +72,20 @@ class PromptCache(Strict):
             except re.error as exc:
                 raise ValueError(f"volatile pattern {pattern!r} does not compile: {exc}") from None
         return patterns
+
+
+Endpoint = Literal["chat", "completions", "embeddings"]
+
+
+class Limits(Strict):
+    """Gateway-side limits. rpm and tpm are GCRA rates (any 60 s window admits at most the
+    limit plus its burst); concurrent caps requests in flight."""
+
+    rpm: int | None = Field(None, ge=1)
+    """Requests per minute (GCRA)."""
+    tpm: int | None = Field(None, ge=1)
+    """Tokens per minute, prompt estimate plus expected output, settled to real usage (GCRA)."""
+    concurrent: int | None = Field(None, ge=1)
+    """Requests in flight at once."""
+    burst_share: float = Field(0.01, ge=0, le=1)
+    """Requests (or tokens) allowed at once; any 60 s window admits at most limit * (1 + share)."""

@@ -214,11 +214,11 @@ class LedgerWriter:
         assert self._store is not None
         try:
             await self._store.insert([_values(row) for row in rows])
-        except RowsRefused as refused:
+        except RowsRefused:
             for row in rows:
                 try:
                     await self._store.insert([_values(row)])
-                except RowsRefused:
+                except RowsRefused as refused:  # this row's own reason
                     self.quarantine.keep(row, str(refused))
                 else:
                     self.written += 1

@@ -9,6 +9,7 @@ import html
 import io
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.table import Table
@@ -82,15 +83,14 @@ def as_json(rows: list[SpendRow], by: list[str]) -> str:
 
 
 def as_markdown(rows: list[SpendRow], by: list[str]) -> str:
-    header = [*by, *_COLUMNS]
-    lines = [
-        "| " + " | ".join(h.replace("_", " ") for h in header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    for row in _flat(rows, by):
-        lines.append(
-            "| " + " | ".join([*(row[d] for d in by), *(_fmt(c, row[c]) for c in _COLUMNS)]) + " |"
-        )
+    header = [h.replace("_", " ") for h in (*by, *_COLUMNS)]
+    cells = [[*(r[d] for d in by), *(_fmt(c, r[c]) for c in _COLUMNS)] for r in _flat(rows, by)]
+    return _markdown(header, cells)
+
+
+def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -114,9 +114,7 @@ def pools_table(periods: list[PoolPeriod]) -> Table:
 
 
 def pools_markdown(periods: list[PoolPeriod]) -> str:
-    lines = ["| " + " | ".join(_POOL_COLUMNS) + " |", "|" + "---|" * len(_POOL_COLUMNS)]
-    lines += ["| " + " | ".join(_pool_cells(p)) + " |" for p in periods]
-    return "\n".join(lines) + "\n"
+    return _markdown(_POOL_COLUMNS, (_pool_cells(p) for p in periods))
 
 
 def _png(figure: Any) -> str:

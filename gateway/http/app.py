@@ -45,7 +45,8 @@ from gateway.state.responses import ResponseStore
 from gateway.state.spend import MemorySpendCounters
 from gateway.tracing import Tracing
 from policies.loader import load_config
-from policies.schema import GatewayConfig, StateConfig, Target
+from policies.route import Target
+from policies.schema import GatewayConfig, StateConfig
 
 if TYPE_CHECKING:
     from gateway.http.console.drills import ConsoleDrills

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 
 from gateway.errors import AuthenticationFailed, ModelNotFound
 from gateway.pipeline.context import Principal
-from policies.schema import GatewayConfig, Route
+from policies.route import Route
+from policies.schema import GatewayConfig
 
 
 def digest(token: bytes) -> str:

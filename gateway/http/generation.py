@@ -26,7 +26,8 @@ from gateway.providers.vllm_pool import VllmPoolAdapter
 from gateway.state.contracts import RoutingState
 from gateway.state.responses import ResponseStore
 from gateway.tracing import Tracing
-from policies.schema import GatewayConfig, Target
+from policies.route import Target
+from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover")
 

@@ -46,7 +46,8 @@ from gateway.providers.base import Provider
 from gateway.state.responses import ResponseStore
 from gateway.tracing import Tracing
 from policies.pool import PRIORITY_RANK, Priority
-from policies.schema import GatewayConfig, Route, Target
+from policies.route import Route, Target
+from policies.schema import GatewayConfig
 
 log = logging.getLogger("spillover")
 

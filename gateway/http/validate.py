@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from policies.schema import Endpoint
+from policies.schema_base import Endpoint
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 

@@ -15,7 +15,8 @@ from gateway.ids import new_id
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import RequestContext
 from gateway.providers.base import Usage
-from policies.schema import GatewayConfig, Target
+from policies.route import Target
+from policies.schema import GatewayConfig
 
 access_log = logging.getLogger("spillover.access")
 

@@ -14,7 +14,9 @@ from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import Limiter
 from gateway.state.limits import Check
 from policies.limits import Rate, Verdict
-from policies.schema import GatewayConfig, Limits, Route
+from policies.route import Route
+from policies.schema import GatewayConfig
+from policies.schema_base import Limits
 
 
 @dataclass(slots=True)

@@ -44,8 +44,9 @@ from gateway.state.contracts import RoutingState
 from gateway.state.windows import Outcome
 from gateway.tracing import Tracing
 from policies import routing
+from policies.route import Route, Target
 from policies.routing import Skip, target_key
-from policies.schema import Route, Target, TracingConfig
+from policies.schema import TracingConfig
 from policies.schema_base import Timeouts
 
 log = logging.getLogger("spillover.attempt")

@@ -8,7 +8,7 @@ from collections import deque
 
 from gateway.providers.base import AttemptTimeouts
 from policies import routing
-from policies.schema import Route
+from policies.route import Route
 from policies.schema_base import Timeouts
 
 _LOG_EVERY_S = 5.0

@@ -21,7 +21,8 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import SpendCounters
 from gateway.state.spend import Bucket
-from policies.schema import Budget, GatewayConfig, Route
+from policies.route import Route
+from policies.schema import Budget, GatewayConfig
 
 log = logging.getLogger("spillover.budgets")
 

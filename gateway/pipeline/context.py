@@ -5,18 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from gateway.errors import AttemptRecord
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
 from gateway.providers.base import CacheHint, NativeRequest, Usage
 from gateway.providers.translate.chat_form import Omission
 from policies.pool import Priority
+from policies.route import Route, Target
 from policies.routing import Skip
-from policies.schema import Endpoint, Ingress, Route, Target
+from policies.schema import Ingress
+from policies.schema_base import Endpoint
 
 # What the gateway answers itself, admitted and kept in the ledger like the rest.
 LocalEndpoint = Literal["count_tokens", "stored_response", "models"]
+_LOCAL_ENDPOINTS = frozenset(get_args(LocalEndpoint))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ class RequestContext:
     @property
     def upstream_endpoint(self) -> Endpoint:
         """The endpoint an upstream is called for; a local answer never calls one."""
-        if self.endpoint in ("count_tokens", "stored_response", "models"):
+        if self.endpoint in _LOCAL_ENDPOINTS:
             raise AssertionError(f"{self.endpoint} is answered by the gateway itself")
         return self.endpoint  # type: ignore[return-value]
 

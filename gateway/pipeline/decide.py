@@ -16,8 +16,9 @@ from gateway.pipeline.tokens import expected_output
 from gateway.providers.base import Provider
 from gateway.state.contracts import RoutingState
 from policies import routing
+from policies.route import Route, Target
 from policies.routing import Skip, TargetView, target_key
-from policies.schema import Endpoint, Route, Target
+from policies.schema_base import Endpoint
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 from gateway.errors import AttemptRecord, UpstreamFailure
 from gateway.pipeline.context import RequestContext
 from gateway.providers.base import UpstreamStream
-from policies.schema import Target
+from policies.route import Target
 
 
 class Racer(Protocol):

@@ -24,7 +24,7 @@ from gateway.pipeline.attempt import AttemptRunner, Served
 from gateway.pipeline.context import RequestContext
 from gateway.providers import finish
 from gateway.providers.base import Usage
-from policies.schema import Route
+from policies.route import Route
 
 
 class ClientStream(Protocol):

@@ -26,8 +26,8 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.decide import Decision
 from gateway.pipeline.hedge import first_answer
 from policies import routing
+from policies.route import Hedge, Route, Target
 from policies.routing import target_key
-from policies.schema import Hedge, Route, Target
 
 if TYPE_CHECKING:
     from gateway.pipeline.attempt import AttemptRunner, Served

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies.pool import Priority
-from policies.schema import Endpoint
+from policies.schema_base import Endpoint
 
 
 @dataclass(slots=True)

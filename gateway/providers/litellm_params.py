@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from policies.schema import Endpoint
+from policies.schema_base import Endpoint
 
 # The OpenAI request parameters of each endpoint (the API reference), minus `model`,
 # `stream` and `stream_options`, which the adapter sets itself.

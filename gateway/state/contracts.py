@@ -10,8 +10,8 @@ from gateway.state.spend import Bucket
 from gateway.state.windows import Outcome, TargetWindow
 from policies import routing
 from policies.limits import Verdict
+from policies.route import Breaker, FailOverWhen
 from policies.routing import Admission, BreakerState, TargetView
-from policies.schema import Breaker, FailOverWhen
 
 
 class RoutingState(Protocol):

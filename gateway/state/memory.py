@@ -8,8 +8,8 @@ from typing import Any
 
 from gateway.state.windows import Outcome, TargetWindow
 from policies import routing
+from policies.route import Breaker, FailOverWhen
 from policies.routing import Admission, BreakerState, TargetView
-from policies.schema import Breaker, FailOverWhen
 
 _CLOSED = BreakerState()
 

@@ -20,8 +20,8 @@ from gateway.state.memory import MemoryState
 from gateway.state.shared import SharedRedis
 from gateway.state.windows import BUCKET_S, KEEP_S, Outcome, TargetWindow
 from policies import routing
+from policies.route import Breaker, FailOverWhen
 from policies.routing import Admission, BreakerState, TargetView
-from policies.schema import Breaker, FailOverWhen
 
 log = logging.getLogger("spillover.state")
 

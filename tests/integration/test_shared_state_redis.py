@@ -21,7 +21,8 @@ from gateway.state.spend import Bucket
 from gateway.state.spend_redis import RedisSpendCounters
 from gateway.state.windows import Outcome
 from policies.limits import Rate
-from policies.schema import Breaker, FailOverWhen, StateConfig
+from policies.route import Breaker, FailOverWhen
+from policies.schema import StateConfig
 from tests.support.processes import (
     GATEWAY_KEY,
     MockUpstream,

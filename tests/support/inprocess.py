@@ -26,7 +26,7 @@ from gateway.providers.base import (
 )
 from gateway.tracing import Tracing
 from policies.loader import parse_config
-from policies.schema import Endpoint
+from policies.schema_base import Endpoint
 
 Script = UpstreamResponse | UpstreamStream | Exception | Callable[[UpstreamCall], Any]
 

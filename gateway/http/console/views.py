@@ -15,7 +15,8 @@ from gateway.pipeline.admit import limit_counter, limit_scope
 from gateway.pipeline.budgets import bucket_name, periods
 from policies.limits import Rate
 from policies.routing import target_key
-from policies.schema import Budget, GatewayConfig, Limits
+from policies.schema import Budget, GatewayConfig
+from policies.schema_base import Limits
 
 # -- routes and targets ------------------------------------------------------------------------
 

@@ -30,7 +30,8 @@ from gateway.providers.translate.anthropic_openai import (
 )
 from gateway.providers.translate.chat_form import Event, sse
 from gateway.providers.upstream_errors import upstream_object
-from policies.schema import Endpoint, Ingress
+from policies.schema import Ingress
+from policies.schema_base import Endpoint
 
 ANTHROPIC = "anthropic"
 MAX_BETA_HEADER = 1024

@@ -15,7 +15,8 @@ from gateway.providers.base import UpstreamResponse
 from gateway.providers.sse import data_of
 from gateway.providers.translate.chat_form import ChatChunkWriter, Event, sse
 from gateway.providers.upstream_errors import upstream_object
-from policies.schema import Endpoint, Ingress
+from policies.schema import Ingress
+from policies.schema_base import Endpoint
 
 Headers = Mapping[bytes, bytes]
 HeaderList = list[tuple[bytes, bytes]]

@@ -12,7 +12,7 @@ from gateway.http.validate import validate
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import UpstreamResponse
-from policies.schema import Endpoint
+from policies.schema_base import Endpoint
 
 
 class OpenAIProtocol(ClientProtocol):

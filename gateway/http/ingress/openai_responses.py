@@ -33,17 +33,18 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
-from gateway.providers.translate.chat_form import ClientTool, Event, sse
+from gateway.providers.translate.chat_form import ClientTool, Event, random_id, sse
 from gateway.providers.translate.openai_responses import (
     ResponsesStreamWriter,
     output_from_chat,
     response_object,
 )
-from gateway.providers.translate.responses_openai import input_items, new_id, request_to_chat
+from gateway.providers.translate.responses_openai import input_items, request_to_chat
 from gateway.providers.upstream_errors import upstream_object
 from gateway.state.responses import ResponseStore
 from gateway.state.stored_response import StoredResponse
-from policies.schema import Endpoint, Ingress
+from policies.schema import Ingress
+from policies.schema_base import Endpoint
 
 log = logging.getLogger("spillover.responses")
 
@@ -123,7 +124,7 @@ class ResponsesProtocol(ClientProtocol):
         ctx.stream = bool(body.get("stream"))
         ctx.client_wants_usage = True
         ctx.exchange = Exchange(
-            body, new_id("resp_"), owner, items, int(time.time()), translated.tool_names
+            body, random_id("resp_"), owner, items, int(time.time()), translated.tool_names
         )
 
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
@@ -172,7 +173,7 @@ class ResponsesProtocol(ClientProtocol):
 def _with_id(item: dict[str, Any]) -> dict[str, Any]:
     if item.get("id") or item.get("type") not in ("message", None):
         return item
-    return {"id": new_id("msg_"), **item}
+    return {"id": random_id("msg_"), **item}
 
 
 def _as_ours(response: dict[str, Any], exchange: Exchange) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.errors import InvalidRequest
 from gateway.http.validate import too_many_tools
+from gateway.providers.translate.responses_openai import offered_tools
 
 MAX_METADATA_KEYS = 16
 _CHOICES = frozenset({"auto", "none", "required"})
@@ -87,15 +88,10 @@ def _part(part: Any, where: str) -> None:
 
 
 def _offered(body: dict[str, Any]) -> int:
-    """Tools offered in `tools` and in `additional_tools` items, namespaces opened."""
-    given = list(body.get("tools") or [])
-    if isinstance(body.get("input"), list):
-        for item in body["input"]:
-            if isinstance(item, dict) and isinstance(item.get("tools"), list):
-                given.extend(item["tools"])
+    """Tools offered, namespaces opened: each of their tools counts."""
     count = 0
-    for tool in given:
-        inner = tool.get("tools") if isinstance(tool, dict) else None
+    for tool in offered_tools(body.get("tools"), body.get("input")):
+        inner = tool.get("tools")
         count += len(inner) if isinstance(inner, list) else 1
     return count
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from gateway.errors import InvalidRequest
 
-# The client's field (or tool type) → the name a route's `upstream_objects` allows it by.
-_RESPONSES_FIELDS = {"conversation": "conversation", "prompt": "prompt"}
-_RESPONSES_TOOLS = {"file_search": "file_search", "mcp": "mcp"}
-_MESSAGES_FIELDS = {"mcp_servers": "mcp_servers", "container": "container"}
+# A route's `upstream_objects` allows each by its own name: the field's, or the tool type's.
+_RESPONSES_FIELDS = ("conversation", "prompt")
+_RESPONSES_TOOLS = frozenset({"file_search", "mcp"})
+_MESSAGES_FIELDS = ("mcp_servers", "container")
 
 
 def check_responses(body: dict[str, Any], route_name: str, allowed: Iterable[str]) -> None:
@@ -22,19 +22,20 @@ def check_responses(body: dict[str, Any], route_name: str, allowed: Iterable[str
 
 
 def check_messages(body: dict[str, Any], route_name: str, allowed: Iterable[str]) -> None:
-    _check(_used(body, _MESSAGES_FIELDS, {}), route_name, set(allowed))
+    _check(_used(body, _MESSAGES_FIELDS, frozenset()), route_name, set(allowed))
 
 
 def _used(
-    body: dict[str, Any], fields: dict[str, str], tools: dict[str, str]
+    body: dict[str, Any], fields: tuple[str, ...], tools: frozenset[str]
 ) -> Iterable[tuple[str, str]]:
-    for name, kind in fields.items():
+    """(where in the body, the name that allows it) for each such field and tool used."""
+    for name in fields:
         if body.get(name) is not None:
-            yield name, kind
+            yield name, name
     for i, tool in enumerate(body.get("tools") or []):
-        runs = tools.get(str(tool.get("type"))) if isinstance(tool, dict) else None
-        if runs is not None:
-            yield f"tools[{i}]", runs
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind in tools:
+            yield f"tools[{i}]", kind
 
 
 def _check(used: Iterable[tuple[str, str]], route_name: str, allowed: set[str]) -> None:

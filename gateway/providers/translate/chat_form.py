@@ -5,6 +5,7 @@ stream read back chunk by chunk by the writers of another protocol's events
 
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,11 @@ import orjson
 from gateway.providers.base import Usage
 
 Event = tuple[str, dict[str, Any]]  # (event name, data)
+
+
+def random_id(prefix: str) -> str:
+    """An id a client is given (a response's, an item's): random, so none can be guessed."""
+    return prefix + secrets.token_hex(16)
 
 
 def sse(event: Event) -> bytes:

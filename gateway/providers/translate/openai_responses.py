@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import Usage
-from gateway.providers.translate.chat_form import ChatChunkWriter, ClientTool, Event
-from gateway.providers.translate.responses_openai import new_id
+from gateway.providers.translate.chat_form import ChatChunkWriter, ClientTool, Event, random_id
 
 
 def usage_from_responses(usage: dict[str, Any]) -> Usage:
@@ -134,13 +133,13 @@ def output_from_chat(
     message = choice.get("message") or {}
     output: list[dict[str, Any]] = []
     if message.get("content"):
-        output.append(message_item(new_id("msg_"), message["content"]))
+        output.append(message_item(random_id("msg_"), message["content"]))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         output.append(
             call_item(
-                new_id("fc_"),
-                call.get("id") or new_id("call_"),
+                random_id("fc_"),
+                call.get("id") or random_id("call_"),
                 function.get("name") or "",
                 function.get("arguments") or "",
                 "completed",
@@ -209,7 +208,7 @@ class ResponsesStreamWriter(ChatChunkWriter):
         item = self._open
         if item is None or item["type"] != "message":
             yield from self._close_item()
-            item = message_item(new_id("msg_"), "", "in_progress")
+            item = message_item(random_id("msg_"), "", "in_progress")
             item["content"] = []
             yield from self._add(item)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
@@ -226,9 +225,9 @@ class ResponsesStreamWriter(ChatChunkWriter):
         item = self._calls.get(index)
         if item is None:
             yield from self._close_item()
-            call_id = call.get("id") or new_id("call_")
+            call_id = call.get("id") or random_id("call_")
             name = function.get("name") or ""
-            item = call_item(new_id("fc_"), call_id, name, "", "in_progress", self._names)
+            item = call_item(random_id("fc_"), call_id, name, "", "in_progress", self._names)
             self._calls[index] = item
             yield from self._add(item)
         if function.get("arguments") and item["type"] == "custom_tool_call":

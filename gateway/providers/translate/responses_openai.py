@@ -12,7 +12,6 @@ group of client-run function tools) become plain function tools, remembered in
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import orjson
@@ -45,10 +44,6 @@ HOSTED_TOOLS = ("web_search", "file_search", "code_interpreter", "image_generati
 MAX_FUNCTION_NAME = 64  # OpenAI's limit on a function tool's name
 
 
-def new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
-
-
 def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The request's `input` as items (a string is one user message)."""
     given = body.get("input")
@@ -60,17 +55,23 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
 # --- request -------------------------------------------------------------------------
 
 
+def offered_tools(tools: Any, items: Any) -> list[dict[str, Any]]:
+    """The tools a request offers: in `tools`, and in `additional_tools` input items (where
+    Codex sends them for its newest models). Reads unvalidated input too."""
+    offered = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    for item in items if isinstance(items, list) else []:
+        given = item.get("tools") if isinstance(item, dict) else None
+        if isinstance(given, list) and item.get("type") == "additional_tools":
+            offered.extend(t for t in given if isinstance(t, dict))
+    return offered
+
+
 def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]], model: str) -> Translated:
     """`history`: the stored items of the `previous_response_id` chain, oldest first."""
     out: dict[str, Any] = {"model": model}
     translated = Translated(out)
     items = [*history, *input_items(body)]
-    # Tools come in `tools`, and (Codex, for its newest models) in `additional_tools` items.
-    offered = [*(body.get("tools") or [])]
-    for item in items:
-        if item.get("type") == "additional_tools" and isinstance(item.get("tools"), list):
-            offered.extend(t for t in item["tools"] if isinstance(t, dict))
-    tools, names = _chat_tools(offered, translated)
+    tools, names = _chat_tools(offered_tools(body.get("tools"), items), translated)
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})

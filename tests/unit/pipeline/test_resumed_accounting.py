@@ -12,7 +12,7 @@ from gateway.pipeline.account import Accountant
 from gateway.pipeline.context import Principal, RequestContext
 from gateway.pipeline.relay import _ToldUsage
 from gateway.providers.base import Usage
-from policies.schema import Target
+from policies.route import Target
 
 PRIMARY = Target(provider="primary", model="gpt-4o")
 FALLBACK = Target(provider="claude", model="claude-sonnet-4-5")

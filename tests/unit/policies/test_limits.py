@@ -6,7 +6,7 @@ import bisect
 import random
 
 from policies.limits import Rate, gcra, settle
-from policies.schema import Limits
+from policies.schema_base import Limits
 
 
 def _run(rate: Rate, arrivals: list[float], cost: int = 1) -> list[float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from policies import routing
+from policies.route import Breaker, FailOverWhen, Price, RetryPolicy, Route, Target
 from policies.routing import BreakerState, TargetView, WindowStats, target_key
-from policies.schema import Breaker, FailOverWhen, Price, RetryPolicy, Route, Target
 
 RULES = FailOverWhen(window_s=30, min_requests=10, error_rate=0.5, consecutive_failures=5)
 BREAKER = Breaker(base_ejection_s=5, max_ejection_s=12, half_open_probes=1)
