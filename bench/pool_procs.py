@@ -218,19 +218,47 @@ def start_replicas(
 
 
 @contextmanager
-def mock_and_gateway(config: Path, mock_port: int, port: int, logs: Path) -> Iterator[str]:
-    """Spillover's OpenAI-wire mock on CPU 0 (beside the load generator) and a one-worker
-    gateway on CPU 1, both ready; yields the gateway's URL and stops both after."""
+def mock_and_gateway(
+    config: Path,
+    mock_port: int,
+    port: int,
+    logs: Path,
+    more_mocks: tuple[tuple[int, str], ...] = (),
+    mock_nice: int = 0,
+) -> Iterator[str]:
+    """Spillover's OpenAI-wire mock on CPU 0 (beside the load generator, at `mock_nice`;
+    `more_mocks`: more of them, (port, CPUs) each) and a one-worker gateway on CPU 1, all
+    ready; yields the gateway's URL and stops them after."""
     spillover = str(ROOT / ".venv" / "bin" / "spillover")
-    mock = spawn(["taskset", "-c", "0", spillover, "mock-provider", "--wire", "openai",
-                  "--port", str(mock_port)], logs / "mock.log")  # fmt: skip
+    mocks = [
+        spawn(
+            [
+                "nice",
+                "-n",
+                str(nice),
+                "taskset",
+                "-c",
+                cpus,
+                spillover,
+                "mock-provider",
+                "--wire",
+                "openai",
+                "--port",
+                str(p),
+            ],
+            logs / f"mock-{p}.log",
+        )
+        for p, cpus, nice in ((mock_port, "0", mock_nice), *((m, c, 0) for m, c in more_mocks))
+    ]
     gateway = spawn(["taskset", "-c", "1", spillover, "serve", "--config", str(config),
                      "--port", str(port), "--workers", "1", "--log-level", "warning"],
                     logs / "gateway.log")  # fmt: skip
     try:
-        wait(f"http://127.0.0.1:{mock_port}", "/health", 60)
+        for p in (mock_port, *(m for m, _ in more_mocks)):
+            wait(f"http://127.0.0.1:{p}", "/health", 60)
         wait(f"http://127.0.0.1:{port}", "/health/ready", 60)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(gateway)
-        stop(mock)
+        for mock in mocks:
+            stop(mock)

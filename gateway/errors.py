@@ -27,6 +27,7 @@ ever classifies an error by its message text.
     │   └── BadRequest ............ the upstream says the request is wrong  not retryable
     ├── StreamInterrupted ...... a failure after bytes reached the client (never retried)
     ├── LedgerUnavailable ...... 503: no row could be kept, so no answer is given
+    ├── LaneUnavailable ........ 503: the heavy lane left while a request was handed to it
     ├── InternalError .......... 500: a bug of ours (details in the log only)
     └── AllTargetsFailed ....... every candidate failed; carries every attempt
 
@@ -144,6 +145,18 @@ class LedgerUnavailable(SpilloverError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LaneUnavailable(SpilloverError):
+    """The heavy lane went away as a request was handed to it; the next one is served by
+    the workers until the lane is back."""
+
+    status = 503
+    code = "heavy_lane_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.retry_after = 1.0
 
 
 class InternalError(SpilloverError):

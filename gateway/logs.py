@@ -26,6 +26,10 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, lane: str = "") -> None:
+        super().__init__()
+        self._lane = lane
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -40,6 +44,8 @@ class JsonFormatter(logging.Formatter):
             trace = trace_id.get()
             if trace is not None:
                 line["trace_id"] = trace
+        if self._lane:
+            line["lane"] = self._lane
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
@@ -48,11 +54,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def setup_logging(level: str, log_format: LogFormat = "text") -> None:
+def setup_logging(level: str, log_format: LogFormat = "text", lane: str = "") -> None:
     """Configure the root logger (replacing what was there: a worker process sets it again
-    once it has read the config)."""
+    once it has read the config). `lane`: the heavy lane's lines say so."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT))
+    text = _TEXT.replace("%(name)s", f"[{lane}-lane] %(name)s") if lane else _TEXT
+    handler.setFormatter(JsonFormatter(lane) if log_format == "json" else logging.Formatter(text))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -79,6 +79,19 @@ class GatewayMetrics:
             ["route", "ingress", "what"],
             registry=r,
         )
+        self.heavy_lane_up = Gauge(
+            "spillover_heavy_lane_up",
+            "1 while the heavy lane answers its probe (large requests go to it); 0: the "
+            "workers serve everything.",
+            registry=r,
+        )
+        self.heavy_lane_requests = Counter(
+            "spillover_heavy_lane_requests",
+            "Requests the workers handed to the heavy lane, by reason (body: a large or "
+            "unsized body; history: a long stored conversation).",
+            ["reason"],
+            registry=r,
+        )
         self.responses_unstored = Counter(
             "spillover_responses_unstored",
             "Responses answered with store: true that the response store could not keep "

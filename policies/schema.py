@@ -62,6 +62,16 @@ class ServerConfig(Strict):
     """Worker processes; prefer more replicas with one worker each (each worker has its own
     metrics). With `state.backend: memory` each worker also keeps its own limits, budgets and
     breakers (a warning at start says so); `redis` shares them."""
+    heavy_lane_bytes: int = Field(1024 * 1024, ge=0)
+    """A request whose body (or body of unknown size), or whose stored conversation
+    (`previous_response_id`), is larger than this is served by the heavy lane: one more
+    process beside the workers, at a lower CPU priority, so parsing and forwarding megabytes
+    never stalls another tenant's small request. 0: no lane. None is started when neither
+    `max_body_bytes` nor `responses.max_history_bytes` exceeds this, nor (yet) when the config
+    has a self-hosted pool: its probing and warm-up are one process's job. With
+    `state.backend: memory` the lane keeps its own limits and budgets, as a worker does."""
+    heavy_lane_nice: int = Field(10, ge=0, le=19)
+    """The heavy lane's niceness: how far it yields the CPU to the workers."""
     access_log: bool = False
     """One log line per request at INFO."""
     log_format: Literal["text", "json"] = "text"

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.common import console, load_or_exit, setup_logging
+from policies.schema import GatewayConfig
 
 
 def check_config(
@@ -67,7 +68,23 @@ def serve(
         keep_alive_s=settings.keep_alive_s,
         graceful_shutdown_s=settings.graceful_shutdown_s,
         forwarded_allow_ips=",".join(settings.forwarded_allow_ips),
+        heavy_lane_nice=settings.heavy_lane_nice if _needs_lane(loaded) else -1,
+        lane_socket="",
     ).replace_process()  # the serving process, without the CLI's imports
+
+
+def _needs_lane(config: GatewayConfig) -> bool:
+    """A heavy lane when some request could be larger than its threshold — and no pool is
+    configured: a pool's probing and warm-up belong to one process per replica of the
+    gateway, and a lane of its own would warm every replica twice."""
+    threshold = config.server.heavy_lane_bytes
+    largest = max(config.server.max_body_bytes, config.responses.max_history_bytes)
+    pooled = any(p.kind == "vllm_pool" for p in config.providers.values())
+    if pooled and 0 < threshold < largest:
+        logging.getLogger("spillover").warning(
+            "no heavy lane: the config has a self-hosted pool (server.heavy_lane_bytes)"
+        )
+    return 0 < threshold < largest and not pooled
 
 
 def mock_provider(

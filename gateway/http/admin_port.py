@@ -20,9 +20,13 @@ class AdminPort(Protocol):
     faults: FaultTable
     state: RoutingState
     incidents: Incidents
+    lane: str  # "heavy" in the heavy lane's process, else ""
 
     @property
     def registry(self) -> CollectorRegistry: ...
+
+    async def exposition(self) -> bytes:
+        """`/metrics`: this process's series, and the heavy lane's."""
 
     def config(self) -> GatewayConfig:
         """The config being served now."""

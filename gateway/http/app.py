@@ -30,6 +30,9 @@ from gateway.http.console.sampler import Sampler
 from gateway.http.console.session import Sessions, process_secret
 from gateway.http.edge import guard_admin, send_error
 from gateway.http.generation import Generation, build_generation, close_generation
+from gateway.http.heavy_lane import HeavyLane
+from gateway.http.lane_metrics import exposition
+from gateway.http.lane_process import LANE_ENV, LANE_SOCKET_ENV
 from gateway.http.reload import Reloader, ReloadResult
 from gateway.logs import setup_logging
 from gateway.metrics import GatewayMetrics
@@ -102,6 +105,7 @@ class Gateway:
     ) -> None:
         self.boot_config = config
         self.config_path = config_path
+        self.lane = os.environ.get(LANE_ENV, "")  # "heavy" in the heavy lane's process
         self._build_provider = build_provider
         self.metrics = GatewayMetrics()
         self.faults = FaultTable()  # drills: active faults, kept across reloads
@@ -134,8 +138,12 @@ class Gateway:
             config_path,
             self._swap,
             self._reloaded,
-            config.server.reload_poll_s if config_path else 0,
+            # The lane hears of no SIGHUP or /admin/reload: it looks at the file itself.
+            (config.server.reload_poll_s or (2.0 if self.lane else 0)) if config_path else 0,
         )
+        self.heavy_lane = _heavy_lane(config, self.metrics) if not self.lane else None
+        if self.heavy_lane is not None:
+            self.responses.for_heavy_lane = self.heavy_lane.takes_history
         self._current: Generation | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.draining = False  # SIGTERM seen: not ready, still serving
@@ -153,6 +161,10 @@ class Gateway:
 
     def config(self) -> GatewayConfig:
         return self.current.config
+
+    async def exposition(self) -> bytes:
+        lane = self.heavy_lane
+        return exposition(self.registry, await lane.scrape() if lane is not None else None)
 
     def shares_state(self) -> bool:
         return self.backends.shared is not None
@@ -212,6 +224,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.ledger.start()
+        if self.heavy_lane is not None:
+            await self.heavy_lane.start()
         await self.admitter.limiter.start()
         self._current = await build_generation(
             self.boot_config,
@@ -225,6 +239,7 @@ class Gateway:
             faults=self.faults,
             build=self._build_provider,
             on_breaker=self._breaker_changed,
+            lane=self.heavy_lane,
         )
         self._configure(self.boot_config, self._current)
         self.metrics.config_reload_ok.set(1)
@@ -283,6 +298,7 @@ class Gateway:
             self.faults,
             self._build_provider,
             self._breaker_changed,
+            self.heavy_lane,
         )
         self._configure(config, new)
         old, self._current = self._current, new
@@ -328,6 +344,8 @@ class Gateway:
             await task
         if self._current is not None:
             await close_generation(self._current, 0)
+        if self.heavy_lane is not None:
+            await self.heavy_lane.close()
         await self.ledger.close()
         await self.responses.close()
         self.tracing.shutdown()
@@ -400,10 +418,20 @@ class Gateway:
                 return
 
 
+def _heavy_lane(config: GatewayConfig, metrics: GatewayMetrics) -> HeavyLane | None:
+    """The workers' way to the heavy lane, when `spillover serve` started one."""
+    socket = os.environ.get(LANE_SOCKET_ENV)
+    if not socket:
+        return None
+    server = config.server
+    return HeavyLane(socket, server.heavy_lane_bytes, server.max_body_bytes, metrics)
+
+
 def app_from_env() -> Any:
     """uvicorn factory (`--factory`): the config path comes from SPILLOVER_CONFIG. Logging is
     set again here: a worker process of its own starts without the parent's handlers."""
     path = os.environ[CONFIG_ENV]
     config = load_config(path)
-    setup_logging(os.environ.get(LOG_LEVEL_ENV, "info"), config.server.log_format)
+    level = os.environ.get(LOG_LEVEL_ENV, "info")
+    setup_logging(level, config.server.log_format, os.environ.get(LANE_ENV, ""))
     return Gateway(config, path)

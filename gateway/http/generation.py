@@ -14,6 +14,7 @@ from functools import partial
 from fallback_engine.pool import Pool
 from gateway.accounting.pricing import ModelPrice, self_hosted_price
 from gateway.drill.faults import FaultTable, FaultyProvider
+from gateway.http.heavy_lane import HeavyLane
 from gateway.http.proxy import ProxyApp
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
@@ -94,6 +95,7 @@ async def build_generation(
     faults: FaultTable | None = None,
     build: ProviderFactory = build_provider,
     on_breaker: Callable[[Target, str, str], None] | None = None,
+    lane: HeavyLane | None = None,
 ) -> Generation:
     providers = {name: build(name, p, metrics.pool) for name, p in config.providers.items()}
     if previous is not None:
@@ -132,6 +134,7 @@ async def build_generation(
             responses,
             tracing,
             faults if config.drills.enabled else None,
+            lane,
         ),
     )
     for name, provider in providers.items():

@@ -5,7 +5,7 @@ answered without the admin app (FastAPI and its OpenAPI machinery, built at the 
 from __future__ import annotations
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Scope, Send
 
 from gateway.errors import AuthenticationFailed, MethodNotAllowed
@@ -32,12 +32,14 @@ async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
         status = 503 if problems else 200
         body = orjson.dumps({"status": "not_ready" if problems else "ready"})
     else:
-        if port.config().server.metrics_require_key and not _may_scrape(port, scope):
+        # The lane is scraped by its workers only, over a socket no one else can open.
+        needs_key = port.config().server.metrics_require_key and not port.lane
+        if needs_key and not _may_scrape(port, scope):
             await send_error(
                 send, AuthenticationFailed("/metrics takes an admin or viewer key (Bearer)")
             )
             return
-        body = generate_latest(port.registry)
+        body = await port.exposition()
         content_type = CONTENT_TYPE_LATEST.encode()
     await send(
         {

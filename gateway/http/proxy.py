@@ -4,6 +4,7 @@ client's own protocol (`gateway.http.ingress`): OpenAI's, or Anthropic's Message
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -24,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.http.auth import KeyStore, route_for
 from gateway.http.body import checked_body, read_body
+from gateway.http.heavy_lane import HeavyLane
 from gateway.http.ingress.anthropic_messages import AnthropicProtocol
 from gateway.http.ingress.base import ClientProtocol, RawClientStream
 from gateway.http.ingress.openai_chat import OpenAIProtocol
@@ -43,7 +45,7 @@ from gateway.pipeline.relay import relay
 from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers import finish
 from gateway.providers.base import Provider
-from gateway.state.responses import ResponseStore
+from gateway.state.responses import HeavyRequest, ResponseStore
 from gateway.tracing import Tracing
 from policies.pool import PRIORITY_RANK, Priority
 from policies.route import Route, Target
@@ -88,8 +90,10 @@ class ProxyApp:
         responses: ResponseStore,
         tracing: Tracing,
         faults: FaultTable | None = None,
+        lane: HeavyLane | None = None,
     ) -> None:
         self.config = config
+        self._lane = lane
         self._tracing = tracing
         self._protocols = client_protocols(responses, metrics)
         self._responses = responses
@@ -119,6 +123,12 @@ class ProxyApp:
         headers = dict(scope["headers"])
         # Ours, always: a client's id could repeat another tenant's (in the ledger, the logs
         # and upstream); theirs is kept beside it, OpenAI's way (`x-client-request-id`).
+        if (
+            self._lane is not None
+            and self._lane.takes(scope, headers)
+            and await self._forward_large(scope, headers, receive, send)
+        ):
+            return
         request_id = new_id()
         if path == "/v1/models":
             await model_list(
@@ -161,6 +171,7 @@ class ProxyApp:
             nonlocal accounted, cost
             if (
                 not accounted
+                and not ctx.handed_off
                 and message["type"] == "http.response.body"
                 and not message.get("more_body", False)
             ):
@@ -177,7 +188,7 @@ class ProxyApp:
                 release()
             if ctx.admission is not None:
                 await self._admit.release(ctx, ctx.admission)
-            if not accounted:
+            if not accounted and not ctx.handed_off:
                 cost = self._account.record(ctx)
             if ctx.reservation is not None:
                 await self._budgets.settle(ctx.reservation, cost)
@@ -198,6 +209,9 @@ class ProxyApp:
         try:
             route, targets = await self._prepare(ctx, protocol, scope, headers, receive)
             served = await self._attempts.run(ctx, route, targets)
+        except HeavyRequest as heavy:
+            await self._hand_off(ctx, protocol, scope, receive, send, heavy.body)
+            return
         except SpilloverError as exc:
             await self._reply_error(ctx, protocol, exc, send)
             return
@@ -241,6 +255,49 @@ class ProxyApp:
             return
         await self._stream(ctx, protocol, route, served, receive, send)
 
+    async def _forward_large(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> bool:
+        """A large body, streamed to the heavy lane, which answers and keeps the row; False
+        when the lane was away before a byte was read. A body that failed on the way (past
+        the limit, the lane gone with it in hand) is answered here, with a row."""
+        assert self._lane is not None
+        try:
+            return await self._lane.forward(scope, receive, send, None, "body")
+        except SpilloverError as exc:
+            path = scope["path"]
+            protocol = self._protocols.get(path) or AnthropicProtocol()  # count_tokens
+            endpoint = protocol.endpoint if path in self._protocols else "count_tokens"
+            ctx = RequestContext(request_id=new_id(), endpoint=endpoint, ingress=protocol.ingress)
+            with contextlib.suppress(SpilloverError):
+                ctx.principal = self.keys.authenticate(protocol.credentials(headers))
+
+            async def recorded(message: Message) -> None:
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    self._account.record(ctx)  # before the last byte, as every row
+                await send(message)
+
+            await self._reply_error(ctx, protocol, exc, recorded)
+            return True
+
+    async def _hand_off(
+        self,
+        ctx: RequestContext,
+        protocol: ClientProtocol,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+    ) -> None:
+        """A request found heavy once read: the lane serves it whole, and keeps its row."""
+        assert self._lane is not None
+        ctx.handed_off = True
+        try:
+            await self._lane.forward(scope, receive, send, body, "history")
+        except SpilloverError as exc:
+            ctx.handed_off = False
+            await self._reply_error(ctx, protocol, exc, send)
+
     async def _prepare(
         self,
         ctx: RequestContext,
@@ -258,7 +315,11 @@ class ProxyApp:
         body = checked_body(raw, protocol.validate, self._max_depth)
         ctx.route_name, route = route_for(self.config, ctx.principal, body["model"])
         ctx.route = route
-        await protocol.read(ctx, body, headers)
+        try:
+            await protocol.read(ctx, body, headers)
+        except HeavyRequest as heavy:
+            heavy.body = raw
+            raise
         if not self._account.accepting():
             raise LedgerUnavailable(
                 "the gateway cannot record requests right now (its ledger is full)",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,6 +29,8 @@ class Launch:
     keep_alive_s: float
     graceful_shutdown_s: float
     forwarded_allow_ips: str  # comma-separated; empty: no proxy is trusted
+    heavy_lane_nice: int  # -1: no heavy lane
+    lane_socket: str  # set in the heavy lane's own process: it listens there
 
     def argv(self) -> list[str]:
         """This module's command line, with the interpreter running now; `-P` keeps the
@@ -63,21 +66,57 @@ def _import_path() -> str:
 
 
 def run(launch: Launch) -> None:
-    # Imported here: `spillover serve` imports this module for `Launch` alone.
-    import uvicorn
-
     from gateway.http.app import CONFIG_ENV, LOG_LEVEL_ENV
     from gateway.http.console.session import process_secret
-    from gateway.http.head_limits import BoundedHttpToolsProtocol
+    from gateway.http.lane_process import LANE_SOCKET_ENV, LaneProcess, become_lane
 
     os.environ[CONFIG_ENV] = str(launch.config.resolve())
     os.environ[LOG_LEVEL_ENV] = launch.log_level
-    process_secret()  # the workers sign console sessions with the same secret
+    if launch.lane_socket:
+        become_lane(launch.heavy_lane_nice)
+        _serve(launch, uds=launch.lane_socket)
+        return
+    process_secret()  # the workers (and the lane) sign console sessions with one secret
+    if launch.heavy_lane_nice < 0:
+        _serve(launch)
+        return
+    lane = LaneProcess(
+        lambda socket: replace(launch, workers=1, lane_socket=socket).argv(),
+        launch.graceful_shutdown_s + 5,
+    )
+    lane.start()
+    os.environ[LANE_SOCKET_ENV] = lane.socket  # the workers inherit it
+    # uvicorn raises the signal that stopped it again once it is done: exit through
+    # `finally` then, not by the default handler, so the lane is stopped too.
+    stopped_by: list[int] = []
+
+    def exit_by(signum: int, _frame: object) -> None:
+        stopped_by.append(signum)
+        raise SystemExit(128 + signum)
+
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, exit_by)
+    try:
+        _serve(launch)
+    finally:
+        lane.stop()
+        if stopped_by:  # and then end as uvicorn would have: by that signal
+            signal.signal(stopped_by[0], signal.SIG_DFL)
+            signal.raise_signal(stopped_by[0])
+
+
+def _serve(launch: Launch, uds: str | None = None) -> None:
+    # Imported here: `spillover serve` imports this module for `Launch` alone.
+    import uvicorn
+
+    from gateway.http.head_limits import BoundedHttpToolsProtocol
+
     uvicorn.run(
         "gateway.http.app:app_from_env",
         factory=True,
         host=launch.host,
         port=launch.port,
+        uds=uds,
         workers=launch.workers,
         loop="uvloop",
         http=BoundedHttpToolsProtocol,

@@ -9,6 +9,7 @@ at the store's first use (`gateway.state.responses_sql`), not at start."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +36,18 @@ class History:
     items: list[dict[str, Any]]
 
 
+class HeavyRequest(Exception):
+    """Not an error: this request's conversation is long enough for the heavy lane
+    (`gateway.http.heavy_lane`), which the worker hands the request to, as read (`body`)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"a {size}-byte conversation: for the heavy lane")
+        self.body = b""
+
+
 class ResponseStore:
     def __init__(self, url: str, config: ResponsesConfig) -> None:
+        self.for_heavy_lane: Callable[[int], bool] | None = None  # set on the workers
         self._url = url
         self._config = config
         self._held = 0  # stored bytes of histories loaded by requests still in flight
@@ -104,6 +115,8 @@ class ResponseStore:
                 f"the conversation behind previous_response_id holds {size:,} bytes, over "
                 f"responses.max_history_bytes ({limit:,}): start a new one"
             )
+        if self.for_heavy_lane is not None and self.for_heavy_lane(size):
+            raise HeavyRequest(size)
         self._hold(owner, size)
         history = History(owner, size, [])
         try:
