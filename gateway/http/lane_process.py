@@ -91,6 +91,9 @@ def become_lane(nice: int) -> None:
     (which may already be gone: then now). Killed, as the parent was: the rows of what it
     answered are in the ledger's journal already, and its clients left with the parent."""
     os.nice(nice)
+    # Stopped while still starting (before uvicorn takes the signals): quietly, not with a
+    # KeyboardInterrupt's traceback in a log that may be JSON.
+    signal.signal(signal.SIGINT, _quiet_exit)
     parent = int(os.environ.get(_PARENT_ENV, "0"))
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -116,3 +119,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _quiet_exit(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
