@@ -18,6 +18,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._requests(r)
+        self._heavy_lane(r)
         self._upstreams(r)
         self._money(r)
         self._ledger(r)
@@ -79,19 +80,6 @@ class GatewayMetrics:
             ["route", "ingress", "what"],
             registry=r,
         )
-        self.heavy_lane_up = Gauge(
-            "spillover_heavy_lane_up",
-            "1 while the heavy lane answers its probe (large requests go to it); 0: the "
-            "workers serve everything.",
-            registry=r,
-        )
-        self.heavy_lane_requests = Counter(
-            "spillover_heavy_lane_requests",
-            "Requests the workers handed to the heavy lane, by reason (body: a large or "
-            "unsized body; history: a long stored conversation).",
-            ["reason"],
-            registry=r,
-        )
         self.responses_unstored = Counter(
             "spillover_responses_unstored",
             "Responses answered with store: true that the response store could not keep "
@@ -118,6 +106,22 @@ class GatewayMetrics:
             "spillover_usage_estimated",
             "Streams cut before the upstream reported usage, billed on the gateway's count.",
             ["route", "provider"],
+            registry=r,
+        )
+
+    def _heavy_lane(self, r: CollectorRegistry) -> None:
+        """Which requests the heavy lane took (`gateway.http.heavy_lane`)."""
+        self.heavy_lane_up = Gauge(
+            "spillover_heavy_lane_up",
+            "1 while the heavy lane answers its probe (large requests go to it); 0: the "
+            "workers serve everything.",
+            registry=r,
+        )
+        self.heavy_lane_requests = Counter(
+            "spillover_heavy_lane_requests",
+            "Requests the workers handed to the heavy lane, by reason (body: a large or "
+            "unsized body; history: a long stored conversation).",
+            ["reason"],
             registry=r,
         )
 

@@ -266,6 +266,7 @@ class LedgerWriter:
         if self._unjournaled:
             log.error("ledger: %d rows could be kept nowhere at exit", len(self._unjournaled))
         self.journal.close()
+        self.quarantine.close()
         if self._store is not None:
             await self._store.close()
 

@@ -180,6 +180,15 @@ class _Upload:
                 return
 
 
+def failed_read(exc: Exception) -> Receive:
+    """A `receive` that fails as the forwarded body did, for the reader that answers it."""
+
+    async def receive() -> Message:
+        raise exc
+
+    return receive
+
+
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass

@@ -75,9 +75,11 @@ class LaneProcess:
         self._stopping.set()
         process = self._process
         if process is not None and process.poll() is None:
-            # SIGINT: a graceful stop without SIGTERM's readiness drain; the workers are
-            # done by now, nothing more will come.
-            process.send_signal(signal.SIGINT)
+            # Listening: a graceful stop without SIGTERM's readiness drain (the workers are
+            # done, nothing more will come). Still starting: it has served nothing, and a
+            # signal before uvicorn takes them would print a traceback into the log.
+            listening = os.path.exists(self.socket)
+            process.send_signal(signal.SIGINT if listening else signal.SIGKILL)
             try:
                 process.wait(self._stop_s)
             except subprocess.TimeoutExpired:

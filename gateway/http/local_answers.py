@@ -10,7 +10,7 @@ import asyncio
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import ClientError, MethodNotAllowed
+from gateway.errors import MethodNotAllowed, SpilloverError
 from gateway.http.auth import KeyStore, route_for
 from gateway.http.body import checked_body, read_body
 from gateway.http.edge import error_body, protocol_headers
@@ -54,7 +54,7 @@ async def model_list(
         body = orjson.dumps({"object": "list", "data": models})
         return 200, body, [(b"x-request-id", request_id.encode())]
 
-    def refused(exc: ClientError) -> Answer:
+    def refused(exc: SpilloverError) -> Answer:
         return exc.status, error_body(exc), [(b"x-request-id", request_id.encode()),
                                              *protocol_headers(exc)]  # fmt: skip
 
@@ -80,7 +80,7 @@ async def count_tokens(
         extra = [(b"request-id", request_id.encode()), (b"x-spillover-token-count", b"estimated")]
         return 200, orjson.dumps({"input_tokens": tokens}), extra
 
-    def refused(exc: ClientError) -> Answer:
+    def refused(exc: SpilloverError) -> Answer:
         return anthropic_error(exc, request_id)
 
     await answer_locally(ctx, limits, account, counted, refused, send)

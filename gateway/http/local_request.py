@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import Send
 
-from gateway.errors import ClientError
+from gateway.errors import SpilloverError
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.context import RequestContext
@@ -22,14 +22,14 @@ async def answer_locally(
     limits: Admitter,
     account: Accountant,
     work: Callable[[], Awaitable[Answer]],
-    refused: Callable[[ClientError], Answer],
+    refused: Callable[[SpilloverError], Answer],
     send: Send,
 ) -> None:
     """`work` authenticates (`ctx.principal`), is admitted (`ctx.admission`) and answers;
-    a ClientError is answered by `refused`, in the client's protocol."""
+    a SpilloverError is answered by `refused`, in the client's protocol."""
     try:
         status, body, headers = await work()
-    except ClientError as exc:
+    except SpilloverError as exc:
         ctx.error_class = exc.code or exc.error_type
         status, body, headers = refused(exc)
     finally:

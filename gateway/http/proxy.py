@@ -4,7 +4,6 @@ client's own protocol (`gateway.http.ingress`): OpenAI's, or Anthropic's Message
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import traceback
@@ -25,7 +24,7 @@ from gateway.errors import (
 )
 from gateway.http.auth import KeyStore, route_for
 from gateway.http.body import checked_body, read_body
-from gateway.http.heavy_lane import HeavyLane
+from gateway.http.heavy_lane import HeavyLane, failed_read
 from gateway.http.ingress.anthropic_messages import AnthropicProtocol
 from gateway.http.ingress.base import ClientProtocol, RawClientStream
 from gateway.http.ingress.openai_chat import OpenAIProtocol
@@ -121,14 +120,16 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         headers = dict(scope["headers"])
+        if self._lane is not None and self._lane.takes(scope, headers):
+            try:
+                if await self._lane.forward(scope, receive, send, None, "body"):
+                    return  # answered by the lane, which keeps the row
+            except SpilloverError as exc:
+                # The body failed on its way (past the limit, the lane gone with it in hand):
+                # answered here, with a row, where reading it fails.
+                receive = failed_read(exc)
         # Ours, always: a client's id could repeat another tenant's (in the ledger, the logs
         # and upstream); theirs is kept beside it, OpenAI's way (`x-client-request-id`).
-        if (
-            self._lane is not None
-            and self._lane.takes(scope, headers)
-            and await self._forward_large(scope, headers, receive, send)
-        ):
-            return
         request_id = new_id()
         if path == "/v1/models":
             await model_list(
@@ -254,31 +255,6 @@ class ProxyApp:
             await self._attempts.settle(ctx, route, served)
             return
         await self._stream(ctx, protocol, route, served, receive, send)
-
-    async def _forward_large(
-        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send
-    ) -> bool:
-        """A large body, streamed to the heavy lane, which answers and keeps the row; False
-        when the lane was away before a byte was read. A body that failed on the way (past
-        the limit, the lane gone with it in hand) is answered here, with a row."""
-        assert self._lane is not None
-        try:
-            return await self._lane.forward(scope, receive, send, None, "body")
-        except SpilloverError as exc:
-            path = scope["path"]
-            protocol = self._protocols.get(path) or AnthropicProtocol()  # count_tokens
-            endpoint = protocol.endpoint if path in self._protocols else "count_tokens"
-            ctx = RequestContext(request_id=new_id(), endpoint=endpoint, ingress=protocol.ingress)
-            with contextlib.suppress(SpilloverError):
-                ctx.principal = self.keys.authenticate(protocol.credentials(headers))
-
-            async def recorded(message: Message) -> None:
-                if message["type"] == "http.response.body" and not message.get("more_body"):
-                    self._account.record(ctx)  # before the last byte, as every row
-                await send(message)
-
-            await self._reply_error(ctx, protocol, exc, recorded)
-            return True
 
     async def _hand_off(
         self,

@@ -10,7 +10,13 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import Scope, Send
 
-from gateway.errors import ClientError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.errors import (
+    ClientError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    SpilloverError,
+)
 from gateway.http.auth import KeyStore
 from gateway.http.edge import error_body, protocol_headers
 from gateway.http.local_request import Answer, admitted, answer_locally
@@ -38,7 +44,7 @@ async def stored_response(
     async def answered() -> Answer:
         return 200, await _answer(ctx, keys, store, limits, scope), headers
 
-    def refused(exc: ClientError) -> Answer:
+    def refused(exc: SpilloverError) -> Answer:
         return exc.status, error_body(exc), [*headers, *protocol_headers(exc)]
 
     await answer_locally(ctx, limits, account, answered, refused, send)
