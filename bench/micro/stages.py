@@ -26,13 +26,13 @@ import orjson
 
 from gateway.accounting.ledger import LedgerWriter
 from gateway.http.app import Gateway
-from gateway.http.auth import KeyStore
-from gateway.http.body import checked_body
-from gateway.http.ingress.openai_chat import OpenAIProtocol
+from gateway.keys import KeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ingress.body import checked_body
+from gateway.pipeline.ingress.openai_chat import OpenAIProtocol
 from gateway.pipeline.shape import shape
 from gateway.providers.base import Provider, UpstreamCall, UpstreamResponse, Usage
 from gateway.state.limits import MemoryLimiter

@@ -13,7 +13,26 @@ Dialect = Literal["sqlite", "postgresql"]
 
 LEDGER_TABLE = "spillover_ledger"
 VERSION_TABLE = "spillover_schema"
-SCHEMA_VERSION = max(col.since for _, col, _ in COLUMN_SPECS)
+# Each version that changed values rather than columns, and how: version 8 made
+# `error_class` one closed set (`gateway.errors.ERROR_CLASSES`). Before it, a row refused by
+# the gateway held a class name or an OpenAI code in its place.
+_ERROR_CLASS_RENAMES = {
+    "InvalidRequest": "invalid_request",
+    "invalid_request_error": "invalid_request",
+    "invalid_api_key": "authentication_failed",
+    "missing_api_key": "authentication_failed",
+    "request_too_large": "payload_too_large",
+    "rate_limit_exceeded": "gateway_rate_limited",
+    "history_in_flight": "gateway_rate_limited",
+    "stored_responses_quota": "stored_quota_reached",
+}
+VALUE_UPGRADES: dict[int, list[str]] = {
+    8: [
+        f"UPDATE {LEDGER_TABLE} SET error_class = '{new}' WHERE error_class = '{old}'"
+        for old, new in _ERROR_CLASS_RENAMES.items()
+    ]
+}
+SCHEMA_VERSION = max(max(col.since for _, col, _ in COLUMN_SPECS), *VALUE_UPGRADES)
 
 # Write-ahead logging, synced at checkpoints: appends stop waiting on every fsync, and the
 # journal holds a row until its transaction is in.
@@ -70,9 +89,17 @@ def to_current(version: int | None, dialect: Dialect) -> list[str]:
 
 
 def upgrades(version: int, dialect: Dialect) -> list[str]:
-    """What takes a ledger table at `version` to the current one."""
-    return [
+    """What takes a ledger table at `version` to the current one: the columns added since,
+    then the values changed since."""
+    columns = [
         f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {_column(name, col, nullable, dialect)}"
         for name, col, nullable in COLUMN_SPECS
         if col.since > version
     ]
+    values = [
+        statement
+        for since, statements in sorted(VALUE_UPGRADES.items())
+        if since > version
+        for statement in statements
+    ]
+    return columns + values

@@ -32,11 +32,11 @@ from pydantic import Field, model_validator
 
 from gateway.errors import (
     ConnectFailed,
-    RateLimited,
     Shed,
     Timeout,
-    UpstreamError,
     UpstreamFailure,
+    UpstreamRateLimited,
+    UpstreamStatusError,
 )
 from gateway.providers.base import (
     Provider,
@@ -48,7 +48,7 @@ from gateway.providers.base import (
 from policies.schema_base import Strict
 
 if TYPE_CHECKING:
-    from gateway.pipeline.context import Principal
+    from gateway.keys import Principal
 
 FaultKind = Literal[
     "error",
@@ -195,6 +195,12 @@ class FaultyProvider(Provider):
     async def close(self) -> None:
         await self.inner.close()
 
+    def adopt(self, previous: Provider) -> None:
+        self.inner.adopt(previous)
+
+    def unwrapped(self) -> Provider:
+        return self.inner.unwrapped()
+
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)  # the pool adapter's `pool`, `price`, …
 
@@ -231,9 +237,9 @@ def _failure(fault: Fault, now: float) -> UpstreamFailure | None:
     spec = fault.spec
     retry_after = max(0.0, min(spec.retry_after_s, fault.expires - now))
     if spec.kind == "error":
-        return UpstreamError(f"injected fault {fault.id}: {spec.status}", status=spec.status)
+        return UpstreamStatusError(f"injected fault {fault.id}: {spec.status}", status=spec.status)
     if spec.kind == "rate_limit":
-        return RateLimited(f"injected fault {fault.id}: 429", retry_after=retry_after)
+        return UpstreamRateLimited(f"injected fault {fault.id}: 429", retry_after=retry_after)
     if spec.kind == "connection_reset":
         return ConnectFailed(f"injected fault {fault.id}: connection reset")
     if spec.kind == "kv_pressure":

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.drill.faults import FaultSpec
+from gateway.error_wire import error_body
 from gateway.errors import (
     AuthenticationFailed,
     ClientError,
@@ -27,7 +28,6 @@ from gateway.errors import (
     SpilloverError,
 )
 from gateway.http.admin_port import AdminPort
-from gateway.http.edge import error_body
 from gateway.http.openapi import with_openai_paths
 from gateway.state.contracts import RoutingState
 from policies.routing import target_key

@@ -11,7 +11,7 @@ from gateway.accounting.pricing import PriceTable
 from gateway.drill.faults import FaultTable
 from gateway.http.console.incidents import Incidents
 from gateway.http.reload import ReloadResult
-from gateway.pipeline.context import Principal
+from gateway.keys import Principal
 from gateway.state.contracts import RoutingState
 from policies.schema import GatewayConfig
 

@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -20,78 +19,35 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fallback_engine.pool import Pool
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.pricing import PriceTable
-from gateway.drill.faults import FaultTable
+from gateway.assembly import Generation, build_core, build_generation, close_generation
 from gateway.errors import NotFound
 from gateway.http import health
-from gateway.http.auth import KeyStore
 from gateway.http.console.incidents import Incidents
 from gateway.http.console.revocations import Revocations
 from gateway.http.console.sampler import Sampler
 from gateway.http.console.session import Sessions, process_secret
 from gateway.http.edge import guard_admin, send_error
-from gateway.http.generation import Generation, build_generation, close_generation
 from gateway.http.heavy_lane import HeavyLane
 from gateway.http.lane_metrics import exposition
 from gateway.http.lane_process import LANE_ENV, LANE_SOCKET_ENV
+from gateway.http.proxy import ProxyApp
 from gateway.http.reload import Reloader, ReloadResult
+from gateway.keys import KeyStore, Principal
 from gateway.logs import setup_logging
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.account import Accountant
-from gateway.pipeline.admit import Admitter
-from gateway.pipeline.budgets import Budgets
-from gateway.pipeline.context import Principal
 from gateway.providers import ProviderFactory, build_provider
-from gateway.state.contracts import Limiter, RoutingState, SpendCounters
-from gateway.state.limits import MemoryLimiter
-from gateway.state.memory import MemoryState
-from gateway.state.responses import ResponseStore
-from gateway.state.spend import MemorySpendCounters
-from gateway.tracing import Tracing
+from gateway.state.contracts import Limiter, SpendCounters
 from policies.loader import load_config
 from policies.route import Target
-from policies.schema import GatewayConfig, StateConfig
+from policies.schema import GatewayConfig
 
 if TYPE_CHECKING:
     from gateway.http.console.drills import ConsoleDrills
-    from gateway.state.shared import Outage, SharedRedis
 
 log = logging.getLogger("spillover")
 
 CONFIG_ENV = "SPILLOVER_CONFIG"
 LOG_LEVEL_ENV = "SPILLOVER_LOG_LEVEL"  # serve → its worker processes
-
-
-@dataclass(frozen=True)
-class StateBackends:
-    """Routing state, limit counters and spend counters, all in memory or all in Redis
-    through one client whose availability they share."""
-
-    routing: RoutingState
-    limiter: Limiter
-    spend: SpendCounters
-    shared: SharedRedis | None = None
-
-
-def build_backends(
-    config: StateConfig, metrics: GatewayMetrics, outage: Outage | None = None
-) -> StateBackends:
-    if config.backend == "memory":
-        return StateBackends(MemoryState(), MemoryLimiter(), MemorySpendCounters())
-    # The Redis client (~8 MB of modules) is imported only for a gateway that uses it.
-    from gateway.state.limits_redis import RedisLimiter
-    from gateway.state.redis import RedisState
-    from gateway.state.shared import SharedRedis
-    from gateway.state.spend_redis import RedisSpendCounters
-
-    def changed(up: bool) -> None:
-        metrics.state_backend_up.set(1 if up else 0)
-        metrics.limits_shared.set(1 if up else 0)
-
-    changed(True)
-    shared = SharedRedis(config, outage, on_change=changed)
-    return StateBackends(
-        RedisState(shared), RedisLimiter(shared), RedisSpendCounters(shared), shared
-    )
 
 
 class Gateway:
@@ -102,25 +58,24 @@ class Gateway:
         config: GatewayConfig,
         config_path: str = "",
         build_provider: ProviderFactory = build_provider,
+        span_exporter: Any = None,
     ) -> None:
+        """`span_exporter`: an OpenTelemetry SDK exporter to trace into instead of OTLP."""
         self.boot_config = config
         self.config_path = config_path
         self.lane = os.environ.get(LANE_ENV, "")  # "heavy" in the heavy lane's process
-        self._build_provider = build_provider
-        self.metrics = GatewayMetrics()
-        self.faults = FaultTable()  # drills: active faults, kept across reloads
-        self.ledger = LedgerWriter(config.ledger, on_state=self._ledger_state)
-        self.tracing = Tracing(config.tracing)
-        self.responses = ResponseStore(config.ledger.url, config.responses)
-        self.accountant = Accountant(
-            self.metrics, PriceTable.load({}), self.ledger, log_access=config.server.access_log
-        )
-        # A drill's redis_down fault makes this process's Redis calls fail (routing state,
-        # limits and budgets alike); the hook costs one dict check while no fault is set.
-        self.backends = build_backends(config.state, self.metrics, self.faults.redis_down_now)
-        self.state = self.backends.routing
-        self.admitter = Admitter(self.backends.limiter, self.metrics)
-        self.budgets = Budgets(self.backends.spend, self.metrics)
+        core = self.core = build_core(config, self._ledger_state, build_provider, span_exporter)
+        core.on_breaker = self._breaker_changed
+        self.metrics = core.metrics
+        self.faults = core.faults
+        self.ledger = core.ledger
+        self.tracing = core.tracing
+        self.responses = core.responses
+        self.accountant = core.accountant
+        self.backends = core.backends
+        self.state = core.backends.routing
+        self.admitter = core.admitter
+        self.budgets = core.budgets
         self._admin: ASGIApp | None = None  # built at the first request it answers
         self.incidents = Incidents()
         console = config.console
@@ -145,6 +100,7 @@ class Gateway:
         if self.heavy_lane is not None:
             self.responses.for_heavy_lane = self.heavy_lane.takes_history
         self._current: Generation | None = None
+        self._proxy: ProxyApp | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.draining = False  # SIGTERM seen: not ready, still serving
 
@@ -170,7 +126,7 @@ class Gateway:
         return self.backends.shared is not None
 
     def authenticate(self, authorization: bytes | None) -> Principal:
-        return self.current.proxy.keys.authenticate(authorization)
+        return self.current.pipeline.keys.authenticate(authorization)
 
     def problems(self) -> tuple[dict[str, int], list[str]]:
         usable = self.current.usable_targets()
@@ -195,21 +151,13 @@ class Gateway:
         return self.backends.spend
 
     def keys(self) -> KeyStore:
-        return self.current.proxy.keys
+        return self.current.pipeline.keys
 
     def pools(self) -> dict[str, Pool]:
         return self.current.pools()
 
     async def reload(self, trigger: str) -> ReloadResult:
         return await self.reloader.reload(trigger)
-
-    def _configure(self, config: GatewayConfig, generation: Generation) -> None:
-        """What lives across generations takes the new config: prices, limits, budgets."""
-        self.accountant.configure(config, generation.self_hosted_prices())
-        self.admitter.configure(config)
-        self.budgets.configure(config, self.accountant.prices)
-        self.responses.configure(config.responses)
-        self.tracing.configure(config)
 
     def _ledger_state(self, ledger: LedgerWriter) -> None:
         m = self.metrics
@@ -223,25 +171,10 @@ class Gateway:
         m.ledger_quarantined.set(ledger.quarantine.kept)
 
     async def start(self) -> None:
-        await self.ledger.start()
+        await self.core.start()
         if self.heavy_lane is not None:
             await self.heavy_lane.start()
-        await self.admitter.limiter.start()
-        self._current = await build_generation(
-            self.boot_config,
-            self.metrics,
-            self.accountant,
-            self.state,
-            self.admitter,
-            self.budgets,
-            self.responses,
-            self.tracing,
-            faults=self.faults,
-            build=self._build_provider,
-            on_breaker=self._breaker_changed,
-            lane=self.heavy_lane,
-        )
-        self._configure(self.boot_config, self._current)
+        self._serve(await build_generation(self.core, self.boot_config))
         self.metrics.config_reload_ok.set(1)
         if self.config_path:
             self.reloader.start()
@@ -285,23 +218,8 @@ class Gateway:
             for part in ("server", "state", "tracing", "console")
             if getattr(config, part) != getattr(self.boot_config, part)
         ]
-        new = await build_generation(
-            config,
-            self.metrics,
-            self.accountant,
-            self.state,
-            self.admitter,
-            self.budgets,
-            self.responses,
-            self.tracing,
-            self._current,
-            self.faults,
-            self._build_provider,
-            self._breaker_changed,
-            self.heavy_lane,
-        )
-        self._configure(config, new)
-        old, self._current = self._current, new
+        old = self._current
+        self._serve(await build_generation(self.core, config, old))
         if old is not None:
             task = asyncio.get_running_loop().create_task(
                 close_generation(old, self.boot_config.server.graceful_shutdown_s)
@@ -309,6 +227,11 @@ class Gateway:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         return notes
+
+    def _serve(self, generation: Generation) -> None:
+        self.core.configure(generation.config, generation)
+        self._current = generation
+        self._proxy = ProxyApp(generation.pipeline, self.heavy_lane)
 
     def _breaker_changed(self, target: Target, phase: str, reason: str) -> None:
         why = f" ({reason})" if reason and phase == "open" else ""
@@ -346,19 +269,13 @@ class Gateway:
             await close_generation(self._current, 0)
         if self.heavy_lane is not None:
             await self.heavy_lane.close()
-        await self.ledger.close()
-        await self.responses.close()
-        self.tracing.shutdown()
-        await self.admitter.limiter.close()
-        await self.budgets.spend.close()
-        await self.state.close()
-        if self.backends.shared is not None:
-            await self.backends.shared.close()
+        await self.core.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            proxy = self.current.proxy
+            proxy = self._proxy
+            assert proxy is not None, "gateway not started"
             if proxy.handles(scope):
                 await proxy(scope, receive, send)
                 return
@@ -377,7 +294,7 @@ class Gateway:
                     await send_error(send, NotFound("the console is off (console.enabled)"))
                 return
             if path.startswith("/admin"):
-                guarded = await guard_admin(scope, receive, send, proxy.keys)
+                guarded = await guard_admin(scope, receive, send, proxy.pipeline.keys)
                 if guarded is None:
                     return
                 receive = guarded

@@ -1,17 +1,10 @@
-"""A request body read within its limit (a client sending more is cut off as it sends), and
-parsed once, with a clear error for bytes that are not JSON or not UTF-8; then validated by
-its protocol and held to the depth limit."""
+"""A request body read within its limit: a client sending more is cut off as it sends."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import orjson
 from starlette.types import Receive
 
 from gateway.errors import InvalidRequest, PayloadTooLarge
-from gateway.http.validate import json_depth_within
 
 
 async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
@@ -32,23 +25,3 @@ async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def parse_body(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRequest("the request body is not valid UTF-8") from None
-        raise InvalidRequest("the request body is not valid JSON") from None
-
-
-def checked_body(raw: bytes, validate: Callable[[Any], None], max_depth: int) -> Any:
-    """The parsed body, once its protocol's validation and the depth limit have passed."""
-    body = parse_body(raw)
-    validate(body)
-    if not json_depth_within(body, max_depth):
-        raise InvalidRequest(f"the request nests objects or arrays deeper than {max_depth} levels")
-    return body

@@ -8,48 +8,18 @@ anything."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import (
-    AllTargetsFailed,
     ClientError,
-    GatewayRateLimited,
-    MethodNotAllowed,
     PayloadTooLarge,
     PermissionDenied,
     SpilloverError,
 )
-from gateway.http.auth import KeyStore
+from gateway.keys import KeyStore
 
 ADMIN_MAX_BODY_BYTES = 1024 * 1024
-
-
-def error_body(exc: SpilloverError) -> bytes:
-    error: dict[str, Any] = {
-        "message": exc.message,
-        "type": exc.error_type,
-        "param": getattr(exc, "param", None),
-        "code": exc.code,
-    }
-    if isinstance(exc, AllTargetsFailed):
-        error["attempts"] = [a.as_dict() for a in exc.attempts]
-    return orjson.dumps({"error": error})
-
-
-def protocol_headers(exc: SpilloverError) -> list[tuple[bytes, bytes]]:
-    """What the status asks of the answer: Retry-After, the limit headers, Allow."""
-    headers: list[tuple[bytes, bytes]] = []
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
-    if isinstance(exc, GatewayRateLimited):
-        headers.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
-    if isinstance(exc, MethodNotAllowed):
-        headers.append((b"allow", exc.allow.encode()))
-    return headers
 
 
 async def send_error(

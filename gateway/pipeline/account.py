@@ -101,10 +101,11 @@ class Accountant:
                     m.child(m.cost_usd, team, route, target.provider, target.model).inc(
                         cost / 1_000_000
                     )
+        row = self._row(ctx, cost)
         if self._ledger is not None:
-            self._ledger.add(self._row(ctx, cost))
+            self._ledger.add(row)
         if self._log_access:
-            self._access_line(ctx, route, cost)
+            _access_line(row)
         return cost
 
     def _segments_cost(self, ctx: RequestContext) -> int | None:
@@ -115,29 +116,6 @@ class Accountant:
                 return None
             total += cost_micro_usd(part, price)
         return total
-
-    def _access_line(self, ctx: RequestContext, route: str, cost: int | None) -> None:
-        """One line per request: key=value words for a terminal, the same as fields of the
-        JSON object with `server.log_format: json`."""
-        target = ctx.served_by
-        fields = {
-            "key": ctx.principal.key_name if ctx.principal else "-",
-            "route": route,
-            "endpoint": ctx.endpoint,
-            "ingress": ctx.ingress,
-            "status": ctx.status,
-            "provider": target.provider if target else "-",
-            "model": target.model if target else "-",
-            "attempts": len(ctx.attempts),
-            "ms": round(ctx.elapsed() * 1000, 1),
-            "cost_micro_usd": cost,
-        }
-        if ctx.client_request_id is not None:
-            fields["client_request_id"] = ctx.client_request_id
-        words = " ".join(f"{name}={value}" for name, value in fields.items())
-        access_log.info(
-            "request_id=%s %s", ctx.request_id, words, extra={"fields": {"request": fields}}
-        )
 
     def _cache_saving(
         self, route: str, provider: str, model: str, usage: Usage, price: ModelPrice
@@ -197,3 +175,28 @@ def _drill_mark(ctx: RequestContext) -> str | None:
     """The drill a row belongs to: its scope header and the faults injected into it."""
     parts = ([ctx.drill] if ctx.drill else []) + ctx.faults
     return ",".join(parts)[:256] if parts else None
+
+
+def _access_line(row: LedgerRow) -> None:
+    """One line per request, read from its ledger row: key=value words for a terminal, the
+    same as fields of the JSON object with `server.log_format: json`."""
+    fields = {
+        "key": row.key_name or "-",
+        "route": row.route or "-",
+        "endpoint": row.endpoint,
+        "ingress": row.ingress,
+        "status": row.status,
+        "provider": row.provider or "-",
+        "model": row.model or "-",
+        "attempts": row.attempts,
+        "ms": round(row.latency_ms, 1),
+        "cost_micro_usd": row.cost_micro_usd,
+    }
+    if row.error_class is not None:
+        fields["error_class"] = row.error_class
+    if row.client_request_id is not None:
+        fields["client_request_id"] = row.client_request_id
+    words = " ".join(f"{name}={value}" for name, value in fields.items())
+    access_log.info(
+        "request_id=%s %s", row.request_id, words, extra={"fields": {"request": fields}}
+    )

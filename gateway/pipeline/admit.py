@@ -13,6 +13,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import Limiter
 from gateway.state.limits import Check
+from gateway.state.names import limit_counter, limit_scope
 from policies.limits import Rate, Verdict
 from policies.route import Route
 from policies.schema import GatewayConfig
@@ -23,16 +24,6 @@ from policies.schema_base import Limits
 class Admission:
     token_checks: list[Check] = field(default_factory=list)
     slots: list[tuple[str, int]] = field(default_factory=list)
-
-
-def limit_scope(kind: str, owner: str) -> str:
-    """A limit's scope in the limiter's counters: `key:app`, `team:qa`, `route:gpt-4o`."""
-    return f"{kind}:{owner}"
-
-
-def limit_counter(scope: str, unit: str) -> str:
-    """The limiter's counter of `unit` (rpm, tpm, concurrent) under `scope`."""
-    return f"{scope}:{unit}"
 
 
 def _duration(seconds: float) -> str:

@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.accounting.pricing import MILLION, PriceTable
-from gateway.errors import GatewayRateLimited
+from gateway.errors import BudgetExceeded
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import SpendCounters
+from gateway.state.names import bucket_name, periods
 from gateway.state.spend import Bucket
 from policies.route import Route
 from policies.schema import Budget, GatewayConfig
@@ -32,24 +32,6 @@ class Reservation:
     buckets: list[Bucket]
     amount: int
     warnings: list[str] = field(default_factory=list)
-
-
-def bucket_name(scope: str, owner: str, period: str, period_id: str) -> str:
-    """A budget's spend counter: `key:app:day:2026-12-01` (settle reads the first three back)."""
-    return f"{scope}:{owner}:{period}:{period_id}"
-
-
-def periods(now: float, tz: ZoneInfo) -> dict[str, tuple[str, float]]:
-    """Current day and month ids in `tz`, and the seconds left in each."""
-    local = datetime.fromtimestamp(now, tz)
-    day_end = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    month_end = (local.replace(day=28) + timedelta(days=4)).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0
-    )
-    return {
-        "day": (local.strftime("%Y-%m-%d"), day_end.timestamp() - now),
-        "month": (local.strftime("%Y-%m"), month_end.timestamp() - now),
-    }
 
 
 class Budgets:
@@ -123,10 +105,9 @@ class Budgets:
         hard = [b for b, f in zip(buckets, full, strict=True) if f and b.hard]
         if hard:
             self._metrics.child(self._metrics.budget_rejections, hard[0].name.split(":")[0]).inc()
-            raise GatewayRateLimited(
+            raise BudgetExceeded(
                 f"The {hard[0].label} is spent; it resets in {hard[0].resets_in / 3600:.1f} h.",
                 retry_after=hard[0].resets_in,
-                code="budget_exceeded",
             )
         warnings = [f"{b.label} exceeded" for b, f in zip(buckets, full, strict=True) if f]
         self._outstanding += amount

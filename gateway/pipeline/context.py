@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from gateway.errors import AttemptRecord
+from gateway.keys import Principal
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
 from gateway.providers.base import CacheHint, NativeRequest, Usage
 from gateway.providers.translate.chat_form import Omission
@@ -20,32 +21,6 @@ from policies.schema_base import Endpoint
 # What the gateway answers itself, admitted and kept in the ledger like the rest.
 LocalEndpoint = Literal["count_tokens", "stored_response", "models"]
 _LOCAL_ENDPOINTS = frozenset(get_args(LocalEndpoint))
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: resolved from the API key, travels with the request."""
-
-    key_name: str
-    team: str | None
-    routes: frozenset[str] | None
-    admin: bool
-    priority: Priority = "standard"
-    viewer: bool = False  # may read the console
-
-    @property
-    def console_role(self) -> str | None:
-        """`admin` (read and act), `viewer` (read), or None (no console)."""
-        return "admin" if self.admin else "viewer" if self.viewer else None
-
-    def may_use(self, route: str) -> bool:
-        return self.routes is None or route in self.routes
-
-    @property
-    def tenant(self) -> str:
-        """Whose data this is: the key's team, else the key — typed, so that a key named
-        like a team never reads that team's stored responses or shares its cache key."""
-        return f"team:{self.team}" if self.team else f"key:{self.key_name}"
 
 
 @dataclass(slots=True)

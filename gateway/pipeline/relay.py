@@ -20,8 +20,9 @@ import orjson
 
 from gateway.errors import SpilloverError, StreamInterrupted, UpstreamFailure
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.attempt import AttemptRunner, Served
+from gateway.pipeline.attempt import AttemptRunner
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.served import Served
 from gateway.providers import finish
 from gateway.providers.base import Usage
 from policies.route import Route
@@ -206,7 +207,7 @@ async def _resume(
     metrics.child(
         metrics.streams_resumed, ctx.route_name, broken.target.provider, resumed.target.provider
     ).inc()
-    await attempts.settle(ctx, route, resumed)
+    await attempts.outcomes.succeeded(ctx, route, resumed)
     return resumed
 
 
@@ -214,7 +215,7 @@ def _interrupted(
     ctx: RequestContext, current: Served, failure: UpstreamFailure, metrics: GatewayMetrics
 ) -> None:
     ctx.status = 502
-    ctx.error_class = "stream_interrupted"
+    ctx.error_class = StreamInterrupted.error_class
     metrics.child(metrics.stream_interrupted, ctx.route_name, current.target.provider).inc()
 
 

@@ -154,5 +154,13 @@ class Provider(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Close pools; called once at shutdown."""
 
+    def adopt(self, previous: Provider) -> None:  # noqa: B027 - optional hook
+        """Take over what the same-named provider of the config before a reload learnt (a
+        pool's replicas, warm and in rotation); called before `start`."""
+
+    def unwrapped(self) -> Provider:
+        """The adapter itself, when this one wraps another (a drill's fault injector)."""
+        return self
+
     @abstractmethod
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream: ...

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamStatusError
 from gateway.providers.base import (
     NativeRequest,
     UpstreamCall,
@@ -109,7 +109,9 @@ class _ResponsesStream(HTTPStream):
             if kind == "response.failed":
                 failed = upstream_object(data_of(event) or b"").get("response") or {}
                 error = failed.get("error") or {}
-                raise UpstreamError(f"the upstream response failed: {error.get('message', '')}")
+                raise UpstreamStatusError(
+                    f"the upstream response failed: {error.get('message', '')}"
+                )
             if kind in ("response.completed", "response.incomplete"):
                 done = upstream_object(data_of(event) or b"").get("response") or {}
                 self.usage = usage_from_responses(done.get("usage") or {})

@@ -18,19 +18,19 @@ import orjson
 
 from fallback_engine.pool import PoolShed
 from gateway.errors import (
-    AuthFailed,
-    BadRequest,
     ConnectFailed,
     ContentFiltered,
     ContextTooLong,
     Overloaded,
-    RateLimited,
     Shed,
     Timeout,
     TimeoutPhase,
     Unsupported,
-    UpstreamError,
+    UpstreamAuthFailed,
+    UpstreamBadRequest,
     UpstreamFailure,
+    UpstreamRateLimited,
+    UpstreamStatusError,
 )
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
@@ -82,7 +82,7 @@ def upstream_object(raw: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         payload = None
     if not isinstance(payload, dict):
-        raise UpstreamError("the upstream answered something that is not a JSON object")
+        raise UpstreamStatusError("the upstream answered something that is not a JSON object")
     return payload
 
 
@@ -92,7 +92,7 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
     code = error.get("code") if isinstance(error.get("code"), str) else None
     upstream_message = str(error.get("message") or "")[:500]
     if status == 429:
-        return RateLimited(
+        return UpstreamRateLimited(
             "upstream rate limit", retry_after=retry_after_seconds(headers), status=status
         )
     if status in (503, 529):
@@ -101,7 +101,9 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
         )
     if status in (401, 403):
         # Never echo the upstream's message: it may quote part of our credential.
-        return AuthFailed(f"upstream refused the gateway's credentials ({status})", status=status)
+        return UpstreamAuthFailed(
+            f"upstream refused the gateway's credentials ({status})", status=status
+        )
     if status == 413 or code in _CONTEXT_CODES or _over_the_window(status, error):
         return ContextTooLong(
             upstream_message or "prompt exceeds the model's context window", status=status
@@ -111,9 +113,9 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes) -> Upstrea
             upstream_message or "blocked by the upstream's content filter", status=status
         )
     if status in (404, 408, 409) or status >= 500:
-        return UpstreamError(f"upstream returned {status}", status=status)
+        return UpstreamStatusError(f"upstream returned {status}", status=status)
     param = error.get("param") if isinstance(error.get("param"), str) else None
-    return BadRequest(
+    return UpstreamBadRequest(
         upstream_message or f"upstream rejected the request ({status})", status=status, param=param
     )
 
@@ -192,9 +194,9 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
     if isinstance(exc, lx.Timeout):
         return Timeout("litellm call timed out", phase="total")
     if isinstance(exc, lx.RateLimitError):
-        return RateLimited("upstream rate limit", retry_after=retry_after_seconds(headers))
+        return UpstreamRateLimited("upstream rate limit", retry_after=retry_after_seconds(headers))
     if isinstance(exc, lx.AuthenticationError | lx.PermissionDeniedError):
-        return AuthFailed("upstream refused the gateway's credentials")
+        return UpstreamAuthFailed("upstream refused the gateway's credentials")
     if isinstance(exc, lx.APIConnectionError) and not getattr(exc, "status_code", None):
         return ConnectFailed("cannot reach the upstream")
     status = getattr(exc, "status_code", None)
@@ -203,10 +205,10 @@ def from_litellm(exc: BaseException) -> UpstreamFailure:
     if isinstance(status, int):
         body = orjson.dumps({"error": {"message": "", "code": None}})
         failure = from_status(status, headers, body)
-        if isinstance(failure, BadRequest):
-            return BadRequest("the upstream rejected the request", status=status)
+        if isinstance(failure, UpstreamBadRequest):
+            return UpstreamBadRequest("the upstream rejected the request", status=status)
         return failure
-    return UpstreamError(f"litellm failed ({type(exc).__name__})")
+    return UpstreamStatusError(f"litellm failed ({type(exc).__name__})")
 
 
 _PROGRAMMING_ERRORS = (AttributeError, TypeError, KeyError, ValueError, IndexError)

@@ -49,6 +49,11 @@ class VllmPoolAdapter(Provider):
         await self._wire.start()
         await self.pool.start()
 
+    def adopt(self, previous: Provider) -> None:
+        old = previous.unwrapped()
+        if isinstance(old, VllmPoolAdapter):
+            self.pool.adopt(old.pool)
+
     async def close(self) -> None:
         await self.pool.close()
         await self._wire.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from gateway.errors import BadRequest, Overloaded, RateLimited
+from gateway.errors import Overloaded, UpstreamBadRequest, UpstreamRateLimited
 from tests.support.inprocess import FakeProvider, FakeStream, completion, running
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -44,7 +44,7 @@ async def test_an_overloaded_primary_fails_over_and_one_row_says_so(tmp_path: Pa
 
 
 async def test_an_upstream_that_judges_the_request_invalid_is_not_retried(tmp_path: Path) -> None:
-    primary = FakeProvider("primary", [BadRequest("bad tool schema", param="tools")])
+    primary = FakeProvider("primary", [UpstreamBadRequest("bad tool schema", param="tools")])
     backup = FakeProvider("backup")
     async with running(tmp_path, TWO_TARGETS, {"primary": primary, "backup": backup}) as gw:
         reply = await gw.client.post("/v1/chat/completions", json=CHAT)
@@ -58,7 +58,7 @@ async def test_an_upstream_that_judges_the_request_invalid_is_not_retried(tmp_pa
 
 
 async def test_a_rate_limited_single_target_answers_503_with_retry_after(tmp_path: Path) -> None:
-    primary = FakeProvider("primary", [RateLimited("slow down", retry_after=30)])
+    primary = FakeProvider("primary", [UpstreamRateLimited("slow down", retry_after=30)])
     async with running(tmp_path, ONE_TARGET, {"primary": primary}) as gw:
         reply = await gw.client.post("/v1/chat/completions", json=CHAT)
     assert reply.status_code == 503

@@ -4,6 +4,7 @@ pipeline is exercised in milliseconds; the subprocess suite stays for end to end
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -15,7 +16,10 @@ import httpx
 import orjson
 
 from fallback_engine.metrics import PoolMetrics
+from gateway.assembly import build_core, build_generation, close_generation
 from gateway.http.app import Gateway
+from gateway.pipeline.front import Pipeline
+from gateway.pipeline.ports import Inbound
 from gateway.providers import ProviderConfig
 from gateway.providers.base import (
     Provider,
@@ -24,7 +28,6 @@ from gateway.providers.base import (
     UpstreamStream,
     Usage,
 )
-from gateway.tracing import Tracing
 from policies.loader import parse_config
 from policies.schema_base import Endpoint
 
@@ -154,9 +157,7 @@ async def running(
     def build(name: str, _config: ProviderConfig, _pool: PoolMetrics | None) -> Provider:
         return providers[name]
 
-    gateway = Gateway(config, build_provider=build)
-    if span_exporter is not None:
-        gateway.tracing = Tracing(config.tracing, exporter=span_exporter)
+    gateway = Gateway(config, build_provider=build, span_exporter=span_exporter)
     await gateway.start()
     transport = httpx.ASGITransport(app=gateway)
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -167,3 +168,79 @@ async def running(
     finally:
         await client.aclose()
         await gateway.stop()
+
+
+@dataclass
+class RecordingReply:
+    """The pipeline's `Reply`, kept: what a client would have received, with no ASGI."""
+
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    parts: list[bytes] = field(default_factory=list)
+    ended: bool = False
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        assert self.status == 0, "an answer started twice"
+        self.status = status
+        self.headers = {k.decode(): v.decode() for k, v in headers}
+
+    async def write(self, chunk: bytes) -> None:
+        assert self.status and not self.ended
+        self.parts.append(chunk)
+
+    async def end(self, chunk: bytes = b"") -> None:
+        assert self.status and not self.ended
+        self.parts.append(chunk)
+        self.ended = True
+
+    async def disconnected(self) -> None:
+        await asyncio.Event().wait()  # this client never leaves
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def inbound(path: str, body: dict[str, Any]) -> Inbound:
+    """A POST with the component key, as a transport would hand it to the pipeline."""
+    raw = orjson.dumps(body)
+
+    async def read_body(limit: int) -> bytes:
+        assert len(raw) <= limit
+        return raw
+
+    headers = {b"authorization": f"Bearer {KEY}".encode(), b"content-type": b"application/json"}
+    return Inbound("POST", path, headers, b"", read_body)
+
+
+@dataclass
+class Served:
+    pipeline: Pipeline
+    ledger_path: Path
+
+    def rows(self) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.ledger_path) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM spillover_ledger ORDER BY ts")]
+
+
+@asynccontextmanager
+async def serving_pipeline(
+    tmp: Path, routes: str, providers: dict[str, FakeProvider]
+) -> AsyncIterator[Served]:
+    """The pipeline of one config generation, wired as the gateway wires it (assembly),
+    with no HTTP layer in front: its front door is called directly."""
+    ledger = tmp / "ledger.sqlite"
+    config = parse_config(config_text(ledger, routes, providers), "component.yaml", {})
+    core = build_core(config, provider_factory=lambda name, _c, _p: providers[name])
+    await core.start()
+    generation = await build_generation(core, config)
+    core.configure(config, generation)
+    try:
+        yield Served(generation.pipeline, ledger)
+    finally:
+        await close_generation(generation, 0)
+        await core.close()

@@ -17,9 +17,8 @@ from gateway.drill.runner import DrillRun, Gateway, drive
 from gateway.drill.scenario import Scenario, shipped
 from gateway.drill.verdict import Check, checks, measures
 from gateway.errors import Conflict, InvalidRequest
-from gateway.http.auth import digest
 from gateway.http.console.incidents import Incidents
-from gateway.pipeline.context import Principal
+from gateway.keys import Principal, digest
 
 log = logging.getLogger("spillover.console")
 

@@ -7,8 +7,8 @@ from typing import Protocol
 
 from fallback_engine.pool import Pool
 from gateway.http.admin_port import AdminPort
-from gateway.http.auth import KeyStore
 from gateway.http.console.sampler import Sampler
+from gateway.keys import KeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.state.contracts import Limiter, SpendCounters
 

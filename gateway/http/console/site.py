@@ -15,11 +15,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from gateway.errors import AuthenticationFailed
-from gateway.http.auth import KeyStore, digest
 from gateway.http.console.drills import ConsoleDrills
 from gateway.http.console.port import ConsolePort
 from gateway.http.console.session import COOKIE, Session, Sessions, SignInThrottle, fingerprint
-from gateway.pipeline.context import Principal
+from gateway.keys import KeyStore, Principal, digest
 
 log = logging.getLogger("spillover.console")
 

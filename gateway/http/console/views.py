@@ -11,8 +11,7 @@ from typing import Any
 from gateway.accounting.reports import SpendRow, parse_when, spend, spend_by
 from gateway.http.console.port import ConsolePort
 from gateway.http.console.sampler import samples
-from gateway.pipeline.admit import limit_counter, limit_scope
-from gateway.pipeline.budgets import bucket_name, periods
+from gateway.state.names import bucket_name, limit_counter, limit_scope, periods
 from policies.limits import Rate
 from policies.routing import target_key
 from policies.schema import Budget, GatewayConfig

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest
+from gateway.errors import UpstreamBadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate.chat_form import (
     ChatChunkWriter,
@@ -165,7 +165,7 @@ class _Walk:
             return [self._assistant_message(content, at)]
         if role == "system":  # real clients send them; chat completions has the role
             return [{"role": "system", "content": self.system_parts(content)}]
-        raise BadRequest(f"{at}: role {role!r} is not user or assistant", param="messages")
+        raise UpstreamBadRequest(f"{at}: role {role!r} is not user or assistant", param="messages")
 
     def _user_messages(self, content: Any, at: str) -> list[dict[str, Any]]:
         """One Anthropic user turn: its tool results become `tool` messages (first, as
@@ -278,7 +278,7 @@ def _tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
     elif kind == "tool":
         out = {"tool_choice": {"type": "function", "function": {"name": choice.get("name")}}}
     else:
-        raise BadRequest(f"tool_choice type {kind!r} is not valid", param="tool_choice")
+        raise UpstreamBadRequest(f"tool_choice type {kind!r} is not valid", param="tool_choice")
     if choice.get("disable_parallel_tool_use") and kind != "none":
         out["parallel_tool_calls"] = False
     return out

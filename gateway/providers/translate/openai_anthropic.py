@@ -5,7 +5,7 @@ What does not map raises `Unsupported`, so another target can serve the request:
 the `function` role, content parts other than text and images, tools and tool choices other
 than functions. `logprobs`, `presence_penalty`, `frequency_penalty`, `seed`,
 `response_format` and `logit_bias` have no Anthropic counterpart and are dropped. Expects a
-body that `gateway.http.validate` passed.
+body that `gateway.pipeline.ingress.openai_validate` passed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest, Unsupported
+from gateway.errors import Unsupported, UpstreamBadRequest
 from gateway.providers.base import Usage
 
 _FINISH = {
@@ -181,7 +181,9 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             parsed = orjson.loads(arguments) if isinstance(arguments, str) else arguments
         except orjson.JSONDecodeError:
-            raise BadRequest("tool call arguments are not valid JSON", param="messages") from None
+            raise UpstreamBadRequest(
+                "tool call arguments are not valid JSON", param="messages"
+            ) from None
         blocks.append(
             {
                 "type": "tool_use",
@@ -230,7 +232,7 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     elif isinstance(choice, dict):
         raise Unsupported(f"tool_choice of type {choice.get('type')!r} cannot be sent to Anthropic")
     else:
-        raise BadRequest(f"tool_choice {choice!r} is not valid", param="tool_choice")
+        raise UpstreamBadRequest(f"tool_choice {choice!r} is not valid", param="tool_choice")
     if out is not None and parallel is False and out["type"] != "none":
         out["disable_parallel_tool_use"] = True
     return out

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import BadRequest
+from gateway.errors import UpstreamBadRequest
 from gateway.providers.translate.chat_form import (
     ClientTool,
     Omission,
@@ -175,7 +175,7 @@ def _item(
     if kind == "message":
         role = item.get("role")
         if role not in _ROLES:
-            raise BadRequest(
+            raise UpstreamBadRequest(
                 f"{at or 'history'}: role {role!r} is not a message role", param="input"
             )
         content = _content(item.get("content"), role, translated, at)
@@ -285,4 +285,6 @@ def _tool_choice(choice: Any, names: Names) -> Any:
         name = str(choice.get("name"))
         name = names.get((choice.get("namespace") or None, name), name)
         return {"type": "function", "function": {"name": name}}
-    raise BadRequest("tool_choice: must be auto, none, required or a function", param="tool_choice")
+    raise UpstreamBadRequest(
+        "tool_choice: must be auto, none, required or a function", param="tool_choice"
+    )

@@ -15,6 +15,7 @@ from gateway.accounting.row import COLUMNS
 from gateway.accounting.schema import SCHEMA_VERSION, upgrades
 from gateway.accounting.store_sqlite import SqliteStore
 from gateway.accounting.tables import metadata
+from gateway.errors import ERROR_CLASSES
 
 
 def _shape(db: Path) -> dict[str, object]:
@@ -71,23 +72,63 @@ def test_rows_go_in_once_and_a_second_copy_is_skipped(tmp_path: Path) -> None:
         assert conn.execute("SELECT uid, status FROM spillover_ledger").fetchall() == [("u1", 200)]
 
 
+def _columns(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.startswith("ALTER TABLE")]
+
+
 def test_each_later_version_adds_its_columns_only() -> None:
     assert upgrades(SCHEMA_VERSION, "sqlite") == []
+    assert _columns(upgrades(7, "sqlite")) == []  # version 8 changed values only
     assert upgrades(4, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN trace_id VARCHAR(32)"
     )
-    assert upgrades(5, "postgresql") == [
+    assert _columns(upgrades(5, "postgresql")) == [
         "ALTER TABLE spillover_ledger ADD COLUMN dropped VARCHAR(1024)",
         "ALTER TABLE spillover_ledger ADD COLUMN resumed_by VARCHAR(384)",
         "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)",
     ]
-    assert upgrades(6, "sqlite") == [
+    assert _columns(upgrades(6, "sqlite")) == [
         "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)"
     ]
     assert upgrades(2, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN usage_estimated BOOLEAN DEFAULT FALSE NOT NULL"
     )
     assert "DEFAULT 0 NOT NULL" in upgrades(2, "sqlite")[0]
+
+
+def test_version_8_moves_old_error_classes_into_the_closed_set(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    old = ["InvalidRequest", "invalid_api_key", "rate_limit_exceeded", "upstream_unavailable"]
+
+    async def open_close() -> None:
+        store = SqliteStore(str(db))
+        await store.open()
+        await store.close()
+
+    asyncio.run(open_close())
+    with sqlite3.connect(db) as conn:  # as a version-7 gateway left it
+        conn.execute("UPDATE spillover_schema SET version = 7")
+        for n, value in enumerate([*old, None]):
+            row = {"uid": f"u{n}", "ts": float(n), "status": 400, "attempts_detail": "[]"}
+            values = tuple(row.get(c, 0) for c in COLUMNS)
+            conn.execute(
+                f"INSERT INTO spillover_ledger ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(COLUMNS))})",
+                values,
+            )
+            conn.execute(
+                "UPDATE spillover_ledger SET error_class = ? WHERE uid = ?", (value, f"u{n}")
+            )
+    asyncio.run(open_close())
+    with sqlite3.connect(db) as conn:
+        found = [r[0] for r in conn.execute("SELECT error_class FROM spillover_ledger ORDER BY ts")]
+        version = conn.execute("SELECT version FROM spillover_schema").fetchall()
+    assert found == [
+        "invalid_request", "authentication_failed", "gateway_rate_limited",
+        "upstream_unavailable", None,
+    ]  # fmt: skip
+    assert set(found) - {None} <= ERROR_CLASSES
+    assert version == [(SCHEMA_VERSION,)]
 
 
 def test_serving_with_a_sqlite_ledger_imports_no_sql_toolkit() -> None:

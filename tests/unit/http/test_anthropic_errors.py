@@ -10,6 +10,7 @@ import pytest
 from anthropic import Anthropic
 from anthropic import _exceptions as sdk
 
+from gateway.error_wire import anthropic_error
 from gateway.errors import (
     AllTargetsFailed,
     AttemptRecord,
@@ -26,7 +27,6 @@ from gateway.errors import (
     SpilloverError,
     Timeout,
 )
-from gateway.http.ingress.anthropic_errors import anthropic_error
 
 OVERLOADED = AllTargetsFailed(
     [AttemptRecord("p", "m", "failed", "overloaded", 529, "busy", 3.0)],

@@ -12,8 +12,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import BadRequest, InvalidRequest, Unsupported
-from gateway.http.validate import json_depth_within, validate
+from gateway.errors import InvalidRequest, Unsupported, UpstreamBadRequest
+from gateway.pipeline.ingress.openai_validate import json_depth_within, validate
 from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import CacheHint
 from gateway.providers.cache_hints import anthropic_breakpoints
@@ -167,7 +167,7 @@ def test_any_body_passes_the_edge_and_translates_or_is_refused_with_our_400(body
         return
     try:
         out = request_to_anthropic(body, "claude-x", 1024)
-    except (Unsupported, BadRequest):
+    except (Unsupported, UpstreamBadRequest):
         return
     orjson.dumps(out)  # what is sent must serialise
     assert out["messages"] is not None and isinstance(out["max_tokens"], int | float)
@@ -191,7 +191,7 @@ def test_the_shape_stage_never_fails_on_a_body_the_edge_passed(
     if hint is not None and hint.anthropic_ttl is not None:
         try:
             translated = request_to_anthropic(shaped.body, "claude-x", 1024)
-        except (Unsupported, BadRequest):
+        except (Unsupported, UpstreamBadRequest):
             return
         orjson.dumps(anthropic_breakpoints(translated, CacheHint(anthropic_ttl="5m")))
 

@@ -7,9 +7,10 @@ import orjson
 
 from gateway.accounting.pricing import ModelPrice, PriceTable
 from gateway.accounting.row import LedgerRow
+from gateway.keys import Principal
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
-from gateway.pipeline.context import Principal, RequestContext
+from gateway.pipeline.context import RequestContext
 from gateway.pipeline.relay import _ToldUsage
 from gateway.providers.base import Usage
 from policies.route import Target

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.errors import ConnectFailed, Overloaded, RateLimited, Timeout
+from gateway.errors import ConnectFailed, Overloaded, Timeout, UpstreamRateLimited
 from gateway.mock.server import Knobs, build_app
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import AttemptTimeouts, UpstreamCall, UpstreamResponse, UpstreamStream
@@ -108,7 +108,7 @@ async def test_openai_rate_limit_and_connect_refused(serve) -> None:  # type: ig
         await serve("openai", error_rate=1.0, error_status=429, retry_after_s=2.5)
     )
     try:
-        with pytest.raises(RateLimited) as info:
+        with pytest.raises(UpstreamRateLimited) as info:
             await adapter.send(_call(stream=False))
         assert info.value.retry_after == 2.5
     finally:

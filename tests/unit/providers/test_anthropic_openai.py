@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.errors import BadRequest
+from gateway.errors import UpstreamBadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate import anthropic_openai as ao
 from gateway.providers.translate import openai_anthropic as oa
@@ -171,9 +171,9 @@ def test_system_turns_inside_messages_become_system_messages() -> None:
 
 
 def test_an_invalid_tool_choice_or_role_is_the_requests_fault() -> None:
-    with pytest.raises(BadRequest):
+    with pytest.raises(UpstreamBadRequest):
         ao.request_to_openai({**REQUEST, "tool_choice": {"type": "sometimes"}}, "m")
-    with pytest.raises(BadRequest):
+    with pytest.raises(UpstreamBadRequest):
         ao.request_to_openai({**REQUEST, "messages": [{"role": "tool", "content": "x"}]}, "m")
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.errors import BadRequest, Unsupported
+from gateway.errors import Unsupported, UpstreamBadRequest
 from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
@@ -132,7 +132,7 @@ def test_what_cannot_be_translated_is_refused_by_type() -> None:
         request_to_anthropic(
             {"model": "m", "n": 2, "messages": [{"role": "user", "content": "x"}]}, "m", 10
         )
-    with pytest.raises(BadRequest):
+    with pytest.raises(UpstreamBadRequest):
         request_to_anthropic(
             {
                 "model": "m",

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.errors import BadRequest
+from gateway.errors import UpstreamBadRequest
 from gateway.providers.base import Usage
 from gateway.providers.translate import openai_responses as orsp
 from gateway.providers.translate import responses_openai as ro
@@ -175,9 +175,9 @@ def test_namespaced_tools_become_function_tools_and_their_calls_keep_the_clients
 
 
 def test_a_wrong_role_or_tool_choice_is_the_requests_fault() -> None:
-    with pytest.raises(BadRequest):
+    with pytest.raises(UpstreamBadRequest):
         ro.request_to_chat({"model": "m", "input": [{"role": "wizard", "content": "x"}]}, [], "m")
-    with pytest.raises(BadRequest):
+    with pytest.raises(UpstreamBadRequest):
         ro.request_to_chat({"model": "m", "input": "x", "tools": [TOOL], "tool_choice": 3}, [], "m")
 
 

@@ -9,15 +9,15 @@ import pytest
 from gateway.errors import (
     AllTargetsFailed,
     AttemptRecord,
-    AuthFailed,
-    BadRequest,
     ConnectFailed,
     ContentFiltered,
     ContextTooLong,
     Overloaded,
-    RateLimited,
     Timeout,
-    UpstreamError,
+    UpstreamAuthFailed,
+    UpstreamBadRequest,
+    UpstreamRateLimited,
+    UpstreamStatusError,
 )
 from gateway.providers.upstream_errors import from_aiohttp, from_status, from_stream_error
 
@@ -28,10 +28,10 @@ def _openai_error(code: str | None, message: str = "m") -> bytes:
 
 def test_rate_limit_reads_retry_after_ms_before_seconds() -> None:
     failure = from_status(429, {"retry-after-ms": "1500", "retry-after": "9"}, b"")
-    assert isinstance(failure, RateLimited) and failure.retry_after == 1.5
+    assert isinstance(failure, UpstreamRateLimited) and failure.retry_after == 1.5
     assert failure.retryable
     failure = from_status(429, {"retry-after": "3"}, b"")
-    assert isinstance(failure, RateLimited) and failure.retry_after == 3.0
+    assert isinstance(failure, UpstreamRateLimited) and failure.retry_after == 3.0
 
 
 @pytest.mark.parametrize("status", [503, 529])
@@ -47,7 +47,7 @@ def test_context_and_filter_by_structured_code_not_message() -> None:
     assert isinstance(from_status(400, {}, _openai_error("content_filter")), ContentFiltered)
     # The same words in a message are not a classification.
     plain = from_status(400, {}, _openai_error(None, "context_length_exceeded content_filter"))
-    assert isinstance(plain, BadRequest) and not plain.retryable
+    assert isinstance(plain, UpstreamBadRequest) and not plain.retryable
     assert plain.param == "p"
 
 
@@ -79,7 +79,7 @@ def test_a_prompt_over_the_window_is_known_however_the_upstream_words_it(
 
 def test_auth_failure_never_echoes_the_upstream_message() -> None:
     failure = from_status(401, {}, _openai_error("invalid_api_key", "Incorrect key sk-abc…xyz"))
-    assert isinstance(failure, AuthFailed) and failure.retryable
+    assert isinstance(failure, UpstreamAuthFailed) and failure.retryable
     assert "sk-" not in failure.message
 
 
@@ -89,12 +89,14 @@ def test_auth_failure_never_echoes_the_upstream_message() -> None:
 def test_other_statuses(status: int, retryable: bool) -> None:
     failure = from_status(status, {}, b"not json")
     assert failure.retryable is retryable
-    assert isinstance(failure, UpstreamError | BadRequest)
+    assert isinstance(failure, UpstreamStatusError | UpstreamBadRequest)
 
 
 def test_anthropic_stream_error_event() -> None:
     assert isinstance(from_stream_error({"type": "overloaded_error", "message": "x"}), Overloaded)
-    assert isinstance(from_stream_error({"type": "rate_limit_error", "message": "x"}), RateLimited)
+    assert isinstance(
+        from_stream_error({"type": "rate_limit_error", "message": "x"}), UpstreamRateLimited
+    )
 
 
 def test_aiohttp_exceptions_by_type_and_phase() -> None:
@@ -114,7 +116,7 @@ def test_all_targets_failed_status_choice() -> None:
     assert timeouts.status == 504
     mixed = AllTargetsFailed(
         [_record("a", "rate_limited"), _record("b", "timeout")],
-        [RateLimited("r", retry_after=4), Timeout("t", phase="total")],
+        [UpstreamRateLimited("r", retry_after=4), Timeout("t", phase="total")],
     )
     assert mixed.status == 503 and mixed.retry_after == 4
     other = AllTargetsFailed([_record("a", "connect_failed")], [ConnectFailed("c")])
@@ -146,11 +148,11 @@ def test_litellm_failing_to_build_a_request_is_a_skip_not_a_failure() -> None:
 def test_litellm_client_errors_are_never_retried_nor_counted() -> None:
     import httpx
 
-    from gateway.errors import BadRequest, Unsupported
+    from gateway.errors import Unsupported, UpstreamBadRequest
     from gateway.providers.upstream_errors import from_litellm
 
     response = httpx.Response(400, request=httpx.Request("POST", "http://x"))
     bad = from_litellm(_litellm_error("BadRequestError", response=response))
-    assert isinstance(bad, BadRequest) and not bad.retryable
+    assert isinstance(bad, UpstreamBadRequest) and not bad.retryable
     unsupported = from_litellm(_litellm_error("UnsupportedParamsError", response=response))
     assert isinstance(unsupported, Unsupported)

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette.types import Send
-
 from gateway.errors import SpilloverError
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ports import HeaderList, Reply
 
-Headers = list[tuple[bytes, bytes]]
-Answer = tuple[int, bytes, Headers]
+Answer = tuple[int, bytes, HeaderList]
 
 
 async def answer_locally(
@@ -23,32 +21,29 @@ async def answer_locally(
     account: Accountant,
     work: Callable[[], Awaitable[Answer]],
     refused: Callable[[SpilloverError], Answer],
-    send: Send,
+    reply: Reply,
 ) -> None:
     """`work` authenticates (`ctx.principal`), is admitted (`ctx.admission`) and answers;
     a SpilloverError is answered by `refused`, in the client's protocol."""
     try:
         status, body, headers = await work()
     except SpilloverError as exc:
-        ctx.error_class = exc.code or exc.error_type
+        ctx.error_class = exc.error_class
         status, body, headers = refused(exc)
     finally:
         if ctx.admission is not None:
             await limits.release(ctx, ctx.admission)
     ctx.status = status
     account.record(ctx)  # before the answer's last byte, as every row
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
+    await reply.start(
+        status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
     )
-    await send({"type": "http.response.body", "body": body})
+    await reply.end(body)
 
 
 async def admitted(ctx: RequestContext, limits: Admitter) -> None:

@@ -8,19 +8,17 @@ from typing import Any
 
 import orjson
 
+from gateway.error_wire import anthropic_error, status_and_type
 from gateway.errors import InvalidRequest, SpilloverError
-from gateway.http.ingress.anthropic_errors import anthropic_error, status_and_type
-from gateway.http.ingress.anthropic_validate import validate_messages
-from gateway.http.ingress.base import (
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ingress.anthropic_validate import validate_messages
+from gateway.pipeline.ingress.base import (
     ClientProtocol,
-    HeaderList,
-    Headers,
-    RawClientStream,
     TranslatedStream,
     unreadable,
 )
-from gateway.http.ingress.shared_account import check_messages
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ingress.shared_account import check_messages
+from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
 from gateway.providers.translate.anthropic_openai import (
@@ -72,7 +70,7 @@ class AnthropicProtocol(ClientProtocol):
             raise unreadable() from exc
         return orjson.dumps(message)
 
-    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+    def stream(self, ctx: RequestContext, upstream: str, client: Reply) -> ClientStream:
         if upstream == ANTHROPIC:
             return AnthropicEvents(client, ctx.request_id)
         assert ctx.served_by is not None
@@ -116,7 +114,7 @@ def error_event(exc: SpilloverError, request_id: str) -> bytes:
 class AnthropicEvents:
     """An Anthropic target's events, passed through as they came."""
 
-    def __init__(self, client: RawClientStream, request_id: str) -> None:
+    def __init__(self, client: Reply, request_id: str) -> None:
         self.write = client.write
         self.disconnected = client.disconnected
         self._request_id = request_id
@@ -128,9 +126,7 @@ class AnthropicEvents:
 class TranslatedEvents(TranslatedStream):
     """An OpenAI-wire target's chunks rewritten as Anthropic's event sequence."""
 
-    def __init__(
-        self, client: RawClientStream, request_id: str, writer: AnthropicStreamWriter
-    ) -> None:
+    def __init__(self, client: Reply, request_id: str, writer: AnthropicStreamWriter) -> None:
         super().__init__(client, writer)
         self._request_id = request_id
         self._anthropic = writer

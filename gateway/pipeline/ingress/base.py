@@ -1,15 +1,15 @@
-"""The contract of a client protocol (`ClientProtocol`) and the raw client stream under it."""
+"""The contract of a client protocol (`ClientProtocol`), and the stream that translates a chat
+target's chunks into it."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from starlette.types import Receive, Send
-
-from gateway.errors import SpilloverError, UpstreamError
+from gateway.errors import SpilloverError, UpstreamStatusError
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import UpstreamResponse
 from gateway.providers.sse import data_of
@@ -18,12 +18,9 @@ from gateway.providers.upstream_errors import upstream_object
 from policies.schema import Ingress
 from policies.schema_base import Endpoint
 
-Headers = Mapping[bytes, bytes]
-HeaderList = list[tuple[bytes, bytes]]
-
 
 class ClientProtocol(ABC):
-    """One client protocol, both ways. The proxy calls, in order: `credentials`, `validate`,
+    """One client protocol, both ways. The pipeline calls, in order: `credentials`, `validate`,
     `read` (fills the context), then `answer` or `stream`, or `error`."""
 
     ingress: Ingress
@@ -47,7 +44,7 @@ class ClientProtocol(ABC):
         """The whole answer's body in the client's protocol."""
 
     @abstractmethod
-    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+    def stream(self, ctx: RequestContext, upstream: str, client: Reply) -> ClientStream:
         """The client's stream for events in the `upstream` protocol."""
 
     @abstractmethod
@@ -55,26 +52,11 @@ class ClientProtocol(ABC):
         """Status, body and protocol headers (Retry-After, …) for `exc`."""
 
 
-class RawClientStream:
-    """Bytes to the client over ASGI, and a wait for it to leave; protocols wrap it."""
-
-    def __init__(self, send: Send, receive: Receive) -> None:
-        self._send = send
-        self._receive = receive
-
-    async def write(self, chunk: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    async def disconnected(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-
-
 class TranslatedStream(ABC):
     """A chat target's chunks rewritten, one by one, into the client's protocol by its
     `writer`; a subclass says how the stream ends (`_done`) and how it fails (`error`)."""
 
-    def __init__(self, client: RawClientStream, writer: ChatChunkWriter) -> None:
+    def __init__(self, client: Reply, writer: ChatChunkWriter) -> None:
         self._client = client
         self._writer = writer
         self.disconnected = client.disconnected
@@ -106,5 +88,5 @@ class TranslatedStream(ABC):
     async def error(self, exc: SpilloverError) -> None: ...
 
 
-def unreadable() -> UpstreamError:
-    return UpstreamError("the upstream answered in a shape chat completions does not have")
+def unreadable() -> UpstreamStatusError:
+    return UpstreamStatusError("the upstream answered in a shape chat completions does not have")

@@ -1,15 +1,15 @@
 """`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`: a caller's
 stored responses, answered from the gateway's own store. Another owner's id is a 404, the
 same answer as an id that never existed. Each is admitted through the key's limits and
-kept in the ledger at cost 0 (`gateway.http.local_request`)."""
+kept in the ledger at cost 0 (`gateway.pipeline.local`)."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs
 
 import orjson
-from starlette.types import Scope, Send
 
+from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import (
     ClientError,
     InvalidRequest,
@@ -17,12 +17,12 @@ from gateway.errors import (
     NotFound,
     SpilloverError,
 )
-from gateway.http.auth import KeyStore
-from gateway.http.edge import error_body, protocol_headers
-from gateway.http.local_request import Answer, admitted, answer_locally
+from gateway.keys import KeyStore
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.local import Answer, admitted, answer_locally
+from gateway.pipeline.ports import Inbound, Reply
 from gateway.state.responses import ResponseStore
 
 PREFIX = "/v1/responses/"
@@ -34,38 +34,38 @@ async def stored_response(
     store: ResponseStore,
     limits: Admitter,
     account: Accountant,
-    scope: Scope,
+    inbound: Inbound,
     request_id: str,
-    send: Send,
+    reply: Reply,
 ) -> None:
     ctx = RequestContext(request_id=request_id, endpoint="stored_response", ingress="responses")
     headers = [(b"x-request-id", request_id.encode())]
 
     async def answered() -> Answer:
-        return 200, await _answer(ctx, keys, store, limits, scope), headers
+        return 200, await _answer(ctx, keys, store, limits, inbound), headers
 
     def refused(exc: SpilloverError) -> Answer:
         return exc.status, error_body(exc), [*headers, *protocol_headers(exc)]
 
-    await answer_locally(ctx, limits, account, answered, refused, send)
+    await answer_locally(ctx, limits, account, answered, refused, reply)
 
 
 async def _answer(
-    ctx: RequestContext, keys: KeyStore, store: ResponseStore, limits: Admitter, scope: Scope
+    ctx: RequestContext, keys: KeyStore, store: ResponseStore, limits: Admitter, inbound: Inbound
 ) -> bytes:
-    principal = ctx.principal = keys.authenticate(dict(scope["headers"]).get(b"authorization"))
+    principal = ctx.principal = keys.authenticate(inbound.headers.get(b"authorization"))
     await admitted(ctx, limits)
-    rest = scope["path"][len(PREFIX) :]
+    rest = inbound.path[len(PREFIX) :]
     response_id, _, tail = rest.partition("/")
     if not response_id or len(response_id) > MAX_ID or not response_id.isprintable():
         raise _missing(response_id[:MAX_ID])
-    method = scope["method"]
+    method = inbound.method
     if tail == "input_items":
         if method != "GET":
             raise MethodNotAllowed("input_items accepts GET only", allow="GET")
-        return await _input_items(store, response_id, principal.tenant, scope)
+        return await _input_items(store, response_id, principal.tenant, inbound.query)
     if tail:
-        raise NotFound(f"no route for {scope['path'][:128]}")
+        raise NotFound(f"no route for {inbound.path[:128]}")
     if method == "GET":
         found = await store.get(response_id, principal.tenant)
         if found is None:
@@ -78,8 +78,10 @@ async def _answer(
     raise MethodNotAllowed(f"{PREFIX}{{id}} accepts GET and DELETE", allow="GET, DELETE")
 
 
-async def _input_items(store: ResponseStore, response_id: str, owner: str, scope: Scope) -> bytes:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+async def _input_items(
+    store: ResponseStore, response_id: str, owner: str, raw_query: bytes
+) -> bytes:
+    query = parse_qs(raw_query.decode("latin-1"))
     order = query.get("order", ["desc"])[0]
     limit_text = query.get("limit", ["20"])[0]
     # isdigit() alone admits '²' and other digits int() refuses

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.http.validate import too_many_tools
+from gateway.pipeline.ingress.openai_validate import too_many_tools
 
 _ROLES = frozenset({"user", "assistant", "system"})  # `system` turns: see section 3 of the docs
 _TOOL_CHOICES = ("auto", "any", "tool", "none")  # a tuple: a hostile type may be any JSON

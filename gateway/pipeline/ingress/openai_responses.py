@@ -17,19 +17,17 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
+from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import LedgerUnavailable, NotFound, SpilloverError
-from gateway.http.edge import error_body, protocol_headers
-from gateway.http.ingress.base import (
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ingress.base import (
     ClientProtocol,
-    HeaderList,
-    Headers,
-    RawClientStream,
     TranslatedStream,
     unreadable,
 )
-from gateway.http.ingress.responses_validate import validate_responses
-from gateway.http.ingress.shared_account import check_responses
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ingress.responses_validate import validate_responses
+from gateway.pipeline.ingress.shared_account import check_responses
+from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
@@ -145,7 +143,7 @@ class ResponsesProtocol(ClientProtocol):
         await self._keep(exchange, answer)
         return orjson.dumps(answer)
 
-    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+    def stream(self, ctx: RequestContext, upstream: str, client: Reply) -> ClientStream:
         assert ctx.served_by is not None
         exchange: Exchange = ctx.exchange
         if upstream == RESPONSES:
@@ -191,7 +189,7 @@ class TranslatedResponsesEvents(TranslatedStream):
     response is stored before its last event leaves."""
 
     def __init__(
-        self, client: RawClientStream, exchange: Exchange, writer: ResponsesStreamWriter, keep: Keep
+        self, client: Reply, exchange: Exchange, writer: ResponsesStreamWriter, keep: Keep
     ) -> None:
         super().__init__(client, writer)
         self._exchange = exchange
@@ -212,7 +210,7 @@ class NativeResponsesEvents:
     """A Responses target's events passed through; the lifecycle events (which carry the
     Response) are rewritten to the gateway's id, and the finished one is stored."""
 
-    def __init__(self, client: RawClientStream, exchange: Exchange, model: str, keep: Keep) -> None:
+    def __init__(self, client: Reply, exchange: Exchange, model: str, keep: Keep) -> None:
         self._client = client
         self._exchange = exchange
         self._model = model

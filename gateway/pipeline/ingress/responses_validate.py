@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.http.validate import too_many_tools
+from gateway.pipeline.ingress.openai_validate import too_many_tools
 from gateway.providers.translate.responses_openai import offered_tools
 
 MAX_METADATA_KEYS = 16

@@ -1,15 +1,43 @@
-"""API key → principal. Keys are held only as SHA-256 digests, so a config may carry the
-digest instead of the secret, and no secret sits in memory longer than loading takes."""
+"""API key → principal (who is calling). Keys are held only as SHA-256 digests, so a config
+may carry the digest instead of the secret, and no secret sits in memory longer than
+loading takes."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from gateway.errors import AuthenticationFailed, ModelNotFound
-from gateway.pipeline.context import Principal
+from policies.pool import Priority
 from policies.route import Route
 from policies.schema import GatewayConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from the API key, travels with the request."""
+
+    key_name: str
+    team: str | None
+    routes: frozenset[str] | None
+    admin: bool
+    priority: Priority = "standard"
+    viewer: bool = False  # may read the console
+
+    @property
+    def console_role(self) -> str | None:
+        """`admin` (read and act), `viewer` (read), or None (no console)."""
+        return "admin" if self.admin else "viewer" if self.viewer else None
+
+    def may_use(self, route: str) -> bool:
+        return self.routes is None or route in self.routes
+
+    @property
+    def tenant(self) -> str:
+        """Whose data this is: the key's team, else the key — typed, so that a key named
+        like a team never reads that team's stored responses or shares its cache key."""
+        return f"team:{self.team}" if self.team else f"key:{self.key_name}"
 
 
 def digest(token: bytes) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import SpilloverError
-from gateway.http.edge import error_body, protocol_headers
-from gateway.http.ingress.base import ClientProtocol, HeaderList, Headers, RawClientStream
-from gateway.http.validate import validate
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.ingress.base import ClientProtocol
+from gateway.pipeline.ingress.openai_validate import validate
+from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import UpstreamResponse
 from policies.schema_base import Endpoint
@@ -33,7 +34,7 @@ class OpenAIProtocol(ClientProtocol):
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         return response.body
 
-    def stream(self, ctx: RequestContext, upstream: str, client: RawClientStream) -> ClientStream:
+    def stream(self, ctx: RequestContext, upstream: str, client: Reply) -> ClientStream:
         return OpenAIEvents(client)
 
     def error(self, exc: SpilloverError, request_id: str) -> tuple[int, bytes, HeaderList]:
@@ -43,7 +44,7 @@ class OpenAIProtocol(ClientProtocol):
 class OpenAIEvents:
     """OpenAI-wire events as they come; a failure is an `error` object as the last event."""
 
-    def __init__(self, client: RawClientStream) -> None:
+    def __init__(self, client: Reply) -> None:
         self.write = client.write
         self.disconnected = client.disconnected
 
