@@ -119,13 +119,12 @@ class Core:
 
 def build_core(
     config: GatewayConfig,
-    on_ledger_state: Callable[[LedgerWriter], None] | None = None,
     provider_factory: ProviderFactory = build_provider,
     span_exporter: Any = None,
 ) -> Core:
     metrics = GatewayMetrics()
     faults = FaultTable()
-    ledger = LedgerWriter(config.ledger, on_state=on_ledger_state)
+    ledger = LedgerWriter(config.ledger, on_state=partial(_ledger_gauges, metrics))
     accountant = Accountant(
         metrics, PriceTable.load({}), ledger, log_access=config.server.access_log
     )
@@ -144,6 +143,18 @@ def build_core(
         tracing=Tracing(config.tracing, exporter=span_exporter),
         build_provider=provider_factory,
     )
+
+
+def _ledger_gauges(metrics: GatewayMetrics, ledger: LedgerWriter) -> None:
+    m = metrics
+    m.ledger_queue.set(ledger.pending())
+    m.ledger_spooled.set(ledger.spooled())
+    m.ledger_up.set(1 if ledger.database_up else 0)
+    m.ledger_journal_bytes.set(ledger.journal.pending_bytes)
+    m.ledger_journal_max_bytes.set(ledger.journal.max_bytes)
+    m.ledger_errors.set(ledger.errors)
+    m.ledger_lost.set(ledger.lost)
+    m.ledger_quarantined.set(ledger.quarantine.kept)
 
 
 @dataclass

@@ -44,8 +44,9 @@ Foreign exceptions (aiohttp, litellm) are mapped into this tree in one place:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from gateway.attempt_record import AttemptRecord
 
 TimeoutPhase = Literal["connect", "first_byte", "idle", "total"]
 
@@ -307,56 +308,6 @@ class StreamInterrupted(SpilloverError):
     def __init__(self, message: str, cause: UpstreamFailure | None = None) -> None:
         super().__init__(message)
         self.cause = cause
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """What happened at one target; listed in errors, headers, metrics and the ledger."""
-
-    provider: str
-    model: str
-    outcome: Literal["ok", "failed", "skipped", "cancelled"]
-    error_class: str | None
-    upstream_status: int | None
-    detail: str
-    latency_ms: float
-
-    @classmethod
-    def ok(cls, provider: str, model: str, latency_ms: float) -> AttemptRecord:
-        return cls(provider, model, "ok", None, 200, "", latency_ms)
-
-    @classmethod
-    def failed(
-        cls, provider: str, model: str, failure: UpstreamFailure, latency_ms: float
-    ) -> AttemptRecord:
-        return cls(
-            provider,
-            model,
-            "failed",
-            failure.error_class,
-            failure.upstream_status,
-            failure.message,
-            latency_ms,
-        )
-
-    @classmethod
-    def skipped(cls, provider: str, model: str, reason: str, detail: str) -> AttemptRecord:
-        return cls(provider, model, "skipped", reason, None, detail, 0.0)
-
-    @classmethod
-    def cancelled(cls, provider: str, model: str, reason: str) -> AttemptRecord:
-        return cls(provider, model, "cancelled", reason, None, "", 0.0)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "outcome": self.outcome,
-            "error": self.error_class,
-            "status": self.upstream_status,
-            "detail": self.detail,
-            "latency_ms": round(self.latency_ms, 1),
-        }
 
 
 class AllTargetsFailed(SpilloverError):

@@ -73,3 +73,24 @@ def setup_logging(level: str, log_format: LogFormat = "text", lane: str = "") ->
     quiet = logging.getLogger("uvicorn.access")  # `spillover.access` is the access log
     quiet.handlers.clear()
     quiet.propagate = False
+
+
+_LOG_EVERY_S = 5.0
+
+
+class LogThrottle:
+    """One warning per (target, error class) per interval, with the count it stood for, so
+    an outage is visible in the log without flooding it."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    def allow(self, key: tuple[str, str, str]) -> int:
+        """0 to stay quiet, else how many failures this line reports."""
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (0.0, 0))
+        if now - last < _LOG_EVERY_S:
+            self._last[key] = (last, suppressed + 1)
+            return 0
+        self._last[key] = (now, 0)
+        return suppressed + 1

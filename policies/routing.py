@@ -12,7 +12,7 @@ from typing import Literal
 from policies.route import Breaker, FailOverWhen, Hedge, RetryPolicy, Route, Target
 
 BreakerPhase = Literal["closed", "open", "half_open"]
-Admission = Literal["allow", "probe", "deny"]
+BreakerVerdict = Literal["allow", "probe", "deny"]
 
 
 def target_key(target: Target) -> str:
@@ -85,7 +85,7 @@ def _open(state: BreakerState, now: float, config: Breaker, reason: str) -> Brea
     )
 
 
-def admit(state: BreakerState, now: float, config: Breaker) -> tuple[Admission, BreakerState]:
+def admit(state: BreakerState, now: float, config: Breaker) -> tuple[BreakerVerdict, BreakerState]:
     """May a request go to this target now? Open turns half-open when its time is up."""
     if state.phase == "closed":
         return "allow", state

@@ -12,8 +12,10 @@ from policies.route import Route
 from policies.route_names import RouteNames
 from policies.schema_base import Limits, PriceOverride, Strict, Timeouts
 
-# The protocol a client speaks to the gateway: OpenAI's, or Anthropic's Messages API.
-Ingress = Literal["openai", "anthropic", "responses"]
+# The wire protocols the gateway speaks, both ways: OpenAI's chat (and completions,
+# embeddings), Anthropic's Messages, OpenAI's Responses. A request's `ingress` (its row's
+# column, its metrics' label) is the one its client spoke.
+WireProtocol = Literal["openai", "anthropic", "responses"]
 
 
 class Budget(Strict):

@@ -17,7 +17,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.drill.scenario import Scenario
-from policies.schema import Ingress
+from policies.schema import WireProtocol
 
 
 @dataclass
@@ -147,7 +147,7 @@ async def _request(session: aiohttp.ClientSession, gw: Gateway, run: DrillRun, t
 
 
 def _speak(
-    protocol: Ingress, key: str, route: str, max_tokens: int, prompt: str
+    protocol: WireProtocol, key: str, route: str, max_tokens: int, prompt: str
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """The path, headers and body a client of `protocol` sends."""
     if protocol == "anthropic":
@@ -163,7 +163,7 @@ def _speak(
     return "/v1/chat/completions", bearer, body
 
 
-def _whole(protocol: Ingress, data: bytes, stream: bool) -> bool:
+def _whole(protocol: WireProtocol, data: bytes, stream: bool) -> bool:
     """What a client of the protocol would take as a whole answer: a message or a Response,
     or a stream that ends the protocol's way and carries no error event."""
     last = data.rstrip().rsplit(b"\n", 1)[-1]

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from gateway.drill.faults import FaultSpec
 from policies.loader import load_model
-from policies.schema import Ingress
+from policies.schema import WireProtocol
 from policies.schema_base import Strict
 
 SHIPPED = Path(__file__).resolve().parent.parent.parent / "config" / "drills"
@@ -18,7 +18,7 @@ SHIPPED = Path(__file__).resolve().parent.parent.parent / "config" / "drills"
 class Traffic(Strict):
     route: str = "gpt-4o"
     # The clients' protocol: OpenAI chat completions, or Anthropic's Messages API.
-    protocol: Ingress = "openai"
+    protocol: WireProtocol = "openai"
     rate: float = Field(20.0, gt=0)  # requests per second, Poisson arrivals
     duration_s: float = Field(30.0, gt=0)
     stream_share: float = Field(0.3, ge=0, le=1)

@@ -13,12 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fallback_engine.pool import Pool
-from gateway.accounting.ledger import LedgerWriter
-from gateway.accounting.pricing import PriceTable
 from gateway.assembly import Generation, build_core, build_generation, close_generation
 from gateway.errors import NotFound
 from gateway.http import health
@@ -28,17 +24,14 @@ from gateway.http.console.sampler import Sampler
 from gateway.http.console.session import Sessions, process_secret
 from gateway.http.edge import guard_admin, send_error
 from gateway.http.heavy_lane import HeavyLane
-from gateway.http.lane_metrics import exposition
 from gateway.http.lane_process import LANE_ENV, LANE_SOCKET_ENV
 from gateway.http.proxy import ProxyApp
 from gateway.http.reload import Reloader, ReloadResult
-from gateway.keys import KeyStore, Principal
+from gateway.http.view import GatewayView
 from gateway.logs import setup_logging
 from gateway.metrics import GatewayMetrics
 from gateway.providers import ProviderFactory, build_provider
-from gateway.state.contracts import Limiter, SpendCounters
 from policies.loader import load_config
-from policies.route import Target
 from policies.schema import GatewayConfig
 
 if TYPE_CHECKING:
@@ -64,8 +57,7 @@ class Gateway:
         self.boot_config = config
         self.config_path = config_path
         self.lane = os.environ.get(LANE_ENV, "")  # "heavy" in the heavy lane's process
-        core = self.core = build_core(config, self._ledger_state, build_provider, span_exporter)
-        core.on_breaker = self._breaker_changed
+        core = self.core = build_core(config, build_provider, span_exporter)
         self.metrics = core.metrics
         self.faults = core.faults
         self.ledger = core.ledger
@@ -78,6 +70,7 @@ class Gateway:
         self.budgets = core.budgets
         self._admin: ASGIApp | None = None  # built at the first request it answers
         self.incidents = Incidents()
+        core.on_breaker = self.incidents.breaker_changed
         console = config.console
         self.sampler = Sampler(self.metrics, console.sample_s) if console.enabled else None
         self._console_drills: ConsoleDrills | None = None
@@ -103,72 +96,15 @@ class Gateway:
         self._proxy: ProxyApp | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self.draining = False  # SIGTERM seen: not ready, still serving
+        self.view = GatewayView(
+            core, lambda: self.current, lambda: self.draining, self.reloader.reload,
+            self.incidents, self.sampler, config_path, self.lane, self.heavy_lane,
+        )  # fmt: skip
 
     @property
     def current(self) -> Generation:
         assert self._current is not None, "gateway not started"
         return self._current
-
-    # -- what the admin API may see and do (http/admin_port.py) ------------------------------
-
-    @property
-    def registry(self) -> CollectorRegistry:
-        return self.metrics.registry
-
-    def config(self) -> GatewayConfig:
-        return self.current.config
-
-    async def exposition(self) -> bytes:
-        lane = self.heavy_lane
-        return exposition(self.registry, await lane.scrape() if lane is not None else None)
-
-    def shares_state(self) -> bool:
-        return self.backends.shared is not None
-
-    def authenticate(self, authorization: bytes | None) -> Principal:
-        return self.current.pipeline.keys.authenticate(authorization)
-
-    def problems(self) -> tuple[dict[str, int], list[str]]:
-        usable = self.current.usable_targets()
-        problems = [f"route {name} has no usable target" for name, n in usable.items() if not n]
-        if self.draining:
-            problems.append("shutting down")
-        if not self.accountant.accepting():
-            problems.append("the ledger can keep no more rows")
-        return usable, problems
-
-    def prices(self) -> PriceTable:
-        return self.accountant.prices
-
-    # -- and what the console may, besides (console/port.py) ----------------------------------
-
-    @property
-    def limiter(self) -> Limiter:
-        return self.backends.limiter
-
-    @property
-    def spend_counters(self) -> SpendCounters:
-        return self.backends.spend
-
-    def keys(self) -> KeyStore:
-        return self.current.pipeline.keys
-
-    def pools(self) -> dict[str, Pool]:
-        return self.current.pools()
-
-    async def reload(self, trigger: str) -> ReloadResult:
-        return await self.reloader.reload(trigger)
-
-    def _ledger_state(self, ledger: LedgerWriter) -> None:
-        m = self.metrics
-        m.ledger_queue.set(ledger.pending())
-        m.ledger_spooled.set(ledger.spooled())
-        m.ledger_up.set(1 if ledger.database_up else 0)
-        m.ledger_journal_bytes.set(ledger.journal.pending_bytes)
-        m.ledger_journal_max_bytes.set(ledger.journal.max_bytes)
-        m.ledger_errors.set(ledger.errors)
-        m.ledger_lost.set(ledger.lost)
-        m.ledger_quarantined.set(ledger.quarantine.kept)
 
     async def start(self) -> None:
         await self.core.start()
@@ -233,28 +169,12 @@ class Gateway:
         self._current = generation
         self._proxy = ProxyApp(generation.pipeline, self.heavy_lane)
 
-    def _breaker_changed(self, target: Target, phase: str, reason: str) -> None:
-        why = f" ({reason})" if reason and phase == "open" else ""
-        self.incidents.add(
-            "breaker",
-            f"circuit of {target.provider}/{target.model} {phase.replace('_', '-')}{why}",
-            bad=phase == "open",
-        )
-
     def _reloaded(self, result: ReloadResult) -> None:
         self.metrics.child(
             self.metrics.config_reloads, result.trigger, "ok" if result.ok else "error"
         ).inc()
         self.metrics.config_reload_ok.set(1 if result.ok else 0)
-        if result.ok:
-            self.incidents.add("reload", f"config reloaded ({result.trigger})")
-        else:
-            first = result.errors[0] if result.errors else "?"
-            self.incidents.add(
-                "reload",
-                f"reload rejected ({result.trigger}), still serving the last good config: {first}",
-                bad=True,
-            )
+        self.incidents.reloaded(result.ok, result.trigger, result.errors)
 
     async def stop(self) -> None:
         await self.reloader.stop()
@@ -281,7 +201,7 @@ class Gateway:
                 return
             path: str = scope["path"]
             if path in health.PATHS:
-                await health.answer(self, scope, send)
+                await health.answer(self.view, scope, send)
                 return
             if path.startswith("/v1/") or path == "/v1":
                 shown = path if len(path) <= 200 else path[:200] + "…"
@@ -307,7 +227,7 @@ class Gateway:
         if self._admin is None:
             from gateway.http.admin import admin_app  # FastAPI: only when asked for
 
-            self._admin = admin_app(self)
+            self._admin = admin_app(self.view)
         return self._admin
 
     def _console_app(self) -> ASGIApp:
@@ -316,7 +236,7 @@ class Gateway:
             from gateway.http.console.drills import ConsoleDrills
 
             self._console_drills = ConsoleDrills(self.faults, self.incidents)
-            self._console = console_app(self, self.console_sessions, self._console_drills)
+            self._console = console_app(self.view, self.console_sessions, self._console_drills)
         return self._console
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

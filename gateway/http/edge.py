@@ -13,32 +13,42 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import (
     ClientError,
-    PayloadTooLarge,
     PermissionDenied,
     SpilloverError,
 )
+from gateway.http.body import read_bounded
 from gateway.keys import KeyStore
 
 ADMIN_MAX_BODY_BYTES = 1024 * 1024
 
 
-async def send_error(
-    send: Send, exc: SpilloverError, headers: list[tuple[bytes, bytes]] | None = None
+async def send_whole(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = b"application/json",
+    head: bool = False,
 ) -> None:
-    body = error_body(exc)
+    """A whole answer, its length told; `head`: the headers only (a HEAD request)."""
     await send(
         {
             "type": "http.response.start",
-            "status": exc.status,
+            "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
-                *protocol_headers(exc),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def send_error(
+    send: Send, exc: SpilloverError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send_whole(send, exc.status, error_body(exc), [*(headers or []), *protocol_headers(exc)])
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -55,7 +65,7 @@ async def guard_admin(scope: Scope, receive: Receive, send: Send, keys: KeyStore
         principal = keys.authenticate(header(scope, b"authorization"))
         if not principal.admin:
             raise PermissionDenied("this key is not an admin key")
-        body = await _read_bounded(scope, receive, ADMIN_MAX_BODY_BYTES)
+        body = await read_bounded(dict(scope["headers"]), receive, ADMIN_MAX_BODY_BYTES)
     except ClientError as exc:
         await send_error(send, exc)
         return None
@@ -71,26 +81,3 @@ async def guard_admin(scope: Scope, receive: Receive, send: Send, keys: KeyStore
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
-
-
-async def _read_bounded(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None when the client left; PayloadTooLarge past `limit`."""
-    too_large = PayloadTooLarge(f"request bodies here are limited to {limit} bytes")
-    declared = header(scope, b"content-length")
-    if declared is not None and (
-        not declared.isdigit() or len(declared) > 12 or int(declared) > limit
-    ):
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

@@ -10,7 +10,7 @@ from starlette.types import Scope, Send
 
 from gateway.errors import AuthenticationFailed, MethodNotAllowed
 from gateway.http.admin_port import AdminPort
-from gateway.http.edge import send_error
+from gateway.http.edge import send_error, send_whole
 
 PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
@@ -41,17 +41,7 @@ async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
             return
         body = await port.exposition()
         content_type = CONTENT_TYPE_LATEST.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    await send_whole(send, status, body, content_type=content_type, head=method == "HEAD")
 
 
 def _may_scrape(port: AdminPort, scope: Scope) -> bool:

@@ -1,6 +1,6 @@
 """The `/v1/*` endpoints in the published OpenAPI document (`/openapi.json`). They are served
 by the raw ASGI proxy, not by FastAPI, so their request and response shapes are declared
-here (OpenAI's) and in `openapi_more` (Anthropic's Messages, OpenAI's Responses), as models
+here (OpenAI's) and in `openapi_protocols` (Anthropic's Messages, OpenAI's Responses), as models
 of what the edge enforces (extra fields pass through), and merged into the admin app's
 document."""
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.http import openapi_more as more
+from gateway.http import openapi_protocols as wire
 
 
 class _Open(BaseModel):
@@ -199,27 +199,27 @@ def _more_paths() -> dict[str, Any]:
     """Anthropic's Messages and OpenAI's Responses."""
 
     def anthropic(ok: type[BaseModel], streams: bool) -> dict[str, Any]:
-        return _responses(ok, streams, more.AnthropicErrorResponse, more.ANTHROPIC_ERRORS)
+        return _responses(ok, streams, wire.AnthropicErrorResponse, wire.ANTHROPIC_ERRORS)
 
     stored = "/v1/responses/{id}"
     return {
         "/v1/messages": {"post": _operation(
             "Anthropic Messages", "/v1/messages",
-            anthropic(more.MessageResponse, True), more.MessagesRequest)},
+            anthropic(wire.MessageResponse, True), wire.MessagesRequest)},
         "/v1/messages/count_tokens": {"post": _operation(
             "A Messages prompt's token count", "/v1/messages/count_tokens",
-            anthropic(more.TokenCount, False), more.MessagesCountRequest)},
+            anthropic(wire.TokenCount, False), wire.MessagesCountRequest)},
         "/v1/responses": {"post": _operation(
             "OpenAI Responses", "/v1/responses",
-            _responses(more.ResponseObject, True), more.ResponsesRequest)},
+            _responses(wire.ResponseObject, True), wire.ResponsesRequest)},
         stored: {
-            "get": _operation("A stored response", stored, _responses(more.ResponseObject, False)),
+            "get": _operation("A stored response", stored, _responses(wire.ResponseObject, False)),
             "delete": _operation(
-                "Delete a stored response", stored, _responses(more.ResponseDeleted, False)),
+                "Delete a stored response", stored, _responses(wire.ResponseDeleted, False)),
         },
         stored + "/input_items": {"get": _operation(
             "A stored response's input items", stored + "/input_items",
-            _responses(more.InputItems, False))},
+            _responses(wire.InputItems, False))},
     }  # fmt: skip
 
 
@@ -273,7 +273,7 @@ def _health_paths() -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [ErrorResponse, ModelList, *more.MODELS]
+    models: list[type[BaseModel]] = [ErrorResponse, ModelList, *wire.MODELS]
     models += [m for _, request, response, _ in _POSTS.values() for m in (request, response)]
     schemas: dict[str, Any] = {}
     for model in models:

@@ -5,11 +5,9 @@ own `x-ratelimit-*` headers, naming the limit that refused."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import HeldLimits, RequestContext
 from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import Limiter
 from gateway.state.limits import Check
@@ -18,12 +16,6 @@ from policies.limits import Rate, Verdict
 from policies.route import Route
 from policies.schema import GatewayConfig
 from policies.schema_base import Limits
-
-
-@dataclass(slots=True)
-class Admission:
-    token_checks: list[Check] = field(default_factory=list)
-    slots: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _duration(seconds: float) -> str:
@@ -56,7 +48,7 @@ class Admitter:
             if limits.rpm or limits.tpm or limits.concurrent
         ]
 
-    async def admit(self, ctx: RequestContext, route: Route | None) -> Admission | None:
+    async def admit(self, ctx: RequestContext, route: Route | None) -> HeldLimits | None:
         """Through the key's, its team's and the route's limits. Without a route (a stored
         response read, the model list): the key's and team's requests and concurrency —
         such a request holds no prompt, so no tokens."""
@@ -82,7 +74,7 @@ class Admitter:
             verdicts = await self.limiter.acquire(checks)
             if not all(v.allowed for v in verdicts):
                 raise self._refused(ctx, checks, kinds, verdicts)
-        admission = Admission(
+        admission = HeldLimits(
             token_checks=[c for c, k in zip(checks, kinds, strict=True) if k == "tokens"]
         )
         slots = [
@@ -127,7 +119,7 @@ class Admitter:
             headers=headers,
         )
 
-    async def release(self, ctx: RequestContext, admission: Admission) -> None:
+    async def release(self, ctx: RequestContext, admission: HeldLimits) -> None:
         if admission.slots:
             await self.limiter.leave(admission.slots)
         usage = ctx.usage

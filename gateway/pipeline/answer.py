@@ -21,6 +21,7 @@ from gateway.pipeline.prepare import printable
 from gateway.pipeline.relay import relay
 from gateway.pipeline.served import Served
 from gateway.providers import finish
+from gateway.providers.upstream_errors import answer_object
 from policies.route import Route
 
 JSON = (b"content-type", b"application/json")
@@ -56,7 +57,7 @@ class Answerer:
         assert response is not None
         ctx.usage = response.usage
         if ctx.traced:
-            ctx.finish_reasons = finish.from_body(response.protocol, response.body)
+            ctx.finish_reasons = finish.from_object(response.protocol, answer_object(response))
         body = await protocol.answer(ctx, response)  # UpstreamFailure: a shape we cannot read
         ctx.status = 200
         await send_json(reply, 200, body, answer_headers(ctx))

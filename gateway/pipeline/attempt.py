@@ -13,20 +13,22 @@ from typing import Any
 
 from gateway import tracing
 from gateway.accounting.pricing import ModelPrice
+from gateway.attempt_record import AttemptRecord
 from gateway.errors import (
-    AttemptRecord,
     Unsupported,
     UpstreamFailure,
 )
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import decide
-from gateway.pipeline.attempt_support import RetryBudget, cut, share_of, timeouts_of
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.outcomes import OutcomeLearner
+from gateway.pipeline.retry_budget import RetryBudget
 from gateway.pipeline.sequence import AttemptSequence, SequenceParts
 from gateway.pipeline.served import Served
+from gateway.pipeline.timeouts import cut, share_of, timeouts_of
 from gateway.pipeline.tokens import expected_output
 from gateway.providers.base import (
+    ANTHROPIC,
     NativeRequest,
     Provider,
     UpstreamCall,
@@ -217,7 +219,7 @@ def _native_for(
 
 def _wire_of(provider: Provider) -> str:
     """What a provider takes when the client's protocol is not native to it, in words."""
-    if "anthropic" in provider.native_protocols:
+    if ANTHROPIC in provider.native_protocols:
         return "Anthropic Messages (translated from chat completions)"
     return "OpenAI chat completions"
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from gateway.accounting.pricing import MILLION, PriceTable
 from gateway.errors import BudgetExceeded
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import RequestContext, Reservation
 from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import SpendCounters
 from gateway.state.names import bucket_name, periods
@@ -25,13 +24,6 @@ from policies.route import Route
 from policies.schema import Budget, GatewayConfig
 
 log = logging.getLogger("spillover.budgets")
-
-
-@dataclass(slots=True)
-class Reservation:
-    buckets: list[Bucket]
-    amount: int
-    warnings: list[str] = field(default_factory=list)
 
 
 class Budgets:

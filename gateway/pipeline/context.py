@@ -7,20 +7,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from gateway.errors import AttemptRecord
+from gateway.attempt_record import AttemptRecord
 from gateway.keys import Principal
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
 from gateway.providers.base import CacheHint, NativeRequest, Usage
 from gateway.providers.translate.chat_form import Omission
+from gateway.state.limits import Check
+from gateway.state.spend import Bucket
 from policies.pool import Priority
 from policies.route import Route, Target
 from policies.routing import Skip
-from policies.schema import Ingress
+from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
 
 # What the gateway answers itself, admitted and kept in the ledger like the rest.
 LocalEndpoint = Literal["count_tokens", "stored_response", "models"]
 _LOCAL_ENDPOINTS = frozenset(get_args(LocalEndpoint))
+
+
+@dataclass(slots=True)
+class HeldLimits:
+    """What admission took from the limits: tokens to settle, in-flight slots to give back."""
+
+    token_checks: list[Check] = field(default_factory=list)
+    slots: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money reserved in the budgets' buckets, to become the real cost at the end."""
+
+    buckets: list[Bucket]
+    amount: int
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -50,9 +69,9 @@ class RequestContext:
     resumed_by: Target | None = None  # … by this one (`served_by` began the answer)
     # Each upstream's share of a resumed answer, billed at its own price.
     segments: list[tuple[Target, Usage]] = field(default_factory=list)
-    admission: Any = None  # gateway.pipeline.admit.Admission: limits to release at the end
+    held_limits: HeldLimits | None = None  # to release at the end
     finish_reasons: list[str] | None = None  # read only while tracing (providers/finish.py)
-    reservation: Any = None  # gateway.pipeline.budgets.Reservation: money to settle at the end
+    reservation: Reservation | None = None  # money to settle at the end
     prompt_estimate: int | None = None  # counted once, for limits and budgets alike
     priority: Priority = "standard"  # for the self-hosted pool's shedding
     cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache
@@ -62,7 +81,7 @@ class RequestContext:
     # `native` keeps the client's own body for targets that speak its protocol, and
     # `untranslatable` what the chat form could not carry ("top_k", "messages[0].content[1]
     # (document)"), classed; `dropped` is set when a translated target served without them.
-    ingress: Ingress = "openai"
+    ingress: WireProtocol = "openai"
     native: NativeRequest | None = None
     untranslatable: list[Omission] = field(default_factory=list)
     reasoning_effort: str | None = None  # the client's thinking, for a target that reasons

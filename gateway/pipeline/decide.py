@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.errors import AttemptRecord
+from gateway.attempt_record import AttemptRecord
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.tokens import expected_output
 from gateway.providers.base import Provider

@@ -173,8 +173,8 @@ class Pipeline:
         ctx, stages = exchange.ctx, self.stages
         for release in ctx.releases:
             release()
-        if ctx.admission is not None:
-            await stages.admitter.release(ctx, ctx.admission)
+        if ctx.held_limits is not None:
+            await stages.admitter.release(ctx, ctx.held_limits)
         self._keep_row(exchange)
         if ctx.reservation is not None:
             await stages.budgets.settle(ctx.reservation, exchange.cost)

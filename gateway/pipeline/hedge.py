@@ -8,7 +8,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from gateway.errors import AttemptRecord, UpstreamFailure
+from gateway.attempt_record import AttemptRecord
+from gateway.errors import UpstreamFailure
 from gateway.pipeline.context import RequestContext
 from gateway.providers.base import UpstreamStream
 from policies.route import Target

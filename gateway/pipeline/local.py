@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from gateway.errors import SpilloverError
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
+from gateway.pipeline.answer import send_json
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.ports import HeaderList, Reply
 
@@ -23,7 +24,7 @@ async def answer_locally(
     refused: Callable[[SpilloverError], Answer],
     reply: Reply,
 ) -> None:
-    """`work` authenticates (`ctx.principal`), is admitted (`ctx.admission`) and answers;
+    """`work` authenticates (`ctx.principal`), is admitted (`ctx.held_limits`) and answers;
     a SpilloverError is answered by `refused`, in the client's protocol."""
     try:
         status, body, headers = await work()
@@ -31,21 +32,13 @@ async def answer_locally(
         ctx.error_class = exc.error_class
         status, body, headers = refused(exc)
     finally:
-        if ctx.admission is not None:
-            await limits.release(ctx, ctx.admission)
+        if ctx.held_limits is not None:
+            await limits.release(ctx, ctx.held_limits)
     ctx.status = status
     account.record(ctx)  # before the answer's last byte, as every row
-    await reply.start(
-        status,
-        [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *headers,
-        ],
-    )
-    await reply.end(body)
+    await send_json(reply, status, body, headers)
 
 
 async def admitted(ctx: RequestContext, limits: Admitter) -> None:
     """Through the key's and its team's request and concurrency limits (no route)."""
-    ctx.admission = await limits.admit(ctx, None)
+    ctx.held_limits = await limits.admit(ctx, None)

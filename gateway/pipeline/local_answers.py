@@ -100,7 +100,7 @@ async def _counted(
     ctx.route = route
     model = route.targets[0].model
     ctx.body = request_to_openai(body, model).body
-    ctx.admission = await limits.admit(ctx, route)
+    ctx.held_limits = await limits.admit(ctx, route)
     # Past EXACT_UP_TO bytes, the four-characters-a-token estimate; below, the exact count
     # runs beside the event loop, never holding up other tenants' requests.
     counted_as = model if len(raw) <= EXACT_UP_TO else ""

@@ -8,9 +8,10 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from gateway.errors import AttemptRecord, Overloaded, UpstreamFailure, UpstreamRateLimited
+from gateway.attempt_record import AttemptRecord
+from gateway.errors import Overloaded, UpstreamFailure, UpstreamRateLimited
+from gateway.logs import LogThrottle
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.attempt_support import LogThrottle
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.headroom import exhausted_for
 from gateway.pipeline.served import Served
@@ -97,7 +98,14 @@ class OutcomeLearner:
         if not failure.private:
             await self._remember(route, target, failure)
         ctx.attempts.append(
-            AttemptRecord.failed(target.provider, target.model, failure, elapsed * 1000)
+            AttemptRecord.failed(
+                target.provider,
+                target.model,
+                failure.error_class,
+                failure.upstream_status,
+                failure.message,
+                elapsed * 1000,
+            )
         )
         self.metrics.child(
             self.metrics.attempts, target.provider, target.model, "failed", failure.error_class

@@ -65,7 +65,7 @@ class Preparer:
                 retry_after=5.0,
             )
         self._drilled_redis_down(ctx)
-        ctx.admission = await self.admitter.admit(ctx, route)
+        ctx.held_limits = await self.admitter.admit(ctx, route)
         ctx.reservation = await self.budgets.reserve(ctx, route)
         if ctx.endpoint == "chat":
             self._shape(ctx, route)

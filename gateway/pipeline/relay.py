@@ -24,7 +24,7 @@ from gateway.pipeline.attempt import AttemptRunner
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.served import Served
 from gateway.providers import finish
-from gateway.providers.base import Usage
+from gateway.providers.base import OPENAI, Usage
 from policies.route import Route
 
 
@@ -129,7 +129,7 @@ async def _forward(
 ) -> Usage:
     served = segments[0]
     # Only OpenAI-wire answers can be continued: a continuation is a chat request.
-    resumable = served.stream is not None and served.stream.protocol == "openai"
+    resumable = served.stream is not None and served.stream.protocol == OPENAI
     partial = (
         PartialAnswer() if route.resume_streams and ctx.endpoint == "chat" and resumable else None
     )

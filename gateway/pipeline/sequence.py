@@ -29,10 +29,10 @@ from gateway.errors import (
     UpstreamRateLimited,
 )
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.attempt_support import RetryBudget
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.decide import Decision
 from gateway.pipeline.hedge import first_answer
+from gateway.pipeline.retry_budget import RetryBudget
 from gateway.pipeline.served import Served
 from policies import routing
 from policies.route import Hedge, Route, Target

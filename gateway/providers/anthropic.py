@@ -13,6 +13,7 @@ import orjson
 
 from gateway.errors import Unsupported
 from gateway.providers.base import (
+    ANTHROPIC,
     NativeRequest,
     UpstreamCall,
     UpstreamResponse,
@@ -20,7 +21,7 @@ from gateway.providers.base import (
 )
 from gateway.providers.cache_hints import anthropic_breakpoints, count_markers
 from gateway.providers.http import HTTPStream, PooledHTTPProvider
-from gateway.providers.sse import DONE, data_of, ended_early, event_name
+from gateway.providers.sse import DONE, data_event, data_of, ended_early, event_name
 from gateway.providers.translate.openai_anthropic import (
     StreamTranslator,
     request_to_anthropic,
@@ -29,8 +30,6 @@ from gateway.providers.translate.openai_anthropic import (
 )
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import AnthropicProvider
-
-ANTHROPIC = "anthropic"
 
 
 class AnthropicAdapter(PooledHTTPProvider):
@@ -60,7 +59,7 @@ class AnthropicAdapter(PooledHTTPProvider):
         if not call.stream:
             raw, headers = await self._fetch(self._url, body, self._headers, call.timeouts)
             completion, usage = response_from_anthropic(upstream_object(raw))
-            return UpstreamResponse(orjson.dumps(completion), usage, headers)
+            return UpstreamResponse(orjson.dumps(completion), usage, headers, parsed=completion)
         response = await self._open_stream(self._url, body, self._headers, call.timeouts)
         return _AnthropicStream(response, call)
 
@@ -76,8 +75,9 @@ class AnthropicAdapter(PooledHTTPProvider):
         headers = _with_betas(self._headers, native.headers.get("anthropic-beta"))
         if not call.stream:
             raw, answer_headers = await self._fetch(self._url, body, headers, call.timeouts)
-            usage = usage_from_anthropic(upstream_object(raw).get("usage") or {})
-            return UpstreamResponse(raw, usage, answer_headers, protocol=ANTHROPIC)
+            answer = upstream_object(raw)
+            usage = usage_from_anthropic(answer.get("usage") or {})
+            return UpstreamResponse(raw, usage, answer_headers, ANTHROPIC, answer)
         response = await self._open_stream(self._url, body, headers, call.timeouts)
         return _NativeStream(response, call)
 
@@ -108,7 +108,7 @@ class _AnthropicStream(HTTPStream):
             if payload.get("type") == "error":
                 raise from_stream_error(payload.get("error") or {})
             for chunk in translator.feed(payload):
-                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                yield data_event(chunk)
             self.usage = translator.usage
             if translator.finished:
                 self._response.release()

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies.pool import Priority
+from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
+
+OPENAI: WireProtocol = "openai"
+ANTHROPIC: WireProtocol = "anthropic"
+RESPONSES: WireProtocol = "responses"
 
 
 @dataclass(slots=True)
@@ -62,7 +67,7 @@ class NativeRequest:
     """The client's body as sent, for a target that speaks the client's protocol: only the
     model is replaced. `headers` are the few client headers that protocol forwards."""
 
-    protocol: str
+    protocol: WireProtocol
     body: dict[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -100,7 +105,11 @@ class UpstreamResponse:
     body: bytes
     usage: Usage
     headers: Mapping[str, str] = field(default_factory=dict)
-    protocol: str = "openai"
+    protocol: WireProtocol = OPENAI
+    # The body as an object, when whoever made the body had it (an adapter that read it for
+    # its usage, or built it translating); else read once by the first to ask
+    # (`upstream_errors.answer_object`). Never changed once set: the body is the answer.
+    parsed: dict[str, Any] | None = None
 
 
 class UpstreamStream(ABC):
@@ -109,7 +118,7 @@ class UpstreamStream(ABC):
 
     usage: Usage
     headers: Mapping[str, str]
-    protocol: str = "openai"
+    protocol: WireProtocol = OPENAI
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[bytes]: ...
@@ -145,7 +154,7 @@ class WrappedStream(UpstreamStream):
 class Provider(ABC):
     name: str
     supports: frozenset[Endpoint]
-    native_protocols: frozenset[str] = frozenset()  # client protocols taken as sent
+    native_protocols: frozenset[WireProtocol] = frozenset()  # client protocols taken as sent
     address: str = ""  # the upstream's host, for traces (server.address)
 
     async def start(self) -> None:  # noqa: B027 - optional hook

@@ -18,8 +18,16 @@ _MARKERS = {"openai": _OPENAI, "anthropic": _ANTHROPIC, "responses": _RESPONSES}
 def from_body(protocol: str, body: bytes) -> list[str]:
     """The finish reasons of a whole answer in `protocol`'s wire form."""
     try:
-        return _reasons(protocol, orjson.loads(body))
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return from_object(protocol, orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return []
+
+
+def from_object(protocol: str, answer: Any) -> list[str]:
+    """The same, of an answer already read."""
+    try:
+        return _reasons(protocol, answer)
+    except (AttributeError, TypeError):
         return []
 
 

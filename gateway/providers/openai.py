@@ -12,6 +12,7 @@ import orjson
 
 from gateway.errors import UpstreamStatusError
 from gateway.providers.base import (
+    RESPONSES,
     NativeRequest,
     UpstreamCall,
     UpstreamResponse,
@@ -25,7 +26,6 @@ from gateway.providers.upstream_errors import from_stream_error, upstream_object
 from policies.schema import OpenAIProvider
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
-RESPONSES = "responses"
 
 
 class OpenAIAdapter(PooledHTTPProvider):
@@ -61,8 +61,9 @@ class OpenAIAdapter(PooledHTTPProvider):
             headers = {**headers, "X-Request-Id": call.request_id}
         if not call.stream:
             raw, upstream_headers = await self._fetch(url, body, headers, call.timeouts)
-            usage = upstream_object(raw).get("usage")
-            return UpstreamResponse(raw, Usage.from_openai(usage or {}), upstream_headers)
+            answer = upstream_object(raw)
+            usage = Usage.from_openai(answer.get("usage") or {})
+            return UpstreamResponse(raw, usage, upstream_headers, parsed=answer)
         inject_usage = not call.client_wants_usage
         if inject_usage:
             options = body.get("stream_options")
@@ -89,8 +90,9 @@ class OpenAIAdapter(PooledHTTPProvider):
             raw, upstream_headers = await self._fetch(
                 self._responses_url, body, headers, call.timeouts
             )
-            usage = usage_from_responses(upstream_object(raw).get("usage") or {})
-            return UpstreamResponse(raw, usage, upstream_headers, protocol=RESPONSES)
+            answer = upstream_object(raw)
+            usage = usage_from_responses(answer.get("usage") or {})
+            return UpstreamResponse(raw, usage, upstream_headers, RESPONSES, answer)
         response = await self._open_stream(self._responses_url, body, headers, call.timeouts)
         return _ResponsesStream(response, call)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -45,6 +46,20 @@ async def iter_events(
             event, buffer = buffer[:end], buffer[end + 2 :]
             if event:
                 yield event
+
+
+class DataEvent(bytes):
+    """An SSE `data:` event's bytes with the object they were made from, so that a reader
+    further on (a translation into the client's protocol) does not parse them again. The
+    bytes are the event; `data` is never changed once made."""
+
+    data: dict[str, Any]
+
+
+def data_event(data: dict[str, Any]) -> DataEvent:
+    event = DataEvent(b"data: " + orjson.dumps(data) + b"\n\n")
+    event.data = data
+    return event
 
 
 def data_of(event: bytes) -> bytes | None:

@@ -32,6 +32,7 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamStatusError,
 )
+from gateway.providers.base import UpstreamResponse
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 # vLLM (0.9+) names the parameter a prompt over the window breaks: its input tokens.
@@ -84,6 +85,13 @@ def upstream_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise UpstreamStatusError("the upstream answered something that is not a JSON object")
     return payload
+
+
+def answer_object(response: UpstreamResponse) -> dict[str, Any]:
+    """A whole answer's JSON object, read from its bytes at most once."""
+    if response.parsed is None:
+        response.parsed = upstream_object(response.body)
+    return response.parsed
 
 
 def from_status(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamFailure:

@@ -11,7 +11,7 @@ from gateway.state.windows import Outcome, TargetWindow
 from policies import routing
 from policies.limits import Verdict
 from policies.route import Breaker, FailOverWhen
-from policies.routing import Admission, BreakerState, TargetView
+from policies.routing import BreakerState, BreakerVerdict, TargetView
 
 
 class RoutingState(Protocol):
@@ -23,7 +23,7 @@ class RoutingState(Protocol):
         self, keys: list[str], now: float, window_s: float
     ) -> dict[str, TargetView]: ...
 
-    async def admit(self, key: str, now: float, config: Breaker) -> Admission: ...
+    async def admit(self, key: str, now: float, config: Breaker) -> BreakerVerdict: ...
 
     async def record(
         self, key: str, outcome: Outcome, now: float, rules: FailOverWhen, config: Breaker

@@ -9,7 +9,7 @@ from typing import Any
 from gateway.state.windows import Outcome, TargetWindow
 from policies import routing
 from policies.route import Breaker, FailOverWhen
-from policies.routing import Admission, BreakerState, TargetView
+from policies.routing import BreakerState, BreakerVerdict, TargetView
 
 _CLOSED = BreakerState()
 
@@ -47,7 +47,7 @@ class MemoryState:
             )
         return out
 
-    async def admit(self, key: str, now: float, config: Breaker) -> Admission:
+    async def admit(self, key: str, now: float, config: Breaker) -> BreakerVerdict:
         decision, state = routing.admit(self.breakers.get(key, BreakerState()), now, config)
         self.breakers[key] = state
         return decision

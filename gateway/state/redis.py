@@ -21,7 +21,7 @@ from gateway.state.shared import SharedRedis
 from gateway.state.windows import BUCKET_S, KEEP_S, Outcome, TargetWindow
 from policies import routing
 from policies.route import Breaker, FailOverWhen
-from policies.routing import Admission, BreakerState, TargetView
+from policies.routing import BreakerState, BreakerVerdict, TargetView
 
 log = logging.getLogger("spillover.state")
 
@@ -143,10 +143,10 @@ class RedisState:
                 return updated  # type: ignore[no-any-return]
         return current
 
-    async def admit(self, key: str, now: float, config: Breaker) -> Admission:
+    async def admit(self, key: str, now: float, config: Breaker) -> BreakerVerdict:
         if not self.available:
             return await self.local.admit(key, now, config)
-        decision: list[Admission] = []
+        decision: list[BreakerVerdict] = []
 
         def change(state: BreakerState) -> BreakerState:
             verdict, new = routing.admit(state, now, config)

@@ -8,6 +8,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from policies.route import Target
+
 Kind = Literal["breaker", "fault", "drill", "reload"]
 
 
@@ -25,6 +27,25 @@ class Incidents:
 
     def add(self, kind: Kind, text: str, bad: bool = False) -> None:
         self._items.append(Incident(time.time(), kind, text, bad))
+
+    def breaker_changed(self, target: Target, phase: str, reason: str) -> None:
+        why = f" ({reason})" if reason and phase == "open" else ""
+        self.add(
+            "breaker",
+            f"circuit of {target.provider}/{target.model} {phase.replace('_', '-')}{why}",
+            bad=phase == "open",
+        )
+
+    def reloaded(self, ok: bool, trigger: str, errors: list[str]) -> None:
+        if ok:
+            self.add("reload", f"config reloaded ({trigger})")
+            return
+        first = errors[0] if errors else "?"
+        self.add(
+            "reload",
+            f"reload rejected ({trigger}), still serving the last good config: {first}",
+            bad=True,
+        )
 
     def recent(self, count: int = 20) -> list[Incident]:
         return list(self._items)[-count:][::-1]

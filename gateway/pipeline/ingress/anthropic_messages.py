@@ -20,23 +20,22 @@ from gateway.pipeline.ingress.base import (
 from gateway.pipeline.ingress.shared_account import check_messages
 from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
-from gateway.providers.base import NativeRequest, UpstreamResponse
+from gateway.providers.base import ANTHROPIC, NativeRequest, UpstreamResponse
 from gateway.providers.translate.anthropic_openai import (
     AnthropicStreamWriter,
     request_to_openai,
     response_to_anthropic,
 )
 from gateway.providers.translate.chat_form import Event, sse
-from gateway.providers.upstream_errors import upstream_object
-from policies.schema import Ingress
+from gateway.providers.upstream_errors import answer_object
+from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
 
-ANTHROPIC = "anthropic"
 MAX_BETA_HEADER = 1024
 
 
 class AnthropicProtocol(ClientProtocol):
-    ingress: Ingress = "anthropic"
+    ingress: WireProtocol = "anthropic"
     endpoint: Endpoint = "chat"
 
     def credentials(self, headers: Headers) -> bytes | None:
@@ -63,7 +62,7 @@ class AnthropicProtocol(ClientProtocol):
         if response.protocol == ANTHROPIC:
             return response.body
         assert ctx.served_by is not None
-        completion = upstream_object(response.body)
+        completion = answer_object(response)
         try:
             message = response_to_anthropic(completion, ctx.served_by.model, response.usage)
         except (AttributeError, TypeError, KeyError, IndexError) as exc:

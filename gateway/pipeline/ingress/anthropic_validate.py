@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.pipeline.ingress.fields import is_int, is_number
 from gateway.pipeline.ingress.openai_validate import too_many_tools
 
 _ROLES = frozenset({"user", "assistant", "system"})  # `system` turns: see section 3 of the docs
@@ -174,7 +175,7 @@ def _int(
         if required:
             raise InvalidRequest(f"{at}{name}: Field required", param=at + name)
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if not is_int(value, low):
         raise InvalidRequest(f"{at}{name}: must be an integer ≥ {low}", param=at + name)
     if high is not None and value > high:
         raise InvalidRequest(f"{at}{name}: must be at most {high}", param=at + name)
@@ -184,5 +185,5 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+    if not is_number(value, low, high):
         raise InvalidRequest(f"{name}: must be a number from {low} to {high}", param=name)

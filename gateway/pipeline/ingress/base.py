@@ -12,10 +12,10 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import UpstreamResponse
-from gateway.providers.sse import data_of
+from gateway.providers.sse import DataEvent, data_of
 from gateway.providers.translate.chat_form import ChatChunkWriter, Event, sse
 from gateway.providers.upstream_errors import upstream_object
-from policies.schema import Ingress
+from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
 
 
@@ -23,7 +23,7 @@ class ClientProtocol(ABC):
     """One client protocol, both ways. The pipeline calls, in order: `credentials`, `validate`,
     `read` (fills the context), then `answer` or `stream`, or `error`."""
 
-    ingress: Ingress
+    ingress: WireProtocol
     endpoint: Endpoint
 
     def credentials(self, headers: Headers) -> bytes | None:
@@ -62,17 +62,21 @@ class TranslatedStream(ABC):
         self.disconnected = client.disconnected
 
     async def write(self, chunk: bytes) -> None:
-        payload = data_of(chunk.rstrip(b"\n"))
-        if payload == b"[DONE]":
-            events = await self._done()
-        elif payload:
-            # Unreadable: the upstream's failure (the relay ends the stream with an error).
-            try:
-                events = list(self._writer.feed(upstream_object(payload)))
-            except (AttributeError, TypeError, KeyError, IndexError) as exc:
-                raise unreadable() from exc
+        if isinstance(chunk, DataEvent):  # made from an object: read that, not its bytes
+            data = chunk.data
         else:
-            return  # comments and keep-alives carry nothing to translate
+            payload = data_of(chunk.rstrip(b"\n"))
+            if payload == b"[DONE]":
+                await self._send(await self._done())
+                return
+            if not payload:
+                return  # comments and keep-alives carry nothing to translate
+            data = upstream_object(payload)
+        # Unreadable: the upstream's failure (the relay ends the stream with an error).
+        try:
+            events = list(self._writer.feed(data))
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise unreadable() from exc
         await self._send(events)
 
     async def _send(self, events: Iterable[Event]) -> None:

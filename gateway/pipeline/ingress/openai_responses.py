@@ -29,7 +29,7 @@ from gateway.pipeline.ingress.responses_validate import validate_responses
 from gateway.pipeline.ingress.shared_account import check_responses
 from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
-from gateway.providers.base import NativeRequest, UpstreamResponse
+from gateway.providers.base import RESPONSES, NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
 from gateway.providers.translate.chat_form import ClientTool, Event, random_id, sse
 from gateway.providers.translate.openai_responses import (
@@ -38,15 +38,14 @@ from gateway.providers.translate.openai_responses import (
     response_object,
 )
 from gateway.providers.translate.responses_openai import input_items, request_to_chat
-from gateway.providers.upstream_errors import upstream_object
+from gateway.providers.upstream_errors import answer_object, upstream_object
 from gateway.state.responses import ResponseStore
 from gateway.state.stored_response import StoredResponse
-from policies.schema import Ingress
+from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
 
 log = logging.getLogger("spillover.responses")
 
-RESPONSES = "responses"
 Keep = Callable[["Exchange", dict[str, Any]], Awaitable[None]]  # stores a finished response
 _LIFECYCLE = frozenset(
     {"response.created", "response.in_progress", "response.completed", "response.incomplete",
@@ -83,7 +82,7 @@ class Exchange:
 
 
 class ResponsesProtocol(ClientProtocol):
-    ingress: Ingress = "responses"
+    ingress: WireProtocol = "responses"
     endpoint: Endpoint = "chat"
 
     def __init__(self, store: ResponseStore, unstored: Counter) -> None:
@@ -129,9 +128,9 @@ class ResponsesProtocol(ClientProtocol):
         exchange: Exchange = ctx.exchange
         assert ctx.served_by is not None
         if response.protocol == RESPONSES:
-            answer = _as_ours(upstream_object(response.body), exchange)
+            answer = _as_ours(answer_object(response), exchange)
         else:
-            completion = upstream_object(response.body)
+            completion = answer_object(response)
             try:
                 output, status = output_from_chat(completion, exchange.tool_names)
             except (AttributeError, TypeError, KeyError, IndexError) as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.pipeline.ingress.fields import is_int, is_number
 from policies.schema_base import Endpoint
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -290,12 +291,7 @@ def _int(body: dict[str, Any], name: str, low: int, high: int | None = None) -> 
     value = body.get(name)
     if value is None:
         return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
+    if not is_int(value, low, high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise InvalidRequest(f"'{name}' must be an integer {bound}", param=name)
 
@@ -304,7 +300,7 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+    if not is_number(value, low, high):
         raise InvalidRequest(f"'{name}' must be a number between {low:g} and {high:g}", param=name)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.pipeline.ingress.fields import is_int, is_number
 from gateway.pipeline.ingress.openai_validate import too_many_tools
 from gateway.providers.translate.responses_openai import offered_tools
 
@@ -149,7 +150,7 @@ def _text(text: Any) -> None:
 
 def _int(body: dict[str, Any], name: str, low: int) -> None:
     value = body.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+    if value is not None and not is_int(value, low):
         raise InvalidRequest(f"'{name}' must be an integer ≥ {low}", param=name)
 
 
@@ -157,5 +158,5 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     value = body.get(name)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+    if not is_number(value, low, high):
         raise InvalidRequest(f"'{name}' must be a number from {low} to {high}", param=name)

@@ -10,10 +10,10 @@ import pytest
 from anthropic import Anthropic
 from anthropic import _exceptions as sdk
 
+from gateway.attempt_record import AttemptRecord
 from gateway.error_wire import anthropic_error
 from gateway.errors import (
     AllTargetsFailed,
-    AttemptRecord,
     AuthenticationFailed,
     GatewayRateLimited,
     InternalError,

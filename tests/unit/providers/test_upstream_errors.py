@@ -6,9 +6,9 @@ import aiohttp
 import orjson
 import pytest
 
+from gateway.attempt_record import AttemptRecord
 from gateway.errors import (
     AllTargetsFailed,
-    AttemptRecord,
     ConnectFailed,
     ContentFiltered,
     ContextTooLong,
