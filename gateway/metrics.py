@@ -13,6 +13,15 @@ from fallback_engine.metrics import PoolMetrics
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
+class Serving:
+    """Requests being served now by this process, across config generations."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -59,6 +68,10 @@ class GatewayMetrics:
         self.in_flight = Gauge(
             "spillover_requests_in_flight", "Requests being served now.", registry=r
         )
+        # Counted by the pipeline as a plain integer (no lock on the request path), read
+        # by the gauge when scraped.
+        self.serving = Serving()
+        self.in_flight.set_function(lambda: self.serving.count)
         self.tokens = Counter(
             "spillover_tokens",
             "Tokens by route, target and kind (prompt, completion, cached, cache_write, "

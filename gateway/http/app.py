@@ -196,7 +196,7 @@ class Gateway:
         if kind == "http":
             proxy = self._proxy
             assert proxy is not None, "gateway not started"
-            if proxy.handles(scope):
+            if proxy.pipeline.handles(scope["path"]):
                 await proxy(scope, receive, send)
                 return
             path: str = scope["path"]

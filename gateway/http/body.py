@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from starlette.types import Receive
 
-from gateway.errors import InvalidRequest, PayloadTooLarge
+from gateway.errors import PayloadTooLarge
 
 
 async def read_bounded(
@@ -33,11 +33,3 @@ async def read_bounded(
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def read_body(headers: Mapping[bytes, bytes], receive: Receive, limit: int) -> bytes:
-    """The body a request cannot be served without."""
-    body = await read_bounded(headers, receive, limit)
-    if body is None:
-        raise InvalidRequest("client disconnected while sending the body")
-    return body

@@ -9,7 +9,7 @@ from functools import partial
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import SpilloverError
-from gateway.http.body import read_body
+from gateway.http.body import read_bounded
 from gateway.http.heavy_lane import HeavyLane, failed_read
 from gateway.pipeline.front import Pipeline
 from gateway.pipeline.ports import HandOff, HeaderList, Inbound
@@ -21,9 +21,6 @@ class ProxyApp:
     def __init__(self, pipeline: Pipeline, lane: HeavyLane | None = None) -> None:
         self.pipeline = pipeline
         self._lane = lane
-
-    def handles(self, scope: Scope) -> bool:
-        return self.pipeline.handles(scope["path"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -44,7 +41,7 @@ class ProxyApp:
             path=scope["path"],
             headers=headers,
             query=scope.get("query_string", b""),
-            read_body=partial(read_body, headers, receive),
+            read_body=partial(read_bounded, headers, receive),
         )
         await self.pipeline.handle(inbound, AsgiReply(send, receive), hand_off)
 

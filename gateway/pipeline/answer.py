@@ -4,6 +4,7 @@ the route, the provider and model, what a translation left out)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import (
@@ -32,18 +33,24 @@ _SSE_HEADERS = [
 ]
 
 
+def json_head(body: bytes, headers: HeaderList) -> HeaderList:
+    return [JSON, (b"content-length", str(len(body)).encode()), *headers]
+
+
 async def send_json(reply: Reply, status: int, body: bytes, headers: HeaderList) -> None:
     """A whole JSON answer, its length told."""
-    await reply.start(status, [JSON, (b"content-length", str(len(body)).encode()), *headers])
+    await reply.start(status, json_head(body, headers))
     await reply.end(body)
 
 
 @dataclass(frozen=True, slots=True)
 class Answerer:
-    """The serve and relay stages' way out to the client, for one config generation."""
+    """The serve and relay stages' way out to the client, for one config generation. Each
+    answer keeps the request's row just before its last part (`keep_row`)."""
 
     metrics: GatewayMetrics
     attempts: AttemptRunner
+    keep_row: Callable[[RequestContext], None]
 
     async def whole(
         self,
@@ -60,7 +67,9 @@ class Answerer:
             ctx.finish_reasons = finish.from_object(response.protocol, answer_object(response))
         body = await protocol.answer(ctx, response)  # UpstreamFailure: a shape we cannot read
         ctx.status = 200
-        await send_json(reply, 200, body, answer_headers(ctx))
+        await reply.start(200, json_head(body, answer_headers(ctx)))
+        self.keep_row(ctx)
+        await reply.end(body)
         await self.attempts.outcomes.succeeded(ctx, route, served)
 
     async def stream(
@@ -73,16 +82,17 @@ class Answerer:
     ) -> None:
         stream = served.stream
         assert stream is not None and served.events is not None
+        ctx.status = 200
         await reply.start(200, [*_SSE_HEADERS, *answer_headers(ctx)])
         client = protocol.stream(ctx, stream.protocol, reply)
         await client.write(served.first_event)
         ctx.bytes_sent = True
         ctx.ttft_s = ctx.elapsed()
-        ctx.status = 200
         await self.attempts.outcomes.succeeded(ctx, route, served)
         try:
             ctx.usage = await relay(ctx, route, served, self.attempts, self.metrics, client)
         finally:
+            self.keep_row(ctx)
             await reply.end()
         if ctx.status == 200 and ctx.ttft_s is not None and not ctx.resumed:
             self.attempts.outcomes.stream_finished(
@@ -97,20 +107,21 @@ class Answerer:
         for item in dropped:
             m.child(m.translation_dropped, ctx.route_name, ctx.ingress, _what(item)).inc()
 
-
-async def send_error(
-    ctx: RequestContext, protocol: ClientProtocol, exc: SpilloverError, reply: Reply
-) -> None:
-    ctx.error_class = exc.error_class
-    if isinstance(exc, UpstreamBadRequest):
-        # The upstream judged the request invalid: the client's fault, said as such.
-        exc = InvalidRequest(exc.message, param=exc.param)
-    elif isinstance(exc, ContextTooLong):
-        # No target could hold the prompt: the client's to shorten, as OpenAI says it.
-        exc = InvalidRequest(exc.message, param="messages", code=exc.code)
-    status, body, headers = protocol.error(exc, ctx.request_id)
-    ctx.status = status
-    await send_json(reply, status, body, [*trace_headers(ctx), *headers])
+    async def error(
+        self, ctx: RequestContext, protocol: ClientProtocol, exc: SpilloverError, reply: Reply
+    ) -> None:
+        ctx.error_class = exc.error_class
+        if isinstance(exc, UpstreamBadRequest):
+            # The upstream judged the request invalid: the client's fault, said as such.
+            exc = InvalidRequest(exc.message, param=exc.param)
+        elif isinstance(exc, ContextTooLong):
+            # No target could hold the prompt: the client's to shorten, as OpenAI says it.
+            exc = InvalidRequest(exc.message, param="messages", code=exc.code)
+        status, body, headers = protocol.error(exc, ctx.request_id)
+        ctx.status = status
+        await reply.start(status, json_head(body, [*trace_headers(ctx), *headers]))
+        self.keep_row(ctx)
+        await reply.end(body)
 
 
 def answer_headers(ctx: RequestContext) -> HeaderList:

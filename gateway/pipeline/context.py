@@ -90,6 +90,9 @@ class RequestContext:
     # What to let go when the request ends, whatever its outcome (a loaded history's bytes).
     releases: list[Callable[[], None]] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
+    accounted: bool = False  # its row is kept (before the answer's last part)
+    cost: int | None = None  # micro-dollars, once accounted (None: unknown)
+    finished: bool = False  # limits released, money settled, span ended
     handed_off: bool = False  # served whole by the heavy lane, which keeps its row
     trace_id: str | None = None  # the request's trace, when tracing is on
     traced: bool = False  # its span records (sampled): worth reading what only a span shows

@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from gateway import logs
 from gateway.errors import InternalError, SpilloverError
@@ -23,7 +21,7 @@ from gateway.keys import KeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
-from gateway.pipeline.answer import Answerer, send_error
+from gateway.pipeline.answer import Answerer
 from gateway.pipeline.attempt import AttemptRunner
 from gateway.pipeline.budgets import Budgets
 from gateway.pipeline.context import RequestContext
@@ -32,7 +30,7 @@ from gateway.pipeline.ingress.base import ClientProtocol
 from gateway.pipeline.ingress.openai_chat import OpenAIProtocol
 from gateway.pipeline.ingress.openai_responses import ResponsesProtocol
 from gateway.pipeline.local_answers import COUNT_TOKENS, count_tokens, model_list
-from gateway.pipeline.ports import HandOff, HeaderList, Inbound, Reply
+from gateway.pipeline.ports import HandOff, Inbound, Reply
 from gateway.pipeline.prepare import Preparer, client_request_id
 from gateway.pipeline.stored_responses import PREFIX as STORED_RESPONSES
 from gateway.pipeline.stored_responses import stored_response
@@ -67,7 +65,7 @@ class Pipeline:
         self.config = stages.config
         self.keys = stages.keys
         self.in_flight = 0
-        self._answer = Answerer(stages.metrics, stages.attempts)
+        self._answer = Answerer(stages.metrics, stages.attempts, self._keep_row)
         self._protocols: dict[str, ClientProtocol] = {
             "/v1/chat/completions": OpenAIProtocol("chat"),
             "/v1/completions": OpenAIProtocol("completions"),
@@ -100,21 +98,21 @@ class Pipeline:
         ctx.client_request_id = client_request_id(
             headers.get(b"x-client-request-id") or headers.get(b"x-request-id")
         )
-        exchange = _Exchange(ctx, self.stages.tracing.request(protocol.endpoint, headers))
-        if exchange.span is not None:
-            ctx.trace_id = exchange.span.trace_id
-            ctx.traced = exchange.span.recording
+        span = self.stages.tracing.request(protocol.endpoint, headers)
+        if span is not None:
+            ctx.trace_id = span.trace_id
+            ctx.traced = span.recording
         logged_as = logs.request_id.set(request_id)  # on every log line of this request
         traced_as = logs.trace_id.set(ctx.trace_id)
-        self.stages.metrics.in_flight.inc()
+        serving = self.stages.metrics.serving
+        serving.count += 1
         self.in_flight += 1
         try:
-            answer = _RowBeforeLastByte(reply, partial(self._keep_row, exchange))
-            await self._serve(exchange.ctx, protocol, inbound, answer, hand_off)
+            await self._serve(ctx, protocol, inbound, reply, hand_off)
         finally:
             self.in_flight -= 1
-            self.stages.metrics.in_flight.dec()
-            await self._finish(exchange)
+            serving.count -= 1
+            await self._finish(ctx, span)
             logs.trace_id.reset(traced_as)
             logs.request_id.reset(logged_as)
 
@@ -123,9 +121,10 @@ class Pipeline:
         ctx: RequestContext,
         protocol: ClientProtocol,
         inbound: Inbound,
-        reply: _RowBeforeLastByte,
+        reply: Reply,
         hand_off: HandOff | None,
     ) -> None:
+        """Answer; the row is kept just before the answer's last part (`Answerer`)."""
         try:
             route, targets = await self.stages.preparer(ctx, protocol, inbound)
             served = await self.stages.attempts.run(ctx, route, targets)
@@ -142,11 +141,11 @@ class Pipeline:
                 await hand_off(heavy.body)
             except SpilloverError as exc:
                 ctx.handed_off = False
-                await send_error(ctx, protocol, exc, reply)
+                await self._answer.error(ctx, protocol, exc, reply)
         except SpilloverError as exc:
-            if reply.started:
+            if ctx.status:  # the answer has begun: its stream ends as it can
                 raise
-            await send_error(ctx, protocol, exc, reply)
+            await self._answer.error(ctx, protocol, exc, reply)
         except Exception as exc:  # a bug of ours: still an answer in the client's protocol
             log.error(
                 "request %s failed inside the gateway: %s\n%s",
@@ -154,32 +153,33 @@ class Pipeline:
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
-            if reply.started:
+            if ctx.status:
                 raise
             failure = InternalError("the gateway failed on this request")
-            await send_error(ctx, protocol, failure, reply)
+            await self._answer.error(ctx, protocol, failure, reply)
 
-    def _keep_row(self, exchange: _Exchange) -> None:
-        if not exchange.accounted and not exchange.ctx.handed_off:
-            exchange.accounted = True
-            exchange.cost = self.stages.accountant.record(exchange.ctx)
+    def _keep_row(self, ctx: RequestContext) -> None:
+        """The request's one row, kept once (the heavy lane keeps a handed-off one's)."""
+        if not ctx.accounted and not ctx.handed_off:
+            ctx.accounted = True
+            ctx.cost = self.stages.accountant.record(ctx)
 
-    async def _finish(self, exchange: _Exchange) -> None:
-        """Release what was held, keep the row if no answer's last byte did, settle the
+    async def _finish(self, ctx: RequestContext, span: RequestSpan | None) -> None:
+        """Release what was held, keep the row if no answer's last part did, settle the
         money, end the span. Once per request."""
-        if exchange.finished:
+        if ctx.finished:
             return
-        exchange.finished = True
-        ctx, stages = exchange.ctx, self.stages
+        ctx.finished = True
+        stages = self.stages
         for release in ctx.releases:
             release()
         if ctx.held_limits is not None:
             await stages.admitter.release(ctx, ctx.held_limits)
-        self._keep_row(exchange)
+        self._keep_row(ctx)
         if ctx.reservation is not None:
-            await stages.budgets.settle(ctx.reservation, exchange.cost)
-        if exchange.span is not None:
-            stages.tracing.request_done(exchange.span, ctx, exchange.cost)
+            await stages.budgets.settle(ctx.reservation, ctx.cost)
+        if span is not None:
+            stages.tracing.request_done(span, ctx, ctx.cost)
 
     async def _answer_locally(self, inbound: Inbound, request_id: str, reply: Reply) -> None:
         """The model list, a token count, a stored response: no upstream."""
@@ -198,37 +198,3 @@ class Pipeline:
             await stored_response(
                 s.keys, s.responses, s.admitter, s.accountant, inbound, request_id, reply
             )
-
-
-@dataclass(slots=True)
-class _Exchange:
-    """One request in flight: its context, its span, and whether its row is kept."""
-
-    ctx: RequestContext
-    span: RequestSpan | None
-    accounted: bool = False
-    finished: bool = False
-    cost: int | None = None
-
-
-class _RowBeforeLastByte:
-    """The client's reply, with the row kept just before the last part of the body."""
-
-    def __init__(self, reply: Reply, keep_row: Callable[[], None]) -> None:
-        self._reply = reply
-        self._keep_row = keep_row
-        self.started = False
-
-    async def start(self, status: int, headers: HeaderList) -> None:
-        self.started = True
-        await self._reply.start(status, headers)
-
-    async def write(self, chunk: bytes) -> None:
-        await self._reply.write(chunk)
-
-    async def end(self, chunk: bytes = b"") -> None:
-        self._keep_row()
-        await self._reply.end(chunk)
-
-    async def disconnected(self) -> None:
-        await self._reply.disconnected()

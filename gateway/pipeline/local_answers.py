@@ -10,7 +10,7 @@ import asyncio
 import orjson
 
 from gateway.error_wire import anthropic_error, error_body, protocol_headers
-from gateway.errors import MethodNotAllowed, SpilloverError
+from gateway.errors import InvalidRequest, MethodNotAllowed, SpilloverError
 from gateway.keys import KeyStore, route_for
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
@@ -95,6 +95,8 @@ async def _counted(
         raise MethodNotAllowed(f"{COUNT_TOKENS} accepts POST only", allow="POST")
     ctx.principal = keys.authenticate(AnthropicProtocol().credentials(inbound.headers))
     raw = await inbound.read_body(config.server.max_body_bytes)
+    if raw is None:
+        raise InvalidRequest("client disconnected while sending the body")
     body = checked_body(raw, _count_only, config.server.max_json_depth)
     ctx.route_name, route = route_for(config, ctx.principal, body["model"])
     ctx.route = route

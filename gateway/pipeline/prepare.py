@@ -51,6 +51,8 @@ class Preparer:
         ctx.principal = self.keys.authenticate(protocol.credentials(headers))
         server = self.config.server
         raw = await inbound.read_body(server.max_body_bytes)
+        if raw is None:
+            raise InvalidRequest("client disconnected while sending the body")
         body = checked_body(raw, protocol.validate, server.max_json_depth)
         ctx.route_name, route = route_for(self.config, ctx.principal, body["model"])
         ctx.route = route
@@ -64,7 +66,8 @@ class Preparer:
                 "the gateway cannot record requests right now (its ledger is full)",
                 retry_after=5.0,
             )
-        self._drilled_redis_down(ctx)
+        if self.faults is not None:
+            self._drilled_redis_down(ctx, self.faults)
         ctx.held_limits = await self.admitter.admit(ctx, route)
         ctx.reservation = await self.budgets.reserve(ctx, route)
         if ctx.endpoint == "chat":
@@ -83,9 +86,9 @@ class Preparer:
             )
         return route, targets
 
-    def _drilled_redis_down(self, ctx: RequestContext) -> None:
+    def _drilled_redis_down(self, ctx: RequestContext, faults: FaultTable) -> None:
         """A drill's redis_down fault: admitted and budgeted without Redis, said in the row."""
-        if self.faults is None or (down := self.faults.redis_down()) is None:
+        if (down := faults.redis_down()) is None:
             return
         down.fired += 1
         ctx.faults.append(f"{down.id}:redis_down")
