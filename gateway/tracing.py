@@ -11,9 +11,10 @@ Prompt and completion content are never put on spans; why an answer ended is
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
+from gateway.attempt_record import AttemptRecord
 from policies.schema import GatewayConfig, TracingConfig
 
 # Read by `traced()` and `span()` on every call: a module flag is the cheapest check.
@@ -21,6 +22,44 @@ ENABLED = False
 _TRACER: Any = None  # the tracer of the running gateway, for `span()`
 _PROPAGATOR: Any = None  # W3C trace context, made once when tracing starts
 _OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+
+
+class RowFacts(Protocol):
+    """What a request's span reads of its ledger row (`gateway.accounting.row.LedgerRow`,
+    frozen: read-only here too)."""
+
+    @property
+    def route(self) -> str | None: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def ingress(self) -> str: ...
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def provider(self) -> str | None: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def fell_back(self) -> bool: ...
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    @property
+    def cost_micro_usd(self) -> int | None: ...
+
+    @property
+    def error_class(self) -> str | None: ...
 
 
 def traced(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -125,48 +164,61 @@ class Tracing:
         token = context.attach(trace.set_span_in_context(span, parent))
         return RequestSpan(span, token)
 
-    def request_done(self, handle: RequestSpan, ctx: Any, cost: int | None) -> None:
-        """The request's attributes from its context, its skipped targets as events; end."""
+    def request_done(
+        self,
+        handle: RequestSpan,
+        row: RowFacts | None,
+        attempts: Sequence[AttemptRecord],
+        finish_reasons: Sequence[str] | None,
+    ) -> None:
+        """The request's attributes from its ledger row (none when the heavy lane served it
+        and keeps its row), its skipped targets as events; end."""
         from opentelemetry import context
 
         span = handle.span
         try:
-            if not handle.recording:
-                return
-            if ctx.route is not None:
-                operation = _OPERATIONS.get(ctx.endpoint, ctx.endpoint)
-                span.update_name(f"{operation} {ctx.route_name}")
-                span.set_attribute("gen_ai.request.model", ctx.route_name)
-                span.set_attribute("spillover.route", ctx.route_name)
-            span.set_attribute("spillover.ingress", ctx.ingress)
-            span.set_attribute("http.response.status_code", ctx.status)
-            target = ctx.served_by
-            if target is not None:
-                span.set_attribute("gen_ai.response.model", target.model)
-                span.set_attribute("gen_ai.provider.name", self._kinds.get(target.provider, ""))
-                span.set_attribute("spillover.target", f"{target.provider}/{target.model}")
-                span.set_attribute("spillover.fallback", bool(ctx.fell_back))
-            if ctx.finish_reasons:
-                span.set_attribute("gen_ai.response.finish_reasons", tuple(ctx.finish_reasons))
-            if ctx.usage is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", ctx.usage.prompt_tokens)
-                span.set_attribute("gen_ai.usage.output_tokens", ctx.usage.completion_tokens)
-            if cost is not None:
-                span.set_attribute("spillover.cost_micro_usd", cost)
-            for attempt in ctx.attempts:
-                if attempt.outcome == "skipped":
-                    span.add_event(
-                        "spillover.skip",
-                        {
-                            "spillover.target": f"{attempt.provider}/{attempt.model}",
-                            "spillover.skip_reason": attempt.error_class or "",
-                        },
-                    )
-            if ctx.status >= 400 or ctx.error_class:
-                _failed(span, ctx.error_class or str(ctx.status))
+            if handle.recording and row is not None:
+                self._describe(span, row, attempts, finish_reasons)
         finally:
             span.end()
             context.detach(handle.token)  # type: ignore[arg-type]
+
+    def _describe(
+        self,
+        span: Any,
+        row: RowFacts,
+        attempts: Sequence[AttemptRecord],
+        finish_reasons: Sequence[str] | None,
+    ) -> None:
+        if row.route is not None:
+            operation = _OPERATIONS.get(row.endpoint, row.endpoint)
+            span.update_name(f"{operation} {row.route}")
+            span.set_attribute("gen_ai.request.model", row.route)
+            span.set_attribute("spillover.route", row.route)
+        span.set_attribute("spillover.ingress", row.ingress)
+        span.set_attribute("http.response.status_code", row.status)
+        if row.provider is not None and row.model is not None:
+            span.set_attribute("gen_ai.response.model", row.model)
+            span.set_attribute("gen_ai.provider.name", self._kinds.get(row.provider, ""))
+            span.set_attribute("spillover.target", f"{row.provider}/{row.model}")
+            span.set_attribute("spillover.fallback", bool(row.fell_back))
+            span.set_attribute("gen_ai.usage.input_tokens", row.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", row.completion_tokens)
+        if finish_reasons:
+            span.set_attribute("gen_ai.response.finish_reasons", tuple(finish_reasons))
+        if row.cost_micro_usd is not None:
+            span.set_attribute("spillover.cost_micro_usd", row.cost_micro_usd)
+        for attempt in attempts:
+            if attempt.outcome == "skipped":
+                span.add_event(
+                    "spillover.skip",
+                    {
+                        "spillover.target": f"{attempt.provider}/{attempt.model}",
+                        "spillover.skip_reason": attempt.error_class or "",
+                    },
+                )
+        if row.status >= 400 or row.error_class:
+            _failed(span, row.error_class or str(row.status))
 
     def attempt(
         self, operation: str, provider: str, model: str, address: str

@@ -64,8 +64,9 @@ class Accountant:
     def prices(self) -> PriceTable:
         return self._prices
 
-    def record(self, ctx: RequestContext) -> int | None:
-        """Count the request once; returns its cost in micro-dollars (None: unknown)."""
+    def record(self, ctx: RequestContext) -> LedgerRow:
+        """Count the request once: its row (with its cost in micro-dollars, None when
+        unknown), which the access line — and the request's span — are read from."""
         m = self._metrics
         # Label values come from the config alone: a name the client made up is "-".
         route = ctx.route_name if ctx.route is not None else "-"
@@ -106,7 +107,7 @@ class Accountant:
             self._ledger.add(row)
         if self._log_access:
             _access_line(row)
-        return cost
+        return row
 
     def _segments_cost(self, ctx: RequestContext) -> int | None:
         total = 0

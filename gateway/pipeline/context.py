@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from gateway.accounting.row import LedgerRow
 from gateway.attempt_record import AttemptRecord
 from gateway.keys import Principal
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
@@ -90,8 +91,7 @@ class RequestContext:
     # What to let go when the request ends, whatever its outcome (a loaded history's bytes).
     releases: list[Callable[[], None]] = field(default_factory=list)
     exchange: Any = None  # what the client's protocol keeps for this request (Responses)
-    accounted: bool = False  # its row is kept (before the answer's last part)
-    cost: int | None = None  # micro-dollars, once accounted (None: unknown)
+    row: LedgerRow | None = None  # its ledger row, once kept (before the answer's last part)
     finished: bool = False  # limits released, money settled, span ended
     handed_off: bool = False  # served whole by the heavy lane, which keeps its row
     trace_id: str | None = None  # the request's trace, when tracing is on

@@ -160,9 +160,8 @@ class Pipeline:
 
     def _keep_row(self, ctx: RequestContext) -> None:
         """The request's one row, kept once (the heavy lane keeps a handed-off one's)."""
-        if not ctx.accounted and not ctx.handed_off:
-            ctx.accounted = True
-            ctx.cost = self.stages.accountant.record(ctx)
+        if ctx.row is None and not ctx.handed_off:
+            ctx.row = self.stages.accountant.record(ctx)
 
     async def _finish(self, ctx: RequestContext, span: RequestSpan | None) -> None:
         """Release what was held, keep the row if no answer's last part did, settle the
@@ -176,10 +175,11 @@ class Pipeline:
         if ctx.held_limits is not None:
             await stages.admitter.release(ctx, ctx.held_limits)
         self._keep_row(ctx)
+        row = ctx.row
         if ctx.reservation is not None:
-            await stages.budgets.settle(ctx.reservation, ctx.cost)
+            await stages.budgets.settle(ctx.reservation, row.cost_micro_usd if row else None)
         if span is not None:
-            stages.tracing.request_done(span, ctx, ctx.cost)
+            stages.tracing.request_done(span, row, ctx.attempts, ctx.finish_reasons)
 
     async def _answer_locally(self, inbound: Inbound, request_id: str, reply: Reply) -> None:
         """The model list, a token count, a stored response: no upstream."""

@@ -46,7 +46,7 @@ def test_each_upstream_is_billed_its_share_at_its_own_price() -> None:
     first, second = Usage(100, 3), Usage(110, 13)  # the continuation's prompt holds the partial
     ctx.segments = [(PRIMARY, first), (FALLBACK, second)]
     ctx.usage = Usage(210, 16)
-    cost = accountant.record(ctx)
+    cost = accountant.record(ctx).cost_micro_usd
     # 100 in, 3 out at the primary's price; 110 in, 13 out at the fallback's ($ per million).
     assert cost == 100 * 2 + 3 * 10 + 110 * 3 + 13 * 15
     [row] = rows.rows
