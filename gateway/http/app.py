@@ -60,14 +60,6 @@ class Gateway:
         core = self.core = build_core(config, build_provider, span_exporter)
         self.metrics = core.metrics
         self.faults = core.faults
-        self.ledger = core.ledger
-        self.tracing = core.tracing
-        self.responses = core.responses
-        self.accountant = core.accountant
-        self.backends = core.backends
-        self.state = core.backends.routing
-        self.admitter = core.admitter
-        self.budgets = core.budgets
         self._admin: ASGIApp | None = None  # built at the first request it answers
         self.incidents = Incidents()
         core.on_breaker = self.incidents.breaker_changed
@@ -78,7 +70,7 @@ class Gateway:
         self.console_sessions = Sessions(
             secret.get_secret_value().encode() if secret else process_secret(),
             console.session_ttl_s,
-            Revocations(self.backends.shared),  # where state lives: shared and kept, or here
+            Revocations(core.backends.shared),  # where state lives: shared and kept, or here
         )
         # Built at the first /ui request: its templates (Jinja2, ~9 MB) are no cost until then.
         self._console: ASGIApp | None = None
@@ -91,7 +83,7 @@ class Gateway:
         )
         self.heavy_lane = _heavy_lane(config, self.metrics) if not self.lane else None
         if self.heavy_lane is not None:
-            self.responses.for_heavy_lane = self.heavy_lane.takes_history
+            core.responses.for_heavy_lane = self.heavy_lane.takes_history
         self._current: Generation | None = None
         self._proxy: ProxyApp | None = None
         self._retiring: set[asyncio.Task[None]] = set()

@@ -66,10 +66,7 @@ class Answerer:
         if ctx.traced:
             ctx.finish_reasons = finish.from_object(response.protocol, answer_object(response))
         body = await protocol.answer(ctx, response)  # UpstreamFailure: a shape we cannot read
-        ctx.status = 200
-        await reply.start(200, json_head(body, answer_headers(ctx)))
-        self.keep_row(ctx)
-        await reply.end(body)
+        await self._whole_json(ctx, reply, 200, body, answer_headers(ctx))
         await self.attempts.outcomes.succeeded(ctx, route, served)
 
     async def stream(
@@ -118,8 +115,14 @@ class Answerer:
             # No target could hold the prompt: the client's to shorten, as OpenAI says it.
             exc = InvalidRequest(exc.message, param="messages", code=exc.code)
         status, body, headers = protocol.error(exc, ctx.request_id)
+        await self._whole_json(ctx, reply, status, body, [*trace_headers(ctx), *headers])
+
+    async def _whole_json(
+        self, ctx: RequestContext, reply: Reply, status: int, body: bytes, headers: HeaderList
+    ) -> None:
+        """A whole answer, the row kept just before its body leaves."""
         ctx.status = status
-        await reply.start(status, json_head(body, [*trace_headers(ctx), *headers]))
+        await reply.start(status, json_head(body, headers))
         self.keep_row(ctx)
         await reply.end(body)
 

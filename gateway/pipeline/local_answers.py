@@ -10,14 +10,14 @@ import asyncio
 import orjson
 
 from gateway.error_wire import anthropic_error, error_body, protocol_headers
-from gateway.errors import InvalidRequest, MethodNotAllowed, SpilloverError
+from gateway.errors import MethodNotAllowed, SpilloverError
 from gateway.keys import KeyStore, route_for
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.ingress.anthropic_messages import AnthropicProtocol
 from gateway.pipeline.ingress.anthropic_validate import validate_messages
-from gateway.pipeline.ingress.body import checked_body
+from gateway.pipeline.ingress.body import checked_body, read_whole
 from gateway.pipeline.local import Answer, admitted, answer_locally
 from gateway.pipeline.ports import Inbound, Reply
 from gateway.pipeline.tokens import prompt_tokens
@@ -94,9 +94,7 @@ async def _counted(
     if inbound.method != "POST":
         raise MethodNotAllowed(f"{COUNT_TOKENS} accepts POST only", allow="POST")
     ctx.principal = keys.authenticate(AnthropicProtocol().credentials(inbound.headers))
-    raw = await inbound.read_body(config.server.max_body_bytes)
-    if raw is None:
-        raise InvalidRequest("client disconnected while sending the body")
+    raw = await read_whole(inbound, config.server.max_body_bytes)
     body = checked_body(raw, _count_only, config.server.max_json_depth)
     ctx.route_name, route = route_for(config, ctx.principal, body["model"])
     ctx.route = route

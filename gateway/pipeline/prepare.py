@@ -18,7 +18,7 @@ from gateway.pipeline.budgets import Budgets
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.decide import candidates
 from gateway.pipeline.ingress.base import ClientProtocol
-from gateway.pipeline.ingress.body import checked_body
+from gateway.pipeline.ingress.body import checked_body, read_whole
 from gateway.pipeline.ports import Inbound
 from gateway.pipeline.shape import cache_hint, shape
 from gateway.providers.base import Provider
@@ -50,9 +50,7 @@ class Preparer:
         headers = inbound.headers
         ctx.principal = self.keys.authenticate(protocol.credentials(headers))
         server = self.config.server
-        raw = await inbound.read_body(server.max_body_bytes)
-        if raw is None:
-            raise InvalidRequest("client disconnected while sending the body")
+        raw = await read_whole(inbound, server.max_body_bytes)
         body = checked_body(raw, protocol.validate, server.max_json_depth)
         ctx.route_name, route = route_for(self.config, ctx.principal, body["model"])
         ctx.route = route

@@ -116,9 +116,13 @@ class InProcess:
 
     def rows(self) -> list[dict[str, Any]]:
         """Ledger rows; call after the `running` block has ended (the ledger is flushed)."""
-        with sqlite3.connect(self.ledger_path) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM spillover_ledger ORDER BY ts")]
+        return ledger_rows(self.ledger_path)
+
+
+def ledger_rows(path: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM spillover_ledger ORDER BY ts")]
 
 
 KEY = "sk-component-key"
@@ -217,20 +221,19 @@ def inbound(path: str, body: dict[str, Any]) -> Inbound:
 
 
 @dataclass
-class Served:
+class PipelineUnderTest:
     pipeline: Pipeline
     ledger_path: Path
 
     def rows(self) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.ledger_path) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM spillover_ledger ORDER BY ts")]
+        """Ledger rows; call after the `serving_pipeline` block has ended."""
+        return ledger_rows(self.ledger_path)
 
 
 @asynccontextmanager
 async def serving_pipeline(
     tmp: Path, routes: str, providers: dict[str, FakeProvider]
-) -> AsyncIterator[Served]:
+) -> AsyncIterator[PipelineUnderTest]:
     """The pipeline of one config generation, wired as the gateway wires it (assembly),
     with no HTTP layer in front: its front door is called directly."""
     ledger = tmp / "ledger.sqlite"
@@ -240,7 +243,7 @@ async def serving_pipeline(
     generation = await build_generation(core, config)
     core.configure(config, generation)
     try:
-        yield Served(generation.pipeline, ledger)
+        yield PipelineUnderTest(generation.pipeline, ledger)
     finally:
         await close_generation(generation, 0)
         await core.close()

@@ -10,6 +10,7 @@ import orjson
 
 from gateway.errors import InvalidRequest
 from gateway.pipeline.ingress.openai_validate import json_depth_within
+from gateway.pipeline.ports import Inbound
 
 
 def parse_body(raw: bytes) -> Any:
@@ -30,3 +31,11 @@ def checked_body(raw: bytes, validate: Callable[[Any], None], max_depth: int) ->
     if not json_depth_within(body, max_depth):
         raise InvalidRequest(f"the request nests objects or arrays deeper than {max_depth} levels")
     return body
+
+
+async def read_whole(inbound: Inbound, limit: int) -> bytes:
+    """The request's body, which it cannot be served without."""
+    raw = await inbound.read_body(limit)
+    if raw is None:
+        raise InvalidRequest("client disconnected while sending the body")
+    return raw
