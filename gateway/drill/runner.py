@@ -21,7 +21,9 @@ from policies.schema import WireProtocol
 
 
 @dataclass
-class Outcome:
+class DrillAnswer:
+    """What the client of one drill request saw."""
+
     t: float  # seconds since the drill started
     latency_s: float
     status: int  # 0: no HTTP answer
@@ -42,7 +44,7 @@ class FaultWindow:
 class DrillRun:
     scenario: Scenario
     started_wall: float
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[DrillAnswer] = field(default_factory=list)
     windows: list[FaultWindow] = field(default_factory=list)
     dropped: int = 0  # arrivals the generator could not start (its concurrency bound)
     breaker_opened_at: float | None = None  # first time a faulted target's breaker opened
@@ -142,7 +144,7 @@ async def _request(session: aiohttp.ClientSession, gw: Gateway, run: DrillRun, t
             error = status != 200 or not _whole(traffic.protocol, data, stream)
     except (aiohttp.ClientError, TimeoutError):
         pass
-    run.outcomes.append(Outcome(started - t0, time.perf_counter() - started, status, provider,
+    run.outcomes.append(DrillAnswer(started - t0, time.perf_counter() - started, status, provider,
                                 error))  # fmt: skip
 
 

@@ -66,52 +66,60 @@ class Accountant:
 
     def record(self, ctx: RequestContext) -> LedgerRow:
         """Count the request once: its row (with its cost in micro-dollars, None when
-        unknown), which the access line — and the request's span — are read from."""
-        m = self._metrics
-        # Label values come from the config alone: a name the client made up is "-".
-        route = ctx.route_name if ctx.route is not None else "-"
-        m.child(m.requests, route, ctx.endpoint, ctx.ingress, str(ctx.status)).inc()
-        m.child(m.request_seconds, route, ctx.endpoint, ctx.ingress).observe(ctx.elapsed())
-        target = ctx.served_by
-        usage = ctx.usage
-        cost: int | None = 0
-        team = (ctx.principal.team if ctx.principal else None) or "-"
-        if target is not None:
-            if ctx.ttft_s is not None:
-                m.child(m.ttft_seconds, route, target.provider).observe(ctx.ttft_s)
-            if usage is not None:
-                for kind, value in (
-                    ("prompt", usage.prompt_tokens),
-                    ("completion", usage.completion_tokens),
-                    ("cached", usage.cached_tokens),
-                    ("cache_write", usage.cache_write_tokens),
-                    ("reasoning", usage.reasoning_tokens),
-                ):
-                    if value:
-                        m.child(m.tokens, route, target.provider, target.model, kind).inc(value)
-                price = self._prices.price(target.provider, target.model)
-                if ctx.segments:  # a resumed answer: each upstream's share at its own price
-                    cost = self._segments_cost(ctx)
-                else:
-                    cost = None if price is None else cost_micro_usd(usage, price)
-                if price is not None and (usage.cached_tokens or usage.cache_write_tokens):
-                    self._cache_saving(route, target.provider, target.model, usage, price)
-                if cost is None:
-                    m.child(m.cost_unknown, target.provider, target.model).inc()
-                elif cost:
-                    m.child(m.cost_usd, team, route, target.provider, target.model).inc(
-                        cost / 1_000_000
-                    )
+        unknown) is made from its record, and the metrics, the access line — and the
+        request's span — are read from the row."""
+        cost, price = self._cost(ctx)
         row = self._row(ctx, cost)
         if self._ledger is not None:
             self._ledger.add(row)
+        self._observe(row, price)
         if self._log_access:
             _access_line(row)
         return row
 
+    def _cost(self, ctx: RequestContext) -> tuple[int | None, ModelPrice | None]:
+        """What the request cost (None: its model's price is unknown) and the price."""
+        outcome = ctx.outcome
+        target, usage = outcome.served_by, outcome.usage
+        if target is None or usage is None:
+            return 0, None
+        price = self._prices.price(target.provider, target.model)
+        if outcome.segments:  # a resumed answer: each upstream's share at its own price
+            return self._segments_cost(ctx), price
+        return (None if price is None else cost_micro_usd(usage, price)), price
+
+    def _observe(self, row: LedgerRow, price: ModelPrice | None) -> None:
+        """The request's metrics, read from its row. Label values come from the config
+        alone: a route the client made up is "-"."""
+        m = self._metrics
+        route = row.route or "-"
+        m.child(m.requests, route, row.endpoint, row.ingress, str(row.status)).inc()
+        m.child(m.request_seconds, route, row.endpoint, row.ingress).observe(row.latency_ms / 1000)
+        provider, model = row.provider, row.model
+        if provider is None or model is None:
+            return
+        if row.ttft_ms is not None:
+            m.child(m.ttft_seconds, route, provider).observe(row.ttft_ms / 1000)
+        for kind, value in (
+            ("prompt", row.prompt_tokens),
+            ("completion", row.completion_tokens),
+            ("cached", row.cached_tokens),
+            ("cache_write", row.cache_write_tokens),
+            ("reasoning", row.reasoning_tokens),
+        ):
+            if value:
+                m.child(m.tokens, route, provider, model, kind).inc(value)
+        if price is not None and (row.cached_tokens or row.cache_write_tokens):
+            self._cache_saving(route, provider, model, row, price)
+        if row.cost_micro_usd is None:
+            m.child(m.cost_unknown, provider, model).inc()
+        elif row.cost_micro_usd:
+            team = row.team or "-"
+            m.child(m.cost_usd, team, route, provider, model).inc(row.cost_micro_usd / 1_000_000)
+
     def _segments_cost(self, ctx: RequestContext) -> int | None:
         total = 0
-        for target, part in ctx.segments:
+        for target, part in ctx.outcome.segments:
             price = self._prices.price(target.provider, target.model)
             if price is None:
                 return None
@@ -119,33 +127,35 @@ class Accountant:
         return total
 
     def _cache_saving(
-        self, route: str, provider: str, model: str, usage: Usage, price: ModelPrice
+        self, route: str, provider: str, model: str, row: LedgerRow, price: ModelPrice
     ) -> None:
         m = self._metrics
-        saved = price.cache_saving(usage.cached_tokens)
+        saved = price.cache_saving(row.cached_tokens)
         if saved > 0:
             m.child(m.cache_saved_usd, route, provider, model).inc(float(saved))
-        premium = price.cache_write_premium(usage.cache_write_tokens)
+        premium = price.cache_write_premium(row.cache_write_tokens)
         if premium > 0:
             m.child(m.cache_write_premium_usd, route, provider, model).inc(float(premium))
 
     def _row(self, ctx: RequestContext, cost: int | None) -> LedgerRow:
-        usage = ctx.usage or Usage()
-        target = ctx.served_by
+        outcome = ctx.outcome
+        usage = outcome.usage or Usage()
+        target = outcome.served_by
+        principal = ctx.principal
         return LedgerRow(
             uid=new_id(),
             ts=ctx.wall_started,
             request_id=ctx.request_id,
             client_request_id=ctx.client_request_id,
-            key_name=ctx.principal.key_name if ctx.principal else None,
-            team=ctx.principal.team if ctx.principal else None,
+            key_name=principal.key_name if principal else None,
+            team=principal.team if principal else None,
             route=ctx.route_name if ctx.route is not None else None,
             endpoint=ctx.endpoint,
             provider=target.provider if target else None,
             model=target.model if target else None,
-            status=ctx.status,
-            error_class=ctx.error_class,
-            stream=ctx.stream,
+            status=outcome.status,
+            error_class=outcome.error_class,
+            stream=ctx.asked.stream,
             prompt_tokens=usage.prompt_tokens,
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
@@ -153,18 +163,18 @@ class Accountant:
             reasoning_tokens=usage.reasoning_tokens,
             cost_micro_usd=cost,
             latency_ms=round(ctx.elapsed() * 1000, 3),
-            ttft_ms=round(ctx.ttft_s * 1000, 3) if ctx.ttft_s is not None else None,
-            attempts=len(ctx.attempts),
-            attempts_detail=orjson.dumps([a.as_dict() for a in ctx.attempts]).decode(),
-            fell_back=ctx.fell_back,
-            resumed=ctx.resumed,
-            partial_stream=bool(ctx.bytes_sent and ctx.status != 200),
+            ttft_ms=None if outcome.ttft_s is None else round(outcome.ttft_s * 1000, 3),
+            attempts=len(outcome.attempts),
+            attempts_detail=orjson.dumps([a.as_dict() for a in outcome.attempts]).decode(),
+            fell_back=outcome.fell_back,
+            resumed=outcome.resumed,
+            partial_stream=bool(outcome.bytes_sent and outcome.status != 200),
             drill=_drill_mark(ctx),
-            usage_estimated=ctx.usage_estimated,
+            usage_estimated=outcome.usage_estimated,
             ingress=ctx.ingress,
             trace_id=ctx.trace_id,
-            dropped=", ".join(ctx.dropped)[:1024] or None,
-            resumed_by=_named(ctx.resumed_by),
+            dropped=", ".join(outcome.dropped)[:1024] or None,
+            resumed_by=_named(outcome.resumed_by),
         )
 
 
@@ -174,7 +184,7 @@ def _named(target: Target | None) -> str | None:
 
 def _drill_mark(ctx: RequestContext) -> str | None:
     """The drill a row belongs to: its scope header and the faults injected into it."""
-    parts = ([ctx.drill] if ctx.drill else []) + ctx.faults
+    parts = ([ctx.drill] if ctx.drill else []) + ctx.outcome.faults
     return ",".join(parts)[:256] if parts else None
 
 

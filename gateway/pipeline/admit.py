@@ -1,5 +1,5 @@
 """The admit stage: gateway-side limits per key, per team and per route — requests per
-minute, tokens per minute (estimated at admission, settled to the real usage afterwards)
+minute, tokens per minute (estimated when admitted, settled to the real usage afterwards)
 and requests in flight. Over a limit: 429 in OpenAI's format with Retry-After and OpenAI's
 own `x-ratelimit-*` headers, naming the limit that refused."""
 
@@ -74,7 +74,7 @@ class Admitter:
             verdicts = await self.limiter.acquire(checks)
             if not all(v.allowed for v in verdicts):
                 raise self._refused(ctx, checks, kinds, verdicts)
-        admission = HeldLimits(
+        held = HeldLimits(
             token_checks=[c for c, k in zip(checks, kinds, strict=True) if k == "tokens"]
         )
         slots = [
@@ -93,8 +93,8 @@ class Admitter:
                     f"Too many concurrent requests for {scope}; wait for one to finish.",
                     retry_after=1.0,
                 )
-            admission.slots = slots
-        return admission
+            held.slots = slots
+        return held
 
     def _refused(
         self, ctx: RequestContext, checks: list[Check], kinds: list[str], verdicts: list[Verdict]
@@ -119,10 +119,10 @@ class Admitter:
             headers=headers,
         )
 
-    async def release(self, ctx: RequestContext, admission: HeldLimits) -> None:
-        if admission.slots:
-            await self.limiter.leave(admission.slots)
-        usage = ctx.usage
+    async def release(self, ctx: RequestContext, held: HeldLimits) -> None:
+        if held.slots:
+            await self.limiter.leave(held.slots)
+        usage = ctx.outcome.usage
         actual = usage.prompt_tokens + usage.completion_tokens if usage else 0
-        for check in admission.token_checks:
+        for check in held.token_checks:
             await self.limiter.settle(check, actual)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.accounting.row import LedgerRow
 from gateway.errors import (
     ContextTooLong,
     InvalidRequest,
@@ -15,13 +16,14 @@ from gateway.errors import (
 )
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.attempt import AttemptRunner
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import RequestContext, Reservation
 from gateway.pipeline.ingress.base import ClientProtocol
 from gateway.pipeline.ports import HeaderList, Reply
 from gateway.pipeline.prepare import printable
 from gateway.pipeline.relay import relay
 from gateway.pipeline.served import Served
 from gateway.providers import finish
+from gateway.providers.base import ANTHROPIC
 from gateway.providers.upstream_errors import answer_object
 from policies.route import Route
 
@@ -50,7 +52,7 @@ class Answerer:
 
     metrics: GatewayMetrics
     attempts: AttemptRunner
-    keep_row: Callable[[RequestContext], None]
+    keep_row: Callable[[RequestContext], LedgerRow]
 
     async def whole(
         self,
@@ -62,11 +64,14 @@ class Answerer:
     ) -> None:
         response = served.response
         assert response is not None
-        ctx.usage = response.usage
+        ctx.outcome.usage = response.usage
         if ctx.traced:
-            ctx.finish_reasons = finish.from_object(response.protocol, answer_object(response))
+            ctx.outcome.finish_reasons = finish.from_object(
+                response.protocol, answer_object(response)
+            )
         body = await protocol.answer(ctx, response)  # UpstreamFailure: a shape we cannot read
-        await self._whole_json(ctx, reply, 200, body, answer_headers(ctx))
+        served_as = [(b"request-id", ctx.request_id.encode())] if ctx.ingress == ANTHROPIC else []
+        await self._whole_json(ctx, reply, 200, body, served_as)
         await self.attempts.outcomes.succeeded(ctx, route, served)
 
     async def stream(
@@ -79,27 +84,35 @@ class Answerer:
     ) -> None:
         stream = served.stream
         assert stream is not None and served.events is not None
-        ctx.status = 200
-        await reply.start(200, [*_SSE_HEADERS, *answer_headers(ctx)])
+        ctx.outcome.status = 200
+        # The stream's headers leave before its outcome is known, so before its row: they
+        # say what is known at its first event, as a row would.
+        head = told_headers(StreamHead.of(ctx), ctx.reservation)
+        if ctx.ingress == ANTHROPIC:
+            head.append((b"request-id", ctx.request_id.encode()))
+        await reply.start(200, [*_SSE_HEADERS, *head])
         client = protocol.stream(ctx, stream.protocol, reply)
         await client.write(served.first_event)
-        ctx.bytes_sent = True
-        ctx.ttft_s = ctx.elapsed()
+        ctx.outcome.bytes_sent = True
+        ctx.outcome.ttft_s = ctx.elapsed()
         await self.attempts.outcomes.succeeded(ctx, route, served)
         try:
-            ctx.usage = await relay(ctx, route, served, self.attempts, self.metrics, client)
+            ctx.outcome.usage = await relay(ctx, route, served, self.attempts, self.metrics, client)
         finally:
             self.keep_row(ctx)
             await reply.end()
-        if ctx.status == 200 and ctx.ttft_s is not None and not ctx.resumed:
+        if ctx.outcome.status == 200 and ctx.outcome.ttft_s is not None and not ctx.outcome.resumed:
             self.attempts.outcomes.stream_finished(
-                served.target, ctx.ttft_s, ctx.elapsed(), ctx.usage.completion_tokens
+                served.target,
+                ctx.outcome.ttft_s,
+                ctx.elapsed(),
+                ctx.outcome.usage.completion_tokens,
             )
 
     def dropped(self, ctx: RequestContext, dropped: list[str]) -> None:
         """A translated target served without what it could not carry: counted, and told
         in `x-spillover-dropped`."""
-        ctx.dropped = dropped
+        ctx.outcome.dropped = dropped
         m = self.metrics
         for item in dropped:
             m.child(m.translation_dropped, ctx.route_name, ctx.ingress, _what(item)).inc()
@@ -107,7 +120,7 @@ class Answerer:
     async def error(
         self, ctx: RequestContext, protocol: ClientProtocol, exc: SpilloverError, reply: Reply
     ) -> None:
-        ctx.error_class = exc.error_class
+        ctx.outcome.error_class = exc.error_class
         if isinstance(exc, UpstreamBadRequest):
             # The upstream judged the request invalid: the client's fault, said as such.
             exc = InvalidRequest(exc.message, param=exc.param)
@@ -115,46 +128,65 @@ class Answerer:
             # No target could hold the prompt: the client's to shorten, as OpenAI says it.
             exc = InvalidRequest(exc.message, param="messages", code=exc.code)
         status, body, headers = protocol.error(exc, ctx.request_id)
-        await self._whole_json(ctx, reply, status, body, [*trace_headers(ctx), *headers])
+        await self._whole_json(ctx, reply, status, body, headers)
 
     async def _whole_json(
         self, ctx: RequestContext, reply: Reply, status: int, body: bytes, headers: HeaderList
     ) -> None:
-        """A whole answer, the row kept just before its body leaves."""
-        ctx.status = status
-        await reply.start(status, json_head(body, headers))
-        self.keep_row(ctx)
+        """A whole answer: its row kept before it leaves, its headers read from the row."""
+        ctx.outcome.status = status
+        row = self.keep_row(ctx)
+        told = told_headers(row, ctx.reservation)
+        await reply.start(status, json_head(body, [*told, *headers]))
         await reply.end(body)
 
 
-def answer_headers(ctx: RequestContext) -> HeaderList:
-    """A served answer's headers: the trace, and Anthropic's `request-id` for its SDKs
-    (an error answer carries its protocol's own)."""
-    headers = trace_headers(ctx)
-    if ctx.ingress == "anthropic":
-        headers.append((b"request-id", ctx.request_id.encode()))
-    return headers
+@dataclass(frozen=True, slots=True)
+class StreamHead:
+    """What a stream's headers say of how it is served, as its row will say it: they leave
+    at its first event, before its outcome and its row."""
+
+    request_id: str
+    client_request_id: str | None
+    route: str | None
+    attempts: int
+    provider: str | None
+    model: str | None
+    dropped: str | None
+
+    @classmethod
+    def of(cls, ctx: RequestContext) -> StreamHead:
+        target = ctx.outcome.served_by
+        return cls(
+            ctx.request_id,
+            ctx.client_request_id,
+            ctx.route_name if ctx.route is not None else None,
+            len(ctx.outcome.attempts),
+            target.provider if target else None,
+            target.model if target else None,
+            ", ".join(ctx.outcome.dropped)[:1024] or None,
+        )
 
 
-def trace_headers(ctx: RequestContext) -> HeaderList:
+def told_headers(told: LedgerRow | StreamHead, reservation: Reservation | None) -> HeaderList:
+    """`x-request-id`, the attempts, the route, who served, what a translation left out,
+    and the budgets' warnings."""
     headers = [
-        (b"x-request-id", ctx.request_id.encode()),
-        (b"x-spillover-attempts", str(len(ctx.attempts)).encode()),
+        (b"x-request-id", told.request_id.encode()),
+        (b"x-spillover-attempts", str(told.attempts).encode()),
     ]
-    if ctx.client_request_id is not None:
-        headers.append((b"x-client-request-id", ctx.client_request_id.encode()))
-    if ctx.route_name and ctx.route is not None:
-        headers.append((b"x-spillover-route", ctx.route_name.encode()))
-    if ctx.reservation is not None and ctx.reservation.warnings:
-        warning = "; ".join(ctx.reservation.warnings)
+    if told.client_request_id is not None:
+        headers.append((b"x-client-request-id", told.client_request_id.encode()))
+    if told.route is not None:
+        headers.append((b"x-spillover-route", told.route.encode()))
+    if reservation is not None and reservation.warnings:
+        warning = "; ".join(reservation.warnings)
         headers.append((b"x-spillover-budget-warning", warning.encode()))
-    target = ctx.served_by
-    if target is not None:
-        headers.append((b"x-spillover-provider", target.provider.encode()))
-        headers.append((b"x-spillover-model", target.model.encode()))
-    if ctx.dropped:
-        shown = ", ".join(ctx.dropped)[:1024]  # the client's own field names, bounded
-        headers.append((b"x-spillover-dropped", printable(shown.encode())[:1024].encode()))
+    if told.provider is not None and told.model is not None:
+        headers.append((b"x-spillover-provider", told.provider.encode()))
+        headers.append((b"x-spillover-model", told.model.encode()))
+    if told.dropped:  # the client's own field names, bounded
+        headers.append((b"x-spillover-dropped", printable(told.dropped.encode())[:1024].encode()))
     return headers
 
 

@@ -132,13 +132,15 @@ class AttemptRunner:
         provider = self.providers[target.provider]
         source = ctx.body if request_body is None else request_body
         body = source if source.get("model") == target.model else {**source, "model": target.model}
-        ttft_budget = route.ttft_budget_ms / 1000 if ctx.stream and route.ttft_budget_ms else None
+        ttft_budget = (
+            route.ttft_budget_ms / 1000 if ctx.asked.stream and route.ttft_budget_ms else None
+        )
         call = UpstreamCall(
             endpoint=ctx.upstream_endpoint,
             body=body,
             model=target.model,
-            stream=ctx.stream,
-            client_wants_usage=ctx.client_wants_usage,
+            stream=ctx.asked.stream,
+            client_wants_usage=ctx.asked.client_wants_usage,
             request_id=ctx.request_id,
             timeouts=cut(
                 self._timeouts[target.provider], share_of(ctx.remaining(), share), ttft_budget
@@ -151,7 +153,7 @@ class AttemptRunner:
             cache_hint=ctx.cache_hint,
             route=ctx.route_name,
             drill=ctx.drill,
-            faults=ctx.faults,
+            faults=ctx.outcome.faults,
         )
         started = time.perf_counter()
         served = Served(target, started=started)
@@ -174,7 +176,9 @@ class AttemptRunner:
             await self.outcomes.failed(ctx, route, target, failure, time.perf_counter() - started)
             raise
         served.elapsed = time.perf_counter() - started
-        ctx.attempts.append(AttemptRecord.ok(target.provider, target.model, served.elapsed * 1000))
+        ctx.outcome.attempts.append(
+            AttemptRecord.ok(target.provider, target.model, served.elapsed * 1000)
+        )
         return served
 
     def _translated(
@@ -182,13 +186,13 @@ class AttemptRunner:
     ) -> None:
         """A translated request: the client's reasoning settings become the target's effort
         where the target reasons; whatever else could not be carried, it is served without."""
-        effort = ctx.reasoning_effort
+        effort = ctx.asked.reasoning_effort
         carried: frozenset[str] = frozenset()
         reasons = self._reasons
         if effort and reasons is not None and reasons(target.provider, target.model):
             call.body = {**call.body, "reasoning_effort": effort}
             carried = REASONING_SETTINGS
-        served.dropped = [o.where for o in ctx.untranslatable if o.where not in carried]
+        served.dropped = [o.where for o in ctx.asked.untranslatable if o.where not in carried]
 
 
 _REFUSING_SETTING = {"essential": "untranslatable: reject", "hosted": "hosted_tools: reject"}
@@ -201,11 +205,11 @@ def _native_for(
     chat form goes, without what it could not carry: advisory parts always, provider-run
     tools unless the route says `hosted_tools: reject`, essential parts when it says
     `untranslatable: drop`; otherwise this target is a skip that names them."""
-    native = ctx.native
+    native = ctx.asked.native
     if native is not None and not continuation and native.protocol in provider.native_protocols:
         return native
     refusing = {"essential": route.untranslatable, "hosted": route.hosted_tools}
-    refused = [o for o in ctx.untranslatable if refusing.get(o.kind) == "reject"]
+    refused = [o for o in ctx.asked.untranslatable if refusing.get(o.kind) == "reject"]
     if refused:
         shown = ", ".join(o.where for o in refused[:5])
         more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""

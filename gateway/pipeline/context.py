@@ -1,4 +1,4 @@
-"""The small typed objects that flow through the request path."""
+"""The request record that flows through the stages, and the small typed objects it holds."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 from gateway.accounting.row import LedgerRow
 from gateway.attempt_record import AttemptRecord
 from gateway.keys import Principal
+from gateway.pipeline.ingress.exchange import Exchange
 from gateway.pipeline.tokens import prompt_tokens as estimate_prompt_tokens
 from gateway.providers.base import CacheHint, NativeRequest, Usage
 from gateway.providers.translate.chat_form import Omission
@@ -28,7 +29,7 @@ _LOCAL_ENDPOINTS = frozenset(get_args(LocalEndpoint))
 
 @dataclass(slots=True)
 class HeldLimits:
-    """What admission took from the limits: tokens to settle, in-flight slots to give back."""
+    """What the admit stage took from the limits: tokens to settle, in-flight slots to give back."""
 
     token_checks: list[Check] = field(default_factory=list)
     slots: list[tuple[str, int]] = field(default_factory=list)
@@ -43,24 +44,38 @@ class Reservation:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class RequestContext:
-    request_id: str  # ours, unique
-    endpoint: Endpoint | LocalEndpoint
-    principal: Principal | None = None
-    route_name: str = ""
-    route: Route | None = None
-    body: dict[str, Any] = field(default_factory=dict)
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What the client asked, read once by its protocol (`ingress/`) and never changed: the
+    request in the OpenAI chat form every stage reads, and what only the client's own
+    protocol carries."""
+
+    body: dict[str, Any]  # the chat form, as the client's protocol read it (before shaping)
     stream: bool = False
     client_wants_usage: bool = False
-    started: float = field(default_factory=time.perf_counter)
-    wall_started: float = field(default_factory=time.time)
+    # The client's own body for targets that speak its protocol.
+    native: NativeRequest | None = None
+    # What the chat form could not carry ("top_k", "messages[0].content[1] (document)").
+    untranslatable: tuple[Omission, ...] = ()
+    reasoning_effort: str | None = None  # the client's thinking, for a target that reasons
+    exchange: Exchange | None = None  # a Responses request's conversation, kept by the gateway
+
+
+# Before the ingress has read the body, or when it could not: nothing asked yet.
+NOTHING_ASKED = Asked(body={})
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to the request, written by the stages as it happens; its ledger row is
+    made from it once, and the metrics, the access line, the span and the headers of a
+    whole answer are read from that row."""
+
     attempts: list[AttemptRecord] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)
-    deadline: float | None = None  # perf_counter() value; None: no latency budget
     served_by: Target | None = None
     usage: Usage | None = None
-    status: int = 0
+    status: int = 0  # the status the client was sent; 0 while nothing was
     error_class: str | None = None
     ttft_s: float | None = None
     bytes_sent: bool = False
@@ -70,32 +85,9 @@ class RequestContext:
     resumed_by: Target | None = None  # … by this one (`served_by` began the answer)
     # Each upstream's share of a resumed answer, billed at its own price.
     segments: list[tuple[Target, Usage]] = field(default_factory=list)
-    held_limits: HeldLimits | None = None  # to release at the end
     finish_reasons: list[str] | None = None  # read only while tracing (providers/finish.py)
-    reservation: Reservation | None = None  # money to settle at the end
-    prompt_estimate: int | None = None  # counted once, for limits and budgets alike
-    priority: Priority = "standard"  # for the self-hosted pool's shedding
-    cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache
-    drill: str | None = None  # x-spillover-drill: faults scoped to it apply
-    faults: list[str] = field(default_factory=list)  # injected into this request
-    # The client's protocol. `body` is always the OpenAI chat form the pipeline reads;
-    # `native` keeps the client's own body for targets that speak its protocol, and
-    # `untranslatable` what the chat form could not carry ("top_k", "messages[0].content[1]
-    # (document)"), classed; `dropped` is set when a translated target served without them.
-    ingress: WireProtocol = "openai"
-    native: NativeRequest | None = None
-    untranslatable: list[Omission] = field(default_factory=list)
-    reasoning_effort: str | None = None  # the client's thinking, for a target that reasons
-    dropped: list[str] = field(default_factory=list)
-    client_request_id: str | None = None  # the client's own, kept beside ours
-    # What to let go when the request ends, whatever its outcome (a loaded history's bytes).
-    releases: list[Callable[[], None]] = field(default_factory=list)
-    exchange: Any = None  # what the client's protocol keeps for this request (Responses)
-    row: LedgerRow | None = None  # its ledger row, once kept (before the answer's last part)
-    finished: bool = False  # limits released, money settled, span ended
-    handed_off: bool = False  # served whole by the heavy lane, which keeps its row
-    trace_id: str | None = None  # the request's trace, when tracing is on
-    traced: bool = False  # its span records (sampled): worth reading what only a span shows
+    dropped: list[str] = field(default_factory=list)  # served without (a translated target)
+    faults: list[str] = field(default_factory=list)  # a drill injected into this request
 
     @property
     def fell_back(self) -> bool:
@@ -108,6 +100,41 @@ class RequestContext:
                 for a in self.attempts
             )
         )
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One request on its way through the stages: who sent it, what it asked (`asked`,
+    frozen once its protocol read it), what the stages decided and hold for it, and what
+    happened (`outcome`) — and, once kept, its ledger row."""
+
+    request_id: str  # ours, unique
+    endpoint: Endpoint | LocalEndpoint
+    ingress: WireProtocol = "openai"  # the client's protocol
+    client_request_id: str | None = None  # the client's own, kept beside ours
+    trace_id: str | None = None  # the request's trace, when tracing is on
+    traced: bool = False  # its span records (sampled): worth reading what only a span shows
+    started: float = field(default_factory=time.perf_counter)
+    wall_started: float = field(default_factory=time.time)
+    asked: Asked = NOTHING_ASKED
+    # Decided on the way in (prepare).
+    principal: Principal | None = None
+    route_name: str = ""
+    route: Route | None = None
+    body: dict[str, Any] = field(default_factory=dict)  # what is sent: `asked.body`, shaped
+    deadline: float | None = None  # perf_counter() value; None: no latency budget
+    priority: Priority = "standard"  # for the self-hosted pool's shedding
+    cache_hint: CacheHint | None = None  # from the shape stage, for the provider's cache
+    drill: str | None = None  # x-spillover-drill: faults scoped to it apply
+    prompt_estimate: int | None = None  # counted once, for limits and budgets alike
+    # Held, to give back when the request ends whatever its outcome.
+    held_limits: HeldLimits | None = None
+    reservation: Reservation | None = None  # money to settle
+    releases: list[Callable[[], None]] = field(default_factory=list)  # a loaded history's bytes
+    outcome: Outcome = field(default_factory=Outcome)
+    row: LedgerRow | None = None  # its ledger row, once kept (before the answer's last part)
+    finished: bool = False  # limits released, money settled, span ended
+    handed_off: bool = False  # served whole by the heavy lane, which keeps its row
 
     @property
     def upstream_endpoint(self) -> Endpoint:

@@ -47,7 +47,7 @@ async def order(
         now,
         ctx.remaining(),
         expected_output(ctx.body, route.typical_output_tokens),
-        ctx.stream,
+        ctx.asked.stream,
     )
     return Decision(usable, skips, views)
 

@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass
 
 from gateway import logs
+from gateway.accounting.row import LedgerRow
 from gateway.errors import InternalError, SpilloverError
 from gateway.ids import new_id
 from gateway.keys import KeyStore
@@ -128,7 +129,7 @@ class Pipeline:
         try:
             route, targets = await self.stages.preparer(ctx, protocol, inbound)
             served = await self.stages.attempts.run(ctx, route, targets)
-            ctx.served_by = served.target
+            ctx.outcome.served_by = served.target
             self._answer.dropped(ctx, served.dropped)
             if served.response is not None:
                 await self._answer.whole(ctx, protocol, route, served, reply)
@@ -143,7 +144,7 @@ class Pipeline:
                 ctx.handed_off = False
                 await self._answer.error(ctx, protocol, exc, reply)
         except SpilloverError as exc:
-            if ctx.status:  # the answer has begun: its stream ends as it can
+            if ctx.outcome.status:  # the answer has begun: its stream ends as it can
                 raise
             await self._answer.error(ctx, protocol, exc, reply)
         except Exception as exc:  # a bug of ours: still an answer in the client's protocol
@@ -153,15 +154,17 @@ class Pipeline:
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
-            if ctx.status:
+            if ctx.outcome.status:
                 raise
             failure = InternalError("the gateway failed on this request")
             await self._answer.error(ctx, protocol, failure, reply)
 
-    def _keep_row(self, ctx: RequestContext) -> None:
-        """The request's one row, kept once (the heavy lane keeps a handed-off one's)."""
-        if ctx.row is None and not ctx.handed_off:
+    def _keep_row(self, ctx: RequestContext) -> LedgerRow:
+        """The request's one row, kept once."""
+        if ctx.row is None:
+            assert not ctx.handed_off, "the heavy lane keeps a handed-off request's row"
             ctx.row = self.stages.accountant.record(ctx)
+        return ctx.row
 
     async def _finish(self, ctx: RequestContext, span: RequestSpan | None) -> None:
         """Release what was held, keep the row if no answer's last part did, settle the
@@ -174,12 +177,11 @@ class Pipeline:
             release()
         if ctx.held_limits is not None:
             await stages.admitter.release(ctx, ctx.held_limits)
-        self._keep_row(ctx)
-        row = ctx.row
+        row = None if ctx.handed_off else self._keep_row(ctx)
         if ctx.reservation is not None:
             await stages.budgets.settle(ctx.reservation, row.cost_micro_usd if row else None)
         if span is not None:
-            stages.tracing.request_done(span, row, ctx.attempts, ctx.finish_reasons)
+            stages.tracing.request_done(span, row, ctx.outcome.attempts, ctx.outcome.finish_reasons)
 
     async def _answer_locally(self, inbound: Inbound, request_id: str, reply: Reply) -> None:
         """The model list, a token count, a stored response: no upstream."""

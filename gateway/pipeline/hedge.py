@@ -59,7 +59,7 @@ async def _cancel(
             served = await task
         except (asyncio.CancelledError, UpstreamFailure):
             target = tasks[task]
-            ctx.attempts.append(
+            ctx.outcome.attempts.append(
                 AttemptRecord.cancelled(target.provider, target.model, "hedge_lost")
             )
             continue

@@ -29,12 +29,12 @@ async def answer_locally(
     try:
         status, body, headers = await work()
     except SpilloverError as exc:
-        ctx.error_class = exc.error_class
+        ctx.outcome.error_class = exc.error_class
         status, body, headers = refused(exc)
     finally:
         if ctx.held_limits is not None:
             await limits.release(ctx, ctx.held_limits)
-    ctx.status = status
+    ctx.outcome.status = status
     account.record(ctx)  # before the answer's last byte, as every row
     await send_json(reply, status, body, headers)
 

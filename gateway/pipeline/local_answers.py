@@ -14,7 +14,7 @@ from gateway.errors import MethodNotAllowed, SpilloverError
 from gateway.keys import KeyStore, route_for
 from gateway.pipeline.account import Accountant
 from gateway.pipeline.admit import Admitter
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import Asked, RequestContext
 from gateway.pipeline.ingress.anthropic_messages import AnthropicProtocol
 from gateway.pipeline.ingress.anthropic_validate import validate_messages
 from gateway.pipeline.ingress.body import checked_body, read_whole
@@ -99,7 +99,8 @@ async def _counted(
     ctx.route_name, route = route_for(config, ctx.principal, body["model"])
     ctx.route = route
     model = route.targets[0].model
-    ctx.body = request_to_openai(body, model).body
+    ctx.asked = Asked(body=request_to_openai(body, model).body)
+    ctx.body = ctx.asked.body
     ctx.held_limits = await limits.admit(ctx, route)
     # Past EXACT_UP_TO bytes, the four-characters-a-token estimate; below, the exact count
     # runs beside the event loop, never holding up other tenants' requests.

@@ -16,7 +16,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.headroom import exhausted_for
 from gateway.pipeline.served import Served
 from gateway.state.contracts import RoutingState
-from gateway.state.windows import Outcome
+from gateway.state.windows import AttemptSample
 from policies import routing
 from policies.route import Route, Target
 from policies.routing import Skip, target_key
@@ -65,10 +65,10 @@ class OutcomeLearner:
         usage = served.response.usage if served.response else None
         breaker = await self.state.record(
             key,
-            Outcome(
+            AttemptSample(
                 ok=True,
-                ttft_s=elapsed if ctx.stream else None,
-                latency_s=None if ctx.stream else elapsed,
+                ttft_s=elapsed if ctx.asked.stream else None,
+                latency_s=None if ctx.asked.stream else elapsed,
                 output_tokens=usage.completion_tokens if usage else 0,
             ),
             self.clock(),
@@ -83,7 +83,7 @@ class OutcomeLearner:
         m = self.metrics
         m.child(m.attempts, target.provider, target.model, "ok", "").inc()
         m.child(m.attempt_seconds, target.provider, target.model).observe(elapsed)
-        first = next((a for a in ctx.attempts if a.outcome == "failed"), None)
+        first = next((a for a in ctx.outcome.attempts if a.outcome == "failed"), None)
         if first is not None:
             m.child(m.fallbacks, ctx.route_name, first.error_class or "").inc()
 
@@ -97,7 +97,7 @@ class OutcomeLearner:
     ) -> None:
         if not failure.private:
             await self._remember(route, target, failure)
-        ctx.attempts.append(
+        ctx.outcome.attempts.append(
             AttemptRecord.failed(
                 target.provider,
                 target.model,
@@ -119,7 +119,7 @@ class OutcomeLearner:
         # A failure that is the request's fault says nothing about the target.
         breaker = await self.state.record(
             key,
-            Outcome(
+            AttemptSample(
                 ok=False,
                 rate_limited=isinstance(failure, UpstreamRateLimited),
                 counts=failure.retryable and failure.counts_against_target,
@@ -158,7 +158,7 @@ class OutcomeLearner:
         """Teach the local window this target's time per output token."""
         window = self.state.local_window(target_key(target))
         window.add(
-            Outcome(
+            AttemptSample(
                 ok=True, counts=False, ttft_s=ttft_s, latency_s=total_s, output_tokens=output_tokens
             ),
             self.clock(),
@@ -168,10 +168,10 @@ class OutcomeLearner:
         target = skip.target
         until = max(0.0, skip.until - self.clock()) if skip.until else 0.0
         detail = why or skip.reason + (f" for {until:.1f}s" if until else "")
-        ctx.attempts.append(
+        ctx.outcome.attempts.append(
             AttemptRecord.skipped(target.provider, target.model, skip.reason, detail)
         )
-        ctx.skips.append(skip)
+        ctx.outcome.skips.append(skip)
         self.metrics.child(
             self.metrics.skips, ctx.route_name, target.provider, target.model, skip.reason
         ).inc()

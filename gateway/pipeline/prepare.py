@@ -55,10 +55,11 @@ class Preparer:
         ctx.route_name, route = route_for(self.config, ctx.principal, body["model"])
         ctx.route = route
         try:
-            await protocol.read(ctx, body, headers)
+            ctx.asked = await protocol.read(ctx, body, headers)
         except HeavyRequest as heavy:
             heavy.body = raw
             raise
+        ctx.body = ctx.asked.body
         if not self.accountant.accepting():
             raise LedgerUnavailable(
                 "the gateway cannot record requests right now (its ledger is full)",
@@ -77,7 +78,7 @@ class Preparer:
         drill = headers.get(b"x-spillover-drill")
         ctx.drill = printable(drill[:64]) if drill else None
         targets, skipped = candidates(route, ctx.upstream_endpoint, self.providers)
-        ctx.attempts.extend(skipped)
+        ctx.outcome.attempts.extend(skipped)
         if not targets:
             raise InvalidRequest(
                 f"the model '{ctx.route_name}' does not serve {inbound.path}", param="model"
@@ -89,7 +90,7 @@ class Preparer:
         if (down := faults.redis_down()) is None:
             return
         down.fired += 1
-        ctx.faults.append(f"{down.id}:redis_down")
+        ctx.outcome.faults.append(f"{down.id}:redis_down")
         self.metrics.child(self.metrics.faults_injected, "redis_down", "redis").inc()
 
     def _shape(self, ctx: RequestContext, route: Route) -> None:

@@ -138,7 +138,7 @@ async def _forward(
     usage = Usage()
     current = served
     told = _ToldUsage()  # what the client has been sent of the answer, across segments
-    reasons = ctx.finish_reasons = [] if ctx.traced else None
+    reasons = ctx.outcome.finish_reasons = [] if ctx.traced else None
     if reasons is not None and served.stream is not None:
         finish.see_event(served.stream.protocol, served.first_event, reasons)
     while True:
@@ -153,8 +153,8 @@ async def _forward(
                     finish.see_event(wire, event, reasons)
                 await client.write(told.whole(event))
                 relayed += 1
-            if ctx.client_disconnected:  # its upstream closed under it: a cut stream
-                ctx.status = 499
+            if ctx.outcome.client_disconnected:  # its upstream closed under it: a cut stream
+                ctx.outcome.status = 499
                 _segment(ctx, usage, current, _reported_or_counted(ctx, current, relayed, metrics))
                 return usage
             _segment(ctx, usage, current, current.stream.usage)
@@ -164,8 +164,8 @@ async def _forward(
             _segment(ctx, usage, current, served_part)
             told.before(served_part)
             await current.stream.aclose()
-            if ctx.client_disconnected:
-                ctx.status = 499
+            if ctx.outcome.client_disconnected:
+                ctx.outcome.status = 499
                 return usage
             resumed = None
             if partial is not None and partial.resumable:
@@ -177,11 +177,11 @@ async def _forward(
                 )
                 await client.error(interrupted)
                 return usage
-            if ctx.resumed_by is None:
-                ctx.segments.append((current.target, dataclasses.replace(served_part)))
+            if ctx.outcome.resumed_by is None:
+                ctx.outcome.segments.append((current.target, dataclasses.replace(served_part)))
             current = resumed
             segments.append(resumed)
-            ctx.resumed_by = resumed.target
+            ctx.outcome.resumed_by = resumed.target
             if not _role_only(resumed.first_event):
                 partial.see(resumed.first_event)  # type: ignore[union-attr]
                 await client.write(told.whole(resumed.first_event))
@@ -203,7 +203,7 @@ async def _resume(
         resumed = await attempts.run(ctx, route, others, body=body, continuation=True)
     except SpilloverError:
         return None
-    ctx.resumed = True
+    ctx.outcome.resumed = True
     metrics.child(
         metrics.streams_resumed, ctx.route_name, broken.target.provider, resumed.target.provider
     ).inc()
@@ -214,8 +214,8 @@ async def _resume(
 def _interrupted(
     ctx: RequestContext, current: Served, failure: UpstreamFailure, metrics: GatewayMetrics
 ) -> None:
-    ctx.status = 502
-    ctx.error_class = StreamInterrupted.error_class
+    ctx.outcome.status = 502
+    ctx.outcome.error_class = StreamInterrupted.error_class
     metrics.child(metrics.stream_interrupted, ctx.route_name, current.target.provider).inc()
 
 
@@ -223,7 +223,7 @@ def _reported_or_counted(
     ctx: RequestContext, segment: Served, relayed: int, metrics: GatewayMetrics
 ) -> Usage:
     """A cut stream's usage: the upstream's own report when it sent one; otherwise the
-    gateway's count — the prompt as tokenised for admission, an output token per event
+    gateway's count — the prompt as tokenised when admitted, an output token per event
     relayed after the first (one per chunk on OpenAI-wire streams) — marked as estimated.
     The provider bills what it generated before the cut: never silently $0."""
     assert segment.stream is not None
@@ -231,7 +231,7 @@ def _reported_or_counted(
     # More than one output token is a final count; Anthropic's message_start says 1 up front.
     if reported.completion_tokens > 1:
         return reported
-    ctx.usage_estimated = True
+    ctx.outcome.usage_estimated = True
     metrics.child(metrics.usage_estimated, ctx.route_name, segment.target.provider).inc()
     return dataclasses.replace(
         reported,
@@ -242,10 +242,10 @@ def _reported_or_counted(
 
 def _segment(ctx: RequestContext, total: Usage, segment: Served, part: Usage) -> None:
     """One upstream's share of the answer. A resumed answer keeps each share, to bill it at
-    its own upstream's price (`ctx.segments`); the first is kept when the resume begins."""
+    its own upstream's price (`ctx.outcome.segments`); the first is kept when the resume begins."""
     _add(total, part)
-    if ctx.resumed_by is not None:
-        ctx.segments.append((segment.target, dataclasses.replace(part)))
+    if ctx.outcome.resumed_by is not None:
+        ctx.outcome.segments.append((segment.target, dataclasses.replace(part)))
 
 
 class _ToldUsage:
@@ -305,6 +305,6 @@ async def watch_disconnect(
 ) -> None:
     """Notice the client leaving mid-stream and close the upstream at once."""
     await client.disconnected()
-    ctx.client_disconnected = True
+    ctx.outcome.client_disconnected = True
     metrics.child(metrics.client_disconnects, ctx.route_name).inc()
     await close()

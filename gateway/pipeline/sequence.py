@@ -213,7 +213,9 @@ class AttemptSequence:
             asyncio.create_task(attempt(ctx, route, first, 2, self.body, self.continuation)): first
         }
         stats = self.views.get(target_key(first), routing.TargetView()).stats
-        done, _ = await asyncio.wait(tasks, timeout=routing.hedge_delay(hedge, stats, ctx.stream))
+        done, _ = await asyncio.wait(
+            tasks, timeout=routing.hedge_delay(hedge, stats, ctx.asked.stream)
+        )
         second = None if done else await self._hedge_target(hedge)
         m = parts.metrics
         if second is not None:
@@ -284,18 +286,24 @@ def all_failed(
 ) -> SpilloverError:
     """How a sequence that served nothing is answered: the request's own fault when no
     target could take it as sent; else every attempt listed, with the shortest wait."""
-    if not failures and ctx.skips and all(s.reason == "unsupported" for s in ctx.skips):
+    if (
+        not failures
+        and ctx.outcome.skips
+        and all(s.reason == "unsupported" for s in ctx.outcome.skips)
+    ):
         # No target could take this request as sent: the request, not the route, is wrong.
-        reasons = "; ".join(a.detail for a in ctx.attempts if a.error_class == "unsupported")
+        reasons = "; ".join(
+            a.detail for a in ctx.outcome.attempts if a.error_class == "unsupported"
+        )
         return InvalidRequest(f"no target of route '{ctx.route_name}' can serve this: {reasons}")
-    waits = [s.until - now for s in ctx.skips if s.until > now]
-    deadline = any(s.reason == "deadline" for s in ctx.skips) or (
+    waits = [s.until - now for s in ctx.outcome.skips if s.until > now]
+    deadline = any(s.reason == "deadline" for s in ctx.outcome.skips) or (
         ctx.remaining() is not None and (ctx.remaining() or 0.0) < MIN_ATTEMPT_S
     )
     if deadline:
         metrics.child(metrics.deadline_exceeded, ctx.route_name).inc()
     return AllTargetsFailed(
-        list(ctx.attempts),
+        list(ctx.outcome.attempts),
         failures,
         skipped_retry_after=min(waits) if waits else None,
         deadline=deadline,

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from gateway.state.limits import Check
 from gateway.state.spend import Bucket
-from gateway.state.windows import Outcome, TargetWindow
+from gateway.state.windows import AttemptSample, TargetWindow
 from policies import routing
 from policies.limits import Verdict
 from policies.route import Breaker, FailOverWhen
@@ -26,7 +26,7 @@ class RoutingState(Protocol):
     async def admit(self, key: str, now: float, config: Breaker) -> BreakerVerdict: ...
 
     async def record(
-        self, key: str, outcome: Outcome, now: float, rules: FailOverWhen, config: Breaker
+        self, key: str, outcome: AttemptSample, now: float, rules: FailOverWhen, config: Breaker
     ) -> BreakerState: ...
 
     async def cool_down(self, key: str, until: float) -> None: ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from gateway.state.windows import Outcome, TargetWindow
+from gateway.state.windows import AttemptSample, TargetWindow
 from policies import routing
 from policies.route import Breaker, FailOverWhen
 from policies.routing import BreakerState, BreakerVerdict, TargetView
@@ -53,7 +53,7 @@ class MemoryState:
         return decision
 
     async def record(
-        self, key: str, outcome: Outcome, now: float, rules: FailOverWhen, config: Breaker
+        self, key: str, outcome: AttemptSample, now: float, rules: FailOverWhen, config: Breaker
     ) -> BreakerState:
         window = self.window(key)
         window.add(outcome, now)
@@ -67,7 +67,7 @@ class MemoryState:
     def apply(
         self,
         key: str,
-        outcome: Outcome,
+        outcome: AttemptSample,
         stats: routing.WindowStats,
         now: float,
         rules: FailOverWhen,

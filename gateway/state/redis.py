@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from gateway.state.memory import MemoryState
 from gateway.state.shared import SharedRedis
-from gateway.state.windows import BUCKET_S, KEEP_S, Outcome, TargetWindow
+from gateway.state.windows import BUCKET_S, KEEP_S, AttemptSample, TargetWindow
 from policies import routing
 from policies.route import Breaker, FailOverWhen
 from policies.routing import BreakerState, BreakerVerdict, TargetView
@@ -161,7 +161,7 @@ class RedisState:
         return decision[0]
 
     async def record(
-        self, key: str, outcome: Outcome, now: float, rules: FailOverWhen, config: Breaker
+        self, key: str, outcome: AttemptSample, now: float, rules: FailOverWhen, config: Breaker
     ) -> BreakerState:
         window = self.local.window(key)
         window.add(outcome, now)

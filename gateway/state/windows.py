@@ -14,7 +14,9 @@ _SAMPLES = 200
 
 
 @dataclass(slots=True)
-class Outcome:
+class AttemptSample:
+    """What one attempt tells its target's window."""
+
     ok: bool
     rate_limited: bool = False
     ttft_s: float | None = None
@@ -41,7 +43,7 @@ class TargetWindow:
     _p95_latency: float | None = None
     _since_p95: int = 0
 
-    def add(self, outcome: Outcome, now: float) -> None:
+    def add(self, outcome: AttemptSample, now: float) -> None:
         if outcome.counts:
             bucket = float(int(now / BUCKET_S))
             if not self.buckets or self.buckets[-1][0] != bucket:

@@ -19,7 +19,7 @@ from gateway.state.redis import RedisState
 from gateway.state.shared import SharedRedis
 from gateway.state.spend import Bucket
 from gateway.state.spend_redis import RedisSpendCounters
-from gateway.state.windows import Outcome
+from gateway.state.windows import AttemptSample
 from policies.limits import Rate
 from policies.route import Breaker, FailOverWhen
 from policies.schema import StateConfig
@@ -62,7 +62,7 @@ async def test_breaker_transitions_are_atomic_on_the_real_redis() -> None:
         # breaker opens exactly once (one ejection), whoever sees the fifth.
         await asyncio.gather(
             *(
-                replicas[i % 2].record("p/m", Outcome(ok=False), now, rules, breaker)
+                replicas[i % 2].record("p/m", AttemptSample(ok=False), now, rules, breaker)
                 for i in range(10)
             )
         )
@@ -190,7 +190,7 @@ async def test_a_reset_forgets_one_target_or_all_but_never_limits_or_budgets() -
     try:
         now = time.time()
         for key in ("p/a", "p/b"):
-            await state.record(key, Outcome(ok=False), now, rules, breaker)
+            await state.record(key, AttemptSample(ok=False), now, rules, breaker)
         await limiter.acquire([Check("key:app:rpm", Rate(60, 5), 3)])
         bucket = Bucket("key:app:day:2026-12-01", 10_000_000, True, 3600.0, "key app daily")
         await spend.reserve([bucket], 500)

@@ -208,8 +208,9 @@ class RecordingReply:
         return orjson.loads(self.body)
 
 
-def inbound(path: str, body: dict[str, Any]) -> Inbound:
-    """A POST with the component key, as a transport would hand it to the pipeline."""
+def inbound(path: str, body: dict[str, Any], more: dict[bytes, bytes] | None = None) -> Inbound:
+    """A POST with the component key (and `more` headers), as a transport would hand it to
+    the pipeline."""
     raw = orjson.dumps(body)
 
     async def read_body(limit: int) -> bytes:
@@ -217,6 +218,7 @@ def inbound(path: str, body: dict[str, Any]) -> Inbound:
         return raw
 
     headers = {b"authorization": f"Bearer {KEY}".encode(), b"content-type": b"application/json"}
+    headers.update(more or {})
     return Inbound("POST", path, headers, b"", read_body)
 
 

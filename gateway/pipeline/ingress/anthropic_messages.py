@@ -10,7 +10,7 @@ import orjson
 
 from gateway.error_wire import anthropic_error, status_and_type
 from gateway.errors import InvalidRequest, SpilloverError
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import Asked, RequestContext
 from gateway.pipeline.ingress.anthropic_validate import validate_messages
 from gateway.pipeline.ingress.base import (
     ClientProtocol,
@@ -47,24 +47,26 @@ class AnthropicProtocol(ClientProtocol):
     def validate(self, body: Any) -> None:
         validate_messages(body)
 
-    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> Asked:
         assert ctx.route is not None
         check_messages(body, ctx.route_name, ctx.route.upstream_objects)
         translated = request_to_openai(body, body["model"])
-        ctx.body = translated.body
-        ctx.untranslatable = translated.left_out
-        ctx.reasoning_effort = translated.reasoning_effort
-        ctx.native = NativeRequest(ANTHROPIC, body, forwarded_headers(headers))
-        ctx.stream = bool(body.get("stream"))
-        ctx.client_wants_usage = True  # Anthropic always reports usage; billing needs it
+        return Asked(
+            body=translated.body,
+            stream=bool(body.get("stream")),
+            client_wants_usage=True,  # Anthropic always reports usage; billing needs it
+            native=NativeRequest(ANTHROPIC, body, forwarded_headers(headers)),
+            untranslatable=tuple(translated.left_out),
+            reasoning_effort=translated.reasoning_effort,
+        )
 
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         if response.protocol == ANTHROPIC:
             return response.body
-        assert ctx.served_by is not None
+        assert ctx.outcome.served_by is not None
         completion = answer_object(response)
         try:
-            message = response_to_anthropic(completion, ctx.served_by.model, response.usage)
+            message = response_to_anthropic(completion, ctx.outcome.served_by.model, response.usage)
         except (AttributeError, TypeError, KeyError, IndexError) as exc:
             raise unreadable() from exc
         return orjson.dumps(message)
@@ -72,8 +74,8 @@ class AnthropicProtocol(ClientProtocol):
     def stream(self, ctx: RequestContext, upstream: str, client: Reply) -> ClientStream:
         if upstream == ANTHROPIC:
             return AnthropicEvents(client, ctx.request_id)
-        assert ctx.served_by is not None
-        writer = AnthropicStreamWriter(ctx.served_by.model, ctx.prompt_estimate or 0)
+        assert ctx.outcome.served_by is not None
+        writer = AnthropicStreamWriter(ctx.outcome.served_by.model, ctx.prompt_estimate or 0)
         return TranslatedEvents(client, ctx.request_id, writer)
 
     def error(self, exc: SpilloverError, request_id: str) -> tuple[int, bytes, HeaderList]:

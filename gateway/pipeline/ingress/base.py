@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.errors import SpilloverError, UpstreamStatusError
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import Asked, RequestContext
 from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import UpstreamResponse
@@ -21,7 +21,7 @@ from policies.schema_base import Endpoint
 
 class ClientProtocol(ABC):
     """One client protocol, both ways. The pipeline calls, in order: `credentials`, `validate`,
-    `read` (fills the context), then `answer` or `stream`, or `error`."""
+    `read` (what was asked), then `answer` or `stream`, or `error`."""
 
     ingress: WireProtocol
     endpoint: Endpoint
@@ -35,9 +35,9 @@ class ClientProtocol(ABC):
         """Raise `InvalidRequest` for a body the protocol's own API would refuse."""
 
     @abstractmethod
-    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
-        """Fill `ctx`: the chat form in `body`, `native`, `stream`, `client_wants_usage`,
-        `untranslatable`."""
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> Asked:
+        """What the client asked, read from its parsed, validated `body` (the route and the
+        principal are known by then)."""
 
     @abstractmethod
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:

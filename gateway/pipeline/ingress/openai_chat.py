@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import SpilloverError
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import Asked, RequestContext
 from gateway.pipeline.ingress.base import ClientProtocol
 from gateway.pipeline.ingress.openai_validate import validate
 from gateway.pipeline.ports import HeaderList, Headers, Reply
@@ -25,11 +25,13 @@ class OpenAIProtocol(ClientProtocol):
     def validate(self, body: Any) -> None:
         validate(self.endpoint, body)
 
-    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
-        ctx.body = body
-        ctx.stream = bool(body.get("stream"))
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> Asked:
         options = body.get("stream_options")
-        ctx.client_wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        return Asked(
+            body=body,
+            stream=bool(body.get("stream")),
+            client_wants_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+        )
 
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
         return response.body

@@ -11,7 +11,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,19 +18,20 @@ from prometheus_client import Counter
 
 from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import LedgerUnavailable, NotFound, SpilloverError
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import Asked, RequestContext
 from gateway.pipeline.ingress.base import (
     ClientProtocol,
     TranslatedStream,
     unreadable,
 )
+from gateway.pipeline.ingress.exchange import Exchange
 from gateway.pipeline.ingress.responses_validate import validate_responses
 from gateway.pipeline.ingress.shared_account import check_responses
 from gateway.pipeline.ports import HeaderList, Headers, Reply
 from gateway.pipeline.relay import ClientStream
 from gateway.providers.base import RESPONSES, NativeRequest, UpstreamResponse
 from gateway.providers.sse import data_of, event_name
-from gateway.providers.translate.chat_form import ClientTool, Event, random_id, sse
+from gateway.providers.translate.chat_form import Event, random_id, sse
 from gateway.providers.translate.openai_responses import (
     ResponsesStreamWriter,
     output_from_chat,
@@ -40,7 +40,6 @@ from gateway.providers.translate.openai_responses import (
 from gateway.providers.translate.responses_openai import input_items, request_to_chat
 from gateway.providers.upstream_errors import answer_object, upstream_object
 from gateway.state.responses import ResponseStore
-from gateway.state.stored_response import StoredResponse
 from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
 
@@ -51,34 +50,6 @@ _LIFECYCLE = frozenset(
     {"response.created", "response.in_progress", "response.completed", "response.incomplete",
      "response.failed", "response.queued"}
 )  # fmt: skip
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One Responses request as the gateway keeps it: its id, owner and input items."""
-
-    body: dict[str, Any]
-    response_id: str
-    owner: str
-    items: list[dict[str, Any]]
-    created_at: int
-    # Chat function names that stand for the client's namespaced tools (translated targets).
-    tool_names: dict[str, ClientTool] = field(default_factory=dict)
-
-    @property
-    def store(self) -> bool:
-        return self.body.get("store") is not False
-
-    def stored(self, response: dict[str, Any]) -> StoredResponse:
-        return StoredResponse(
-            id=self.response_id,
-            owner=self.owner,
-            created_at=float(self.created_at),
-            previous_response_id=self.body.get("previous_response_id"),
-            input_items=self.items,
-            output_items=list(response.get("output") or []),
-            response=response,
-        )
 
 
 class ResponsesProtocol(ClientProtocol):
@@ -92,7 +63,7 @@ class ResponsesProtocol(ClientProtocol):
     def validate(self, body: Any) -> None:
         validate_responses(body)
 
-    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> None:
+    async def read(self, ctx: RequestContext, body: dict[str, Any], headers: Headers) -> Asked:
         assert ctx.principal is not None and ctx.route is not None
         check_responses(body, ctx.route_name, ctx.route.upstream_objects)
         owner = ctx.principal.tenant
@@ -111,22 +82,24 @@ class ResponsesProtocol(ClientProtocol):
             await self._store.admit_storing(owner)
         items = [_with_id(item) for item in input_items(body)]
         translated = request_to_chat(body, history, body["model"])
-        ctx.body = translated.body
-        ctx.untranslatable = translated.left_out
-        ctx.reasoning_effort = translated.reasoning_effort
         native = {k: v for k, v in body.items() if k != "previous_response_id"}
         native["input"] = [*history, *items]
         native["store"] = False  # the conversation is ours; the upstream keeps nothing
-        ctx.native = NativeRequest(RESPONSES, native)
-        ctx.stream = bool(body.get("stream"))
-        ctx.client_wants_usage = True
-        ctx.exchange = Exchange(
-            body, random_id("resp_"), owner, items, int(time.time()), translated.tool_names
+        return Asked(
+            body=translated.body,
+            stream=bool(body.get("stream")),
+            client_wants_usage=True,
+            native=NativeRequest(RESPONSES, native),
+            untranslatable=tuple(translated.left_out),
+            reasoning_effort=translated.reasoning_effort,
+            exchange=Exchange(
+                body, random_id("resp_"), owner, items, int(time.time()), translated.tool_names
+            ),
         )
 
     async def answer(self, ctx: RequestContext, response: UpstreamResponse) -> bytes:
-        exchange: Exchange = ctx.exchange
-        assert ctx.served_by is not None
+        exchange = _exchange(ctx)
+        assert ctx.outcome.served_by is not None
         if response.protocol == RESPONSES:
             answer = _as_ours(answer_object(response), exchange)
         else:
@@ -136,19 +109,19 @@ class ResponsesProtocol(ClientProtocol):
             except (AttributeError, TypeError, KeyError, IndexError) as exc:
                 raise unreadable() from exc
             answer = response_object(
-                exchange.body, exchange.response_id, ctx.served_by.model, output, status,
+                exchange.body, exchange.response_id, ctx.outcome.served_by.model, output, status,
                 response.usage, exchange.created_at,
             )  # fmt: skip
         await self._keep(exchange, answer)
         return orjson.dumps(answer)
 
     def stream(self, ctx: RequestContext, upstream: str, client: Reply) -> ClientStream:
-        assert ctx.served_by is not None
-        exchange: Exchange = ctx.exchange
+        assert ctx.outcome.served_by is not None
+        exchange = _exchange(ctx)
         if upstream == RESPONSES:
-            return NativeResponsesEvents(client, exchange, ctx.served_by.model, self._keep)
+            return NativeResponsesEvents(client, exchange, ctx.outcome.served_by.model, self._keep)
         writer = ResponsesStreamWriter(
-            exchange.body, exchange.response_id, ctx.served_by.model, exchange.tool_names
+            exchange.body, exchange.response_id, ctx.outcome.served_by.model, exchange.tool_names
         )
         return TranslatedResponsesEvents(client, exchange, writer, self._keep)
 
@@ -165,6 +138,12 @@ class ResponsesProtocol(ClientProtocol):
         except LedgerUnavailable:
             self._unstored.inc()
             log.warning("response %s answered but not stored", exchange.response_id)
+
+
+def _exchange(ctx: RequestContext) -> Exchange:
+    exchange = ctx.asked.exchange
+    assert exchange is not None, "a Responses request is read with its exchange"
+    return exchange
 
 
 def _with_id(item: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from gateway.accounting.row import LedgerRow
 from gateway.keys import Principal
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import Asked, Outcome, RequestContext
 from gateway.pipeline.relay import _ToldUsage
 from gateway.providers.base import Usage
 from policies.route import Target
@@ -40,12 +40,17 @@ def test_each_upstream_is_billed_its_share_at_its_own_price() -> None:
     )
     rows = Rows()
     accountant = Accountant(GatewayMetrics(), prices, rows)
-    ctx = RequestContext(request_id="r1", endpoint="chat", stream=True)
+    ctx = RequestContext(request_id="r1", endpoint="chat", asked=Asked(body={}, stream=True))
     ctx.principal = Principal("k", "t", None, False)
-    ctx.served_by, ctx.resumed_by, ctx.resumed, ctx.status = PRIMARY, FALLBACK, True, 200
     first, second = Usage(100, 3), Usage(110, 13)  # the continuation's prompt holds the partial
-    ctx.segments = [(PRIMARY, first), (FALLBACK, second)]
-    ctx.usage = Usage(210, 16)
+    ctx.outcome = Outcome(
+        served_by=PRIMARY,
+        resumed_by=FALLBACK,
+        resumed=True,
+        status=200,
+        segments=[(PRIMARY, first), (FALLBACK, second)],
+        usage=Usage(210, 16),
+    )
     cost = accountant.record(ctx).cost_micro_usd
     # 100 in, 3 out at the primary's price; 110 in, 13 out at the fallback's ($ per million).
     assert cost == 100 * 2 + 3 * 10 + 110 * 3 + 13 * 15
