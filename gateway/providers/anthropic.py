@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway.errors import Unsupported
@@ -29,6 +28,7 @@ from gateway.providers.translate.openai_anthropic import (
     usage_from_anthropic,
 )
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
+from gateway.upstream.client import Answer
 from policies.schema import AnthropicProvider
 
 
@@ -93,8 +93,8 @@ def _with_betas(headers: dict[str, str], client_betas: str | None) -> dict[str, 
 class _AnthropicStream(HTTPStream):
     """Anthropic's events translated into OpenAI chunks."""
 
-    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
-        super().__init__(response, call)
+    def __init__(self, answer: Answer, call: UpstreamCall) -> None:
+        super().__init__(answer, call)
         self._translator = StreamTranslator(include_usage=call.client_wants_usage)
         self.usage = self._translator.usage
 
@@ -111,7 +111,7 @@ class _AnthropicStream(HTTPStream):
                 yield data_event(chunk)
             self.usage = translator.usage
             if translator.finished:
-                self._response.release()
+                self._answer.release()
                 yield DONE
                 return
         await self.aclose()
@@ -124,8 +124,8 @@ class _NativeStream(HTTPStream):
 
     protocol = ANTHROPIC
 
-    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
-        super().__init__(response, call)
+    def __init__(self, answer: Answer, call: UpstreamCall) -> None:
+        super().__init__(answer, call)
         self._reported: dict[str, Any] = {}
 
     async def _events(self) -> AsyncIterator[bytes]:
@@ -138,7 +138,7 @@ class _NativeStream(HTTPStream):
                 self._see_usage(kind, payload)
             yield event + b"\n\n"
             if kind == "message_stop":
-                self._response.release()
+                self._answer.release()
                 return
         await self.aclose()
         raise ended_early()

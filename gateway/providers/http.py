@@ -1,6 +1,7 @@
-"""The base of every hot-path adapter: one pooled aiohttp session per provider, and the two
-ways to call an upstream — a whole response within `total`, or a stream whose headers
-arrive within `first_byte`. Non-2xx answers and connection failures become our errors here."""
+"""The base of every hot-path adapter: one keep-alive pool per provider on the gateway's own
+upstream client (`gateway/upstream/`), and the two ways to call an upstream — a whole
+response within `total`, or a stream whose head arrives within `first_byte`. Non-2xx
+answers and connection failures become our errors here."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from gateway.providers.base import AttemptTimeouts, Provider, UpstreamCall, UpstreamStream, Usage
 from gateway.providers.sse import iter_events
-from gateway.providers.upstream_errors import from_aiohttp, from_status
+from gateway.providers.upstream_errors import from_status, from_transport, late
 from gateway.tracing import traced
+from gateway.upstream.client import Answer, UpstreamClient
+from gateway.upstream.errors import TransportError
 from policies.schema import AnthropicProvider, OpenAIProvider
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a whole answer, or an error body, read at most
+MAX_ERROR_BYTES = 1024 * 1024
 
 
 class PooledHTTPProvider(Provider):
@@ -25,49 +30,27 @@ class PooledHTTPProvider(Provider):
         self.name = name
         self.address = urlsplit(config.api_base).hostname or ""  # server.address on spans
         self._pool_size = config.max_connections
-        self._connect_s = config.timeouts.connect_ms / 1000
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._pool_size,
-            limit_per_host=self._pool_size,
-            ttl_dns_cache=300,
-            enable_cleanup_closed=True,
-            keepalive_timeout=30,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            # One session serves every tenant: a cookie an upstream (or its CDN) sets must
-            # never ride along with anyone's next request.
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self._client = UpstreamClient(max_connections=self._pool_size, keepalive_s=30.0)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
     async def _post(
-        self, url: str, body: dict[str, Any], headers: Mapping[str, str], connect_s: float
-    ) -> aiohttp.ClientResponse:
-        """POST and return the response with its body unread; non-2xx raises our error."""
-        assert self._session is not None, "provider not started"
-        response = await self._session.post(
-            url,
-            data=orjson.dumps(body),
-            headers=traced(headers),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_s),
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts
+    ) -> Answer:
+        """POST and return the answer with its body unread; non-2xx raises our error."""
+        assert self._client is not None, "provider not started"
+        answer = await self._client.request(
+            "POST", url, traced(headers), orjson.dumps(body), t.connect, t.first_byte
         )
-        if response.status >= 300:
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-            raise from_status(response.status, response.headers, raw)
-        return response
+        if answer.status >= 300:
+            raw = await answer.read(MAX_ERROR_BYTES, t.idle)
+            raise from_status(answer.status, answer.headers, raw)
+        return answer
 
     async def _fetch(
         self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts
@@ -75,34 +58,35 @@ class PooledHTTPProvider(Provider):
         """POST and read the whole 2xx body within `t.total`."""
         try:
             async with asyncio.timeout(t.total):
-                response = await self._post(url, body, headers, t.connect)
-                try:
-                    return await response.read(), response.headers
-                finally:
-                    response.release()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise from_aiohttp(exc, "total") from None
+                answer = await self._post(url, body, headers, t)
+                return await answer.read(MAX_ANSWER_BYTES, t.idle), answer.headers
+        except TransportError as exc:
+            raise from_transport(exc) from None
+        except TimeoutError:
+            raise late("total") from None
 
     async def _open_stream(
         self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts
-    ) -> aiohttp.ClientResponse:
-        """POST and return a 2xx response whose body (the event stream) is still unread."""
+    ) -> Answer:
+        """POST and return a 2xx answer whose body (the event stream) is still unread."""
         try:
             async with asyncio.timeout(t.first_byte):
-                return await self._post(url, body, headers, t.connect)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise from_aiohttp(exc, "first_byte") from None
+                return await self._post(url, body, headers, t)
+        except TransportError as exc:
+            raise from_transport(exc) from None
+        except TimeoutError:
+            raise late("first_byte") from None
 
 
 class HTTPStream(UpstreamStream):
-    """An upstream's event stream on one aiohttp response; a subclass's `_events` reads it
-    through `_read` (the attempt's first-byte and idle timeouts applied) and says what goes
-    to the client."""
+    """An upstream's event stream on one answer; a subclass's `_events` reads it through
+    `_read` (the attempt's first-byte and idle timeouts applied), says what goes to the
+    client, and calls `_answer.release()` once the stream's last event is in."""
 
-    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
-        self._response = response
+    def __init__(self, answer: Answer, call: UpstreamCall) -> None:
+        self._answer = answer
         self._call = call
-        self.headers: Mapping[str, str] = response.headers
+        self.headers: Mapping[str, str] = answer.headers
         self.usage = Usage()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -113,8 +97,7 @@ class HTTPStream(UpstreamStream):
 
     def _read(self) -> AsyncIterator[bytes]:
         timeouts = self._call.timeouts
-        return iter_events(self._response, timeouts.first_byte, timeouts.idle)
+        return iter_events(self._answer, timeouts.first_byte, timeouts.idle)
 
     async def aclose(self) -> None:
-        if not self._response.closed:
-            self._response.close()
+        self._answer.close()

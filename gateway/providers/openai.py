@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway.errors import UpstreamStatusError
@@ -23,6 +22,7 @@ from gateway.providers.http import HTTPStream, PooledHTTPProvider
 from gateway.providers.sse import DONE, data_of, ended_early, event_name
 from gateway.providers.translate.openai_responses import usage_from_responses
 from gateway.providers.upstream_errors import from_stream_error, upstream_object
+from gateway.upstream.client import Answer
 from policies.schema import OpenAIProvider
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
@@ -118,7 +118,7 @@ class _ResponsesStream(HTTPStream):
                 done = upstream_object(data_of(event) or b"").get("response") or {}
                 self.usage = usage_from_responses(done.get("usage") or {})
                 yield event + b"\n\n"
-                self._response.release()
+                self._answer.release()
                 return
             yield event + b"\n\n"
         await self.aclose()
@@ -126,8 +126,8 @@ class _ResponsesStream(HTTPStream):
 
 
 class _OpenAIStream(HTTPStream):
-    def __init__(self, response: aiohttp.ClientResponse, call: UpstreamCall, strip_usage: bool):
-        super().__init__(response, call)
+    def __init__(self, answer: Answer, call: UpstreamCall, strip_usage: bool):
+        super().__init__(answer, call)
         self._strip_usage = strip_usage
 
     async def _events(self) -> AsyncIterator[bytes]:
@@ -138,7 +138,7 @@ class _OpenAIStream(HTTPStream):
                 continue  # comments and keep-alives are ours to drop
             if data == b"[DONE]":
                 done = True
-                self._response.release()
+                self._answer.release()
                 yield DONE
                 break
             out = self._visible(data)

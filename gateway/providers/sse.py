@@ -3,39 +3,36 @@ first-byte and idle timeouts applied and connection failures mapped to our error
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
-from gateway.errors import ConnectFailed
-from gateway.providers.upstream_errors import from_aiohttp
+from gateway.errors import ConnectFailed, UpstreamStatusError
+from gateway.providers.upstream_errors import from_transport
+from gateway.upstream.client import Answer
+from gateway.upstream.errors import TransportError
 
 DONE = b"data: [DONE]\n\n"
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # one event, however an upstream frames it
 
 
-async def iter_events(
-    response: aiohttp.ClientResponse, first_byte_s: float, idle_s: float
-) -> AsyncIterator[bytes]:
+async def iter_events(answer: Answer, first_byte_s: float, idle_s: float) -> AsyncIterator[bytes]:
     """Yield each event's bytes without the blank line that ends it. Raises
-    `UpstreamFailure` on a timeout or a broken connection; returns at a clean end of body."""
-    content = response.content
+    `UpstreamFailure` on a timeout, a broken connection or an event past `MAX_EVENT_BYTES`;
+    returns at a clean end of body."""
     buffer = b""
-    timeout = first_byte_s
-    phase: str = "first_byte"
+    within = first_byte_s
     while True:
         try:
-            async with asyncio.timeout(timeout):
-                chunk = await content.readany()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise from_aiohttp(exc, "first_byte" if phase == "first_byte" else "idle") from None
+            chunk = await answer.chunk(within)
+        except TransportError as exc:
+            raise from_transport(exc) from None
         if not chunk:
             if buffer.strip():
                 yield buffer.strip(b"\r\n")
             return
-        timeout, phase = idle_s, "idle"
+        within = idle_s
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         buffer += chunk
@@ -46,6 +43,9 @@ async def iter_events(
             event, buffer = buffer[:end], buffer[end + 2 :]
             if event:
                 yield event
+        if len(buffer) > MAX_EVENT_BYTES:
+            answer.close()
+            raise UpstreamStatusError(f"an upstream event is over {MAX_EVENT_BYTES} bytes")
 
 
 class DataEvent(bytes):

@@ -1,5 +1,5 @@
 """The one place where foreign failures become our error tree: HTTP statuses and error
-bodies of both wire formats, aiohttp exceptions, litellm exceptions, and the self-hosted
+bodies of both wire formats, the upstream client's failures, litellm exceptions, and the self-hosted
 pool's refusals. By type, status, structured error codes and headers — with one exception:
 a prompt over the context window, which Anthropic (`prompt is too long`) and older vLLM
 servers say only in words. Those few phrasings are matched here, on client-error statuses
@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from fallback_engine.pool import PoolShed
@@ -33,6 +32,14 @@ from gateway.errors import (
     UpstreamStatusError,
 )
 from gateway.providers.base import UpstreamResponse
+from gateway.upstream.errors import (
+    AnswerTimeout,
+    BadRequestHead,
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    TransportError,
+)
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 # vLLM (0.9+) names the parameter a prompt over the window breaks: its input tokens.
@@ -159,24 +166,27 @@ def from_stream_error(error: Mapping[str, Any]) -> UpstreamFailure:
     return from_status(status, {}, orjson.dumps({"error": dict(error)}))
 
 
-def from_aiohttp(exc: BaseException, phase: TimeoutPhase) -> UpstreamFailure:
-    """`phase` names where we were when `exc` happened (used for timeouts)."""
-    # aiohttp raises one module-level ClientConnectionError instance for every response
-    # closed under a pending read (a client walking away from a stream): each raise would
-    # add to that one instance's traceback, keeping every frame of every such request, and
-    # the response in it, alive for good (the soak bench found ~1 KB per walk-away).
-    exc.__traceback__ = None
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+def from_transport(exc: TransportError) -> UpstreamFailure:
+    """The upstream client's failures (`gateway/upstream/errors.py`), by type."""
+    if isinstance(exc, ConnectTimeout):
         return Timeout("connect timed out", phase="connect")
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, AnswerTimeout):
+        phase: TimeoutPhase = "first_byte" if exc.phase == "first_byte" else "idle"
         return Timeout(f"no answer within the {phase} timeout", phase=phase)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectFailed(f"cannot connect ({type(exc.os_error).__name__})")
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return ConnectFailed("upstream closed the connection mid-response")
-    if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
-        return ConnectFailed("connection reset")
-    return ConnectFailed(f"upstream connection failed ({type(exc).__name__})")
+    if isinstance(exc, ConnectError):
+        return ConnectFailed(str(exc))
+    if isinstance(exc, Disconnected):
+        return ConnectFailed(
+            "upstream closed the connection mid-response" if exc.received else "connection reset"
+        )
+    if isinstance(exc, BadRequestHead):
+        return UpstreamBadRequest(f"the request cannot be sent upstream: {exc}", status=None)
+    return UpstreamStatusError(f"the upstream's answer is not readable HTTP: {exc}")
+
+
+def late(phase: TimeoutPhase) -> Timeout:
+    """A deadline of ours passed (`asyncio.timeout` around the exchange)."""
+    return Timeout(f"no answer within the {phase} timeout", phase=phase)
 
 
 def from_litellm(exc: BaseException) -> UpstreamFailure:

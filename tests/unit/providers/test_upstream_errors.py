@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 import orjson
 import pytest
 
@@ -19,7 +18,15 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamStatusError,
 )
-from gateway.providers.upstream_errors import from_aiohttp, from_status, from_stream_error
+from gateway.providers.upstream_errors import from_status, from_stream_error, from_transport
+from gateway.upstream.errors import (
+    AnswerTimeout,
+    BadRequestHead,
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    MalformedAnswer,
+)
 
 
 def _openai_error(code: str | None, message: str = "m") -> bytes:
@@ -99,12 +106,21 @@ def test_anthropic_stream_error_event() -> None:
     )
 
 
-def test_aiohttp_exceptions_by_type_and_phase() -> None:
-    assert from_aiohttp(aiohttp.ConnectionTimeoutError(), "first_byte").phase == "connect"  # type: ignore[attr-defined]
-    idle = from_aiohttp(TimeoutError(), "idle")
+def test_the_upstream_clients_failures_by_type_and_phase() -> None:
+    connect = from_transport(ConnectTimeout("connect timed out"))
+    assert isinstance(connect, Timeout) and connect.phase == "connect"
+    idle = from_transport(AnswerTimeout("late", "idle"))
     assert isinstance(idle, Timeout) and idle.phase == "idle"
-    assert isinstance(from_aiohttp(aiohttp.ServerDisconnectedError(), "total"), ConnectFailed)
-    assert isinstance(from_aiohttp(ConnectionResetError(), "total"), ConnectFailed)
+    first = from_transport(AnswerTimeout("late", "first_byte"))
+    assert isinstance(first, Timeout) and first.phase == "first_byte"
+    refused = from_transport(ConnectError("cannot connect (ConnectionRefusedError)"))
+    assert isinstance(refused, ConnectFailed) and "ConnectionRefusedError" in refused.message
+    cut = from_transport(Disconnected("closed", received=True))
+    assert isinstance(cut, ConnectFailed) and "mid-response" in cut.message
+    garbled = from_transport(MalformedAnswer("unreadable HTTP answer"))
+    assert isinstance(garbled, UpstreamStatusError) and garbled.retryable
+    smuggled = from_transport(BadRequestHead("header 'x' carries a line break"))
+    assert isinstance(smuggled, UpstreamBadRequest) and not smuggled.retryable
 
 
 def _record(provider: str, error: str) -> AttemptRecord:
