@@ -29,12 +29,18 @@ for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$PORT/health/live" >/dev/null && break
   sleep 0.1
 done
-worker=$(pgrep -P $gateway -f "spillover|gateway" | head -1 || true)
-worker=${worker:-$gateway}
+# The process that serves: the busiest of the gateway and its children after a warm-up (with
+# one worker that is the gateway itself; its child is the heavy lane, which idles here).
+busiest() {
+  for p in $gateway $(pgrep -P $gateway || true); do
+    echo "$(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0) $p"
+  done | sort -n | tail -1 | cut -d' ' -f2
+}
 stamp="$(date +%F)-$(git -C "$ROOT" rev-parse --short HEAD)"
 for c in "${levels[@]}"; do
   taskset -c 0 wrk -t1 -c"$c" -d3s -s "$HARNESS/chat.lua" "http://127.0.0.1:$PORT/v1/chat/completions" \
     >/dev/null 2>&1 || true  # warm-up
+  worker=$(busiest)
   out="$HERE/results/$stamp-profile-c$c.${EXT:-svg}"
   "$PYSPY" record --pid "$worker" --duration "$DURATION" --rate 200 --nonblocking \
     --format "${FORMAT:-flamegraph}" -o "$out" > "$RUN/py-spy-c$c.log" 2>&1 &

@@ -14,6 +14,7 @@ from pathlib import Path
 # The first pattern that matches a frame's file names its place.
 PLACES: list[tuple[str, str]] = [
     ("the ledger (journal, writer, SQLite)", r"accounting/(ledger|journal|store)|aiosqlite|sqlite"),
+    ("the upstream client (ours)", r"gateway/upstream/"),
     ("aiohttp's client", r"aiohttp/|yarl/|multidict/|aiohappyeyeballs/"),
     ("uvicorn (HTTP protocol, ASGI cycle)", r"uvicorn/|httptools/"),
     ("metrics (prometheus-client)", r"prometheus_client/|gateway/metrics"),

@@ -107,8 +107,9 @@ class Journal:
 
     # --- appending ---------------------------------------------------------------------
 
-    def append(self, row: dict[str, Any]) -> None:
-        """One row, in the OS before this returns. JournalFull past `max_bytes`."""
+    def append(self, row: Any) -> None:
+        """One row (a dict, or a dataclass orjson writes as one), in the OS before this
+        returns. JournalFull past `max_bytes`."""
         if self._write_fd is None:
             raise OSError("the ledger journal is not open")
         if self.pending_bytes >= self.max_bytes:

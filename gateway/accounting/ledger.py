@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import logging
+import operator
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -126,16 +127,15 @@ class LedgerWriter:
 
     def add(self, record: LedgerRow) -> None:
         """Keep the row; when this returns, a killed process no longer loses it."""
-        row = record.as_dict()
         try:
-            self.journal.append(row)
+            self.journal.append(record)
         except (OSError, JournalFull) as exc:
             if self._journal_ok:
                 log.error("ledger journal cannot take rows (%s); holding them in memory", exc)
             self._journal_ok = False
             self.errors += 1
             if len(self._unjournaled) < self._config.queue_size:
-                self._unjournaled.append(row)
+                self._unjournaled.append(record.as_dict())
             else:
                 # Kept nowhere: only rows of requests refused before admission (401, 404)
                 # get here, since admission stops at `accepting() == False`.
@@ -281,7 +281,15 @@ def _spooled_rows(path: Path) -> Iterator[dict[str, Any]]:
 def _values(row: dict[str, Any]) -> tuple[Any, ...]:
     """A row read back (a journal line, an old spool's) as the store takes it; a column it
     predates takes that column's default."""
+    if len(row) == len(COLUMNS):  # written by this version: every column, nothing else
+        try:
+            return _ALL_COLUMNS(row)  # type: ignore[no-any-return]
+        except KeyError:
+            pass
     return tuple(row[c] if c in row else ADDED_COLUMNS.get(c) for c in COLUMNS)
+
+
+_ALL_COLUMNS = operator.itemgetter(*COLUMNS)
 
 
 def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -5,6 +5,8 @@ own `x-ratelimit-*` headers, naming the limit that refused."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.errors import GatewayRateLimited
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.context import HeldLimits, RequestContext
@@ -22,66 +24,97 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What admitting one key's request on one route checks, worked out once per config:
+    each rate's counter, rate and kind ("requests" or "tokens"), and the in-flight slots."""
+
+    rates: tuple[tuple[str, Rate, str], ...]
+    slots: list[tuple[str, int]]  # shared by every request admitted on it: read only
+    tokens: bool  # a tokens-per-minute limit applies: the request's tokens are estimated
+
+
+_MAX_PLANS = 10_000  # keys by routes: beyond that, worked out per request instead of kept
+
+
 class Admitter:
     def __init__(self, limiter: Limiter, metrics: GatewayMetrics) -> None:
         self.limiter = limiter
         self._metrics = metrics
         self._keys: dict[str, Limits] = {}
         self._teams: dict[str, Limits] = {}
+        self._plans: dict[tuple[str, str | None, int], _Plan | None] = {}
 
     def configure(self, config: GatewayConfig) -> None:
         self._keys = {k.name: k.limits for k in config.keys}
         self._teams = {name: t.limits for name, t in config.teams.items()}
+        self._plans = {}
 
-    def _scopes(self, ctx: RequestContext, route: Route | None) -> list[tuple[str, Limits]]:
+    def _plan(self, ctx: RequestContext, route: Route | None) -> _Plan | None:
         principal = ctx.principal
         assert principal is not None
-        key = principal.key_name
-        scopes = [(limit_scope("key", key), self._keys.get(key, Limits()))]
-        if principal.team is not None and principal.team in self._teams:
-            scopes.append((limit_scope("team", principal.team), self._teams[principal.team]))
-        if route is not None:
-            scopes.append((limit_scope("route", ctx.route_name), route.limits))
-        return [
-            (name, limits)
-            for name, limits in scopes
-            if limits.rpm or limits.tpm or limits.concurrent
-        ]
+        # By the route object: a request of the config before a reload, still in flight,
+        # must not leave its route's limits for the next config's requests.
+        known = (principal.key_name, principal.team, id(route))
+        if known in self._plans:
+            return self._plans[known]
+        plan = self._work_out(principal.key_name, principal.team, ctx.route_name, route)
+        if len(self._plans) < _MAX_PLANS:
+            self._plans[known] = plan
+        return plan
 
-    async def admit(self, ctx: RequestContext, route: Route | None) -> HeldLimits | None:
-        """Through the key's, its team's and the route's limits. Without a route (a stored
-        response read, the model list): the key's and team's requests and concurrency —
-        such a request holds no prompt, so no tokens."""
-        scopes = self._scopes(ctx, route)
-        if not scopes:
-            return None
-        checks: list[Check] = []
-        kinds: list[str] = []
-        tokens = 0
-        if route is not None and any(limits.tpm for _, limits in scopes):
-            tokens = ctx.prompt_tokens(route.targets[0].model) + expected_output(
-                ctx.body, route.typical_output_tokens
-            )
+    def _work_out(
+        self, key: str, team: str | None, route_name: str, route: Route | None
+    ) -> _Plan | None:
+        scopes = [(limit_scope("key", key), self._keys.get(key, Limits()))]
+        if team is not None and team in self._teams:
+            scopes.append((limit_scope("team", team), self._teams[team]))
+        if route is not None:
+            scopes.append((limit_scope("route", route_name), route.limits))
+        rates: list[tuple[str, Rate, str]] = []
         for name, limits in scopes:
             if limits.rpm:
-                checks.append(Check(limit_counter(name, "rpm"), Rate.of(limits.rpm, limits), 1))
-                kinds.append("requests")
+                rates.append((limit_counter(name, "rpm"), Rate.of(limits.rpm, limits), "requests"))
             if limits.tpm and route is not None:
-                rate = Rate.of(limits.tpm, limits)
-                checks.append(Check(limit_counter(name, "tpm"), rate, tokens))
-                kinds.append("tokens")
-        if checks:
-            verdicts = await self.limiter.acquire(checks)
-            if not all(v.allowed for v in verdicts):
-                raise self._refused(ctx, checks, kinds, verdicts)
-        held = HeldLimits(
-            token_checks=[c for c, k in zip(checks, kinds, strict=True) if k == "tokens"]
-        )
+                rates.append((limit_counter(name, "tpm"), Rate.of(limits.tpm, limits), "tokens"))
         slots = [
             (limit_counter(name, "concurrent"), limits.concurrent)
             for name, limits in scopes
             if limits.concurrent
         ]
+        if not rates and not slots:
+            return None
+        return _Plan(tuple(rates), slots, any(kind == "tokens" for _, _, kind in rates))
+
+    async def admit(self, ctx: RequestContext, route: Route | None) -> HeldLimits | None:
+        """Through the key's, its team's and the route's limits. Without a route (a stored
+        response read, the model list): the key's and team's requests and concurrency —
+        such a request holds no prompt, so no tokens."""
+        plan = self._plan(ctx, route)
+        if plan is None:
+            return None
+        tokens = 0
+        if plan.tokens and route is not None:
+            tokens = ctx.prompt_tokens(route.targets[0].model) + expected_output(
+                ctx.body, route.typical_output_tokens
+            )
+        checks = [
+            Check(name, rate, 1 if kind == "requests" else tokens)
+            for name, rate, kind in plan.rates
+        ]
+        if checks:
+            verdicts = await self.limiter.acquire(checks)
+            if not all(v.allowed for v in verdicts):
+                kinds = [kind for _, _, kind in plan.rates]
+                raise self._refused(ctx, checks, kinds, verdicts)
+        held = HeldLimits(
+            token_checks=[
+                check
+                for check, (_, _, kind) in zip(checks, plan.rates, strict=True)
+                if kind == "tokens"
+            ]
+        )
+        slots = plan.slots
         if slots:
             refused = await self.limiter.enter(slots)
             if refused is not None:
