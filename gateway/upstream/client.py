@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import ssl
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import aiohappyeyeballs
 
 from gateway.upstream.connection import AnswerBounds, Connection
 from gateway.upstream.errors import (
@@ -21,7 +24,9 @@ from gateway.upstream.errors import (
     MalformedAnswer,
     TransportError,
 )
+from gateway.upstream.resolve import CachingResolver, Resolve
 
+HAPPY_EYEBALLS_S = 0.25  # RFC 8305's connection attempt delay
 _FORBIDDEN = frozenset("\r\n\0")
 # Headers the client writes itself: a caller's copy would contradict them.
 _OURS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding"})
@@ -59,8 +64,10 @@ class Pool:
         keepalive_s: float,
         tls: ssl.SSLContext | None,
         bounds: AnswerBounds,
+        resolve: Resolve,
     ) -> None:
         self.origin = origin
+        self._resolve = resolve
         self._permits = asyncio.Semaphore(size)
         self._idle: deque[Connection] = deque()
         self._keepalive_s = keepalive_s
@@ -105,17 +112,27 @@ class Pool:
         return len(self._idle)
 
     async def _connect(self, connect_s: float | None) -> Connection:
+        """Resolve, then race the addresses (happy eyeballs: a black-holed IPv6 route costs
+        250 ms, not the connect timeout), then TLS."""
         origin = self.origin
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_s):
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self._bounds),
-                    origin.host,
-                    origin.port,
-                    ssl=self._tls,
-                    server_hostname=origin.host if self._tls is not None else None,
+                infos = await self._resolve(origin.host, origin.port)
+                sock = await aiohappyeyeballs.start_connection(
+                    infos, happy_eyeballs_delay=HAPPY_EYEBALLS_S, interleave=1
                 )
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    _, connection = await loop.create_connection(
+                        lambda: Connection(self._bounds),
+                        sock=sock,
+                        ssl=self._tls,
+                        server_hostname=origin.host if self._tls is not None else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise ConnectTimeout("connect timed out") from None
         except ssl.SSLCertVerificationError as exc:
@@ -203,8 +220,10 @@ class UpstreamClient:
         keepalive_s: float = 30.0,
         tls: ssl.SSLContext | None = None,
         bounds: AnswerBounds | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
         self._size = max_connections
+        self._resolve = resolve or CachingResolver()
         self._keepalive_s = keepalive_s
         self._tls = tls
         self._bounds = bounds or AnswerBounds()
@@ -249,7 +268,7 @@ class UpstreamClient:
         if pool is None:
             tls = (self._tls or tls_context()) if origin.tls else None
             pool = self._pools[origin] = Pool(
-                origin, self._size, self._keepalive_s, tls, self._bounds
+                origin, self._size, self._keepalive_s, tls, self._bounds, self._resolve
             )
         return pool
 

@@ -6,9 +6,12 @@ unread, cookies, TLS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +25,7 @@ from gateway.upstream.errors import (
     Disconnected,
     MalformedAnswer,
 )
+from gateway.upstream.resolve import CachingResolver
 from tests.support.raw_upstream import Seen, Step, answer, chunked, raw_upstream
 from tests.support.tls import make_pki
 
@@ -354,3 +358,61 @@ async def test_a_stream_released_at_its_last_event_goes_back_once_its_end_marker
         await client.close()
     # The end marker in time: the same connection again; too late or too much: a new one.
     assert [s.connection for s in up.seen] == [1, 1, 1, 2, 2, 3]
+
+
+async def test_a_black_holed_address_costs_a_quarter_second_not_the_connect_timeout() -> None:
+    """Happy eyeballs: the first address answers nothing (SYNs dropped, as a broken IPv6
+    route does); the next one is tried 250 ms later, within the connect timeout."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filling = []
+    for _ in range(3):  # past its backlog: further SYNs are dropped
+        s = socket.socket()
+        s.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            s.connect(hole.getsockname())
+        filling.append(s)
+    async with raw_upstream(_always(OK)) as up:
+        addresses = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", hole.getsockname()),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", up.port)),
+        ]
+        asked: list[tuple[str, int]] = []
+
+        async def resolve(host: str, port: int) -> list[Any]:
+            asked.append((host, port))
+            return addresses
+
+        client = UpstreamClient(resolve=resolve)
+        started = asyncio.get_running_loop().time()
+        assert await _post(client, "http://upstream.example:8000/v1", connect_s=2.0) == (
+            b'{"ok":true}'
+        )
+        assert asyncio.get_running_loop().time() - started < 1.0
+        await client.close()
+    assert asked == [("upstream.example", 8000)]
+    for s in [hole, *filling]:
+        s.close()
+
+
+class _CountedResolver(CachingResolver):
+    def __init__(self) -> None:
+        super().__init__(ttl_s=60)
+        self.lookups = 0
+
+    async def lookup(self, host: str, port: int) -> list[Any]:
+        self.lookups += 1
+        return await super().lookup(host, port)
+
+
+async def test_a_host_is_resolved_once_for_a_burst_of_new_connections() -> None:
+    async with raw_upstream(_always(0.05, OK)) as up:
+        resolver = _CountedResolver()
+        client = UpstreamClient(resolve=resolver)
+        url = f"http://localhost:{up.port}/v1"
+        await _post(client, url)  # the first connection resolves
+        answers = await asyncio.gather(*(_post(client, url) for _ in range(8)))
+        await client.close()
+    assert answers == [b'{"ok":true}'] * 8
+    assert up.connections >= 8 and resolver.lookups == 1
