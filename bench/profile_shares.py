@@ -29,8 +29,11 @@ WATCHED: list[tuple[str, str]] = [
     ("LedgerWriter._run (read back, insert)", r"LedgerWriter\._run "),
     ("aiosqlite's thread", r"Connection\.run \(aiosqlite|_connection_worker_thread"),
     ("AttemptRunner.run (the upstream call)", r"AttemptRunner\.run "),
-    ("ProxyApp._prepare (auth, body, admit, shape, decide)", r"ProxyApp\._prepare "),
-    ("protocol.answer (the client's body)", r"Protocol\.answer "),
+    ("Preparer.__call__ (auth, body, admit, shape, decide)", r"Preparer\.__call__ "),
+    ("UpstreamClient.request (the upstream exchange)", r"UpstreamClient\.request "),
+    ("Answerer.whole (the answer, its row, its headers)", r"Answerer\.whole "),
+    ("uvicorn's request cycle send (writes to the client)", r"RequestResponseCycle\.send "),
+    ("uvicorn's parser (data_received)", r"HttpToolsProtocol\.data_received "),
 ]
 _FRAME = re.compile(r"^(.*) \((.*?):\d+\)$")
 
