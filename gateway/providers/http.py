@@ -21,7 +21,9 @@ from gateway.upstream.client import Answer, UpstreamClient
 from gateway.upstream.errors import TransportError
 from policies.schema import AnthropicProvider, OpenAIProvider
 
-MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a whole answer, or an error body, read at most
+# A whole answer read at most: the largest embeddings batch (2,048 inputs of 3,072 floats as
+# JSON) is about 130 MB.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BYTES = 1024 * 1024
 
 

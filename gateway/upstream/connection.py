@@ -81,6 +81,9 @@ class Connection(asyncio.Protocol):
         """Write a whole request (head and body) and start waiting for its answer."""
         assert self._transport is not None
         self._start_exchange()
+        if self._transport.is_closing():  # the upstream let it go while it was kept
+            self._fail(Disconnected("the kept connection was closed", False))
+            return
         self._transport.write(request)
 
     async def head(self, first_byte_s: float | None) -> None:
@@ -188,6 +191,7 @@ class Connection(asyncio.Protocol):
             self._fail(MalformedAnswer(str(refused) if refused else "unreadable HTTP answer"))
 
     def eof_received(self) -> bool:
+        self.closed = True  # not to be taken from the pool in the moment before it is lost
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
