@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from gateway.state.memory import MemoryState
 from gateway.state.responses import ResponseStore
 from gateway.state.spend import MemorySpendCounters
 from gateway.tracing import Tracing
+from gateway.upstream.pool import PoolState
 from policies.route import Target
 from policies.schema import GatewayConfig, StateConfig
 
@@ -97,6 +98,7 @@ class Core:
     def configure(self, config: GatewayConfig, generation: Generation) -> None:
         """What lives across generations takes the new config: prices, limits, budgets."""
         self.accountant.configure(config, generation.self_hosted_prices())
+        self.metrics.upstream_pools.source = generation.upstream_pools
         self.admitter.configure(config)
         self.budgets.configure(config, self.accountant.prices)
         self.responses.configure(config.responses)
@@ -177,6 +179,12 @@ class Generation:
                 if self.started.get(t.provider) and wanted & self.providers[t.provider].supports
             )
         return out
+
+    def upstream_pools(self) -> Iterator[tuple[str, PoolState]]:
+        """Each provider's connection pools, for the metrics."""
+        for name, provider in self.providers.items():
+            for pool in provider.unwrapped().connections():
+                yield name, pool
 
     def _pool_adapters(self) -> dict[str, VllmPoolAdapter]:
         return {

@@ -4,13 +4,57 @@ cached, so the request path pays a dict lookup and an increment, nothing more.""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from fallback_engine.metrics import PoolMetrics
+from gateway.upstream.pool import PoolState
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class UpstreamPools:
+    """The upstream client's pools, read at scrape time from the generation being served
+    (`source`, set when a config is swapped in): connections busy and idle, connections
+    made, and requests sent again because a kept connection had gone stale."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[tuple[str, PoolState]]] = tuple
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        open_now, made, resent = self._families()
+        for provider, pool in self.source():
+            open_now.add_metric([provider, pool.origin, "busy"], pool.busy)
+            open_now.add_metric([provider, pool.origin, "idle"], pool.idle)
+            made.add_metric([provider, pool.origin], pool.connects)
+            resent.add_metric([provider, pool.origin], pool.resends)
+        yield from (open_now, made, resent)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "spillover_upstream_connections",
+                "Connections to upstreams now, by provider, origin and state (busy, idle).",
+                labels=["provider", "origin", "state"],
+            ),
+            CounterMetricFamily(
+                "spillover_upstream_connects",
+                "Connections made to upstreams (keep-alive working: this grows slowly).",
+                labels=["provider", "origin"],
+            ),
+            CounterMetricFamily(
+                "spillover_upstream_resends",
+                "Requests sent again on a new connection: the kept one had gone stale.",
+                labels=["provider", "origin"],
+            ),
+        )
 
 
 class Serving:
@@ -42,6 +86,8 @@ class GatewayMetrics:
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds, …
         self._children: dict[tuple[Any, ...], Any] = {}
         self.pool = PoolMetrics(r)
+        self.upstream_pools = UpstreamPools()
+        r.register(self.upstream_pools)
 
     def _requests(self, r: CollectorRegistry) -> None:
         """What clients asked and got: requests, latency, tokens, streams."""

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.upstream.pool import PoolState
 from policies.pool import Priority
 from policies.schema import WireProtocol
 from policies.schema_base import Endpoint
@@ -170,6 +171,10 @@ class Provider(ABC):
     def unwrapped(self) -> Provider:
         """The adapter itself, when this one wraps another (a drill's fault injector)."""
         return self
+
+    def connections(self) -> list[PoolState]:
+        """Its connection pools to upstreams, for the metrics (none: it keeps none)."""
+        return []
 
     @abstractmethod
     async def send(self, call: UpstreamCall) -> UpstreamResponse | UpstreamStream: ...

@@ -19,6 +19,7 @@ from gateway.providers.upstream_errors import from_status, from_transport, late
 from gateway.tracing import traced
 from gateway.upstream.client import Answer, UpstreamClient
 from gateway.upstream.errors import TransportError
+from gateway.upstream.pool import PoolState
 from policies.schema import AnthropicProvider, OpenAIProvider
 
 # A whole answer read at most: the largest embeddings batch (2,048 inputs of 3,072 floats as
@@ -40,6 +41,9 @@ class PooledHTTPProvider(Provider):
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    def connections(self) -> list[PoolState]:
+        return self._client.pools() if self._client is not None else []
 
     async def _post(
         self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts

@@ -23,6 +23,7 @@ from gateway.providers.base import (
 )
 from gateway.providers.openai import PATHS, OpenAIAdapter
 from gateway.providers.upstream_errors import from_pool_shed
+from gateway.upstream.pool import PoolState
 from policies.pool import VllmPoolProvider
 from policies.schema import OpenAIProvider
 
@@ -57,6 +58,9 @@ class VllmPoolAdapter(Provider):
     async def close(self) -> None:
         await self.pool.close()
         await self._wire.close()
+
+    def connections(self) -> list[PoolState]:
+        return self._wire.connections()  # one origin per replica
 
     def _request(self, call: UpstreamCall) -> PoolRequest:
         text = prompt_text(call.body)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from gateway.upstream.connection import AnswerBounds, Connection
 from gateway.upstream.errors import AnswerTimeout, BadRequestHead, MalformedAnswer, TransportError
-from gateway.upstream.pool import Origin, Pool, tls_context
+from gateway.upstream.pool import Origin, Pool, PoolState, tls_context
 from gateway.upstream.resolve import CachingResolver, Resolve
 
 _FORBIDDEN = frozenset("\r\n\0")
@@ -126,8 +126,16 @@ class UpstreamClient:
         except TransportError as exc:
             if not reused or exc.received or isinstance(exc, AnswerTimeout):
                 raise
+        pool.resends += 1
         connection, _ = await pool.acquire(connect_s, fresh=True)
         return await _exchange(pool, connection, request, first_byte_s)
+
+    def pools(self) -> list[PoolState]:
+        """Each origin's connections now, and its counts since the client was made."""
+        return [
+            PoolState(str(origin), pool.busy, pool.idle, pool.connects, pool.resends)
+            for origin, pool in self._pools.items()
+        ]
 
     def idle(self, url: str) -> int:
         """Idle connections kept for `url`'s origin."""

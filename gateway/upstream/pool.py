@@ -20,10 +20,24 @@ HAPPY_EYEBALLS_S = 0.25  # RFC 8305's connection attempt delay
 
 
 @dataclass(frozen=True, slots=True)
+class PoolState:
+    """One origin's pool as the metrics read it."""
+
+    origin: str
+    busy: int
+    idle: int
+    connects: int
+    resends: int
+
+
+@dataclass(frozen=True, slots=True)
 class Origin:
     tls: bool
     host: str
     port: int
+
+    def __str__(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host_header}"
 
     @property
     def host_header(self) -> str:
@@ -55,6 +69,9 @@ class Pool:
     ) -> None:
         self.origin = origin
         self._resolve = resolve
+        self.busy = 0  # connections handed out now
+        self.connects = 0  # connections made, ever
+        self.resends = 0  # requests sent again because a kept connection had gone stale
         self._permits = asyncio.Semaphore(size)
         self._idle: deque[Connection] = deque()
         self._keepalive_s = keepalive_s
@@ -64,6 +81,7 @@ class Pool:
     async def acquire(self, connect_s: float | None, fresh: bool) -> tuple[Connection, bool]:
         """A connection and whether it served before; the caller gives it back or drops it."""
         await self._permits.acquire()
+        self.busy += 1
         try:
             if not fresh:
                 now = asyncio.get_running_loop().time()
@@ -72,9 +90,11 @@ class Pool:
                     if not connection.closed and now - connection.idle_since < self._keepalive_s:
                         return connection, True
                     connection.close()
-            return await self._connect(connect_s), False
+            connection = await self._connect(connect_s)
+            self.connects += 1
+            return connection, False
         except BaseException:
-            self._permits.release()
+            self._let_go()
             raise
 
     def give_back(self, connection: Connection) -> None:
@@ -84,10 +104,14 @@ class Pool:
             self._idle.append(connection)
         else:
             connection.close()
-        self._permits.release()
+        self._let_go()
 
     def drop(self, connection: Connection) -> None:
         connection.close()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        self.busy -= 1
         self._permits.release()
 
     def close(self) -> None:

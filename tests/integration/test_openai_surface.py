@@ -444,3 +444,34 @@ def test_health_and_metrics(gateway: Proc) -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "spillover_requests_total" in metrics.text
     assert GATEWAY_KEY not in metrics.text and OPENAI_UPSTREAM_KEY not in metrics.text
+
+
+def test_the_upstream_connections_are_kept_and_shown(
+    gateway: Proc, client: openai.OpenAI, openai_upstream: MockUpstream
+) -> None:
+    """Keep-alive at work, as an operator reads it: five requests in a row make at most one
+    new connection to the upstream, leave one idle, and send nothing twice."""
+
+    def sample(name: str, **labels: str) -> float:
+        text = httpx.get(gateway.url + "/metrics").text
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(name + "{") and line.split("}")[0][len(name) + 1 :] == wanted:
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name}{{{wanted}}} not in /metrics")
+
+    origin = {"origin": f"http://127.0.0.1:{openai_upstream.port}", "provider": "primary"}
+
+    def send() -> None:
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+        )
+
+    send()  # the session's gateway may have served others before: counted from here
+    made = sample("spillover_upstream_connects_total", **origin)
+    resent = sample("spillover_upstream_resends_total", **origin)
+    for _ in range(5):  # one after another: each finds the last one's connection idle
+        send()
+    assert sample("spillover_upstream_connects_total", **origin) == made
+    assert sample("spillover_upstream_resends_total", **origin) == resent
+    assert sample("spillover_upstream_connections", state="idle", **origin) >= 1

@@ -133,6 +133,9 @@ async def test_a_stale_kept_connection_is_replaced_once_before_any_byte() -> Non
         client = UpstreamClient()
         assert await _post(client, up.url()) == b'{"ok":true}'
         assert await _post(client, up.url(), b'{"again":1}') == b'{"ok":true}'
+        [pool] = client.pools()
+        assert (pool.origin, pool.connects, pool.resends, pool.busy, pool.idle) == (
+            f"http://127.0.0.1:{up.port}", 2, 1, 0, 1)  # fmt: skip
         await client.close()
     assert [s.connection for s in up.seen] == [1, 1, 2]  # sent again, once, on a new one
     assert up.seen[2].body == b'{"again":1}'
