@@ -149,7 +149,7 @@ class Accountant:
             client_request_id=ctx.client_request_id,
             key_name=principal.key_name if principal else None,
             team=principal.team if principal else None,
-            route=ctx.route_name if ctx.route is not None else None,
+            route=ctx.route_label,
             endpoint=ctx.endpoint,
             provider=target.provider if target else None,
             model=target.model if target else None,
@@ -173,7 +173,7 @@ class Accountant:
             usage_estimated=outcome.usage_estimated,
             ingress=ctx.ingress,
             trace_id=ctx.trace_id,
-            dropped=", ".join(outcome.dropped)[:1024] or None,
+            dropped=outcome.dropped_text,
             resumed_by=_named(outcome.resumed_by),
         )
 

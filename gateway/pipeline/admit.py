@@ -31,6 +31,7 @@ class _Plan:
 
     rates: tuple[tuple[str, Rate, str], ...]
     slots: list[tuple[str, int]]  # shared by every request admitted on it: read only
+    kinds: list[str]  # each rate's kind, in order
     tokens: bool  # a tokens-per-minute limit applies: the request's tokens are estimated
 
 
@@ -84,7 +85,8 @@ class Admitter:
         ]
         if not rates and not slots:
             return None
-        return _Plan(tuple(rates), slots, any(kind == "tokens" for _, _, kind in rates))
+        kinds = [kind for _, _, kind in rates]
+        return _Plan(tuple(rates), slots, kinds, "tokens" in kinds)
 
     async def admit(self, ctx: RequestContext, route: Route | None) -> HeldLimits | None:
         """Through the key's, its team's and the route's limits. Without a route (a stored
@@ -105,15 +107,9 @@ class Admitter:
         if checks:
             verdicts = await self.limiter.acquire(checks)
             if not all(v.allowed for v in verdicts):
-                kinds = [kind for _, _, kind in plan.rates]
-                raise self._refused(ctx, checks, kinds, verdicts)
-        held = HeldLimits(
-            token_checks=[
-                check
-                for check, (_, _, kind) in zip(checks, plan.rates, strict=True)
-                if kind == "tokens"
-            ]
-        )
+                raise self._refused(ctx, checks, plan.kinds, verdicts)
+        kinds = zip(checks, plan.kinds, strict=True)
+        held = HeldLimits(token_checks=[check for check, kind in kinds if kind == "tokens"])
         slots = plan.slots
         if slots:
             refused = await self.limiter.enter(slots)

@@ -70,8 +70,7 @@ class Answerer:
                 response.protocol, answer_object(response)
             )
         body = await protocol.answer(ctx, response)  # UpstreamFailure: a shape we cannot read
-        served_as = [(b"request-id", ctx.request_id.encode())] if ctx.ingress == ANTHROPIC else []
-        await self._whole_json(ctx, reply, 200, body, served_as)
+        await self._whole_json(ctx, reply, 200, body, _served_as(ctx))
         await self.attempts.outcomes.succeeded(ctx, route, served)
 
     async def stream(
@@ -88,9 +87,7 @@ class Answerer:
         # The stream's headers leave before its outcome is known, so before its row: they
         # say what is known at its first event, as a row would.
         head = told_headers(StreamHead.of(ctx), ctx.reservation)
-        if ctx.ingress == ANTHROPIC:
-            head.append((b"request-id", ctx.request_id.encode()))
-        await reply.start(200, [*_SSE_HEADERS, *head])
+        await reply.start(200, [*_SSE_HEADERS, *head, *_served_as(ctx)])
         client = protocol.stream(ctx, stream.protocol, reply)
         await client.write(served.first_event)
         ctx.outcome.bytes_sent = True
@@ -160,11 +157,11 @@ class StreamHead:
         return cls(
             ctx.request_id,
             ctx.client_request_id,
-            ctx.route_name if ctx.route is not None else None,
+            ctx.route_label,
             len(ctx.outcome.attempts),
             target.provider if target else None,
             target.model if target else None,
-            ", ".join(ctx.outcome.dropped)[:1024] or None,
+            ctx.outcome.dropped_text,
         )
 
 
@@ -188,6 +185,12 @@ def told_headers(told: LedgerRow | StreamHead, reservation: Reservation | None) 
     if told.dropped:  # the client's own field names, bounded
         headers.append((b"x-spillover-dropped", printable(told.dropped.encode())[:1024].encode()))
     return headers
+
+
+def _served_as(ctx: RequestContext) -> HeaderList:
+    """A served answer's `request-id`, which Anthropic's SDKs read (an error answer carries
+    its protocol's own)."""
+    return [(b"request-id", ctx.request_id.encode())] if ctx.ingress == ANTHROPIC else []
 
 
 def _what(item: str) -> str:

@@ -90,6 +90,11 @@ class Outcome:
     faults: list[str] = field(default_factory=list)  # a drill injected into this request
 
     @property
+    def dropped_text(self) -> str | None:
+        """What was dropped, as the row and `x-spillover-dropped` say it (bounded)."""
+        return ", ".join(self.dropped)[:1024] or None
+
+    @property
     def fell_back(self) -> bool:
         """Served by a later target because an earlier one failed, was cooling down or had
         its circuit open (a target that cannot serve the endpoint at all does not count)."""
@@ -135,6 +140,16 @@ class RequestContext:
     row: LedgerRow | None = None  # its ledger row, once kept (before the answer's last part)
     finished: bool = False  # limits released, money settled, span ended
     handed_off: bool = False  # served whole by the heavy lane, which keeps its row
+
+    def take(self, asked: Asked) -> None:
+        """What the client's protocol read: the body sent starts as the one asked."""
+        self.asked = asked
+        self.body = asked.body
+
+    @property
+    def route_label(self) -> str | None:
+        """The route's name once one was found (a name the client made up is none)."""
+        return self.route_name if self.route is not None else None
 
     @property
     def upstream_endpoint(self) -> Endpoint:

@@ -99,8 +99,7 @@ async def _counted(
     ctx.route_name, route = route_for(config, ctx.principal, body["model"])
     ctx.route = route
     model = route.targets[0].model
-    ctx.asked = Asked(body=request_to_openai(body, model).body)
-    ctx.body = ctx.asked.body
+    ctx.take(Asked(body=request_to_openai(body, model).body))
     ctx.held_limits = await limits.admit(ctx, route)
     # Past EXACT_UP_TO bytes, the four-characters-a-token estimate; below, the exact count
     # runs beside the event loop, never holding up other tenants' requests.

@@ -55,11 +55,10 @@ class Preparer:
         ctx.route_name, route = route_for(self.config, ctx.principal, body["model"])
         ctx.route = route
         try:
-            ctx.asked = await protocol.read(ctx, body, headers)
+            ctx.take(await protocol.read(ctx, body, headers))
         except HeavyRequest as heavy:
             heavy.body = raw
             raise
-        ctx.body = ctx.asked.body
         if not self.accountant.accepting():
             raise LedgerUnavailable(
                 "the gateway cannot record requests right now (its ledger is full)",

@@ -46,15 +46,16 @@ class PooledHTTPProvider(Provider):
         return self._client.pools() if self._client is not None else []
 
     async def _post(
-        self, url: str, body: dict[str, Any], headers: Mapping[str, str], t: AttemptTimeouts
+        self, url: str, body: dict[str, Any], headers: Mapping[str, str], connect_s: float
     ) -> Answer:
-        """POST and return the answer with its body unread; non-2xx raises our error."""
+        """POST and return the answer with its body unread; non-2xx raises our error. The
+        caller's deadline (`total`, or a stream's `first_byte`) bounds the rest."""
         assert self._client is not None, "provider not started"
         answer = await self._client.request(
-            "POST", url, traced(headers), orjson.dumps(body), t.connect, t.first_byte
+            "POST", url, traced(headers), orjson.dumps(body), connect_s
         )
         if answer.status >= 300:
-            raw = await answer.read(MAX_ERROR_BYTES, t.idle)
+            raw = await answer.read(MAX_ERROR_BYTES)
             raise from_status(answer.status, answer.headers, raw)
         return answer
 
@@ -64,8 +65,8 @@ class PooledHTTPProvider(Provider):
         """POST and read the whole 2xx body within `t.total`."""
         try:
             async with asyncio.timeout(t.total):
-                answer = await self._post(url, body, headers, t)
-                return await answer.read(MAX_ANSWER_BYTES, t.idle), answer.headers
+                answer = await self._post(url, body, headers, t.connect)
+                return await answer.read(MAX_ANSWER_BYTES), answer.headers
         except TransportError as exc:
             raise from_transport(exc) from None
         except TimeoutError:
@@ -77,7 +78,7 @@ class PooledHTTPProvider(Provider):
         """POST and return a 2xx answer whose body (the event stream) is still unread."""
         try:
             async with asyncio.timeout(t.first_byte):
-                return await self._post(url, body, headers, t)
+                return await self._post(url, body, headers, t.connect)
         except TransportError as exc:
             raise from_transport(exc) from None
         except TimeoutError:
