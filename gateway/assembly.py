@@ -18,6 +18,7 @@ from fallback_engine.pool import Pool
 from gateway.accounting.ledger import LedgerWriter
 from gateway.accounting.pricing import ModelPrice, PriceTable, self_hosted_price
 from gateway.drill.faults import FaultTable, FaultyProvider
+from gateway.keyring.keyring import Keyring, Snapshot
 from gateway.keys import KeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline.account import Accountant
@@ -92,6 +93,7 @@ class Core:
     budgets: Budgets
     responses: ResponseStore
     tracing: Tracing
+    keyring: Keyring
     build_provider: ProviderFactory = build_provider
     on_breaker: Callable[[Target, str, str], None] | None = None
 
@@ -104,11 +106,23 @@ class Core:
         self.responses.configure(config.responses)
         self.tracing.configure(config)
 
+    def use_keyring(self, snapshot: Snapshot) -> None:
+        """Stored keys' and teams' limits and budgets, as loaded (a change made anywhere)."""
+        keys, teams = snapshot.keys.values(), snapshot.teams.values()
+        self.admitter.use_stored(
+            {k.name: k.limits for k in keys}, {t.name: t.limits for t in teams}
+        )
+        self.budgets.use_stored({k.name: k.budget for k in keys}, {t.name: t.budget for t in teams})
+        self.metrics.keyring_keys.set(len(snapshot.by_digest))
+        self.metrics.keyring_version.set(snapshot.version)
+
     async def start(self) -> None:
         await self.ledger.start()
         await self.admitter.limiter.start()
+        await self.keyring.start()
 
     async def close(self) -> None:
+        await self.keyring.close()
         await self.ledger.close()
         await self.responses.close()
         self.tracing.shutdown()
@@ -133,7 +147,8 @@ def build_core(
     # A drill's redis_down fault makes this process's Redis calls fail (routing state,
     # limits and budgets alike); the hook costs one dict check while no fault is set.
     backends = build_backends(config.state, metrics, faults.redis_down_now)
-    return Core(
+    keyring = _keyring(config, backends)
+    core = Core(
         metrics=metrics,
         faults=faults,
         ledger=ledger,
@@ -143,7 +158,21 @@ def build_core(
         budgets=Budgets(backends.spend, metrics),
         responses=ResponseStore(config.ledger.url, config.responses),
         tracing=Tracing(config.tracing, exporter=span_exporter),
+        keyring=keyring,
         build_provider=provider_factory,
+    )
+    keyring.on_change = core.use_keyring
+    keyring.on_check = metrics.keyring_stale.set
+    return core
+
+
+def _keyring(config: GatewayConfig, backends: StateBackends) -> Keyring:
+    if not config.keyring.enabled:
+        return Keyring(None, config.keyring.refresh_s)
+    from gateway.keyring.store_sql import KeyringTables  # the SQL toolkit: only when on
+
+    return Keyring(
+        KeyringTables(config.ledger.url), config.keyring.refresh_s, shared=backends.shared
     )
 
 
@@ -246,7 +275,11 @@ async def build_generation(
 def _stages(
     core: Core, config: GatewayConfig, providers: dict[str, Provider], faults: FaultTable | None
 ) -> Stages:
-    keys = KeyStore(config, faults.minted_keys if faults is not None else None)
+    keys = KeyStore(
+        config,
+        faults.minted_keys if faults is not None else None,
+        core.keyring if core.keyring.enabled else None,
+    )
     attempts = AttemptRunner(
         providers,
         {name: p.timeouts for name, p in config.providers.items()},

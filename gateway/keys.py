@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.errors import AuthenticationFailed, ModelNotFound
 from policies.pool import Priority
@@ -44,12 +45,34 @@ def digest(token: bytes) -> str:
     return hashlib.sha256(token).hexdigest()
 
 
+class StoredKeys(Protocol):
+    """Keys kept as data (`gateway.keyring`): looked at after the config file's."""
+
+    prefix: bytes  # every stored key's secret starts so
+
+    def lookup(self, digest: str) -> Principal | None: ...
+
+    def holders(self) -> Iterable[tuple[str, Principal]]:
+        """Every stored secret's digest and principal, whether or not it has expired."""
+
+    @property
+    def version(self) -> int:
+        """Raised by every change: what was read of `holders` is stale once it moves."""
+
+    def well_formed(self, token: bytes) -> bool:
+        """Whether a secret with the prefix has a matching checksum (else it was mistyped)."""
+
+
 class KeyStore:
     def __init__(
-        self, config: GatewayConfig, minted: Mapping[str, Principal] | None = None
+        self,
+        config: GatewayConfig,
+        minted: Mapping[str, Principal] | None = None,
+        stored: StoredKeys | None = None,
     ) -> None:
         # Keys minted at run time (a console drill's), by digest; looked at only on a miss.
         self._minted: Mapping[str, Principal] = minted if minted is not None else {}
+        self._stored = stored
         self._by_digest: dict[str, Principal] = {}
         for key in config.keys:
             key_digest = (
@@ -74,17 +97,43 @@ class KeyStore:
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
             raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
-        found = digest(token.strip())
+        token = token.strip()
+        found = digest(token)
         principal = self._by_digest.get(found)
+        if principal is not None:
+            return principal
+        stored = self._stored
+        if stored is not None and token.startswith(stored.prefix):
+            principal = stored.lookup(found)
+            if principal is not None:
+                return principal
+            if not stored.well_formed(token):
+                raise AuthenticationFailed(
+                    "invalid API key: its checksum does not match (mistyped or cut short?)"
+                )
+        principal = self._minted.get(found)
         if principal is None:
-            principal = self._minted.get(found)
-            if principal is None:
-                raise AuthenticationFailed("invalid API key")
+            raise AuthenticationFailed("invalid API key")
         return principal
 
     def holders(self) -> Iterable[tuple[str, Principal]]:
-        """The configured keys' digests and principals (minted keys are not among them)."""
-        return self._by_digest.items()
+        """The configured and stored keys' digests and principals (minted keys are not among
+        them); `still_valid` tells whether a stored one still authenticates."""
+        yield from self._by_digest.items()
+        if self._stored is not None:
+            yield from self._stored.holders()
+
+    @property
+    def version(self) -> int:
+        """Moves whenever stored keys change (-1 without any)."""
+        return self._stored.version if self._stored is not None else -1
+
+    def still_valid(self, key_digest: str) -> bool:
+        """Whether a digest from `holders` authenticates now (a stored key may have expired
+        or been rotated out since)."""
+        if key_digest in self._by_digest:
+            return True
+        return self._stored is not None and self._stored.lookup(key_digest) is not None
 
 
 def route_for(config: GatewayConfig, principal: Principal, name: str) -> tuple[str, Route]:

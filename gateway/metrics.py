@@ -282,6 +282,24 @@ class GatewayMetrics:
             "settled to their real cost.",
             registry=r,
         )
+        self.keyring_keys = Gauge(
+            "spillover_keyring_keys",
+            "Stored secrets this process authenticates (keys kept as data, not revoked; a "
+            "rotated key's old secret counts while its grace lasts).",
+            registry=r,
+        )
+        self.keyring_version = Gauge(
+            "spillover_keyring_version",
+            "The version of the keyring this process serves: equal on every replica once a "
+            "change has reached them all.",
+            registry=r,
+        )
+        self.keyring_stale = Gauge(
+            "spillover_keyring_stale_seconds",
+            "How long the database has not answered this process's keyring checks (0 while it "
+            "does); meanwhile it serves the last set it loaded.",
+            registry=r,
+        )
         self.budget_remaining = Gauge(
             "spillover_budget_remaining_usd",
             "What is left of a budget in its current period (negative once overspent).",

@@ -295,6 +295,17 @@ class ConsoleConfig(Strict):
         return value
 
 
+class KeyringConfig(Strict):
+    """Keys and teams kept as data in the ledger's database, managed with `/admin/keys`,
+    `/admin/teams` and `spillover keys` (docs: Manage keys), beside the keys of this file."""
+
+    enabled: bool = True
+    """Off: only the keys of this file authenticate; the admin API's key routes answer 404."""
+    refresh_s: float = Field(0.5, ge=0.05, le=60)
+    """How often each process checks the database for changes made elsewhere: the bound on
+    how late a revocation reaches it without Redis (with shared state, changes arrive at once)."""
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     """The HTTP server."""
@@ -308,6 +319,8 @@ class GatewayConfig(Strict):
     """Where ledger rows go."""
     responses: ResponsesConfig = ResponsesConfig()
     """Stored Responses (kept in the ledger's database)."""
+    keyring: KeyringConfig = KeyringConfig()
+    """Keys and teams as data (kept in the ledger's database)."""
     tracing: TracingConfig = TracingConfig()
     """OpenTelemetry traces (off by default)."""
     providers: dict[str, ProviderConfig] = Field(min_length=1)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,10 @@ async def measure(repeats: int = 5, n: int = 5000) -> dict[str, float]:
     keys = KeyStore(config)
     header = f"Bearer {KEY}".encode()
     out["auth"] = _best(lambda: _timed(lambda: keys.authenticate(header), n), repeats)
+    for count in (10, 10_000):
+        store, stored_header = _stored(config, count)
+        auth = partial(store.authenticate, stored_header)
+        out[f"auth (stored, {count:,} keys)"] = _best(partial(_timed, auth, n), repeats)
     chat = OpenAIProtocol("chat")
     depth = config.server.max_json_depth
     out["parse+validate"] = _best(
@@ -149,6 +154,30 @@ async def measure(repeats: int = 5, n: int = 5000) -> dict[str, float]:
         [await _whole_requests(config, n // 5) for _ in range(repeats)]
     )
     return out
+
+
+def _stored(config: GatewayConfig, count: int) -> tuple[KeyStore, bytes]:
+    """A key store with `count` stored keys in its keyring, and the header of the last."""
+    from gateway.keyring.keyring import Keyring, Snapshot
+    from gateway.keyring.records import StoredKey
+    from gateway.keyring.secrets import mint
+    from gateway.keys import digest
+    from policies.schema import Budget
+    from policies.schema_base import Limits
+
+    secrets = [mint() for _ in range(count)]
+    stored = [
+        StoredKey(
+            name=f"app-{i}", team=None, user=None, role="user", priority="standard",
+            routes=None, limits=Limits(), budget=Budget(), metadata={},
+            secret_sha256=digest(secret.encode()), hint="", created_at=0.0, updated_at=0.0,
+            expires_at=4e9,
+        )
+        for i, secret in enumerate(secrets)
+    ]  # fmt: skip
+    keyring = Keyring(None, 1.0)
+    keyring.snapshot = Snapshot.of(1, stored, [])
+    return KeyStore(config, None, keyring), f"Bearer {secrets[-1]}".encode()
 
 
 def _prices(config: GatewayConfig) -> Any:

@@ -8,6 +8,7 @@ from gateway.cli.capacity import plan
 from gateway.cli.costs import costs
 from gateway.cli.demo import demo
 from gateway.cli.drill import drill_app
+from gateway.cli.keys import keys_app, teams_app
 from gateway.cli.pool import pool_app, sim_vllm
 from gateway.cli.probe import health
 from gateway.cli.serve import check_config, mock_provider, serve
@@ -27,6 +28,8 @@ app.command()(health)
 app.command("plan")(plan)
 app.add_typer(pool_app, name="pool")
 app.add_typer(drill_app, name="drill")
+app.add_typer(keys_app, name="keys")
+app.add_typer(teams_app, name="teams")
 
 
 def main() -> None:

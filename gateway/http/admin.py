@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.drill.faults import FaultSpec
-from gateway.error_wire import error_body
+from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import (
     AuthenticationFailed,
     ClientError,
@@ -27,6 +27,7 @@ from gateway.errors import (
     PermissionDenied,
     SpilloverError,
 )
+from gateway.http.admin_keyring import keyring_router
 from gateway.http.admin_port import AdminPort
 from gateway.http.openapi import with_openai_paths
 from gateway.state.contracts import RoutingState
@@ -54,6 +55,8 @@ def admin_app(port: AdminPort) -> FastAPI:
 
     app.include_router(_routing(port), dependencies=[Depends(admin_key)])
     app.include_router(_drills(port), dependencies=[Depends(admin_key)])
+    app.include_router(keyring_router(port))  # its own check: viewers may read
+    app.add_exception_handler(SpilloverError, _gateway_error)  # type: ignore[arg-type]
     return app
 
 
@@ -74,7 +77,12 @@ def _routing(port: AdminPort) -> APIRouter:
         """Why `/health/ready` says what it says: usable targets per route, and each
         problem by name (the unauthenticated probe tells status only)."""
         usable, problems = port.problems()
-        return {"ready": not problems, "routes": usable, "problems": problems}
+        return {
+            "ready": not problems,
+            "routes": usable,
+            "problems": problems,
+            "notices": port.notices(),
+        }
 
     @router.post("/admin/targets/reset")
     async def reset_targets() -> dict[str, str]:
@@ -208,6 +216,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
     return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _gateway_error(_request: Request, exc: SpilloverError) -> Response:
+    headers = {k.decode(): v.decode() for k, v in protocol_headers(exc)}
+    return Response(error_body(exc), exc.status, headers, media_type="application/json")
 
 
 async def _invalid_request(_request: Request, exc: RequestValidationError) -> Response:

@@ -11,6 +11,7 @@ from gateway.accounting.pricing import PriceTable
 from gateway.drill.faults import FaultTable
 from gateway.http.console.incidents import Incidents
 from gateway.http.reload import ReloadResult
+from gateway.keyring.manage import KeyringAdmin
 from gateway.keys import Principal
 from gateway.state.contracts import RoutingState
 from policies.schema import GatewayConfig
@@ -38,6 +39,16 @@ class AdminPort(Protocol):
 
     def problems(self) -> tuple[dict[str, int], list[str]]:
         """Usable targets per route, and why this replica should not get traffic (if so)."""
+
+    def notices(self) -> list[str]:
+        """What an operator should know that is no reason to take this replica out."""
+
+    @property
+    def keyring(self) -> KeyringAdmin:
+        """Stored keys and teams: issue, change, rotate, revoke."""
+
+    @property
+    def keyring_enabled(self) -> bool: ...
 
     def prices(self) -> PriceTable: ...
 

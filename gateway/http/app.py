@@ -21,7 +21,7 @@ from gateway.http import health
 from gateway.http.console.incidents import Incidents
 from gateway.http.console.revocations import Revocations
 from gateway.http.console.sampler import Sampler
-from gateway.http.console.session import Sessions, process_secret
+from gateway.http.console.session import Sessions, SignInThrottle, process_secret
 from gateway.http.edge import guard_admin, send_error
 from gateway.http.heavy_lane import HeavyLane
 from gateway.http.lane_process import LANE_ENV, LANE_SOCKET_ENV
@@ -61,6 +61,7 @@ class Gateway:
         self.metrics = core.metrics
         self.faults = core.faults
         self._admin: ASGIApp | None = None  # built at the first request it answers
+        self.admin_throttle = SignInThrottle(attempts=20, window_s=60.0)
         self.incidents = Incidents()
         core.on_breaker = self.incidents.breaker_changed
         console = config.console
@@ -80,6 +81,7 @@ class Gateway:
             self._reloaded,
             # The lane hears of no SIGHUP or /admin/reload: it looks at the file itself.
             (config.server.reload_poll_s or (2.0 if self.lane else 0)) if config_path else 0,
+            core.keyring.clashes,
         )
         self.heavy_lane = _heavy_lane(config, self.metrics) if not self.lane else None
         if self.heavy_lane is not None:
@@ -100,6 +102,9 @@ class Gateway:
 
     async def start(self) -> None:
         await self.core.start()
+        clashes = self.core.keyring.clashes(self.boot_config)
+        if clashes:
+            raise ValueError("; ".join(clashes))
         if self.heavy_lane is not None:
             await self.heavy_lane.start()
         self._serve(await build_generation(self.core, self.boot_config))
@@ -206,7 +211,9 @@ class Gateway:
                     await send_error(send, NotFound("the console is off (console.enabled)"))
                 return
             if path.startswith("/admin"):
-                guarded = await guard_admin(scope, receive, send, proxy.pipeline.keys)
+                guarded = await guard_admin(
+                    scope, receive, send, proxy.pipeline.keys, self.admin_throttle
+                )
                 if guarded is None:
                     return
                 receive = guarded

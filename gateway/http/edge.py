@@ -12,14 +12,19 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.error_wire import error_body, protocol_headers
 from gateway.errors import (
+    AuthenticationFailed,
     ClientError,
+    GatewayRateLimited,
     PermissionDenied,
     SpilloverError,
 )
 from gateway.http.body import read_bounded
+from gateway.http.console.session import SignInThrottle
 from gateway.keys import KeyStore
 
 ADMIN_MAX_BODY_BYTES = 1024 * 1024
+# What a viewer key may read of the admin API (everything else takes an admin key).
+VIEWER_READS = ("/admin/keys", "/admin/teams", "/admin/audit")
 
 
 async def send_whole(
@@ -58,12 +63,25 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def guard_admin(scope: Scope, receive: Receive, send: Send, keys: KeyStore) -> Receive | None:
+async def guard_admin(
+    scope: Scope, receive: Receive, send: Send, keys: KeyStore, throttle: SignInThrottle
+) -> Receive | None:
     """Authenticate an admin request, then read its body within the admin limit; None when
-    it has been answered already (401, 403, 413). Else a `receive` that replays the body."""
+    it has been answered already (401, 403, 413, 429 after too many bad keys from one
+    address). Else a `receive` that replays the body."""
+    client = scope["client"][0] if scope.get("client") else "?"
     try:
-        principal = keys.authenticate(header(scope, b"authorization"))
-        if not principal.admin:
+        wait = throttle.retry_after(client)
+        if wait:
+            raise GatewayRateLimited(
+                "too many requests with a bad key from this address", retry_after=wait
+            )
+        try:
+            principal = keys.authenticate(header(scope, b"authorization"))
+        except AuthenticationFailed:
+            throttle.failed(client)
+            raise
+        if not principal.admin and not _viewer_read(scope, principal.viewer):
             raise PermissionDenied("this key is not an admin key")
         body = await read_bounded(dict(scope["headers"]), receive, ADMIN_MAX_BODY_BYTES)
     except ClientError as exc:
@@ -81,3 +99,12 @@ async def guard_admin(scope: Scope, receive: Receive, send: Send, keys: KeyStore
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
+
+
+def _viewer_read(scope: Scope, viewer: bool) -> bool:
+    path: str = scope["path"]
+    return (
+        viewer
+        and scope["method"] == "GET"
+        and any(path == p or path.startswith(p + "/") for p in VIEWER_READS)
+    )

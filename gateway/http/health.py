@@ -30,7 +30,10 @@ async def answer(port: AdminPort, scope: Scope, send: Send) -> None:
         # Status only: route names and problems are for admins (`/admin/readiness`).
         _, problems = port.problems()
         status = 503 if problems else 200
-        body = orjson.dumps({"status": "not_ready" if problems else "ready"})
+        said: dict[str, str] = {"status": "not_ready" if problems else "ready"}
+        if any(n.startswith("keyring:") for n in port.notices()):
+            said["keyring"] = "stale"  # still ready: the last set loaded keeps serving
+        body = orjson.dumps(said)
     else:
         # The lane is scraped by its workers only, over a socket no one else can open.
         needs_key = port.config().server.metrics_require_key and not port.lane

@@ -33,9 +33,11 @@ class Reloader:
         apply: Callable[[GatewayConfig], Awaitable[list[str]]],
         on_result: Callable[[ReloadResult], None],
         poll_s: float,
+        check: Callable[[GatewayConfig], list[str]] = lambda _config: [],
     ) -> None:
         self._path = path
         self._apply = apply  # swaps the config in; returns notes (e.g. "needs a restart")
+        self._check = check  # what a valid file may still clash with (stored keys' names)
         self._on_result = on_result
         self._poll_s = poll_s
         self._lock = asyncio.Lock()
@@ -59,7 +61,11 @@ class Reloader:
             except OSError as exc:
                 result = ReloadResult(False, trigger, [f"{self._path}: {exc.strerror}"])
             else:
-                result = ReloadResult(True, trigger, notes=await self._apply(config))
+                clashes = self._check(config)
+                if clashes:
+                    result = ReloadResult(False, trigger, clashes)
+                else:
+                    result = ReloadResult(True, trigger, notes=await self._apply(config))
         if result.ok:
             log.warning(
                 "config reloaded (%s) from %s%s",

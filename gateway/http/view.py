@@ -17,6 +17,7 @@ from gateway.http.console.sampler import Sampler
 from gateway.http.heavy_lane import HeavyLane
 from gateway.http.lane_metrics import exposition
 from gateway.http.reload import ReloadResult
+from gateway.keyring.manage import KeyringAdmin
 from gateway.keys import KeyStore, Principal
 from gateway.metrics import GatewayMetrics
 from gateway.state.contracts import Limiter, RoutingState, SpendCounters
@@ -48,6 +49,7 @@ class GatewayView:
         self.config_path = config_path
         self.lane = lane  # "heavy" in the heavy lane's process, else ""
         self._heavy_lane = heavy_lane
+        self._keyring_admin: KeyringAdmin | None = None
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -74,6 +76,27 @@ class GatewayView:
         if not self._core.accountant.accepting():
             problems.append("the ledger can keep no more rows")
         return usable, problems
+
+    def notices(self) -> list[str]:
+        """What an operator should know that is no reason to take this replica out."""
+        keyring = self._core.keyring
+        stale = keyring.stale_s()
+        if not stale:
+            return []
+        return [
+            f"keyring: the database has not answered for {stale:.0f} s; serving the keys "
+            f"loaded last (version {keyring.snapshot.version})"
+        ]
+
+    @property
+    def keyring(self) -> KeyringAdmin:
+        if self._keyring_admin is None:
+            self._keyring_admin = KeyringAdmin(self._core.keyring, self.config)
+        return self._keyring_admin
+
+    @property
+    def keyring_enabled(self) -> bool:
+        return self._core.keyring.enabled
 
     def prices(self) -> PriceTable:
         return self._core.accountant.prices

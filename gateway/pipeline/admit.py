@@ -13,7 +13,7 @@ from gateway.pipeline.context import HeldLimits, RequestContext
 from gateway.pipeline.tokens import expected_output
 from gateway.state.contracts import Limiter
 from gateway.state.limits import Check
-from gateway.state.names import limit_counter, limit_scope
+from gateway.state.names import limit_counter, limit_scope, rate_counter
 from policies.limits import Rate, Verdict
 from policies.route import Route
 from policies.schema import GatewayConfig
@@ -44,11 +44,24 @@ class Admitter:
         self._metrics = metrics
         self._keys: dict[str, Limits] = {}
         self._teams: dict[str, Limits] = {}
+        self._from_file: tuple[dict[str, Limits], dict[str, Limits]] = ({}, {})
+        self._stored: tuple[dict[str, Limits], dict[str, Limits]] = ({}, {})
         self._plans: dict[tuple[str, str | None, int], _Plan | None] = {}
 
     def configure(self, config: GatewayConfig) -> None:
-        self._keys = {k.name: k.limits for k in config.keys}
-        self._teams = {name: t.limits for name, t in config.teams.items()}
+        keys = {k.name: k.limits for k in config.keys}
+        self._from_file = (keys, {name: t.limits for name, t in config.teams.items()})
+        self._merge()
+
+    def use_stored(self, keys: dict[str, Limits], teams: dict[str, Limits]) -> None:
+        """The limits of keys and teams kept as data (`gateway.keyring`)."""
+        self._stored = (keys, teams)
+        self._merge()
+
+    def _merge(self) -> None:
+        # The file's names and the stored ones never overlap (a clash is a config error).
+        self._keys = {**self._stored[0], **self._from_file[0]}
+        self._teams = {**self._stored[1], **self._from_file[1]}
         self._plans = {}
 
     def _plan(self, ctx: RequestContext, route: Route | None) -> _Plan | None:
@@ -75,9 +88,11 @@ class Admitter:
         rates: list[tuple[str, Rate, str]] = []
         for name, limits in scopes:
             if limits.rpm:
-                rates.append((limit_counter(name, "rpm"), Rate.of(limits.rpm, limits), "requests"))
+                counter = rate_counter(name, "rpm", limits.rpm)
+                rates.append((counter, Rate.of(limits.rpm, limits), "requests"))
             if limits.tpm and route is not None:
-                rates.append((limit_counter(name, "tpm"), Rate.of(limits.tpm, limits), "tokens"))
+                counter = rate_counter(name, "tpm", limits.tpm)
+                rates.append((counter, Rate.of(limits.tpm, limits), "tokens"))
         slots = [
             (limit_counter(name, "concurrent"), limits.concurrent)
             for name, limits in scopes

@@ -32,16 +32,32 @@ class Budgets:
         self._metrics = metrics
         self._keys: dict[str, Budget] = {}
         self._teams: dict[str, Budget] = {}
+        self._from_file: tuple[dict[str, Budget], dict[str, Budget]] = ({}, {})
+        self._stored: tuple[dict[str, Budget], dict[str, Budget]] = ({}, {})
         self._tz = ZoneInfo("UTC")
         self._prices: PriceTable | None = None
         self._outstanding = 0  # micro-dollars reserved here and not yet settled
 
     def configure(self, config: GatewayConfig, prices: PriceTable) -> None:
-        # Only owners with an amount set: a request of anyone else costs one dict lookup.
-        self._keys = {k.name: k.budget for k in config.keys if _limited(k.budget)}
-        self._teams = {name: t.budget for name, t in config.teams.items() if _limited(t.budget)}
+        self._from_file = (
+            {k.name: k.budget for k in config.keys},
+            {name: t.budget for name, t in config.teams.items()},
+        )
+        self._merge()
         self._tz = ZoneInfo(config.timezone)
         self._prices = prices
+
+    def use_stored(self, keys: dict[str, Budget], teams: dict[str, Budget]) -> None:
+        """The budgets of keys and teams kept as data (`gateway.keyring`)."""
+        self._stored = (keys, teams)
+        self._merge()
+
+    def _merge(self) -> None:
+        # Only owners with an amount set: a request of anyone else costs one dict lookup.
+        keys = {**self._stored[0], **self._from_file[0]}
+        teams = {**self._stored[1], **self._from_file[1]}
+        self._keys = {name: b for name, b in keys.items() if _limited(b)}
+        self._teams = {name: b for name, b in teams.items() if _limited(b)}
 
     def _buckets(self, ctx: RequestContext, now: float) -> list[Bucket]:
         principal = ctx.principal

@@ -13,8 +13,14 @@ def limit_scope(kind: str, owner: str) -> str:
 
 
 def limit_counter(scope: str, unit: str) -> str:
-    """The limiter's counter of `unit` (rpm, tpm, concurrent) under `scope`."""
+    """The limiter's counter of `unit` (concurrent) under `scope`."""
     return f"{scope}:{unit}"
+
+
+def rate_counter(scope: str, unit: str, per_minute: int) -> str:
+    """A rate's counter (`key:app:rpm@60`): named by its limit too, so a changed limit starts
+    a fresh one — a raised limit applies at once instead of after the old one's debt."""
+    return f"{scope}:{unit}@{per_minute}"
 
 
 def bucket_name(scope: str, owner: str, period: str, period_id: str) -> str:

@@ -64,12 +64,21 @@ class SharedRedis:
     ) -> None:
         self.client = connect(config, outage)
         self.prefix = config.key_prefix
+        self._config = config
         self.available = True
         self._on_change = on_change
         self._probe_s = probe_s
         self._meanwhile: list[Callable[[], str]] = []
         self._on_return: list[Callable[[], Awaitable[None]]] = []
         self._probe: asyncio.Task[None] | None = None
+
+    def listener(self) -> aioredis.Redis:
+        """A client of its own for a subscription, which waits for messages as long as it
+        takes (the shared client gives up after `timeout_ms`). The caller closes it."""
+        timeout = self._config.timeout_ms / 1000
+        return aioredis.from_url(
+            self._config.url, socket_connect_timeout=max(timeout, 1.0), decode_responses=True
+        )
 
     def register(
         self,

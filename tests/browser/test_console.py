@@ -304,3 +304,55 @@ def test_the_console_works_without_javascript(console_gateway: Proc) -> None:
         for name in ("overview", "pool", "spend", "limits", "drills", "config"):
             page.goto(f"{gateway.url}/ui/{name}")
             expect(page.locator("h1")).to_be_visible()
+
+
+def test_an_admin_issues_copies_uses_and_revokes_a_key_and_a_viewer_only_reads(
+    console_gateway: Proc, shots: Path
+) -> None:
+    gateway = console_gateway
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gateway.url)
+        page = context.new_page()
+        watch = ConsoleWatch(page)
+        _sign_in(page, gateway, ADMIN_KEY)
+        page.click("nav >> text=Keys")
+        expect(page.locator("table.keys")).to_contain_text("No stored keys yet")
+        page.fill("input[name=name]", "browser-app")
+        page.fill("input[name=rpm]", "600")
+        page.click("button[data-action=create-key]")
+        shown = page.locator("#new-secret")
+        expect(shown).to_have_text(re.compile(r"^sk-spill-[0-9A-Za-z]{38}$"))
+        secret = shown.inner_text()
+        page.click("button[data-copy=new-secret]")
+        expect(page.locator("button[data-copy=new-secret]")).to_have_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()") == secret
+        row = page.locator('tr[data-key="browser-app"]')
+        expect(row).to_contain_text("active")
+        expect(row).to_contain_text("sk-spill-…" + secret[-4:])
+        _shot(page, shots, "keys")
+
+        # The copied secret works with the SDK …
+        client = OpenAI(base_url=gateway.url + "/v1", api_key=secret, max_retries=0)
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}], max_tokens=4
+        )
+        # … and is never on the page again.
+        page.goto(gateway.url + "/ui/keys")
+        assert secret not in page.content()
+        page.locator('tr[data-key="browser-app"] button[data-action=revoke]').click()
+        expect(page.locator('tr[data-key="browser-app"]')).to_contain_text("revoked")
+        expect(page.locator("table.audit")).to_contain_text("key browser-app revoke")
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "x"}], max_tokens=4
+            )
+        assert watch.problems == []
+
+        viewer = browser.new_page(viewport={"width": 1360, "height": 900})
+        _sign_in(viewer, gateway, VIEWER_KEY)
+        viewer.click("nav >> text=Keys")
+        expect(viewer.locator("table.keys")).to_contain_text("browser-app")
+        assert viewer.locator("button[data-action=create-key]").count() == 0
+        assert viewer.locator("button[data-action=revoke]").count() == 0
+        context.close()

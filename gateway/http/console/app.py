@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import ClientError
-from gateway.http.console import pages
+from gateway.http.console import keys_page, pages
 from gateway.http.console.drills import ConsoleDrills
 from gateway.http.console.port import ConsolePort
 from gateway.http.console.session import Sessions
@@ -55,6 +55,10 @@ def console_app(port: ConsolePort, sessions: Sessions, drills: ConsoleDrills) ->
         Route("/ui/drills/run", pages.run_drill, methods=["POST"]),
         Route("/ui/drills/{drill_id}", pages.drill),
         Route("/ui/drills/{drill_id}/live", pages.drill_live),
+        Route("/ui/keys", keys_page.keys),
+        Route("/ui/keys/create", keys_page.create, methods=["POST"]),
+        Route("/ui/keys/{name}/rotate", keys_page.rotate, methods=["POST"]),
+        Route("/ui/keys/{name}/revoke", keys_page.revoke, methods=["POST"]),
         Route("/ui/config", pages.config),
         Route("/ui/config/reload", pages.reload, methods=["POST"]),
         Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -31,6 +31,7 @@ PAGES = (
     ("spend", "Spend"),
     ("limits", "Limits and budgets"),
     ("drills", "Drills"),
+    ("keys", "Keys"),
     ("config", "Config"),
 )
 
@@ -50,23 +51,32 @@ class Console:
         self.drills = drills
         self.throttle = SignInThrottle()
         # The fingerprints of the serving generation's keys (rebuilt when a reload swaps it).
-        self._holders: tuple[KeyStore | None, dict[str, Principal]] = (None, {})
+        # The key store and keyring version read, and each key's fingerprint → its digest
+        # and principal.
+        self._holders: tuple[KeyStore | None, int, dict[str, tuple[str, Principal]]] = (
+            None, -1, {},
+        )  # fmt: skip
         self._cache: dict[str, tuple[float, Any]] = {}
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.filters.update(num=_num, pct=_pct, usd=_usd, ago=_ago, dur=_dur)
+        self.templates.filters.update(num=_num, pct=_pct, usd=_usd, ago=_ago, dur=_dur, at=_at)
 
     # -- who is asking -------------------------------------------------------------------------
 
     def _principal(self, session: Session) -> Principal | None:
-        """The session's key in the running config (a reload may have removed or demoted it)."""
+        """The session's key as it is now: a reload may have removed or demoted it, and a
+        stored key may have been revoked, rotated out or expired since it signed in."""
         keys: KeyStore = self.port.keys()
-        if self._holders[0] is not keys:
-            self._holders = (keys, {fingerprint(d): p for d, p in keys.holders()})
-        return self._holders[1].get(session.key_fingerprint)
+        if self._holders[0] is not keys or self._holders[1] != keys.version:
+            holders = {fingerprint(d): (d, p) for d, p in keys.holders()}
+            self._holders = (keys, keys.version, holders)
+        found = self._holders[2].get(session.key_fingerprint)
+        if found is None or not keys.still_valid(found[0]):
+            return None
+        return found[1]
 
     def who(self, request: Request, act: bool = False) -> tuple[Session, Principal]:
         session = self.sessions.read(request.cookies.get(COOKIE))
@@ -163,6 +173,10 @@ def _usd(value: float | None) -> str:
     if value is None:
         return NONE
     return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+
+
+def _at(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 def _ago(at: float) -> str:

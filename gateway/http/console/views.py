@@ -11,7 +11,7 @@ from typing import Any
 from gateway.accounting.reports import SpendRow, parse_when, spend, spend_by
 from gateway.http.console.port import ConsolePort
 from gateway.http.console.sampler import samples
-from gateway.state.names import bucket_name, limit_counter, limit_scope, periods
+from gateway.state.names import bucket_name, limit_counter, limit_scope, periods, rate_counter
 from policies.limits import Rate
 from policies.routing import target_key
 from policies.schema import Budget, GatewayConfig
@@ -238,9 +238,13 @@ async def limits(port: ConsolePort, recent: bool = True) -> list[UseRow]:
     ]
     owners += [("team", name, t.limits, t.budget) for name, t in config.teams.items()]
     counters = [
-        limit_counter(limit_scope(scope, name), unit)
-        for scope, name, _, _ in owners
-        for unit in ("rpm", "tpm", "concurrent")
+        counter
+        for scope, name, lim, _ in owners
+        for counter in (
+            rate_counter(limit_scope(scope, name), "rpm", lim.rpm or 0),
+            rate_counter(limit_scope(scope, name), "tpm", lim.tpm or 0),
+            limit_counter(limit_scope(scope, name), "concurrent"),
+        )
     ]
     raw = dict(zip(counters, await port.limiter.peek(counters), strict=True))
     last_minute = await _last_minute(port) if recent else {}
@@ -264,13 +268,17 @@ async def limits(port: ConsolePort, recent: bool = True) -> list[UseRow]:
                 rows_budget.append(
                     (period, spent / 1e6, reserved / 1e6, usd or 0.0, budget.mode if usd else "")
                 )
+        counters = [
+            rate_counter(limited, "rpm", lim.rpm or 0),
+            rate_counter(limited, "tpm", lim.tpm or 0),
+        ]
         in_flight = raw[limit_counter(limited, "concurrent")]
         out.append(
             UseRow(
                 scope,
                 name,
-                _rate_use(lim.rpm, lim, requests, raw[limit_counter(limited, "rpm")], now),
-                _rate_use(lim.tpm, lim, tokens, raw[limit_counter(limited, "tpm")], now),
+                _rate_use(lim.rpm, lim, requests, raw[counters[0]], now),
+                _rate_use(lim.tpm, lim, tokens, raw[counters[1]], now),
                 Use(in_flight, lim.concurrent) if lim.concurrent else None,
                 rows_budget,
             )

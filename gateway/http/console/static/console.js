@@ -65,6 +65,14 @@
     });
   }
 
+  // A new key's secret, shown once: copied to the clipboard from its element, by id.
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-copy]");
+    if (!button) { return; }
+    const text = document.getElementById(button.dataset.copy).textContent;
+    navigator.clipboard.writeText(text).then(() => { button.textContent = "Copied"; }, () => {});
+  });
+
   document.addEventListener("DOMContentLoaded", () => init(document));
   document.addEventListener("htmx:afterSwap", (event) => init(event.detail.target));
 })();
