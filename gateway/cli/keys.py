@@ -18,7 +18,7 @@ from gateway.cli.common import console
 keys_app = typer.Typer(no_args_is_help=True, help="Keys kept as data: issue, rotate, revoke.")
 teams_app = typer.Typer(no_args_is_help=True, help="Teams kept as data: limits and budgets.")
 
-Gateway = Annotated[str, typer.Option(help="The gateway's base URL.")]
+Gateway = Annotated[str, typer.Option(envvar="SPILLOVER_GATEWAY", help="The gateway's base URL.")]
 AdminKey = Annotated[
     str, typer.Option(envvar="SPILLOVER_ADMIN_KEY", help="An admin key (viewers may list).")
 ]

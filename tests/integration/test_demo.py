@@ -115,3 +115,51 @@ def test_demo_serves_fails_over_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert not any(
         _port_open(p) for p in (gateway_port, openai_port, anthropic_port, pool_port, pool_port + 1)
     )
+
+
+def test_the_manage_keys_walkthrough_runs_on_the_demo(tmp_path: Path) -> None:
+    """docs/keys.md's commands, as written, against `spillover demo` (what `make run`
+    starts) — only the port is this test's."""
+    gateway_port, openai_port, anthropic_port, pool_port, _ = free_ports(5, consecutive=True)
+    log = tmp_path / "demo.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--port", str(gateway_port),
+         "--openai-port", str(openai_port), "--anthropic-port", str(anthropic_port),
+         "--pool-port", str(pool_port)],
+        cwd=tmp_path,  # the demo's ledger (and so its keyring) is new
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{gateway_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while "Ctrl-C stops everything" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        page = (ROOT / "docs" / "keys.md").read_text()
+        walkthrough = page.split("```bash\n", 1)[1].split("```", 1)[0]
+        script = walkthrough.replace("http://127.0.0.1:4000", base)
+        script = script.replace(".venv/bin/spillover", f"{ROOT}/.venv/bin/spillover")
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script + '\necho "key=$KEY"'],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "SPILLOVER_GATEWAY": base},
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert '"chat.completion"' in done.stdout  # the curl call, served with the new key
+        assert "growth-app: $" in done.stdout  # its spend
+        assert "key create" in done.stdout  # the audit (before the revocation)
+        key = done.stdout.rsplit("key=", 1)[1].strip()
+        assert key.startswith("sk-spill-")
+        refused = httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 401
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
