@@ -88,6 +88,7 @@ class Keyring:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._loaded_at = 0.0  # when the database last answered
+        self._created = False  # the tables made (or found): tried again until they are
         self.failures = 0
 
     @property
@@ -149,7 +150,6 @@ class Keyring:
         if self._tables is None:
             return
         try:
-            await self._tables.create()
             await self.refresh()
         except LedgerUnavailable as exc:
             self.failures += 1
@@ -172,6 +172,9 @@ class Keyring:
     async def refresh(self) -> bool:
         """Load the keyring when the database holds a newer version; True when it did."""
         tables = self.tables
+        if not self._created:
+            await tables.create()
+            self._created = True
         if await tables.version() == self.snapshot.version:
             self._answered()
             return False
@@ -184,9 +187,18 @@ class Keyring:
         self.on_change(snapshot)
         return True
 
+    async def current(self) -> Snapshot:
+        """The set as the database holds it now, or — while it does not answer — the last
+        one loaded (reads of the admin API and the console go on)."""
+        with contextlib.suppress(LedgerUnavailable):
+            await self.refresh()
+        return self.snapshot
+
     async def changed(self) -> None:
-        """After a change made here: load it now, and tell the other processes."""
-        await self.refresh()
+        """After a change made here (committed): load it now, and tell the other processes.
+        Neither may fail the change: the next check finds it."""
+        with contextlib.suppress(LedgerUnavailable):
+            await self.refresh()
         if self._shared is None:
             return
         from redis.exceptions import RedisError

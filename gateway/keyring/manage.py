@@ -57,15 +57,14 @@ class KeyringAdmin:
         return team.public()
 
     async def teams(self, limit: int, after: str | None) -> dict[str, Any]:
-        await self._keyring.refresh()
-        names = sorted(n for n in self._keyring.snapshot.teams if after is None or n > after)
+        found = (await self._keyring.current()).teams
+        names = sorted(n for n in found if after is None or n > after)
         page = names[: _page(limit)]
-        shown = [self._keyring.snapshot.teams[n].public() for n in page]
+        shown = [found[n].public() for n in page]
         return {"teams": shown, "next": page[-1] if len(names) > len(page) else None}
 
     async def team(self, name: str) -> dict[str, Any]:
-        await self._keyring.refresh()
-        team = self._keyring.snapshot.teams.get(name)
+        team = (await self._keyring.current()).teams.get(name)
         if team is None:
             raise NotFound(f"no team {name!r}")
         return team.public()
@@ -161,9 +160,8 @@ class KeyringAdmin:
     async def keys(
         self, limit: int, after: str | None, team: str | None, state: KeyState | None
     ) -> dict[str, Any]:
-        await self._keyring.refresh()
+        found = (await self._keyring.current()).keys
         now = time.time()
-        found = self._keyring.snapshot.keys
         names = sorted(
             name
             for name, key in found.items()
@@ -178,8 +176,7 @@ class KeyringAdmin:
         }
 
     async def key(self, name: str) -> dict[str, Any]:
-        await self._keyring.refresh()
-        key = self._keyring.snapshot.keys.get(name)
+        key = (await self._keyring.current()).keys.get(name)
         if key is None:
             raise NotFound(f"no key {name!r}")
         return key.public(time.time())

@@ -91,6 +91,7 @@ def test_a_key_issued_over_the_api_serves_the_sdk_and_obeys_its_limits(gateway: 
         admin(gateway, "GET", "/admin/audit").text,
     ]
     assert all(secret not in text and secret[9:-6] not in text for text in shown)
+    assert secret[9:-6] not in gateway.output()  # nor in the gateway's log
 
 
 def test_limits_changed_over_the_api_apply_at_once(gateway: Proc) -> None:
