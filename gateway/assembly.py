@@ -167,13 +167,8 @@ def build_core(
 
 
 def _keyring(config: GatewayConfig, backends: StateBackends) -> Keyring:
-    if not config.keyring.enabled:
-        return Keyring(None, config.keyring.refresh_s)
-    from gateway.keyring.store_sql import KeyringTables  # the SQL toolkit: only when on
-
-    return Keyring(
-        KeyringTables(config.ledger.url), config.keyring.refresh_s, shared=backends.shared
-    )
+    url = config.ledger.url if config.keyring.enabled else None
+    return Keyring(url, config.keyring.refresh_s, shared=backends.shared)
 
 
 def _ledger_gauges(metrics: GatewayMetrics, ledger: LedgerWriter) -> None:

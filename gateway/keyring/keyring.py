@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.errors import LedgerUnavailable
 from gateway.keyring import secrets
@@ -27,6 +27,17 @@ if TYPE_CHECKING:
     from gateway.state.shared import SharedRedis
 
 log = logging.getLogger("spillover.keyring")
+
+
+class KeyringReads(Protocol):
+    """What a check every `refresh_s` reads (`reads_sqlite.py`, or the SQL tables)."""
+
+    async def version(self) -> int | None:
+        """The keyring's version; None while no change has made its tables."""
+
+    async def load(self) -> tuple[int, list[StoredKey], list[StoredTeam]]: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,33 +83,56 @@ class Keyring:
 
     def __init__(
         self,
-        tables: KeyringTables | None,
+        url: str | None,
         refresh_s: float,
         shared: SharedRedis | None = None,
     ) -> None:
-        """`tables` None: the keyring is off (`keyring.enabled: false`); it stays empty.
-        `on_change` hears of each set loaded."""
+        """`url`: the ledger's database; None: the keyring is off (`keyring.enabled: false`)
+        and stays empty. `on_change` hears of each set loaded."""
         self.snapshot = Snapshot()
         self.on_change: Callable[[Snapshot], None] = lambda _snapshot: None
         self.on_check: Callable[[float], None] = lambda _stale_s: None  # after each check
-        self._tables = tables
+        self._url = url
+        self._reads: KeyringReads | None = None
+        self._tables: KeyringTables | None = None
         self._refresh_s = refresh_s
         self._shared = shared
         self._channel = (shared.prefix if shared else "") + "keyring"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._loaded_at = 0.0  # when the database last answered
-        self._created = False  # the tables made (or found): tried again until they are
         self.failures = 0
 
     @property
     def enabled(self) -> bool:
-        return self._tables is not None
+        return self._url is not None
 
-    @property
-    def tables(self) -> KeyringTables:
-        assert self._tables is not None, "the keyring is off"
+    async def writable(self) -> KeyringTables:
+        """The tables, made where missing, for a change (and the audit log): the SQL toolkit
+        is imported here, at the first one."""
+        assert self._url is not None, "the keyring is off"
+        if self._tables is None:
+            from gateway.keyring.store_sql import KeyringTables
+
+            tables = KeyringTables(self._url)
+            try:
+                await tables.create()
+            except BaseException:
+                await tables.close()
+                raise
+            self._tables = tables
         return self._tables
+
+    async def _reader(self) -> KeyringReads:
+        if self._reads is None:
+            assert self._url is not None, "the keyring is off"
+            if self._url.startswith("sqlite:///"):
+                from gateway.keyring.reads_sqlite import SqliteReads
+
+                self._reads = SqliteReads(self._url[len("sqlite:///") :])
+            else:  # PostgreSQL: the ledger has loaded the toolkit already
+                self._reads = await self.writable()
+        return self._reads
 
     def lookup(self, digest: str) -> Principal | None:
         """The principal a stored secret authenticates as now, if any."""
@@ -142,12 +176,12 @@ class Keyring:
 
     def stale_s(self, now: float | None = None) -> float:
         """How long since the database last answered (0 while it does)."""
-        if self._tables is None or not self.failures:
+        if self._url is None or not self.failures:
             return 0.0
         return (now or time.time()) - self._loaded_at
 
     async def start(self) -> None:
-        if self._tables is None:
+        if self._url is None:
             return
         try:
             await self.refresh()
@@ -166,19 +200,24 @@ class Keyring:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._tables is not None:
+        if self._reads is not None:
+            await self._reads.close()
+        if self._tables is not None and self._tables is not self._reads:
             await self._tables.close()
 
     async def refresh(self) -> bool:
         """Load the keyring when the database holds a newer version; True when it did."""
-        tables = self.tables
-        if not self._created:
-            await tables.create()
-            self._created = True
-        if await tables.version() == self.snapshot.version:
+        reads = await self._reader()
+        version = await reads.version()
+        if version == self.snapshot.version or (version is None and self.snapshot.version == 0):
             self._answered()
             return False
-        version, keys, teams = await tables.load()
+        keys: list[StoredKey] = []
+        teams: list[StoredTeam] = []
+        if version is None:  # no change has made the tables yet: nothing stored
+            version = 0
+        else:
+            version, keys, teams = await reads.load()
         self._answered()
         if version == self.snapshot.version:
             return False

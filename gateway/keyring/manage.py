@@ -40,7 +40,7 @@ class KeyringAdmin:
             raise Conflict(f"team {body.name!r} is defined in the config file")
         now = time.time()
         team = StoredTeam(body.name, body.limits, body.budget, body.metadata, now, now)
-        await self._keyring.tables.add_team(team, actor)
+        await (await self._keyring.writable()).add_team(team, actor)
         await self._keyring.changed()
         return team.public()
 
@@ -52,7 +52,7 @@ class KeyringAdmin:
                 team, **{k: getattr(body, k) for k in given}, updated_at=time.time()
             )
 
-        team = await self._keyring.tables.change_team(name, change, actor)
+        team = await (await self._keyring.writable()).change_team(name, change, actor)
         await self._keyring.changed()
         return team.public()
 
@@ -97,7 +97,7 @@ class KeyringAdmin:
             updated_at=now,
             expires_at=expires_at,
         )
-        await self._keyring.tables.add_key(key, actor)
+        await (await self._keyring.writable()).add_key(key, actor)
         await self._keyring.changed()
         return key.public(now), secret
 
@@ -119,7 +119,7 @@ class KeyringAdmin:
             _still_active(key)
             return dataclasses.replace(key, **changes, updated_at=now)
 
-        key = await self._keyring.tables.change_key(name, change, "update", actor)
+        key = await (await self._keyring.writable()).change_key(name, change, "update", actor)
         await self._keyring.changed()
         return key.public(now)
 
@@ -139,7 +139,7 @@ class KeyringAdmin:
                 updated_at=now,
             )
 
-        key = await self._keyring.tables.change_key(name, change, "rotate", actor)
+        key = await (await self._keyring.writable()).change_key(name, change, "rotate", actor)
         await self._keyring.changed()
         return key.public(now), secret
 
@@ -153,7 +153,7 @@ class KeyringAdmin:
                 key, revoked_at=now, previous_sha256=None, previous_until=None, updated_at=now
             )
 
-        key = await self._keyring.tables.change_key(name, change, "revoke", actor)
+        key = await (await self._keyring.writable()).change_key(name, change, "revoke", actor)
         await self._keyring.changed()
         return key.public(now)
 
@@ -184,7 +184,7 @@ class KeyringAdmin:
     async def audit(
         self, limit: int, before_id: int | None, subject: str | None
     ) -> list[dict[str, Any]]:
-        return await self._keyring.tables.audit(_page(limit), before_id, subject)
+        return await (await self._keyring.writable()).audit(_page(limit), before_id, subject)
 
     def _check(self, config: GatewayConfig, team: str | None, routes: list[str] | None) -> None:
         if team is not None and not self._team_exists(config, team):

@@ -33,14 +33,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from gateway.accounting.tables import engine_url, sqlite_pragmas
 from gateway.errors import Conflict, LedgerUnavailable, NotFound
 from gateway.keyring.records import StoredKey, StoredTeam
-from policies.schema import Budget
-from policies.schema_base import Limits
+from gateway.keyring.rows import (
+    AUDIT,
+    KEYS,
+    TEAMS,
+    VERSION,
+    as_json,
+    key_of,
+    key_row,
+    team_of,
+    team_row,
+)
 
 log = logging.getLogger("spillover.keyring")
 
 metadata = MetaData()
 keys_table = Table(
-    "spillover_keys",
+    KEYS,
     metadata,
     Column("name", String(64), primary_key=True),
     Column("team", String(64), index=True),
@@ -62,7 +71,7 @@ keys_table = Table(
     Column("previous_until", Float),
 )
 teams_table = Table(
-    "spillover_teams",
+    TEAMS,
     metadata,
     Column("name", String(64), primary_key=True),
     Column("limits", Text, nullable=False),
@@ -72,7 +81,7 @@ teams_table = Table(
     Column("updated_at", Float, nullable=False),
 )
 audit_table = Table(
-    "spillover_keyring_audit",
+    AUDIT,
     metadata,
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -86,85 +95,11 @@ audit_table = Table(
     Column("after", Text),
 )
 version_table = Table(
-    "spillover_keyring_version",
+    VERSION,
     metadata,
     Column("id", Integer, primary_key=True),
     Column("version", BigInteger, nullable=False),
 )
-
-Change = Callable[[Any], Any]
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _key_row(key: StoredKey) -> dict[str, Any]:
-    return {
-        "name": key.name,
-        "team": key.team,
-        "user_id": key.user,
-        "role": key.role,
-        "priority": key.priority,
-        "routes": None if key.routes is None else _json(list(key.routes)),
-        "limits": _json(key.limits.model_dump(exclude_defaults=True)),
-        "budget": _json(key.budget.model_dump(exclude_defaults=True)),
-        "metadata": _json(key.metadata),
-        "secret_sha256": key.secret_sha256,
-        "hint": key.hint,
-        "created_at": key.created_at,
-        "updated_at": key.updated_at,
-        "expires_at": key.expires_at,
-        "rotated_at": key.rotated_at,
-        "revoked_at": key.revoked_at,
-        "previous_sha256": key.previous_sha256,
-        "previous_until": key.previous_until,
-    }
-
-
-def _key(row: Any) -> StoredKey:
-    return StoredKey(
-        name=row["name"],
-        team=row["team"],
-        user=row["user_id"],
-        role=row["role"],
-        priority=row["priority"],
-        routes=None if row["routes"] is None else tuple(orjson.loads(row["routes"])),
-        limits=Limits(**orjson.loads(row["limits"])),
-        budget=Budget(**orjson.loads(row["budget"])),
-        metadata=orjson.loads(row["metadata"]),
-        secret_sha256=row["secret_sha256"],
-        hint=row["hint"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        expires_at=row["expires_at"],
-        rotated_at=row["rotated_at"],
-        revoked_at=row["revoked_at"],
-        previous_sha256=row["previous_sha256"],
-        previous_until=row["previous_until"],
-    )
-
-
-def _team_row(team: StoredTeam) -> dict[str, Any]:
-    return {
-        "name": team.name,
-        "limits": _json(team.limits.model_dump(exclude_defaults=True)),
-        "budget": _json(team.budget.model_dump(exclude_defaults=True)),
-        "metadata": _json(team.metadata),
-        "created_at": team.created_at,
-        "updated_at": team.updated_at,
-    }
-
-
-def _team(row: Any) -> StoredTeam:
-    return StoredTeam(
-        name=row["name"],
-        limits=Limits(**orjson.loads(row["limits"])),
-        budget=Budget(**orjson.loads(row["budget"])),
-        metadata=orjson.loads(row["metadata"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
 
 
 class KeyringTables:
@@ -197,7 +132,7 @@ class KeyringTables:
     async def close(self) -> None:
         await self._engine.dispose()
 
-    async def version(self) -> int:
+    async def version(self) -> int | None:
         async with self._transaction() as conn:
             return int((await conn.execute(select(version_table.c.version))).scalar_one())
 
@@ -205,8 +140,8 @@ class KeyringTables:
         """Everything, at one version (one transaction)."""
         async with self._transaction() as conn:
             version = int((await conn.execute(select(version_table.c.version))).scalar_one())
-            keys = [_key(r) for r in (await conn.execute(select(keys_table))).mappings()]
-            teams = [_team(r) for r in (await conn.execute(select(teams_table))).mappings()]
+            keys = [key_of(r) for r in (await conn.execute(select(keys_table))).mappings()]
+            teams = [team_of(r) for r in (await conn.execute(select(teams_table))).mappings()]
         return version, keys, teams
 
     # --- changes: one transaction each, serialised by the version row --------------------
@@ -216,7 +151,7 @@ class KeyringTables:
             t = teams_table
             if (await conn.execute(select(t.c.name).where(t.c.name == team.name))).first():
                 raise Conflict(f"team {team.name!r} exists already")
-            await conn.execute(insert(t).values(**_team_row(team)))
+            await conn.execute(insert(t).values(**team_row(team)))
             await _audit(conn, actor, "create", "team", team.name, None, team.public())
         return team
 
@@ -231,10 +166,10 @@ class KeyringTables:
             )
             if row is None:
                 raise NotFound(f"no team {name!r}")
-            before = _team(row)
+            before = team_of(row)
             after = change(before)
             await conn.execute(
-                update(teams_table).where(teams_table.c.name == name).values(**_team_row(after))
+                update(teams_table).where(teams_table.c.name == name).values(**team_row(after))
             )
             await _audit(conn, actor, "update", "team", name, before.public(), after.public())
         return after
@@ -244,7 +179,7 @@ class KeyringTables:
             t = keys_table
             if (await conn.execute(select(t.c.name).where(t.c.name == key.name))).first():
                 raise Conflict(f"key {key.name!r} exists already")
-            await conn.execute(insert(t).values(**_key_row(key)))
+            await conn.execute(insert(t).values(**key_row(key)))
             now = time.time()
             await _audit(conn, actor, "create", "key", key.name, None, key.public(now))
         return key
@@ -260,10 +195,10 @@ class KeyringTables:
             )
             if row is None:
                 raise NotFound(f"no key {name!r}")
-            before = _key(row)
+            before = key_of(row)
             after = change(before)
             await conn.execute(
-                update(keys_table).where(keys_table.c.name == name).values(**_key_row(after))
+                update(keys_table).where(keys_table.c.name == name).values(**key_row(after))
             )
             now = time.time()
             await _audit(conn, actor, action, "key", name, before.public(now), after.public(now))
@@ -328,7 +263,7 @@ async def _audit(
             action=action,
             kind=kind,
             subject=subject,
-            before=None if before is None else _json(before),
-            after=None if after is None else _json(after),
+            before=None if before is None else as_json(before),
+            after=None if after is None else as_json(after),
         )
     )
