@@ -66,7 +66,7 @@ class KeyringAdmin:
     async def team(self, name: str) -> dict[str, Any]:
         team = (await self._keyring.current()).teams.get(name)
         if team is None:
-            raise NotFound(f"no team {name!r}")
+            raise NotFound(f"no team {name[:64]!r}")
         return team.public()
 
     # --- keys ------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class KeyringAdmin:
     async def key(self, name: str) -> dict[str, Any]:
         key = (await self._keyring.current()).keys.get(name)
         if key is None:
-            raise NotFound(f"no key {name!r}")
+            raise NotFound(f"no key {name[:64]!r}")
         return key.public(time.time())
 
     async def audit(

@@ -165,7 +165,7 @@ class KeyringTables:
                 .first()
             )
             if row is None:
-                raise NotFound(f"no team {name!r}")
+                raise NotFound(f"no team {name[:64]!r}")
             before = team_of(row)
             after = change(before)
             await conn.execute(
@@ -194,7 +194,7 @@ class KeyringTables:
                 .first()
             )
             if row is None:
-                raise NotFound(f"no key {name!r}")
+                raise NotFound(f"no key {name[:64]!r}")
             before = key_of(row)
             after = change(before)
             await conn.execute(

@@ -334,3 +334,18 @@ def test_the_cli_issues_uses_and_revokes_a_key(gateway: Proc) -> None:
     assert "key revoke" in audit.stdout and "key create" in audit.stdout
     refused = _cli(gateway, "keys", "create", "cli-app")
     assert refused.returncode == 1 and "409" in refused.stderr and "exists" in refused.stderr
+
+
+def test_hostile_names_in_paths_and_queries_get_bounded_answers(gateway: Proc) -> None:
+    long = "x" * 5000
+    for method, path in [
+        ("GET", f"/admin/keys/{long}"),
+        ("PATCH", f"/admin/keys/{long}"),
+        ("POST", f"/admin/keys/{long}/revoke"),
+        ("GET", f"/admin/teams/{long}"),
+    ]:
+        answer = admin(gateway, method, path, json={} if method == "PATCH" else None)
+        assert answer.status_code == 404 and len(answer.text) < 400, (method, answer.text[:200])
+    assert admin(gateway, "GET", "/admin/keys?limit=100000").status_code == 400
+    assert admin(gateway, "GET", "/admin/keys?state=unknown").status_code == 400
+    assert admin(gateway, "GET", f"/admin/keys?after={long}").json()["keys"] == []
