@@ -27,9 +27,11 @@ from gateway.pipeline.attempt import AttemptRunner
 from gateway.pipeline.budgets import Budgets
 from gateway.pipeline.front import Pipeline, Stages
 from gateway.pipeline.prepare import Preparer
+from gateway.pipeline.response_cache import ResponseCache
 from gateway.providers import ProviderFactory, build_provider
 from gateway.providers.base import Provider
 from gateway.providers.vllm_pool import VllmPoolAdapter
+from gateway.state.answers import AnswerStore, MemoryAnswers, RedisAnswers
 from gateway.state.contracts import Limiter, RoutingState, SpendCounters
 from gateway.state.limits import MemoryLimiter
 from gateway.state.memory import MemoryState
@@ -94,6 +96,7 @@ class Core:
     responses: ResponseStore
     tracing: Tracing
     keyring: Keyring
+    answers: AnswerStore
     build_provider: ProviderFactory = build_provider
     on_breaker: Callable[[Target, str, str], None] | None = None
 
@@ -122,6 +125,7 @@ class Core:
         await self.keyring.start()
 
     async def close(self) -> None:
+        await self.answers.close()
         await self.keyring.close()
         await self.ledger.close()
         await self.responses.close()
@@ -159,11 +163,19 @@ def build_core(
         responses=ResponseStore(config.ledger.url, config.responses),
         tracing=Tracing(config.tracing, exporter=span_exporter),
         keyring=keyring,
+        answers=_answer_store(config, backends),
         build_provider=provider_factory,
     )
     keyring.on_change = core.use_keyring
     keyring.on_check = metrics.keyring_stale.set
     return core
+
+
+def _answer_store(config: GatewayConfig, backends: StateBackends) -> AnswerStore:
+    wanted = config.response_cache
+    if wanted.backend == "redis" and backends.shared is not None:
+        return RedisAnswers(backends.shared)
+    return MemoryAnswers(wanted.max_bytes)
 
 
 def _keyring(config: GatewayConfig, backends: StateBackends) -> Keyring:
@@ -300,6 +312,7 @@ def _stages(
         responses=core.responses,
         metrics=core.metrics,
         tracing=core.tracing,
+        answers=ResponseCache(core.answers, core.metrics),
     )
 
 

@@ -282,6 +282,20 @@ class GatewayMetrics:
             "settled to their real cost.",
             registry=r,
         )
+        self.answer_cache = Counter(
+            "spillover_response_cache_requests",
+            "Requests on routes with a response cache, by what it did: hit, miss (asked the "
+            "upstream, then stored), bypass (not cacheable or Cache-Control: no-store), refresh "
+            "(Cache-Control: no-cache).",
+            ["route", "team", "result"],
+            registry=r,
+        )
+        self.answer_cache_saved = Counter(
+            "spillover_response_cache_saved_usd",
+            "What the answers served from the response cache had cost when they were stored.",
+            ["route", "team"],
+            registry=r,
+        )
         self.keyring_keys = Gauge(
             "spillover_keyring_keys",
             "Stored secrets this process authenticates (keys kept as data, not revoked; a "

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from policies.schema_base import Endpoint, Limits, PromptCache, Strict
+from policies.schema_base import AnswerCache, Endpoint, Limits, PromptCache, Strict
 
 ErrorClass = Literal[
     "rate_limited",
@@ -158,6 +158,8 @@ class Route(Strict):
     """A full self-hosted pool with `when_full: cap_context` may cap this route's max_tokens."""
     prompt_cache: PromptCache = PromptCache()
     """The shape stage and provider cache hints."""
+    cache: AnswerCache = AnswerCache()
+    """The response cache: repeated requests answered from a stored answer (off by default)."""
     untranslatable: Literal["reject", "drop"] = "reject"
     """What a translated target cannot carry and the request means something else without
     (an Anthropic document block, an input file, a client-run tool with no schema, a field

@@ -295,6 +295,17 @@ class ConsoleConfig(Strict):
         return value
 
 
+class ResponseCacheConfig(Strict):
+    """Where answers of routes with `cache: {enabled: true}` are kept."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    """`memory`: this process, bounded by `max_bytes` (least recently used out first);
+    `redis`: shared by every replica (needs `state.backend: redis`), compressed, each entry
+    expiring by itself. Redis away: requests are served uncached, never refused."""
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    """The memory backend's bound."""
+
+
 class KeyringConfig(Strict):
     """Keys and teams kept as data in the ledger's database, managed with `/admin/keys`,
     `/admin/teams` and `spillover keys` (docs: Manage keys), beside the keys of this file."""
@@ -321,6 +332,8 @@ class GatewayConfig(Strict):
     """Stored Responses (kept in the ledger's database)."""
     keyring: KeyringConfig = KeyringConfig()
     """Keys and teams as data (kept in the ledger's database)."""
+    response_cache: ResponseCacheConfig = ResponseCacheConfig()
+    """Where cached answers are kept (each route turns its cache on)."""
     tracing: TracingConfig = TracingConfig()
     """OpenTelemetry traces (off by default)."""
     providers: dict[str, ProviderConfig] = Field(min_length=1)
@@ -347,4 +360,10 @@ class GatewayConfig(Strict):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _cache_backend_reachable(self) -> GatewayConfig:
+        if self.response_cache.backend == "redis" and self.state.backend != "redis":
+            raise ValueError("response_cache.backend: redis needs state.backend: redis")
         return self

@@ -89,3 +89,19 @@ class Limits(Strict):
     """Requests in flight at once."""
     burst_share: float = Field(0.01, ge=0, le=1)
     """Requests (or tokens) allowed at once; any 60 s window admits at most limit * (1 + share)."""
+
+
+class AnswerCache(Strict):
+    """The response cache of one route (docs: Response cache): a repeated request answered
+    from a stored answer, for free. Keyed by tenant (team, else key), route, client protocol
+    and the shaped request; never shared across tenants."""
+
+    enabled: bool = False
+    """Off unless set."""
+    ttl_s: float = Field(3600, gt=0, le=30 * 86_400)
+    """How long an answer is served from the cache."""
+    max_entry_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Answers larger than this are not stored."""
+    sampled: bool = False
+    """Also cache requests that sample (temperature above zero, or unset: the APIs' default
+    is 1), whose answers would differ if asked again."""

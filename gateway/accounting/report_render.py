@@ -25,6 +25,8 @@ _COLUMNS = (
     "completion_tokens",
     "cache_hit_ratio",
     "cache_savings_usd",
+    "response_cache_hits",
+    "response_cache_saved_usd",
     "fallback_share",
     "usd_per_mtok",
     "unpriced_requests",

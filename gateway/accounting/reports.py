@@ -48,6 +48,8 @@ class SpendRow:
     cache_hit_ratio: float
     cache_savings_usd: float
     fallback_share: float
+    response_cache_hits: int
+    response_cache_saved_usd: float
     usd_per_mtok: float | None
     self_hosted: bool
 
@@ -146,6 +148,8 @@ def _grouped(
         func.sum(table.cached_tokens).label("cached"),
         func.sum(table.completion_tokens).label("completion"),
         func.sum(case((table.fell_back.is_(True), 1), else_=0)).label("fell_back"),
+        func.sum(case((table.cache_hit.is_(True), 1), else_=0)).label("answered_from_cache"),
+        func.sum(table.cache_saved_micro_usd).label("answer_cache_saved"),
     ).group_by(*keys)
     if since is not None:
         query = query.where(table.ts >= since)
@@ -165,11 +169,15 @@ class _Group:
     cached: int = 0
     completion: int = 0
     fell_back: int = 0
+    cache_hits: int = 0  # answered from the response cache
+    cache_saved: int = 0  # … and what those answers had cost, micro-dollars
     savings: Decimal = Decimal(0)
     self_hosted: bool = False
 
     def add(self, sums: list[int], price: ModelPrice | None, self_hosted: bool) -> None:
-        requests, cost, unpriced, prompt, cached, completion, fell_back = sums
+        requests, cost, unpriced, prompt, cached, completion, fell_back, hits, saved = sums
+        self.cache_hits += hits
+        self.cache_saved += saved
         self.requests += requests
         self.cost += cost
         self.unpriced += unpriced
@@ -194,6 +202,8 @@ class _Group:
             cache_hit_ratio=self.cached / self.prompt if self.prompt else 0.0,
             cache_savings_usd=float(self.savings),
             fallback_share=self.fell_back / self.requests if self.requests else 0.0,
+            response_cache_hits=self.cache_hits,
+            response_cache_saved_usd=self.cache_saved / 1_000_000,
             usd_per_mtok=(self.cost / 1_000_000) / (tokens / float(MILLION)) if tokens else None,
             self_hosted=self.self_hosted,
         )

@@ -75,6 +75,9 @@ class LedgerRow:
     resumed_by: Annotated[str | None, Col("VARCHAR(384)", since=6)] = None
     # The client's own id (x-client-request-id, or x-request-id): `request_id` is ours.
     client_request_id: Annotated[str | None, Col("VARCHAR(128)", since=7)] = None
+    # Answered from the response cache (cost 0), and what the stored answer had cost.
+    cache_hit: Annotated[bool, Col("BOOLEAN", since=9, added_default=False)] = False
+    cache_saved_micro_usd: Annotated[int, Col("BIGINT", since=9, added_default=0)] = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}

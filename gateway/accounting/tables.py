@@ -63,6 +63,8 @@ def _ledger_table() -> Table:
             extra["server_default"] = false()
         elif isinstance(col.added_default, str):
             extra["server_default"] = col.added_default
+        elif isinstance(col.added_default, int):  # a number, unquoted
+            extra["server_default"] = text(str(col.added_default))
         columns.append(
             Column(
                 name, _sql_type(col), nullable=nullable, index=col.index, unique=col.unique, **extra

@@ -113,6 +113,30 @@ def _routing(port: AdminPort) -> APIRouter:
             raise HTTPException(503, "the ledger cannot be read right now") from None
         return JSONResponse({"by": dims, "rows": [r.as_dict() for r in rows]})
 
+    @router.get("/admin/cache")
+    async def cache_state() -> dict[str, Any]:
+        """The response cache: where it lives, what it holds (this process, for memory), and
+        the hits, misses and dollars saved since this process started."""
+        entries, held = port.answers.held()
+        return {
+            "backend": port.answers.backend,
+            "entries": entries if entries >= 0 else None,
+            "bytes": held if held >= 0 else None,
+            "routes": _cache_counts(port),
+        }
+
+    @router.delete("/admin/cache")
+    async def purge_cache(team: str | None = None, key: str | None = None,
+                          route: str | None = None) -> dict[str, int]:  # fmt: skip
+        """Drop cached answers: a team's (or a key's), optionally one route's."""
+        if (team is None) == (key is None):
+            raise HTTPException(400, "give one of team or key (and optionally route)")
+        tenant = f"team:{team}" if team is not None else f"key:{key}"
+        prefix = f"{tenant}:{route}:" if route is not None else f"{tenant}:"
+        removed = await port.answers.purge(prefix)
+        log.warning("response cache purged through the admin API: %s (%d entries)", prefix, removed)
+        return {"removed": removed}
+
     @router.post("/admin/reload")
     async def reload() -> JSONResponse:
         """Validate the config file and swap it in; on errors keep serving the old one."""
@@ -125,6 +149,24 @@ def _routing(port: AdminPort) -> APIRouter:
         return JSONResponse(body, status_code=200 if result.ok else 400)
 
     return router
+
+
+def _cache_counts(port: AdminPort) -> dict[str, dict[str, float]]:
+    """Per route: requests by result and dollars saved, read from this process's metrics."""
+    out: dict[str, dict[str, float]] = {}
+    for family in port.registry.collect():
+        if family.name not in (
+            "spillover_response_cache_requests",
+            "spillover_response_cache_saved_usd",
+        ):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            entry = out.setdefault(sample.labels["route"], {})
+            name = sample.labels.get("result", "saved_usd")
+            entry[name] = entry.get(name, 0.0) + sample.value
+    return out
 
 
 async def _targets(state: RoutingState, config: GatewayConfig, now: float) -> dict[str, Any]:

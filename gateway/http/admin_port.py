@@ -13,6 +13,7 @@ from gateway.http.console.incidents import Incidents
 from gateway.http.reload import ReloadResult
 from gateway.keyring.manage import KeyringAdmin
 from gateway.keys import Principal
+from gateway.state.answers import AnswerStore
 from gateway.state.contracts import RoutingState
 from policies.schema import GatewayConfig
 
@@ -49,6 +50,10 @@ class AdminPort(Protocol):
 
     @property
     def keyring_enabled(self) -> bool: ...
+
+    @property
+    def answers(self) -> AnswerStore:
+        """The response cache's store."""
 
     def prices(self) -> PriceTable: ...
 

@@ -20,6 +20,7 @@ from gateway.http.reload import ReloadResult
 from gateway.keyring.manage import KeyringAdmin
 from gateway.keys import KeyStore, Principal
 from gateway.metrics import GatewayMetrics
+from gateway.state.answers import AnswerStore
 from gateway.state.contracts import Limiter, RoutingState, SpendCounters
 from policies.schema import GatewayConfig
 
@@ -116,6 +117,11 @@ class GatewayView:
 
     def keys(self) -> KeyStore:
         return self._current().pipeline.keys
+
+    @property
+    def answers(self) -> AnswerStore:
+        """The response cache's store (outlives every generation)."""
+        return self._core.answers
 
     def pools(self) -> dict[str, Pool]:
         return self._current().pools()

@@ -175,6 +175,8 @@ class Accountant:
             trace_id=ctx.trace_id,
             dropped=outcome.dropped_text,
             resumed_by=_named(outcome.resumed_by),
+            cache_hit=outcome.cache == "hit",
+            cache_saved_micro_usd=outcome.cache_saved,
         )
 
 

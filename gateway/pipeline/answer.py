@@ -4,6 +4,7 @@ the route, the provider and model, what a translation left out)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,11 +22,13 @@ from gateway.pipeline.ingress.base import ClientProtocol
 from gateway.pipeline.ports import HeaderList, Reply
 from gateway.pipeline.prepare import printable
 from gateway.pipeline.relay import relay
+from gateway.pipeline.response_cache import cache_told
 from gateway.pipeline.served import Served
 from gateway.providers import finish
-from gateway.providers.base import ANTHROPIC
+from gateway.providers.base import ANTHROPIC, UpstreamResponse, Usage
 from gateway.providers.upstream_errors import answer_object
-from policies.route import Route
+from gateway.state.answers import StoredAnswer
+from policies.route import Route, Target
 
 JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [
@@ -70,8 +73,25 @@ class Answerer:
                 response.protocol, answer_object(response)
             )
         body = await protocol.answer(ctx, response)  # UpstreamFailure: a shape we cannot read
-        await self._whole_json(ctx, reply, 200, body, _served_as(ctx))
+        await self._whole_json(ctx, reply, 200, body, [*_served_as(ctx), *cache_told(ctx)])
         await self.attempts.outcomes.succeeded(ctx, route, served)
+
+    async def cached(
+        self, ctx: RequestContext, protocol: ClientProtocol, stored: StoredAnswer, reply: Reply
+    ) -> None:
+        """A stored answer, as the client's protocol answers it now (new ids; a Responses
+        request's response stored again). Nothing was processed: no tokens, cost 0."""
+        response = UpstreamResponse(
+            stored.body,
+            Usage(**stored.usage),
+            protocol=stored.protocol,  # type: ignore[arg-type]
+        )
+        ctx.outcome.served_by = Target(provider=stored.provider, model=stored.model)
+        ctx.outcome.usage = response.usage
+        body = await protocol.answer(ctx, response)
+        ctx.outcome.usage = None
+        told = [*_served_as(ctx), *cache_told(ctx, time.time() - stored.stored_at)]
+        await self._whole_json(ctx, reply, 200, body, told)
 
     async def stream(
         self,
@@ -87,7 +107,7 @@ class Answerer:
         # The stream's headers leave before its outcome is known, so before its row: they
         # say what is known at its first event, as a row would.
         head = told_headers(StreamHead.of(ctx), ctx.reservation)
-        await reply.start(200, [*_SSE_HEADERS, *head, *_served_as(ctx)])
+        await reply.start(200, [*_SSE_HEADERS, *head, *_served_as(ctx), *cache_told(ctx)])
         client = protocol.stream(ctx, stream.protocol, reply)
         await client.write(served.first_event)
         ctx.outcome.bytes_sent = True

@@ -88,6 +88,8 @@ class Outcome:
     finish_reasons: list[str] | None = None  # read only while tracing (providers/finish.py)
     dropped: list[str] = field(default_factory=list)  # served without (a translated target)
     faults: list[str] = field(default_factory=list)  # a drill injected into this request
+    cache: str | None = None  # the response cache: hit, miss, bypass, refresh (None: off)
+    cache_saved: int = 0  # micro-dollars a hit saved: what the stored answer cost
 
     @property
     def dropped_text(self) -> str | None:

@@ -33,6 +33,7 @@ from gateway.pipeline.ingress.openai_responses import ResponsesProtocol
 from gateway.pipeline.local_answers import COUNT_TOKENS, count_tokens, model_list
 from gateway.pipeline.ports import HandOff, Inbound, Reply
 from gateway.pipeline.prepare import Preparer, client_request_id
+from gateway.pipeline.response_cache import ResponseCache
 from gateway.pipeline.stored_responses import PREFIX as STORED_RESPONSES
 from gateway.pipeline.stored_responses import stored_response
 from gateway.state.responses import HeavyRequest, ResponseStore
@@ -56,6 +57,7 @@ class Stages:
     responses: ResponseStore
     metrics: GatewayMetrics
     tracing: Tracing
+    answers: ResponseCache
 
 
 class Pipeline:
@@ -128,11 +130,20 @@ class Pipeline:
         """Answer; the row is kept just before the answer's last part (`Answerer`)."""
         try:
             route, targets = await self.stages.preparer(ctx, protocol, inbound)
+            answers = self.stages.answers
+            use = answers.plan(ctx, route, inbound.headers)
+            if use is not None:
+                stored = await answers.lookup(ctx, use)
+                if stored is not None:
+                    await self._answer.cached(ctx, protocol, stored, reply)
+                    return
             served = await self.stages.attempts.run(ctx, route, targets)
             ctx.outcome.served_by = served.target
             self._answer.dropped(ctx, served.dropped)
             if served.response is not None:
                 await self._answer.whole(ctx, protocol, route, served, reply)
+                if use is not None:
+                    await answers.keep(ctx, route, use, served)
             else:
                 await self._answer.stream(ctx, protocol, route, served, reply)
         except HeavyRequest as heavy:

@@ -65,12 +65,20 @@ class SharedRedis:
         self.client = connect(config, outage)
         self.prefix = config.key_prefix
         self._config = config
+        self._outage = outage
         self.available = True
         self._on_change = on_change
         self._probe_s = probe_s
         self._meanwhile: list[Callable[[], str]] = []
         self._on_return: list[Callable[[], Awaitable[None]]] = []
         self._probe: asyncio.Task[None] | None = None
+
+    def binary(self) -> aioredis.Redis:
+        """A client of its own for bytes (the shared one decodes text), with the same
+        timeouts and drill hook: the caller closes it."""
+        client = connect(self._config, self._outage)
+        client.connection_pool.connection_kwargs["decode_responses"] = False
+        return client
 
     def listener(self) -> aioredis.Redis:
         """A client of its own for a subscription, which waits for messages as long as it

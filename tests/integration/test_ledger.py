@@ -335,8 +335,8 @@ def test_an_old_ledger_and_an_old_spool_are_migrated_not_lost(
     metadata.create_all(engine)
     engine.dispose()
     with sqlite3.connect(db) as conn:  # back to schema 1, as an old gateway left it
-        for column in ("client_request_id", "resumed_by", "dropped", "trace_id", "ingress",
-                       "usage_estimated", "drill"):  # fmt: skip
+        for column in ("cache_saved_micro_usd", "cache_hit", "client_request_id", "resumed_by",
+                       "dropped", "trace_id", "ingress", "usage_estimated", "drill"):  # fmt: skip
             conn.execute(f"ALTER TABLE spillover_ledger DROP COLUMN {column}")
         conn.execute("INSERT INTO spillover_schema (version) VALUES (1)")
         row = _old_row("old-in-db")

@@ -14,7 +14,8 @@ def _row(team: str, spend: float) -> SpendRow:
     return SpendRow(
         group={"team": team}, requests=3, spend_usd=spend, unpriced_requests=0,
         prompt_tokens=30, cached_tokens=10, completion_tokens=6, cache_hit_ratio=1 / 3,
-        cache_savings_usd=0.001, fallback_share=0.0, usd_per_mtok=1.5, self_hosted=False,
+        cache_savings_usd=0.001, fallback_share=0.0, response_cache_hits=1,
+        response_cache_saved_usd=0.002, usd_per_mtok=1.5, self_hosted=False,
     )  # fmt: skip
 
 

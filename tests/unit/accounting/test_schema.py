@@ -78,7 +78,12 @@ def _columns(statements: list[str]) -> list[str]:
 
 def test_each_later_version_adds_its_columns_only() -> None:
     assert upgrades(SCHEMA_VERSION, "sqlite") == []
-    assert _columns(upgrades(7, "sqlite")) == []  # version 8 changed values only
+    version_9 = [  # the response cache's columns
+        "ALTER TABLE spillover_ledger ADD COLUMN cache_hit BOOLEAN DEFAULT 0 NOT NULL",
+        "ALTER TABLE spillover_ledger ADD COLUMN cache_saved_micro_usd BIGINT DEFAULT 0 NOT NULL",
+    ]
+    assert _columns(upgrades(8, "sqlite")) == version_9
+    assert _columns(upgrades(7, "sqlite")) == version_9  # version 8 changed values only
     assert upgrades(4, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN trace_id VARCHAR(32)"
     )
@@ -86,9 +91,12 @@ def test_each_later_version_adds_its_columns_only() -> None:
         "ALTER TABLE spillover_ledger ADD COLUMN dropped VARCHAR(1024)",
         "ALTER TABLE spillover_ledger ADD COLUMN resumed_by VARCHAR(384)",
         "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)",
+        "ALTER TABLE spillover_ledger ADD COLUMN cache_hit BOOLEAN DEFAULT FALSE NOT NULL",
+        "ALTER TABLE spillover_ledger ADD COLUMN cache_saved_micro_usd BIGINT DEFAULT 0 NOT NULL",
     ]
     assert _columns(upgrades(6, "sqlite")) == [
-        "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)"
+        "ALTER TABLE spillover_ledger ADD COLUMN client_request_id VARCHAR(128)",
+        *version_9,
     ]
     assert upgrades(2, "postgresql")[0] == (
         "ALTER TABLE spillover_ledger ADD COLUMN usage_estimated BOOLEAN DEFAULT FALSE NOT NULL"
@@ -106,14 +114,18 @@ def test_version_8_moves_old_error_classes_into_the_closed_set(tmp_path: Path) -
         await store.close()
 
     asyncio.run(open_close())
+    later = {"cache_hit", "cache_saved_micro_usd"}  # version 9's
+    columns = [c for c in COLUMNS if c not in later]
     with sqlite3.connect(db) as conn:  # as a version-7 gateway left it
         conn.execute("UPDATE spillover_schema SET version = 7")
+        for column in sorted(later):
+            conn.execute(f"ALTER TABLE spillover_ledger DROP COLUMN {column}")
         for n, value in enumerate([*old, None]):
             row = {"uid": f"u{n}", "ts": float(n), "status": 400, "attempts_detail": "[]"}
-            values = tuple(row.get(c, 0) for c in COLUMNS)
+            values = tuple(row.get(c, 0) for c in columns)
             conn.execute(
-                f"INSERT INTO spillover_ledger ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(COLUMNS))})",
+                f"INSERT INTO spillover_ledger ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
                 values,
             )
             conn.execute(
