@@ -5,7 +5,7 @@ the route, the provider and model, what a translation left out)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from gateway.accounting.row import LedgerRow
@@ -22,7 +22,7 @@ from gateway.pipeline.ingress.base import ClientProtocol
 from gateway.pipeline.ports import HeaderList, Reply
 from gateway.pipeline.prepare import printable
 from gateway.pipeline.relay import relay
-from gateway.pipeline.response_cache import cache_told
+from gateway.pipeline.response_cache import Gatherer, cache_told, replayed
 from gateway.pipeline.served import Served
 from gateway.providers import finish
 from gateway.providers.base import ANTHROPIC, UpstreamResponse, Usage
@@ -87,11 +87,39 @@ class Answerer:
             protocol=stored.protocol,  # type: ignore[arg-type]
         )
         ctx.outcome.served_by = Target(provider=stored.provider, model=stored.model)
+        told = [*_served_as(ctx), *cache_told(ctx, time.time() - stored.stored_at)]
+        events = replayed(stored, ctx.asked.client_wants_usage) if ctx.asked.stream else None
+        if events is not None:
+            await self._replay(ctx, protocol, stored.protocol, events, told, reply)
+            return
         ctx.outcome.usage = response.usage
         body = await protocol.answer(ctx, response)
         ctx.outcome.usage = None
-        told = [*_served_as(ctx), *cache_told(ctx, time.time() - stored.stored_at)]
         await self._whole_json(ctx, reply, 200, body, told)
+
+    async def _replay(
+        self,
+        ctx: RequestContext,
+        protocol: ClientProtocol,
+        wire: str,
+        events: list[bytes],
+        told: HeaderList,
+        reply: Reply,
+    ) -> None:
+        """A stored answer streamed in the client's protocol, as a live one would be."""
+        ctx.outcome.status = 200
+        head = told_headers(StreamHead.of(ctx), ctx.reservation)
+        await reply.start(200, [*_SSE_HEADERS, *head, *told])
+        client = protocol.stream(ctx, wire, reply)
+        try:
+            for event in events:
+                await client.write(event)
+                if not ctx.outcome.bytes_sent:
+                    ctx.outcome.bytes_sent = True
+                    ctx.outcome.ttft_s = ctx.elapsed()
+        finally:
+            self.keep_row(ctx)
+            await reply.end()
 
     async def stream(
         self,
@@ -100,9 +128,14 @@ class Answerer:
         route: Route,
         served: Served,
         reply: Reply,
+        gathered: Gatherer | None = None,
     ) -> None:
+        """Relay a stream; `gathered` sees each upstream event (the response cache)."""
         stream = served.stream
         assert stream is not None and served.events is not None
+        if gathered is not None:
+            gathered.see(served.first_event)
+            served.events = _seen(served.events, gathered)
         ctx.outcome.status = 200
         # The stream's headers leave before its outcome is known, so before its row: they
         # say what is known at its first event, as a row would.
@@ -205,6 +238,12 @@ def told_headers(told: LedgerRow | StreamHead, reservation: Reservation | None) 
     if told.dropped:  # the client's own field names, bounded
         headers.append((b"x-spillover-dropped", printable(told.dropped.encode())[:1024].encode()))
     return headers
+
+
+async def _seen(events: AsyncIterator[bytes], gathered: Gatherer) -> AsyncIterator[bytes]:
+    async for event in events:
+        gathered.see(event)
+        yield event
 
 
 def _served_as(ctx: RequestContext) -> HeaderList:

@@ -33,7 +33,7 @@ from gateway.pipeline.ingress.openai_responses import ResponsesProtocol
 from gateway.pipeline.local_answers import COUNT_TOKENS, count_tokens, model_list
 from gateway.pipeline.ports import HandOff, Inbound, Reply
 from gateway.pipeline.prepare import Preparer, client_request_id
-from gateway.pipeline.response_cache import ResponseCache
+from gateway.pipeline.response_cache import ResponseCache, gatherer_for
 from gateway.pipeline.stored_responses import PREFIX as STORED_RESPONSES
 from gateway.pipeline.stored_responses import stored_response
 from gateway.state.responses import HeavyRequest, ResponseStore
@@ -144,8 +144,12 @@ class Pipeline:
                 await self._answer.whole(ctx, protocol, route, served, reply)
                 if use is not None:
                     await answers.keep(ctx, route, use, served)
-            else:
-                await self._answer.stream(ctx, protocol, route, served, reply)
+                return
+            assert served.stream is not None
+            gathered = gatherer_for(served.stream.protocol) if use is not None else None
+            await self._answer.stream(ctx, protocol, route, served, reply, gathered)
+            if use is not None and gathered is not None:
+                await answers.keep_stream(ctx, route, use, served, gathered)
         except HeavyRequest as heavy:
             assert hand_off is not None, "a request was found heavy with no lane to take it"
             ctx.handed_off = True

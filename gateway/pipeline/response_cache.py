@@ -7,15 +7,18 @@ do not change the answer (`stream`, `user`, `metadata`, …); it never crosses t
 whole, successful answers are stored: never an error, a content-filtered answer, `n` > 1,
 drill traffic, or — unless the route says `sampled: true` — a request that samples.
 `Cache-Control` steers one request: `no-store` (bypass), `no-cache` (ask the upstream, then
-store), `max-age=N` (only an answer at most N seconds old). Streams are not cached yet:
-they bypass it."""
+store), `max-age=N` (only an answer at most N seconds old). A streamed answer is gathered as
+it passes and stored once it ended cleanly (never a cut one); a stored answer is replayed
+to a streaming client as its protocol's stream — whichever way it was asked the first time
+(OpenAI chat and Anthropic Messages wires; a Responses-wire answer is kept for whole
+requests only)."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -24,6 +27,9 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.ports import HeaderList, Headers
 from gateway.pipeline.served import Served
 from gateway.providers import finish
+from gateway.providers.base import ANTHROPIC, OPENAI
+from gateway.providers.translate.chat_replay import ChatGatherer, chat_events
+from gateway.providers.translate.messages_replay import MessageGatherer, message_events
 from gateway.providers.upstream_errors import answer_object
 from gateway.state.answers import AnswerStore, StoredAnswer
 from policies.route import Route
@@ -70,6 +76,8 @@ class ResponseCache:
         found = await self.store.get(use.key)
         if found is not None and _older(found, use.max_age_s):
             found = None
+        if found is not None and ctx.asked.stream and found.protocol not in REPLAYABLE:
+            found = None
         self._said(ctx, "miss" if found is None else "hit")
         if found is not None:
             m = self._metrics
@@ -81,17 +89,44 @@ class ResponseCache:
     async def keep(self, ctx: RequestContext, route: Route, use: CacheUse, served: Served) -> None:
         """Store a whole answer just served, when it may be."""
         response = served.response
+        if response is None:
+            return
+        reasons = finish.from_object(response.protocol, answer_object(response))
+        await self._keep(ctx, route, use, served, response.protocol, response.body, reasons)
+
+    async def keep_stream(
+        self, ctx: RequestContext, route: Route, use: CacheUse, served: Served, gathered: Gatherer
+    ) -> None:
+        """Store a streamed answer once it ended cleanly: not cut, not resumed elsewhere."""
+        outcome = ctx.outcome
+        if served.stream is None or outcome.resumed or outcome.error_class is not None:
+            return
+        whole = gathered.whole()
+        if whole is None:
+            return
+        protocol = served.stream.protocol
+        reasons = finish.from_object(protocol, whole)
+        await self._keep(ctx, route, use, served, protocol, orjson.dumps(whole), reasons)
+
+    async def _keep(
+        self,
+        ctx: RequestContext,
+        route: Route,
+        use: CacheUse,
+        served: Served,
+        protocol: str,
+        body: bytes,
+        reasons: list[str],
+    ) -> None:
         row = ctx.row
-        if response is None or row is None or ctx.outcome.status != 200:
+        usage = ctx.outcome.usage
+        if row is None or usage is None or ctx.outcome.status != 200:
             return
-        if len(response.body) > route.cache.max_entry_bytes:
+        if len(body) > route.cache.max_entry_bytes or "content_filter" in reasons:
             return
-        if "content_filter" in finish.from_object(response.protocol, answer_object(response)):
-            return
-        usage = response.usage
         answer = StoredAnswer(
-            protocol=response.protocol,
-            body=response.body,
+            protocol=protocol,
+            body=body,
             provider=served.target.provider,
             model=served.target.model,
             usage={
@@ -108,7 +143,7 @@ class ResponseCache:
 
     def _cacheable(self, ctx: RequestContext, sampled: bool) -> bool:
         body = ctx.body
-        if ctx.asked.stream or ctx.drill or ctx.outcome.faults:
+        if ctx.drill or ctx.outcome.faults:
             return False
         if (body.get("n") or 1) != 1:
             return False
@@ -119,6 +154,34 @@ class ResponseCache:
         ctx.outcome.cache = result
         m = self._metrics
         m.child(m.answer_cache, ctx.route_name, _team(ctx), result).inc()
+
+
+REPLAYABLE = frozenset({OPENAI, ANTHROPIC})  # stored answers a stream can be replayed from
+
+
+class Gatherer(Protocol):
+    def see(self, event: bytes) -> None: ...
+
+    def whole(self) -> dict[str, Any] | None: ...
+
+
+def gatherer_for(protocol: str) -> Gatherer | None:
+    """What gathers a stream of this wire back into a whole answer (None: not stored)."""
+    if protocol == OPENAI:
+        return ChatGatherer()
+    if protocol == ANTHROPIC:
+        return MessageGatherer()
+    return None
+
+
+def replayed(stored: StoredAnswer, with_usage: bool) -> list[bytes] | None:
+    """A stored answer as the events of its wire's stream."""
+    whole = orjson.loads(stored.body)
+    if stored.protocol == OPENAI:
+        return chat_events(whole, with_usage)
+    if stored.protocol == ANTHROPIC:
+        return message_events(whole)
+    return None
 
 
 def cache_key(ctx: RequestContext, route: Route) -> str:

@@ -176,11 +176,6 @@ def test_cache_control_ttl_and_sampling(gateway: Proc, openai_upstream: MockUpst
     assert ask(gateway, model="sampled", temperature=0.7).headers["x-spillover-cache"] == "hit"
     assert ask(gateway, n=2).headers["x-spillover-cache"] == "bypass"
     assert "x-spillover-cache" not in ask(gateway, model="uncached").headers
-    streamed = client(gateway).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "What is a cache?"}],
-        temperature=0, max_tokens=16, stream=True,
-    )  # fmt: skip
-    assert streamed.headers["x-spillover-cache"] == "bypass"
 
 
 def test_a_drill_bypasses_the_cache(gateway: Proc) -> None:
@@ -290,3 +285,58 @@ def test_the_cost_report_shows_what_the_response_cache_saved(gateway: Proc, ledg
     assert route["requests"] == 4 and route["response_cache_hits"] == 3
     assert round(route["spend_usd"] * 1e6) == paid
     assert round(route["response_cache_saved_usd"] * 1e6) == 3 * paid
+
+
+def _streamed(proc: Proc, question: str, **extra: Any) -> tuple[str, str]:
+    """A streamed chat answer's text and its `x-spillover-cache`."""
+    raw = client(proc).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": question}],
+        temperature=0, max_tokens=16, stream=True, **extra,
+    )  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    return text, raw.headers["x-spillover-cache"]
+
+
+def test_streams_are_stored_once_complete_and_replayed_either_way(
+    gateway: Proc, openai_upstream: MockUpstream, ledger: Path
+) -> None:
+    first, said = _streamed(gateway, "Stream it")
+    assert said == "miss" and first
+    again, said = _streamed(gateway, "Stream it", stream_options={"include_usage": True})
+    assert (again, said) == (first, "hit")
+    whole = ask(gateway, messages=[{"role": "user", "content": "Stream it"}])
+    assert whole.headers["x-spillover-cache"] == "hit"  # stored from a stream, served whole
+    assert whole.parse().choices[0].message.content == first
+    assert openai_upstream.count("/v1/chat/completions") == 1
+    # Stored whole, served as a stream.
+    asked = ask(gateway, messages=[{"role": "user", "content": "Whole first"}])
+    text, said = _streamed(gateway, "Whole first")
+    assert (text, said) == (asked.parse().choices[0].message.content, "hit")
+
+
+def test_a_cut_stream_is_not_stored(gateway: Proc, openai_upstream: MockUpstream) -> None:
+    openai_upstream.configure(cut_after=2)
+    with pytest.raises(openai.APIError):
+        _streamed(gateway, "Cut me")
+    openai_upstream.configure(cut_after=0)
+    _, said = _streamed(gateway, "Cut me")
+    assert said == "miss"
+
+
+def test_a_messages_stream_is_replayed_as_a_messages_stream(
+    gateway: Proc, anthropic_upstream: MockUpstream
+) -> None:
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key=GATEWAY_KEY, max_retries=0)
+
+    def streamed() -> tuple[str, str]:
+        with sdk.messages.stream(
+            model="claude", max_tokens=16, messages=[{"role": "user", "content": "Stream it"}]
+        ) as stream:
+            said = stream.response.headers["x-spillover-cache"]
+            final = stream.get_final_message()
+        return "".join(b.text for b in final.content if b.type == "text"), said
+
+    first, said = streamed()
+    assert said == "miss" and first
+    assert streamed() == (first, "hit")
+    assert anthropic_upstream.count("/v1/messages") == 1
