@@ -10,8 +10,7 @@ drill traffic, or — unless the route says `sampled: true` — a request that s
 store), `max-age=N` (only an answer at most N seconds old). A streamed answer is gathered as
 it passes and stored once it ended cleanly (never a cut one); a stored answer is replayed
 to a streaming client as its protocol's stream — whichever way it was asked the first time
-(OpenAI chat and Anthropic Messages wires; a Responses-wire answer is kept for whole
-requests only)."""
+(OpenAI chat, Anthropic Messages and Responses wires)."""
 
 from __future__ import annotations
 
@@ -27,9 +26,10 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.ports import HeaderList, Headers
 from gateway.pipeline.served import Served
 from gateway.providers import finish
-from gateway.providers.base import ANTHROPIC, OPENAI
+from gateway.providers.base import ANTHROPIC, OPENAI, RESPONSES
 from gateway.providers.translate.chat_replay import ChatGatherer, chat_events
 from gateway.providers.translate.messages_replay import MessageGatherer, message_events
+from gateway.providers.translate.responses_replay import ResponsesGatherer, response_events
 from gateway.providers.upstream_errors import answer_object
 from gateway.state.answers import AnswerStore, StoredAnswer
 from policies.route import Route
@@ -156,7 +156,7 @@ class ResponseCache:
         m.child(m.answer_cache, ctx.route_name, _team(ctx), result).inc()
 
 
-REPLAYABLE = frozenset({OPENAI, ANTHROPIC})  # stored answers a stream can be replayed from
+REPLAYABLE = frozenset({OPENAI, ANTHROPIC, RESPONSES})  # wires a stream is replayed from
 
 
 class Gatherer(Protocol):
@@ -171,6 +171,8 @@ def gatherer_for(protocol: str) -> Gatherer | None:
         return ChatGatherer()
     if protocol == ANTHROPIC:
         return MessageGatherer()
+    if protocol == RESPONSES:
+        return ResponsesGatherer()
     return None
 
 
@@ -181,6 +183,8 @@ def replayed(stored: StoredAnswer, with_usage: bool) -> list[bytes] | None:
         return chat_events(whole, with_usage)
     if stored.protocol == ANTHROPIC:
         return message_events(whole)
+    if stored.protocol == RESPONSES:
+        return response_events(whole)
     return None
 
 

@@ -38,6 +38,8 @@ def config(openai_port: int, anthropic_port: int, ledger: Path, head: str = "") 
         providers:
           primary: {{kind: openai, api_base: "http://127.0.0.1:{openai_port}/v1",
                      api_key: {OPENAI_UPSTREAM_KEY}}}
+          native: {{kind: openai, api_base: "http://127.0.0.1:{openai_port}/v1",
+                    api_key: {OPENAI_UPSTREAM_KEY}, responses_api: true}}
           claude: {{kind: anthropic, api_base: "http://127.0.0.1:{anthropic_port}",
                     api_key: {ANTHROPIC_UPSTREAM_KEY}}}
         routes:
@@ -56,6 +58,9 @@ def config(openai_port: int, anthropic_port: int, ledger: Path, head: str = "") 
             cache: {{enabled: true, sampled: true}}
           uncached:
             targets: [{{provider: primary, model: gpt-4o}}]
+          responses-native:
+            targets: [{{provider: native, model: gpt-4o}}]
+            cache: {{enabled: true}}
         keys:
           - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}"}}
           - {{name: colleague, team: qa, key: {SAME_TEAM_KEY}}}
@@ -340,3 +345,32 @@ def test_a_messages_stream_is_replayed_as_a_messages_stream(
     assert said == "miss" and first
     assert streamed() == (first, "hit")
     assert anthropic_upstream.count("/v1/messages") == 1
+
+
+@pytest.mark.parametrize("route", ["gpt-4o", "responses-native"])
+def test_a_responses_stream_is_replayed_as_a_responses_stream(
+    gateway: Proc, openai_upstream: MockUpstream, route: str
+) -> None:
+    """A chat target's answer (translated) and a Responses target's own (native)."""
+    sdk = client(gateway)
+
+    def streamed(question: str) -> tuple[str, str, str]:
+        raw = sdk.responses.with_raw_response.create(
+            model=route, input=question, temperature=0, max_output_tokens=16, stream=True
+        )
+        events = list(raw.parse())
+        done = next(e for e in events if e.type in ("response.completed", "response.incomplete"))
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        return text, done.response.id, raw.headers["x-spillover-cache"]
+
+    text, first_id, said = streamed("Stream a response")
+    assert said == "miss" and text
+    again, second_id, said = streamed("Stream a response")
+    assert (again, said) == (text, "hit") and second_id != first_id
+    assert sdk.responses.retrieve(second_id).output_text == text  # stored again, new id
+    whole = sdk.responses.with_raw_response.create(
+        model=route, input="Stream a response", temperature=0, max_output_tokens=16
+    )
+    assert whole.headers["x-spillover-cache"] == "hit" and whole.parse().output_text == text
+    path = "/v1/responses" if route == "responses-native" else "/v1/chat/completions"
+    assert openai_upstream.count(path) == 1

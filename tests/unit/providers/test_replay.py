@@ -9,8 +9,10 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.providers.sse import data_of
 from gateway.providers.translate.chat_replay import ChatGatherer, chat_events
 from gateway.providers.translate.messages_replay import MessageGatherer, message_events
+from gateway.providers.translate.responses_replay import ResponsesGatherer, response_events
 
 text = st.text(max_size=40)
 
@@ -89,4 +91,42 @@ def test_an_unknown_block_is_neither_replayed_nor_gathered() -> None:
     for data in ({"type": "message_start", "message": {**whole, "content": []}}, start,
                  {"type": "message_stop"}):  # fmt: skip
         gathered.see(b"data: " + orjson.dumps(data))
+    assert gathered.whole() is None
+
+
+@st.composite
+def responses(draw: Any) -> dict[str, Any]:
+    items = draw(st.lists(st.one_of(
+        st.builds(lambda t: {"id": "msg_1", "type": "message", "status": "completed",
+                             "role": "assistant",
+                             "content": [{"type": "output_text", "text": t, "annotations": []}]},
+                  text),
+        st.builds(lambda a: {"id": "fc_1", "type": "function_call", "status": "completed",
+                             "call_id": "call_1", "name": "f", "arguments": a}, text),
+        st.just({"id": "rs_1", "type": "reasoning", "summary": []}),
+    ), max_size=3))  # fmt: skip
+    return {
+        "id": "resp_1", "object": "response", "created_at": 1,
+        "model": "gpt", "output": items, "usage": {"input_tokens": 2, "output_tokens": 3},
+        "status": draw(st.sampled_from(["completed", "incomplete"])),
+    }  # fmt: skip
+
+
+@given(responses())
+def test_a_response_streamed_and_gathered_is_itself(whole: dict[str, Any]) -> None:
+    events = response_events(whole)
+    assert events is not None
+    numbers = [orjson.loads(data_of(e.rstrip(b"\n")) or b"{}")["sequence_number"] for e in events]
+    assert numbers == list(range(len(events)))
+    gathered = ResponsesGatherer()
+    for event in events:
+        gathered.see(event)
+    assert gathered.whole() == whole
+
+
+def test_a_failed_response_is_neither_replayed_nor_gathered() -> None:
+    whole = {"id": "r", "status": "failed", "output": []}
+    assert response_events(whole) is None
+    gathered = ResponsesGatherer()
+    gathered.see(b"data: " + orjson.dumps({"type": "response.completed", "response": whole}))
     assert gathered.whole() is None
