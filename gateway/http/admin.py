@@ -116,14 +116,8 @@ def _routing(port: AdminPort) -> APIRouter:
     @router.get("/admin/cache")
     async def cache_state() -> dict[str, Any]:
         """The response cache: where it lives, what it holds (this process, for memory), and
-        the hits, misses and dollars saved since this process started."""
-        entries, held = port.answers.held()
-        return {
-            "backend": port.answers.backend,
-            "entries": entries if entries >= 0 else None,
-            "bytes": held if held >= 0 else None,
-            "routes": _cache_counts(port),
-        }
+        the hits, misses, hit ratio and dollars saved since this process started."""
+        return port.cache_state()
 
     @router.delete("/admin/cache")
     async def purge_cache(team: str | None = None, key: str | None = None,
@@ -149,24 +143,6 @@ def _routing(port: AdminPort) -> APIRouter:
         return JSONResponse(body, status_code=200 if result.ok else 400)
 
     return router
-
-
-def _cache_counts(port: AdminPort) -> dict[str, dict[str, float]]:
-    """Per route: requests by result and dollars saved, read from this process's metrics."""
-    out: dict[str, dict[str, float]] = {}
-    for family in port.registry.collect():
-        if family.name not in (
-            "spillover_response_cache_requests",
-            "spillover_response_cache_saved_usd",
-        ):
-            continue
-        for sample in family.samples:
-            if not sample.name.endswith("_total"):
-                continue
-            entry = out.setdefault(sample.labels["route"], {})
-            name = sample.labels.get("result", "saved_usd")
-            entry[name] = entry.get(name, 0.0) + sample.value
-    return out
 
 
 async def _targets(state: RoutingState, config: GatewayConfig, now: float) -> dict[str, Any]:

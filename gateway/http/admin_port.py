@@ -3,7 +3,7 @@ routes never reach into the gateway's internals (its generations, proxy, account
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -54,6 +54,9 @@ class AdminPort(Protocol):
     @property
     def answers(self) -> AnswerStore:
         """The response cache's store."""
+
+    def cache_state(self) -> dict[str, Any]:
+        """The response cache's backend, size and per-route results and savings."""
 
     def prices(self) -> PriceTable: ...
 

@@ -24,6 +24,8 @@ from gateway.state.answers import AnswerStore
 from gateway.state.contracts import Limiter, RoutingState, SpendCounters
 from policies.schema import GatewayConfig
 
+_CACHE_SERIES = ("spillover_response_cache_requests", "spillover_response_cache_saved_usd")
+
 
 class GatewayView:
     def __init__(
@@ -122,6 +124,29 @@ class GatewayView:
     def answers(self) -> AnswerStore:
         """The response cache's store (outlives every generation)."""
         return self._core.answers
+
+    def cache_state(self) -> dict[str, Any]:
+        """The response cache: where it lives, what it holds (this process, for memory), and
+        per route the requests by result and the dollars saved since this process started."""
+        entries, held = self.answers.held()
+        routes: dict[str, dict[str, float]] = {}
+        for family in self.registry.collect():
+            if family.name not in _CACHE_SERIES:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    entry = routes.setdefault(sample.labels["route"], {})
+                    name = sample.labels.get("result", "saved_usd")
+                    entry[name] = entry.get(name, 0.0) + sample.value
+        for entry in routes.values():
+            asked = entry.get("hit", 0.0) + entry.get("miss", 0.0)
+            entry["hit_ratio"] = entry.get("hit", 0.0) / asked if asked else 0.0
+        return {
+            "backend": self.answers.backend,
+            "entries": entries if entries >= 0 else None,
+            "bytes": held if held >= 0 else None,
+            "routes": routes,
+        }
 
     def pools(self) -> dict[str, Pool]:
         return self._current().pools()

@@ -194,6 +194,8 @@ def cache_key(ctx: RequestContext, route: Route) -> str:
     material: dict[str, Any] = {
         "ingress": ctx.ingress,
         "endpoint": ctx.endpoint,
+        # A reload that points the route elsewhere starts afresh.
+        "targets": [[t.provider, t.model] for t in route.targets],
         "body": _keyed(ctx.body, False),
         # The client's own body too: the chat form may not carry all of it.
         "native": _keyed(native.body, route.prompt_cache.canonical_tools) if native else None,

@@ -57,6 +57,9 @@ def _config(openai_port: int, anthropic_port: int, pool: list[Replica], ledger: 
             targets: [{{provider: primary, model: gpt-4o}}, {{provider: claude, model: claude-sonnet-4-5}}]
             fail_over_when: {{consecutive_failures: 3}}
             breaker: {{base_ejection_s: 1}}
+          cached-gpt:
+            targets: [{{provider: primary, model: gpt-4.1}}]
+            cache: {{enabled: true}}
           reset-me:
             targets: [{{provider: primary, model: gpt-4o-mini}}]
             fail_over_when: {{consecutive_failures: 2}}
@@ -356,3 +359,30 @@ def test_an_admin_issues_copies_uses_and_revokes_a_key_and_a_viewer_only_reads(
         assert viewer.locator("button[data-action=create-key]").count() == 0
         assert viewer.locator("button[data-action=revoke]").count() == 0
         context.close()
+
+
+def test_an_admin_sees_the_response_cache_and_purges_a_team(console_gateway: Proc) -> None:
+    gateway = console_gateway
+    client = OpenAI(base_url=gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+
+    def ask() -> str:
+        raw = client.chat.completions.with_raw_response.create(
+            model="cached-gpt", messages=[{"role": "user", "content": "cache me"}],
+            temperature=0, max_tokens=8,
+        )  # fmt: skip
+        return raw.headers["x-spillover-cache"]
+
+    assert [ask(), ask()] == ["miss", "hit"]
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        watch = ConsoleWatch(page)
+        _sign_in(page, gateway, ADMIN_KEY)
+        page.click("nav >> text=Spend")
+        row = page.locator('table.answer-cache tr[data-route="cached-gpt"]')
+        expect(row).to_contain_text("50.0%")
+        expect(row.locator("td").nth(1)).to_have_text("1")
+        page.fill("input[name=team]", "qa")
+        page.click("button[data-action=purge-cache]")
+        expect(page).to_have_url(re.compile(r"/ui/spend\?purged=1$"))
+        assert watch.problems == []
+    assert ask() == "miss"

@@ -50,6 +50,7 @@ def console_app(port: ConsolePort, sessions: Sessions, drills: ConsoleDrills) ->
         Route("/ui/pool/live", pages.pool_live),
         Route("/ui/spend", pages.spend),
         Route("/ui/spend.csv", pages.spend_csv),
+        Route("/ui/cache/purge", pages.purge_cache, methods=["POST"]),
         Route("/ui/limits", pages.limits),
         Route("/ui/drills", pages.drills_page),
         Route("/ui/drills/run", pages.run_drill, methods=["POST"]),

@@ -217,8 +217,23 @@ async def spend(request: Request) -> Response:
     report = await _spend_report(console, request)
     return console.render(
         "spend.html", request, who, page="spend", report=report,
-        dimensions=DIMENSIONS, query=request.url.query,
+        dimensions=DIMENSIONS, query=request.url.query, cache=console.port.cache_state(),
     )  # fmt: skip
+
+
+async def purge_cache(request: Request) -> Response:
+    """Drop one team's cached answers (or one route's of them)."""
+    console = _console(request)
+    session, principal = console.who(request, act=True)
+    fields = await console.form(request, session)
+    team, route = fields.get("team", "").strip(), fields.get("route", "").strip()
+    if not team or len(team) > 128 or len(route) > 256:
+        raise InvalidRequest("name the team whose cached answers go")
+    prefix = f"team:{team}:{route}:" if route else f"team:{team}:"
+    removed = await console.port.answers.purge(prefix)
+    log.warning("console: %s purged %s from the response cache (%d)", principal.key_name,
+                prefix, removed)  # fmt: skip
+    return RedirectResponse(f"/ui/spend?purged={removed}", 303)
 
 
 async def spend_csv(request: Request) -> Response:
