@@ -296,6 +296,11 @@ class GatewayMetrics:
             ["route", "team"],
             registry=r,
         )
+        self.answer_cache_bytes = Gauge(
+            "spillover_response_cache_bytes",
+            "Bytes of answers the response cache holds in this process (memory backend).",
+            registry=r,
+        )
         self.keyring_keys = Gauge(
             "spillover_keyring_keys",
             "Stored secrets this process authenticates (keys kept as data, not revoked; a "

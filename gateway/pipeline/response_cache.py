@@ -140,6 +140,9 @@ class ResponseCache:
             stored_at=time.time(),
         )
         await self.store.put(use.key, answer, route.cache.ttl_s)
+        _, held = self.store.held()
+        if held >= 0:
+            self._metrics.answer_cache_bytes.set(held)
 
     def _cacheable(self, ctx: RequestContext, sampled: bool) -> bool:
         body = ctx.body
