@@ -155,6 +155,15 @@ def gw(
           sim-pool-then-hosted:
             targets: [{{provider: sim-pool, model: tiny-llama}}, {{provider: hosted, model: gpt-4o}}]
           unknown-model: {{targets: [{{provider: vllm-chat, model: no-such-model}}]}}
+          chat-cached:
+            targets: [{{provider: vllm-chat, model: tiny-llama}}]
+            cache: {{enabled: true, sampled: true}}
+          responses-cached:
+            targets: [{{provider: vllm-responses, model: tiny-llama}}]
+            cache: {{enabled: true, sampled: true}}
+          messages-cached:
+            targets: [{{provider: vllm-anthropic, model: tiny-llama}}]
+            cache: {{enabled: true, sampled: true}}
         keys:
           - {{name: tests, team: qa, key: "${{TEST_GATEWAY_KEY}}"}}
           - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
@@ -366,3 +375,64 @@ def test_the_pool_never_sends_what_its_replicas_cannot_hold(gw: Gateway, route: 
 
 def _row(gw: Gateway, request_id: str) -> dict[str, Any]:
     return ledger_row(gw.ledger, request_id)
+
+
+# --- the response cache, on vLLM's own answers ---------------------------------------------
+
+
+def test_vllms_streams_are_stored_and_replayed_in_each_protocol(gw: Gateway) -> None:
+    """A real stream of each protocol gathered, stored and replayed: the second ask is a hit
+    whose text is the first one's, streamed or whole."""
+    client, claude = gw.openai(), gw.anthropic()
+    ask = [{"role": "user", "content": "Say something about caches."}]
+
+    def chat(stream: bool) -> tuple[str, str]:
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat-cached",
+            messages=ask,
+            max_tokens=12,
+            temperature=0,
+            stream=stream,  # type: ignore[arg-type]
+        )
+        answer = raw.parse()
+        if stream:
+            text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)  # type: ignore[union-attr]
+        else:
+            text = answer.choices[0].message.content or ""  # type: ignore[union-attr]
+        return text, raw.headers["x-spillover-cache"]
+
+    def responses(stream: bool) -> tuple[str, str]:
+        raw = client.responses.with_raw_response.create(
+            model="responses-cached", input="Say something about caches.", max_output_tokens=12,
+            temperature=0, stream=stream,  # type: ignore[arg-type]
+        )  # fmt: skip
+        answer = raw.parse()
+        if stream:
+            text = "".join(e.delta for e in answer if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+        else:
+            text = answer.output_text  # type: ignore[union-attr]
+        return text, raw.headers["x-spillover-cache"]
+
+    def messages(stream: bool) -> tuple[str, str]:
+        if stream:
+            with claude.messages.stream(
+                model="messages-cached",
+                max_tokens=12,
+                messages=ask,  # type: ignore[arg-type]
+            ) as events:
+                said = events.response.headers["x-spillover-cache"]
+                final = events.get_final_message()
+        else:
+            raw = claude.messages.with_raw_response.create(
+                model="messages-cached",
+                max_tokens=12,
+                messages=ask,  # type: ignore[arg-type]
+            )
+            said, final = raw.headers["x-spillover-cache"], raw.parse()
+        return "".join(b.text for b in final.content if b.type == "text"), said
+
+    for name, asked in (("chat", chat), ("responses", responses), ("messages", messages)):
+        text, said = asked(True)
+        assert said == "miss" and text, name
+        assert asked(True) == (text, "hit"), name  # replayed as a stream
+        assert asked(False) == (text, "hit"), name  # and whole
