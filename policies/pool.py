@@ -117,6 +117,40 @@ class Routing(Strict):
     """Tokens added to the bounded-load limit."""
 
 
+class GpuType(Strict):
+    """One GPU type the pool may run on, with what one replica of the pool's model does on it
+    (bench it: `bench/pool_procs.py`, or vLLM's own start-up log for the KV cache)."""
+
+    usd_per_hour: float = Field(gt=0)
+    """One GPU's price per hour."""
+    memory_gb: float = Field(gt=0)
+    """One GPU's memory."""
+    gpus_per_replica: int = Field(1, ge=1)
+    """GPUs one replica of the model takes (tensor parallel)."""
+    kv_tokens_per_replica: int = Field(ge=1)
+    """One replica's KV cache, in tokens ('KV cache size: N tokens' in vLLM's log)."""
+    tokens_per_s: float = Field(gt=0)
+    """Prompt + output tokens per second one replica sustains within the SLO."""
+    lead_time_s: float = Field(600, ge=0)
+    """From asking for a replica to it serving: provisioning, image pull, model load, warm-up."""
+
+
+class Capacity(Strict):
+    """What scaling the pool ahead of demand needs (docs: Scaling the pool)."""
+
+    model_memory_gb: float = Field(gt=0)
+    """What one replica of the model needs in GPU memory before any KV cache (weights and
+    runtime): a GPU type with less (across its GPUs per replica) is never planned."""
+    gpus: dict[str, GpuType] = Field(min_length=1)
+    """The GPU types the pool may run on, by name."""
+    headroom: float = Field(0.2, ge=0, le=2)
+    """Spare capacity over the forecast p99."""
+    warm_floor_margin: float = Field(0.2, ge=0, le=2)
+    """The warm floor: off-peak demand plus this share, never scaled below."""
+    memory_fit: float = Field(0.9, gt=0, le=1)
+    """The share of GPU memory the model may take (the rest: the KV cache, the runtime)."""
+
+
 class VllmPoolProvider(Strict):
     """A pool of vLLM servers speaking the OpenAI API. Give `replicas`, `discover`, or an
     `endpoint` (a router such as vllm-router in front of the pool) with the replicas listed
@@ -159,6 +193,8 @@ class VllmPoolProvider(Strict):
     """Per-attempt timeouts."""
     max_connections: int = Field(512, ge=1)
     """Pooled connections to the replicas."""
+    capacity: Capacity | None = None
+    """GPU types and the model's needs: for `spillover plan --schedule` (off unless set)."""
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
     """Prices per model; overrides the price derived from gpu_cost_per_hour."""
     launch: Launch | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -225,15 +225,10 @@ def size(
     )
 
 
-async def read_demand(
-    url: str,
-    since: float | None,
-    until: float | None,
-    routes: Sequence[str] = (),
-    providers: Sequence[str] = (),
-) -> Demand:
-    """The demand of the served requests (status 200) in the ledger's time range, streamed
-    in order of start: a long ledger never sits in memory."""
+def _served(
+    since: float | None, until: float | None, routes: Sequence[str], providers: Sequence[str]
+) -> Any:
+    """The served requests (status 200) in a time range, in order of start."""
     table = ledger_table.c
     query = (
         select(table.ts, table.latency_ms, table.prompt_tokens, table.completion_tokens)
@@ -248,14 +243,38 @@ async def read_demand(
         query = query.where(table.route.in_(list(routes)))
     if providers:
         query = query.where(table.provider.in_(list(providers)))
-    counter = DemandCounter()
+    return query.execution_options(yield_per=10_000)
+
+
+async def read_requests(
+    url: str,
+    since: float | None,
+    until: float | None,
+    routes: Sequence[str] = (),
+    providers: Sequence[str] = (),
+) -> AsyncIterator[Request]:
+    """The served requests of the ledger's time range, streamed in order of start: a long
+    ledger never sits in memory."""
     engine = create_async_engine(engine_url(url))
     try:
         async with engine.connect() as conn:
-            rows = await conn.stream(query.execution_options(yield_per=10_000))
+            rows = await conn.stream(_served(since, until, routes, providers))
             async for ts, ms, prompt, output in rows:
                 start = float(ts)
-                counter.add(Request(start, start + float(ms) / 1000, int(prompt), int(output)))
+                yield Request(start, start + float(ms) / 1000, int(prompt), int(output))
     finally:
         await engine.dispose()
+
+
+async def read_demand(
+    url: str,
+    since: float | None,
+    until: float | None,
+    routes: Sequence[str] = (),
+    providers: Sequence[str] = (),
+) -> Demand:
+    """The demand of the served requests in the ledger's time range."""
+    counter = DemandCounter()
+    async for request in read_requests(url, since, until, routes, providers):
+        counter.add(request)
     return counter.result()

@@ -23,7 +23,9 @@ console = Console(soft_wrap=True)
 
 def plan(
     config: Annotated[Path, typer.Option("--config", "-c", help="The YAML config.")],
-    since: Annotated[str, typer.Option(help="7d, 12h, or an ISO date.")] = "7d",
+    since: Annotated[
+        str | None, typer.Option(help="7d, 12h, or an ISO date (default 7d; 28d with --schedule).")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="7d, 12h, or an ISO date.")] = None,
     route: Annotated[
         list[str] | None, typer.Option(help="Only this route's traffic (repeatable).")
@@ -49,6 +51,15 @@ def plan(
     ] = None,
     headroom: Annotated[float, typer.Option(help="Spare capacity over the p99 need.")] = 0.2,
     format: Annotated[str, typer.Option(help="table or json.")] = "table",
+    schedule: Annotated[
+        bool,
+        typer.Option(
+            "--schedule",
+            help="Forecast the pool's demand (--pool, its `capacity:`) and plan, per hour, the "
+            "cheapest GPU type and replicas; with --since at least a week and a day.",
+        ),
+    ] = False,
+    days: Annotated[int, typer.Option(help="--schedule: how many days ahead.", min=1)] = 1,
 ) -> None:
     """Request sizes (p50/p95/p99), concurrency and KV tokens in flight over time, tokens/s —
     and, given a replica's KV size, the replicas a pool needs at p99 (not at the average)."""
@@ -66,10 +77,21 @@ def plan(
             raise typer.BadParameter(f"{pool!r} is not a vllm_pool provider in {config}")
         pool_config = candidate
     now = time.time()
+    if schedule:
+        from gateway.cli.schedule import schedule as plan_schedule
+
+        if pool is None or pool_config is None:
+            raise typer.BadParameter("--schedule needs --pool (a vllm_pool provider)")
+        window = parse_when(since or "28d", now) or now - 28 * 86_400
+        try:
+            plan_schedule(loaded.ledger.url, pool, pool_config, window, days, format == "json")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return
     need = asyncio.run(
         read_demand(
             loaded.ledger.url,
-            parse_when(since, now),
+            parse_when(since or "7d", now),
             parse_when(until, now),
             route or (),
             provider or (),

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,95 @@ def test_plan_sizes_the_pool_from_the_ledger(
     table = plan("--pool", "local", "--kv-tokens-per-replica", "600")
     assert "KV tokens in flight" in table and "recommended" in table
     assert "no served requests" in plan("--route", "nope")
+
+
+def test_plan_schedule_forecasts_a_weekly_pattern_and_plans_each_hour(tmp_path: Path) -> None:
+    """A synthetic ledger of fifteen days ending now: weekdays 09:00-17:00 UTC busy (twenty
+    10,000-token requests in flight), the rest quiet (two). `spillover plan --schedule`
+    forecasts the next day and plans A10s at night and at the peak the cheaper of A10s and
+    H100s, beside a flat plan; its money adds up to the slot."""
+    import asyncio
+    import sqlite3
+
+    from gateway.accounting.row import COLUMNS
+    from gateway.accounting.store_sqlite import SqliteStore
+
+    db = tmp_path / "ledger.sqlite"
+
+    async def create() -> None:
+        store = SqliteStore(str(db))
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
+    now = time.time()
+    rows = []
+    t = now - 15 * 86_400
+    while t < now - 60:
+        hour = time.gmtime(t)
+        busy = hour.tm_wday < 5 and 9 <= hour.tm_hour < 17
+        row = {"uid": f"u{len(rows)}", "ts": t, "status": 200, "attempts_detail": "[]",
+               "provider": "local", "model": "llama", "endpoint": "chat", "ingress": "openai",
+               "request_id": f"r{len(rows)}", "latency_ms": 60_000.0, "prompt_tokens": 9_000,
+               "completion_tokens": 1_000}  # fmt: skip
+        rows.append(tuple(row.get(c, 0) for c in COLUMNS))
+        t += 3.0 if busy else 30.0
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            f"INSERT INTO spillover_ledger ({', '.join(COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(COLUMNS))})",
+            rows,
+        )
+    config = tmp_path / "spillover.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        ledger: {{url: "sqlite:///{db}"}}
+        providers:
+          local:
+            kind: vllm_pool
+            model: llama
+            replicas: ["http://127.0.0.1:9"]
+            admission: {{max_kv_usage: 0.9}}
+            capacity:
+              model_memory_gb: 16
+              headroom: 0.2
+              gpus:
+                a10: {{usd_per_hour: 1.2, memory_gb: 24, kv_tokens_per_replica: 50000,
+                       tokens_per_s: 100000}}
+                h100: {{usd_per_hour: 9.0, memory_gb: 80, kv_tokens_per_replica: 600000,
+                        tokens_per_s: 1000000}}
+        routes:
+          chat: {{targets: [{{provider: local, model: llama}}]}}
+        keys:
+          - {{name: tests, key: sk-plan}}
+        """)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "plan", "-c", str(config), "--schedule", "--pool",
+         "local", "--since", "15d", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    slots = result["slots"]
+    assert len(slots) == 24 * 12
+    assert result["held_out_error"] is not None and result["held_out_error"] < 0.15
+
+    def busy(slot: dict[str, Any]) -> bool:
+        """A busy hour, or the hour it ends into (its first minute still holds the busy
+        requests, and an hour is planned for its peak slot)."""
+        at = time.gmtime(slot["start"])
+        return at.tm_wday < 5 and 9 <= at.tm_hour <= 17
+
+    # Quiet: 2 in flight x 10,000 = 20,000 KV tokens x 1.2 → one A10 (45,000 usable).
+    quiet = {(s["gpu"], s["replicas"]) for s in slots if not busy(s)}
+    assert quiet == {("a10", 1)}
+    # Busy (if tomorrow is a weekday): 20-21 in flight x 10,000 = 210,000 x 1.2 → 6-7 A10s
+    # ($7.20-8.40/h) rather than one H100 ($9/h).
+    peak = {(s["gpu"], s["replicas"]) for s in slots if busy(s)}
+    if peak:
+        assert {gpu for gpu, _ in peak} == {"a10"} and max(n for _, n in peak) in (6, 7)
+    prices = {"a10": Fraction("1.2"), "h100": Fraction("9.0")}
+    exact = sum(prices[s["gpu"]] * s["replicas"] * 1_000_000 / 12 for s in slots)
+    assert result["cost_micro_usd"] == round(exact)
+    assert result["cost_micro_usd"] <= result["flat_cost_micro_usd"]
