@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fallback_engine.pool import Pool
 from gateway.accounting.ledger import LedgerWriter
+from gateway.accounting.pool_forecast import PoolForecaster
 from gateway.accounting.pricing import ModelPrice, PriceTable, self_hosted_price
 from gateway.drill.faults import FaultTable, FaultyProvider
 from gateway.keyring.keyring import Keyring, Snapshot
@@ -39,6 +40,7 @@ from gateway.state.responses import ResponseStore
 from gateway.state.spend import MemorySpendCounters
 from gateway.tracing import Tracing
 from gateway.upstream.pool import PoolState
+from policies.pool import VllmPoolProvider
 from policies.route import Target
 from policies.schema import GatewayConfig, StateConfig
 
@@ -97,6 +99,7 @@ class Core:
     tracing: Tracing
     keyring: Keyring
     answers: AnswerStore
+    forecaster: PoolForecaster
     build_provider: ProviderFactory = build_provider
     on_breaker: Callable[[Target, str, str], None] | None = None
 
@@ -108,6 +111,9 @@ class Core:
         self.budgets.configure(config, self.accountant.prices)
         self.responses.configure(config.responses)
         self.tracing.configure(config)
+        self.forecaster.configure(
+            {n: p for n, p in config.providers.items() if isinstance(p, VllmPoolProvider)}
+        )
 
     def use_keyring(self, snapshot: Snapshot) -> None:
         """Stored keys' and teams' limits and budgets, as loaded (a change made anywhere)."""
@@ -125,6 +131,7 @@ class Core:
         await self.keyring.start()
 
     async def close(self) -> None:
+        await self.forecaster.close()
         await self.answers.close()
         await self.keyring.close()
         await self.ledger.close()
@@ -164,6 +171,7 @@ def build_core(
         tracing=Tracing(config.tracing, exporter=span_exporter),
         keyring=keyring,
         answers=_answer_store(config, backends),
+        forecaster=PoolForecaster(config.ledger.url, metrics),
         build_provider=provider_factory,
     )
     keyring.on_change = core.use_keyring

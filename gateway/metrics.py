@@ -296,6 +296,21 @@ class GatewayMetrics:
             ["route", "team"],
             registry=r,
         )
+        self.pool_desired_replicas = Gauge(
+            "spillover_pool_desired_replicas",
+            "Replicas a pool should have one lead time from now, on its cheapest GPU type for "
+            "the forecast (reason: forecast, or warm_floor when the floor binds): what an "
+            "autoscaler acts on (deploy/kubernetes/components/vllm-pool).",
+            ["pool", "gpu", "reason"],
+            registry=r,
+        )
+        self.pool_forecast = Gauge(
+            "spillover_pool_forecast",
+            "The pool's forecast p99 one lead time from now, by what (kv_tokens, tokens_per_s, "
+            "concurrency).",
+            ["pool", "what"],
+            registry=r,
+        )
         self.answer_cache_bytes = Gauge(
             "spillover_response_cache_bytes",
             "Bytes of answers the response cache holds in this process (memory backend).",

@@ -149,6 +149,10 @@ class Capacity(Strict):
     """The warm floor: off-peak demand plus this share, never scaled below."""
     memory_fit: float = Field(0.9, gt=0, le=1)
     """The share of GPU memory the model may take (the rest: the KV cache, the runtime)."""
+    refresh_s: float = Field(300, ge=1, le=3600)
+    """How often the gateway reads the ledger again for `spillover_pool_desired_replicas`."""
+    history_days: int = Field(28, ge=8, le=365)
+    """How much of the ledger the forecast learns from (at least a week and a day)."""
 
 
 class VllmPoolProvider(Strict):

@@ -15,10 +15,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from tests.support.processes import GATEWAY_KEY, ROOT, MockUpstream, start_gateway
+from tests.support.synthetic_ledger import business_hours_ledger
 
 pytestmark = pytest.mark.e2e
 
@@ -96,62 +98,10 @@ def test_plan_schedule_forecasts_a_weekly_pattern_and_plans_each_hour(tmp_path: 
     10,000-token requests in flight), the rest quiet (two). `spillover plan --schedule`
     forecasts the next day and plans A10s at night and at the peak the cheaper of A10s and
     H100s, beside a flat plan; its money adds up to the slot."""
-    import asyncio
-    import sqlite3
-
-    from gateway.accounting.row import COLUMNS
-    from gateway.accounting.store_sqlite import SqliteStore
-
     db = tmp_path / "ledger.sqlite"
-
-    async def create() -> None:
-        store = SqliteStore(str(db))
-        await store.open()
-        await store.close()
-
-    asyncio.run(create())
-    now = time.time()
-    rows = []
-    t = now - 15 * 86_400
-    while t < now - 60:
-        hour = time.gmtime(t)
-        busy = hour.tm_wday < 5 and 9 <= hour.tm_hour < 17
-        row = {"uid": f"u{len(rows)}", "ts": t, "status": 200, "attempts_detail": "[]",
-               "provider": "local", "model": "llama", "endpoint": "chat", "ingress": "openai",
-               "request_id": f"r{len(rows)}", "latency_ms": 60_000.0, "prompt_tokens": 9_000,
-               "completion_tokens": 1_000}  # fmt: skip
-        rows.append(tuple(row.get(c, 0) for c in COLUMNS))
-        t += 3.0 if busy else 30.0
-    with sqlite3.connect(db) as conn:
-        conn.executemany(
-            f"INSERT INTO spillover_ledger ({', '.join(COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(COLUMNS))})",
-            rows,
-        )
+    business_hours_ledger(db, days=15)
     config = tmp_path / "spillover.yaml"
-    config.write_text(
-        textwrap.dedent(f"""\
-        ledger: {{url: "sqlite:///{db}"}}
-        providers:
-          local:
-            kind: vllm_pool
-            model: llama
-            replicas: ["http://127.0.0.1:9"]
-            admission: {{max_kv_usage: 0.9}}
-            capacity:
-              model_memory_gb: 16
-              headroom: 0.2
-              gpus:
-                a10: {{usd_per_hour: 1.2, memory_gb: 24, kv_tokens_per_replica: 50000,
-                       tokens_per_s: 100000}}
-                h100: {{usd_per_hour: 9.0, memory_gb: 80, kv_tokens_per_replica: 600000,
-                        tokens_per_s: 1000000}}
-        routes:
-          chat: {{targets: [{{provider: local, model: llama}}]}}
-        keys:
-          - {{name: tests, key: sk-plan}}
-        """)
-    )
+    config.write_text(_schedule_config(db))
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "plan", "-c", str(config), "--schedule", "--pool",
          "local", "--since", "15d", "--format", "json"],
@@ -181,3 +131,67 @@ def test_plan_schedule_forecasts_a_weekly_pattern_and_plans_each_hour(tmp_path: 
     exact = sum(prices[s["gpu"]] * s["replicas"] * 1_000_000 / 12 for s in slots)
     assert result["cost_micro_usd"] == round(exact)
     assert result["cost_micro_usd"] <= result["flat_cost_micro_usd"]
+
+
+def _schedule_config(db: Path, refresh_s: float = 300) -> str:
+    return textwrap.dedent(f"""\
+        ledger: {{url: "sqlite:///{db}"}}
+        providers:
+          local:
+            kind: vllm_pool
+            model: llama
+            replicas: ["http://127.0.0.1:9"]
+            admission: {{max_kv_usage: 0.9}}
+            capacity:
+              model_memory_gb: 16
+              headroom: 0.2
+              refresh_s: {refresh_s}
+              gpus:
+                a10: {{usd_per_hour: 1.2, memory_gb: 24, kv_tokens_per_replica: 50000,
+                       tokens_per_s: 100000, lead_time_s: 600}}
+                h100: {{usd_per_hour: 9.0, memory_gb: 80, kv_tokens_per_replica: 600000,
+                        tokens_per_s: 1000000, lead_time_s: 480}}
+        routes:
+          chat: {{targets: [{{provider: local, model: llama}}]}}
+        keys:
+          - {{name: tests, key: sk-plan}}
+        """)
+
+
+def test_the_gateway_exports_what_the_pool_should_run_one_lead_time_ahead(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    """`spillover_pool_desired_replicas` for now + the longest lead time equals the
+    schedule's choice for that slot, and the forecast is beside it."""
+    db = tmp_path / "ledger.sqlite"
+    business_hours_ledger(db, days=15)
+    proc = start_gateway(_schedule_config(db, refresh_s=1), logs_dir, name="pool-forecast")
+    try:
+        deadline = time.monotonic() + 60
+        desired: dict[tuple[str, str], float] = {}
+        while not any(desired.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            for line in httpx.get(proc.url + "/metrics", timeout=5).text.splitlines():
+                if line.startswith("spillover_pool_desired_replicas{"):
+                    labels, value = line.rsplit(" ", 1)
+                    gpu = labels.split('gpu="')[1].split('"')[0]
+                    why = labels.split('reason="')[1].split('"')[0]
+                    desired[(gpu, why)] = float(value)
+        running = {k: v for k, v in desired.items() if v}
+        assert len(running) == 1, desired
+        (gpu, why), replicas = next(iter(running.items()))
+        assert gpu == "a10" and why in ("forecast", "warm_floor")
+        config = tmp_path / "spillover.yaml"
+        config.write_text(_schedule_config(db))
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "plan", "-c", str(config), "--schedule", "--pool",
+             "local", "--since", "15d", "--format", "json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        ahead = (int(time.time() + 600) // 300) * 300
+        slot = next(s for s in json.loads(done.stdout)["slots"] if s["start"] == ahead)
+        assert (slot["gpu"], slot["replicas"]) == (gpu, replicas)
+        forecast = httpx.get(proc.url + "/metrics", timeout=5).text
+        assert 'spillover_pool_forecast{pool="local",what="kv_tokens"}' in forecast
+    finally:
+        proc.stop()

@@ -138,3 +138,53 @@ def test_the_compose_file_resolves_and_mounts_what_exists(tmp_path: Path) -> Non
                 assert (compose.parent / source).exists(), source
     config = (compose.parent / "compose" / "spillover.yaml").read_text()
     parse_config(config, "compose/spillover.yaml", ENV)
+
+
+def _with_components(tmp_path: Path, *names: str) -> list[dict[str, Any]]:
+    """The production overlay with more components, rendered."""
+    folder = tmp_path / "overlay"
+    folder.mkdir()
+    here = os.path.relpath(KUBE, folder)  # kustomize takes no absolute paths
+    components = [f"{here}/components/{n}" for n in ("vllm-pool", *names)]
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [f"{here}/base"], "components": components,
+    }))  # fmt: skip
+    out = subprocess.run(
+        ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(folder)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_the_pool_scales_on_the_desired_replicas_with_an_hpa(tmp_path: Path) -> None:
+    objects = _with_components(tmp_path, "vllm-pool-hpa")
+    hpa = find(objects, "HorizontalPodAutoscaler", "vllm-pool")
+    kubernetes_validate.validate(hpa, KUBERNETES, strict=True)
+    pool = find(objects, "Deployment", "vllm-pool")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == pool["metadata"]["name"]
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["external"]["metric"]["name"] == "spillover_pool_desired_replicas"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+    config_map = find(objects, "ConfigMap", "spillover-config")
+    config = parse_config(config_map["data"]["spillover.yaml"], "base.yaml", ENV)
+    assert metric["external"]["metric"]["selector"]["matchLabels"]["pool"] in config.providers
+
+
+def test_the_pool_scales_on_the_desired_replicas_with_keda(tmp_path: Path) -> None:
+    objects = _with_components(tmp_path, "vllm-pool-keda")
+    scaled = find(objects, "ScaledObject", "vllm-pool")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert (
+        scaled["spec"]["scaleTargetRef"]["name"]
+        == find(objects, "Deployment", "vllm-pool")["metadata"]["name"]
+    )
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metadata"]["threshold"] == "1"
+    query = trigger["metadata"]["query"]
+    assert "spillover_pool_desired_replicas" in query and query.startswith("max(")
+    config_map = find(objects, "ConfigMap", "spillover-config")
+    config = parse_config(config_map["data"]["spillover.yaml"], "base.yaml", ENV)
+    assert query.split('pool="')[1].split('"')[0] in config.providers
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
