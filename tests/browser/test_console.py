@@ -52,6 +52,8 @@ def _config(openai_port: int, anthropic_port: int, pool: list[Replica], ledger: 
             model: llama-3.1-8b
             replicas: ["{pool[0].url}", "{pool[1].url}"]
             health: {{every_s: 0.5}}
+            gpu_cost_per_hour: 2.0
+            tokens_per_replica_hour: 1000000
         routes:
           gpt-4o:
             targets: [{{provider: primary, model: gpt-4o}}, {{provider: claude, model: claude-sonnet-4-5}}]
@@ -378,6 +380,10 @@ def test_an_admin_sees_the_response_cache_and_purges_a_team(console_gateway: Pro
         watch = ConsoleWatch(page)
         _sign_in(page, gateway, ADMIN_KEY)
         page.click("nav >> text=Spend")
+        # The pool's idle share for the period: two replicas at $2/h for the 7 days shown.
+        pool = page.locator('table.pools-idle tr[data-pool="local"]')
+        expect(pool.locator("td").nth(1)).to_have_text("2")
+        expect(pool.locator("td").nth(3)).to_have_text("$672.00")
         row = page.locator('table.answer-cache tr[data-route="cached-gpt"]')
         expect(row).to_contain_text("50.0%")
         expect(row.locator("td").nth(1)).to_have_text("1")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.accounting.idle import PoolPeriod, pool_periods
 from gateway.accounting.reports import SpendRow, parse_when, spend, spend_by
 from gateway.http.console.port import ConsolePort
 from gateway.http.console.sampler import samples
@@ -170,6 +171,7 @@ class SpendReport:
     savings_usd: float
     hosted_usd_per_mtok: float | None
     self_hosted_usd_per_mtok: float | None
+    pools: list[PoolPeriod]  # each priced pool's capacity, what was billed, and idle
 
 
 async def spend_report(port: ConsolePort, by: list[str], since: str) -> SpendReport:
@@ -190,6 +192,7 @@ async def spend_report(port: ConsolePort, by: list[str], since: str) -> SpendRep
         savings_usd=sum(r.cache_savings_usd for r in by_provider),
         hosted_usd_per_mtok=_per_mtok([r for r in by_provider if not r.self_hosted]),
         self_hosted_usd_per_mtok=_per_mtok([r for r in by_provider if r.self_hosted]),
+        pools=pool_periods(port.config(), by_provider, start or now - 7 * 86_400, now),
     )
 
 
