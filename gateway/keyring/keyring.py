@@ -99,6 +99,10 @@ class Keyring:
         self._shared = shared
         self._channel = (shared.prefix if shared else "") + "keyring"
         self._wake = asyncio.Event()
+        # One read at a time: the reader's connection and its transaction are one, and a
+        # caller that waited finds the set the one before it loaded.
+        self._reading = asyncio.Lock()
+        self._making = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._loaded_at = 0.0  # when the database last answered
         self.failures = 0
@@ -111,17 +115,18 @@ class Keyring:
         """The tables, made where missing, for a change (and the audit log): the SQL toolkit
         is imported here, at the first one."""
         assert self._url is not None, "the keyring is off"
-        if self._tables is None:
-            from gateway.keyring.store_sql import KeyringTables
+        async with self._making:
+            if self._tables is None:
+                from gateway.keyring.store_sql import KeyringTables
 
-            tables = KeyringTables(self._url)
-            try:
-                await tables.create()
-            except BaseException:
-                await tables.close()
-                raise
-            self._tables = tables
-        return self._tables
+                tables = KeyringTables(self._url)
+                try:
+                    await tables.create()
+                except BaseException:
+                    await tables.close()
+                    raise
+                self._tables = tables
+            return self._tables
 
     async def _reader(self) -> KeyringReads:
         if self._reads is None:
@@ -207,6 +212,10 @@ class Keyring:
 
     async def refresh(self) -> bool:
         """Load the keyring when the database holds a newer version; True when it did."""
+        async with self._reading:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         reads = await self._reader()
         version = await reads.version()
         if version == self.snapshot.version or (version is None and self.snapshot.version == 0):

@@ -34,7 +34,7 @@ class SqliteReads:
                     return None
             async with conn.execute(f"SELECT version FROM {VERSION} WHERE id = 1") as cursor:
                 found = await cursor.fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: aiosqlite's closed connection
             await self.close()
             raise _unavailable(exc) from exc
         return None if found is None else int(found[0])
@@ -53,7 +53,7 @@ class SqliteReads:
                     teams = [team_of(row) for row in await cur.fetchall()]
             finally:
                 await conn.rollback()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:
             await self.close()
             raise _unavailable(exc) from exc
         return version, keys, teams
