@@ -202,7 +202,9 @@ class Keyring:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # Stopping: whatever a task was in the middle of (a Redis reconnect that meets
+            # its closed transport) ends with it, and is no error of the shutdown.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
         if self._reads is not None:
@@ -290,9 +292,9 @@ class Keyring:
                 await pubsub.subscribe(self._channel)
                 async for _message in pubsub.listen():
                     self._wake.set()
-            except (RedisError, OSError):
+            except (RedisError, OSError, RuntimeError):  # RuntimeError: a transport closed
                 await asyncio.sleep(1.0)  # the poll carries on meanwhile
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(RedisError, OSError, RuntimeError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                     await client.aclose()
