@@ -74,6 +74,7 @@ class GatewayMetrics:
         self._heavy_lane(r)
         self._upstreams(r)
         self._money(r)
+        self._caches_keys_and_forecasts(r)
         self._ledger(r)
         self._shared_state(r)
         self._config(r)
@@ -244,44 +245,8 @@ class GatewayMetrics:
             registry=r,
         )
 
-    def _money(self, r: CollectorRegistry) -> None:
-        """Cost, prompt-cache savings and budgets."""
-        self.cost_usd = Counter(
-            "spillover_cost_usd",
-            "Spend in USD by team, route and target (from the ledger's integer micro-dollars).",
-            ["team", "route", "provider", "model"],
-            registry=r,
-        )
-        self.cost_unknown = Counter(
-            "spillover_cost_unknown",
-            "Requests served by a model with no known price (priced 'unknown', never $0).",
-            ["provider", "model"],
-            registry=r,
-        )
-        self.cache_saved_usd = Counter(
-            "spillover_prompt_cache_saved_usd",
-            "What cached input tokens saved against the full input price.",
-            ["route", "provider", "model"],
-            registry=r,
-        )
-        self.cache_write_premium_usd = Counter(
-            "spillover_prompt_cache_write_premium_usd",
-            "What cache writes cost above the full input price (Anthropic: 25% or 100%).",
-            ["route", "provider", "model"],
-            registry=r,
-        )
-        self.budget_rejections = Counter(
-            "spillover_budget_rejections",
-            "Requests refused because a hard budget was spent, by scope (key, team).",
-            ["scope"],
-            registry=r,
-        )
-        self.budget_reserved = Gauge(
-            "spillover_budget_reserved_usd",
-            "The reservation backlog: money reserved by requests in flight here, not yet "
-            "settled to their real cost.",
-            registry=r,
-        )
+    def _caches_keys_and_forecasts(self, r: CollectorRegistry) -> None:
+        """The response cache, the keyring and the pools' forecast."""
         self.answer_cache = Counter(
             "spillover_response_cache_requests",
             "Requests on routes with a response cache, by what it did: hit, miss (asked the "
@@ -332,6 +297,45 @@ class GatewayMetrics:
             "spillover_keyring_stale_seconds",
             "How long the database has not answered this process's keyring checks (0 while it "
             "does); meanwhile it serves the last set it loaded.",
+            registry=r,
+        )
+
+    def _money(self, r: CollectorRegistry) -> None:
+        """Cost, prompt-cache savings and budgets."""
+        self.cost_usd = Counter(
+            "spillover_cost_usd",
+            "Spend in USD by team, route and target (from the ledger's integer micro-dollars).",
+            ["team", "route", "provider", "model"],
+            registry=r,
+        )
+        self.cost_unknown = Counter(
+            "spillover_cost_unknown",
+            "Requests served by a model with no known price (priced 'unknown', never $0).",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.cache_saved_usd = Counter(
+            "spillover_prompt_cache_saved_usd",
+            "What cached input tokens saved against the full input price.",
+            ["route", "provider", "model"],
+            registry=r,
+        )
+        self.cache_write_premium_usd = Counter(
+            "spillover_prompt_cache_write_premium_usd",
+            "What cache writes cost above the full input price (Anthropic: 25% or 100%).",
+            ["route", "provider", "model"],
+            registry=r,
+        )
+        self.budget_rejections = Counter(
+            "spillover_budget_rejections",
+            "Requests refused because a hard budget was spent, by scope (key, team).",
+            ["scope"],
+            registry=r,
+        )
+        self.budget_reserved = Gauge(
+            "spillover_budget_reserved_usd",
+            "The reservation backlog: money reserved by requests in flight here, not yet "
+            "settled to their real cost.",
             registry=r,
         )
         self.budget_remaining = Gauge(

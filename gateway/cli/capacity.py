@@ -78,15 +78,10 @@ def plan(
         pool_config = candidate
     now = time.time()
     if schedule:
-        from gateway.cli.schedule import schedule as plan_schedule
-
         if pool is None or pool_config is None:
             raise typer.BadParameter("--schedule needs --pool (a vllm_pool provider)")
         window = parse_when(since or "28d", now) or now - 28 * 86_400
-        try:
-            plan_schedule(loaded.ledger.url, pool, pool_config, window, days, format == "json")
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        _schedule(loaded.ledger.url, pool, pool_config, window, days, format == "json")
         return
     need = asyncio.run(
         read_demand(
@@ -115,6 +110,17 @@ def plan(
         print(json.dumps(out, indent=2))
         return
     _show(need, sizing, pool_config)
+
+
+def _schedule(
+    url: str, pool: str, config: VllmPoolProvider, since: float, days: int, as_json: bool
+) -> None:
+    from gateway.cli.schedule import schedule  # the forecast and the SQL toolkit: only here
+
+    try:
+        schedule(url, pool, config, since, days, as_json)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _show(need: Demand, sizing: Sizing | None, pool: VllmPoolProvider | None) -> None:

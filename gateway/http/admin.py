@@ -54,6 +54,7 @@ def admin_app(port: AdminPort) -> FastAPI:
             raise HTTPException(403, "this key is not an admin key")
 
     app.include_router(_routing(port), dependencies=[Depends(admin_key)])
+    app.include_router(_cache(port), dependencies=[Depends(admin_key)])
     app.include_router(_drills(port), dependencies=[Depends(admin_key)])
     app.include_router(keyring_router(port))  # its own check: viewers may read
     app.add_exception_handler(SpilloverError, _gateway_error)  # type: ignore[arg-type]
@@ -113,6 +114,23 @@ def _routing(port: AdminPort) -> APIRouter:
             raise HTTPException(503, "the ledger cannot be read right now") from None
         return JSONResponse({"by": dims, "rows": [r.as_dict() for r in rows]})
 
+    @router.post("/admin/reload")
+    async def reload() -> JSONResponse:
+        """Validate the config file and swap it in; on errors keep serving the old one."""
+        result = await port.reload("admin_api")
+        body = {
+            "status": "reloaded" if result.ok else "rejected",
+            "errors": result.errors,
+            "notes": result.notes,
+        }
+        return JSONResponse(body, status_code=200 if result.ok else 400)
+
+    return router
+
+
+def _cache(port: AdminPort) -> APIRouter:
+    router = APIRouter(tags=["admin"])
+
     @router.get("/admin/cache")
     async def cache_state() -> dict[str, Any]:
         """The response cache: where it lives, what it holds (this process, for memory), and
@@ -130,17 +148,6 @@ def _routing(port: AdminPort) -> APIRouter:
         removed = await port.answers.purge(prefix)
         log.warning("response cache purged through the admin API: %s (%d entries)", prefix, removed)
         return {"removed": removed}
-
-    @router.post("/admin/reload")
-    async def reload() -> JSONResponse:
-        """Validate the config file and swap it in; on errors keep serving the old one."""
-        result = await port.reload("admin_api")
-        body = {
-            "status": "reloaded" if result.ok else "rejected",
-            "errors": result.errors,
-            "notes": result.notes,
-        }
-        return JSONResponse(body, status_code=200 if result.ok else 400)
 
     return router
 

@@ -25,6 +25,9 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 def keyring_router(port: AdminPort) -> APIRouter:
+    """Teams, keys and the audit log, behind one check: admins for every route, viewers for
+    reads."""
+
     def caller(request: Request, authorization: str | None = Header(default=None)) -> Principal:
         """Admins for every route; viewers for reads."""
         if not port.keyring_enabled:
@@ -39,6 +42,13 @@ def keyring_router(port: AdminPort) -> APIRouter:
 
     router = APIRouter(tags=["keys"])
     caller_dep = Depends(caller)
+    router.include_router(_teams(port, caller_dep))
+    router.include_router(_keys(port, caller_dep))
+    return router
+
+
+def _teams(port: AdminPort, caller_dep: Any) -> APIRouter:
+    router = APIRouter()
 
     @router.post("/admin/teams", status_code=201)
     async def create_team(body: TeamCreate, who: Principal = caller_dep) -> dict[str, Any]:
@@ -69,6 +79,12 @@ def keyring_router(port: AdminPort) -> APIRouter:
     ) -> dict[str, Any]:
         await port.keyring.team(name)
         return await _spend(port, "team", name, since)
+
+    return router
+
+
+def _keys(port: AdminPort, caller_dep: Any) -> APIRouter:
+    router = APIRouter()
 
     @router.post("/admin/keys", status_code=201)
     async def create_key(body: KeyCreate, who: Principal = caller_dep) -> dict[str, Any]:
