@@ -12,9 +12,12 @@ released is taken out of rotation at once. Three scalers drive the same traffic:
 - **flat**: the peak's replicas all day, warm before the day starts;
 - **reactive**: an HPA on KV-cache usage — every tick, the replicas that bring the pool's
   usage to 60 %, up at once, down one at a time after two quiet ticks;
-- **predictive**: the schedule's replicas for one lead time ahead, from the forecast (the
-  day's shape as the previous weeks taught it: no spike, no growth), never below what the
-  reactive rule asks (the safety net for what no forecast sees).
+- **predictive**: what the gateway exports as `spillover_pool_desired_replicas` — the
+  product's forecast (`policies.forecast`: two weeks of the day's usual shape as history, and
+  today's slots as they are seen, so the trend follows the day's growth) and schedule
+  (`policies.schedule.desired`: the default 20 % headroom and warm floor) one lead time
+  ahead — never below what the reactive rule asks (the safety net for what no forecast
+  sees, like the spike).
 
 Reported: requests, shed (refused or failed), TTFT p99 and the share over the SLO, and
 GPU-hours (replicas paid for from the moment they are ordered).
@@ -35,7 +38,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 from pool_procs import free_port, spawn, stop, wait  # noqa: E402
+
+from policies.forecast import SLOTS_PER_HOUR, Load, fit, held_out_error  # noqa: E402
+from policies.pool import Capacity, GpuType  # noqa: E402
+from policies.schedule import desired  # noqa: E402
 
 HOUR_S = 5.0  # one hour of the day, in seconds
 LEAD_S = HOUR_S / 6  # a cold start of 10 minutes
@@ -69,6 +77,51 @@ def replicas_for(rate: float) -> int:
     return max(1, min(REPLICAS, math.ceil(in_flight / per_replica)))
 
 
+TOKENS = 240  # what one request holds in the KV cache, for about a second
+CAPACITY = Capacity(
+    model_memory_gb=1,
+    gpus={"sim": GpuType(usd_per_hour=1, memory_gb=2, kv_tokens_per_replica=KV_BLOCKS * BLOCK,
+                         tokens_per_s=100_000, lead_time_s=600)},
+)  # fmt: skip
+MAX_KV_USAGE = 0.92  # the pool's admission default
+HISTORY_DAYS = 14
+TODAY = HISTORY_DAYS * 24 * SLOTS_PER_HOUR  # the first slot of the bench's day
+
+
+def slot_load(rate: float) -> Load:
+    """A slot's p99 load at `rate` requests per second, each holding ~240 tokens ~1 s: the
+    requests in flight are Poisson, their p99 about the mean plus 2.33 deviations."""
+    in_flight = rate + 2.33 * math.sqrt(rate)
+    return Load(rate * TOKENS, in_flight, in_flight * TOKENS)
+
+
+class Forecast:
+    """The product's forecast and schedule, fed two weeks of the usual day and today's
+    slots as the bench's traffic arrives."""
+
+    def __init__(self) -> None:
+        self.observed = {
+            slot: slot_load(expected_rate((slot % (24 * SLOTS_PER_HOUR)) / SLOTS_PER_HOUR))
+            for slot in range(TODAY)
+        }
+        self.arrivals = 0
+
+    def see(self, hour: float, arrivals: int) -> None:
+        """Today's slot that just ended, from the requests that arrived in it."""
+        seen = arrivals - self.arrivals
+        self.arrivals = arrivals
+        self.observed[TODAY + int(hour * SLOTS_PER_HOUR) - 1] = slot_load(seen / TICK_S)
+
+    def replicas(self, hour: float) -> int:
+        now = TODAY + int(hour * SLOTS_PER_HOUR)
+        model = fit(self.observed, now)
+        day = [model.at(now + i) for i in range(24 * SLOTS_PER_HOUR)]
+        floor = min(day, key=lambda x: x.kv_tokens).scaled(1 + CAPACITY.warm_floor_margin)
+        ahead = model.at(now + round(LEAD_S / TICK_S))
+        choice = desired(CAPACITY, ahead, MAX_KV_USAGE, floor)
+        return min(REPLICAS, choice.replicas)
+
+
 @dataclass
 class Run:
     name: str
@@ -76,6 +129,7 @@ class Run:
     requests: int = 0
     shed: int = 0
     replica_s: float = 0.0
+    forecast_error: float | None = None  # the forecast's, for the day (held out), predictive
 
 
 class Pool:
@@ -118,6 +172,7 @@ async def _until_warm(client: httpx.AsyncClient, gateway: str, count: int) -> No
 
 async def _scale(name: str, pool: Pool, gateway: str, start: float, run: Run) -> None:
     quiet = 0
+    forecast = Forecast()
     async with httpx.AsyncClient(timeout=5) as client:
         while (now := time.monotonic() - start) < 24 * HOUR_S:
             usage = await _kv_usage(client, gateway)
@@ -127,13 +182,15 @@ async def _scale(name: str, pool: Pool, gateway: str, start: float, run: Run) ->
                 wanted = count
             else:
                 if name == "predictive":
-                    ahead = (now + LEAD_S) / HOUR_S
-                    reactive = max(reactive, replicas_for(expected_rate(ahead % 24)))
+                    forecast.see(now / HOUR_S, run.requests)
+                    reactive = max(reactive, forecast.replicas(now / HOUR_S))
                 quiet = quiet + 1 if reactive < count else 0
                 wanted = reactive if reactive >= count else (count - 1 if quiet >= 2 else count)
             await pool.set(client, wanted)
             run.replica_s += len(pool.ordered) * TICK_S
             await asyncio.sleep(TICK_S)
+    if name == "predictive":
+        run.forecast_error = held_out_error(forecast.observed, days=1)
 
 
 async def _ask(client: httpx.AsyncClient, gateway: str, run: Run) -> None:
@@ -244,6 +301,12 @@ def main() -> None:
             f"| {p99:.2f} | {over / max(1, run.requests):.1%} | "
             f"{run.replica_s / HOUR_S:.1f} |"
         )
+    for run in rows:
+        if run.forecast_error is not None:
+            print(
+                f"\nThe forecast's error on the day (held out; mean absolute error of each "
+                f"hour's peak KV tokens in flight): {run.forecast_error:.1%}"
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from fallback_engine.listing import ListingError, read_listing
 from fallback_engine.load import ReplicaLoad
 from fallback_engine.metrics import STATES, PoolMetrics
 from fallback_engine.replica import Replica, ReplicaProbe, State
@@ -112,19 +113,33 @@ class Membership:
         discover = self.config.discover
         assert discover is not None
         while True:
-            try:
-                hosts = await self._resolve(discover.dns, discover.port)
-            except OSError as exc:
-                log.warning("pool %s: cannot resolve %s: %s", self.name, discover.dns, exc)
-            else:
-                urls = {f"{discover.scheme}://{h}:{discover.port}" for h in hosts}
+            urls = await self._discovered()
+            if urls is not None:
                 for url in urls - set(self.replicas):
                     self.replicas[url] = Replica(url)
                     self.show(self.replicas[url])
-                for url, replica in self.replicas.items():
+                for url, replica in list(self.replicas.items()):
                     if url not in urls:
                         self.set_state(replica, "draining", "left discovery")
             await asyncio.sleep(discover.every_s)
+
+    async def _discovered(self) -> set[str] | None:
+        """The replicas discovery lists now; None when it cannot tell (the last set stays)."""
+        discover = self.config.discover
+        assert discover is not None
+        if discover.file is not None:
+            try:
+                return set(read_listing(discover.file))
+            except ListingError as exc:
+                log.warning("pool %s: %s; the replicas stay as they were", self.name, exc)
+                return None
+        assert discover.dns is not None
+        try:
+            hosts = await self._resolve(discover.dns, discover.port)
+        except OSError as exc:
+            log.warning("pool %s: cannot resolve %s: %s", self.name, discover.dns, exc)
+            return None
+        return {f"{discover.scheme}://{h}:{discover.port}" for h in hosts}
 
     def unreachable(self, replica: Replica, why: str, refused: bool) -> bool:
         """A request could not reach `replica`. Refused or reset: the process is gone, out of

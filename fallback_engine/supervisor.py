@@ -1,7 +1,9 @@
-"""`spillover pool launch`: start and watch local `vllm serve` processes, one per replica URL
-of a pool's `launch` section. A start counts only once /health answers (model load takes
-time, so the start timeout is long); a process that exits or never comes up is restarted with
-exponential backoff; Ctrl-C or SIGTERM stops every process group by its PID."""
+"""One local `vllm serve` process of `spillover pool launch` (`launch.py`). A start counts
+only once /health answers (model load takes time, so the start timeout is long) and the pool's
+warm-up request is answered; then, for a pool that discovers a file, the replica is listed
+there (the gateway routes to it after its own warm-up check). A process that exits or never
+comes up is unlisted and restarted with exponential backoff; stopping one stops its whole
+process group."""
 
 from __future__ import annotations
 
@@ -12,14 +14,16 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
+from fallback_engine.listing import write_listing
+from fallback_engine.scrape import parse
 from policies.pool import Launch, VllmPoolProvider
-from policies.schema import GatewayConfig
 
 _QUIET_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -55,11 +59,40 @@ def serve_command(launch: Launch, model: str, url: str) -> list[str]:
     return command + launch.extra_args
 
 
+class Listed:
+    """The replicas listed in the pool's discovery file (`discover: {file}`); a pool that
+    lists its replicas in the config has no file, and listing is a no-op."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.urls: set[str] = set()
+        self.on_change: Callable[[str, bool], None] | None = None  # (url, listed now)
+        if path is not None:
+            write_listing(path, [])  # a previous run's list is not what runs now
+
+    def add(self, url: str) -> None:
+        self._write(self.urls | {url})
+
+    def remove(self, url: str) -> None:
+        self._write(self.urls - {url})
+
+    def _write(self, urls: set[str]) -> None:
+        if urls != self.urls and self.path is not None:
+            write_listing(self.path, sorted(urls))
+        changed = urls ^ self.urls
+        self.urls = urls
+        if self.on_change is not None:
+            for url in sorted(changed):
+                self.on_change(url, url in urls)
+
+
 class ReplicaProcess:
-    def __init__(self, model: str, url: str, launch: Launch, run_dir: Path, out: Printer):
-        self.model = model
+    def __init__(self, pool: VllmPoolProvider, url: str, run_dir: Path, out: Printer):
+        assert pool.launch is not None
+        self.pool = pool
+        self.model = pool.model
         self.url = url.rstrip("/")
-        self.launch = launch
+        self.launch: Launch = pool.launch
         self.out = out
         self.port = urlsplit(url).port
         self.log_path = run_dir / f"vllm-{self.port}.log"
@@ -109,18 +142,53 @@ class ReplicaProcess:
             await asyncio.sleep(1)
         return False
 
-    async def watch(self, client: httpx.AsyncClient) -> None:
+    def _headers(self) -> dict[str, str]:
+        key = self.pool.api_key
+        return {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+    async def _warm(self, client: httpx.AsyncClient) -> bool:
+        """The pool's warm-up request, answered: the first user does not pay for it."""
+        warm = self.pool.warm_up
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": warm.prompt}],
+            "max_tokens": warm.max_tokens,
+        }
+        with contextlib.suppress(httpx.HTTPError):
+            reply = await client.post(
+                self.url + "/v1/chat/completions",
+                json=body,
+                headers=self._headers(),
+                timeout=warm.timeout_s,
+            )
+            return reply.status_code == 200
+        return False
+
+    async def in_flight(self, client: httpx.AsyncClient) -> float | None:
+        """Requests running or waiting on the replica, from its /metrics (None: no answer)."""
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            reply = await client.get(self.url + "/metrics", timeout=2)
+            if reply.status_code == 200:
+                snapshot = parse(reply.text, time.monotonic())
+                return snapshot.running + snapshot.waiting
+        return None
+
+    async def watch(self, client: httpx.AsyncClient, listed: Listed) -> None:
+        """Run the replica, listed while it is up and warm, until cancelled (the process is
+        left running: the caller drains and stops it)."""
         backoff = self.launch.restart_backoff_s
         while True:
             self.start()
             started = time.monotonic()
-            if await self._up(client):
+            if await self._up(client) and await self._warm(client):
                 self.out.print(
-                    f"vllm on {self.url} is up after {time.monotonic() - started:.1f} s",
+                    f"vllm on {self.url} is up and warm after {time.monotonic() - started:.1f} s",
                     highlight=False,
                 )
+                listed.add(self.url)
                 while self.process is not None and self.process.poll() is None:  # noqa: ASYNC110
-                    await asyncio.sleep(1)  # a child process: nothing to await but polling
+                    await asyncio.sleep(0.5)  # a child process: nothing to await but polling
+                listed.remove(self.url)
                 if time.monotonic() - started > 60:
                     backoff = self.launch.restart_backoff_s  # it ran a while: start afresh
                 why = "exited"
@@ -136,38 +204,23 @@ class ReplicaProcess:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.launch.restart_backoff_max_s)
 
-
-def launchable(config: GatewayConfig, only: str | None) -> list[tuple[str, VllmPoolProvider]]:
-    pools = [
-        (name, p)
-        for name, p in config.providers.items()
-        if isinstance(p, VllmPoolProvider) and (only is None or name == only)
-    ]
-    if not pools or not all(p.launch is not None for _, p in pools):
-        raise ValueError("no vllm_pool provider with a 'launch' section to start")
-    return pools
-
-
-async def supervise_pools(
-    config: GatewayConfig, only: str | None, out: Printer, run_dir: Path = Path(".spillover")
-) -> None:
-    processes = [
-        ReplicaProcess(pool.model, url, pool.launch, run_dir, out)
-        for _, pool in launchable(config, only)
-        if pool.launch is not None
-        for url in pool.replicas
-    ]
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    async with httpx.AsyncClient() as client:
-        watchers = [asyncio.create_task(p.watch(client)) for p in processes]
-        try:
-            await stopping.wait()
-        finally:
-            for task in watchers:
-                task.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
-            for process in processes:
-                process.stop()
+    async def retire(self, client: httpx.AsyncClient, listed: Listed, settle_s: float) -> None:
+        """Drain, then stop: unlist the replica, give the gateways `settle_s` to read the list
+        (they stop routing to it), wait until what they sent has finished — nothing running
+        or waiting on it, twice in a row — within `drain_timeout_s`, then stop the process."""
+        listed.remove(self.url)
+        started = time.monotonic()
+        await asyncio.sleep(settle_s)
+        deadline = started + self.launch.drain_timeout_s
+        quiet = 0
+        while quiet < 2 and time.monotonic() < deadline:
+            in_flight = await self.in_flight(client)
+            if in_flight is None:  # the process is gone (or not answering): nothing to drain
+                break
+            quiet = quiet + 1 if in_flight == 0 else 0
+            await asyncio.sleep(0.25)
+        self.out.print(
+            f"vllm on {self.url} drained in {time.monotonic() - started:.1f} s",
+            highlight=False,
+        )
+        await asyncio.to_thread(self.stop)

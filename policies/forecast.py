@@ -72,14 +72,23 @@ def profile(observed: Mapping[int, Load]) -> dict[int, Load]:
     }
 
 
-def trend(observed: Mapping[int, Load], weekly: Mapping[int, Load], since_slot: int) -> float:
-    """The demand seen since `since_slot` over what the profile said for those hours."""
-    seen = expected = 0.0
+def trend(
+    observed: Mapping[int, Load], weekly: Mapping[int, Load], since_slot: int, until_slot: int
+) -> float:
+    """The demand seen in the whole hours from `since_slot` to `until_slot` over what the
+    profile said for them — like with like: each hour's peak slot against the profile's peak
+    for that hour (an hour's every slot against its peak would read as a fall)."""
+    first_hour = -(-since_slot // SLOTS_PER_HOUR)  # the first whole hour
+    peaks: dict[int, Load] = {}
     for slot, load in observed.items():
-        if slot >= since_slot:
-            seen += load.kv_tokens + load.tokens_per_s
-            base = weekly.get(hour_of_week(slot), Load())
-            expected += base.kv_tokens + base.tokens_per_s
+        hour = slot // SLOTS_PER_HOUR
+        if hour >= first_hour and (hour + 1) * SLOTS_PER_HOUR <= until_slot:
+            peaks[hour] = peaks.get(hour, Load()).peak(load)
+    seen = expected = 0.0
+    for hour, load in peaks.items():
+        seen += load.kv_tokens + load.tokens_per_s
+        base = weekly.get(hour_of_week(hour * SLOTS_PER_HOUR), Load())
+        expected += base.kv_tokens + base.tokens_per_s
     if expected <= 0 or seen <= 0:
         return 1.0
     low, high = TREND_BOUNDS
@@ -99,23 +108,29 @@ def fit(observed: Mapping[int, Load], now_slot: int, trend_slots: int = 24 * 12)
     """The forecast from slots before `now_slot` (the last day's trend by default)."""
     past = {s: v for s, v in observed.items() if s < now_slot}
     weekly = profile(past)
-    return Forecast(weekly, trend(past, weekly, now_slot - trend_slots))
+    return Forecast(weekly, trend(past, weekly, now_slot - trend_slots, now_slot))
+
+
+def whole_hours_end(observed: Mapping[int, Load]) -> int:
+    """The slot after the last whole hour seen (the hour still running would read low)."""
+    last = max(observed) + 1
+    return last - last % SLOTS_PER_HOUR
 
 
 def held_out_error(observed: Mapping[int, Load], days: int = 1) -> float | None:
     """Mean absolute percentage error, per hour, of the peak KV tokens in flight the
-    forecast gave for the last `days` days, fitted without them. None: too little history
-    (under a week plus the days held out)."""
+    forecast gave for the last `days` days of whole hours, fitted without them. None: too
+    little history (under a week plus the days held out)."""
     if not observed:
         return None
-    last = max(observed) + 1
-    cut = last - days * 24 * SLOTS_PER_HOUR
+    end = whole_hours_end(observed)
+    cut = end - days * 24 * SLOTS_PER_HOUR
     if cut - min(observed) < 7 * 24 * SLOTS_PER_HOUR:
         return None
     model = fit(observed, cut)
     peaks: dict[int, float] = {}
     for slot, load in observed.items():
-        if slot >= cut:
+        if cut <= slot < end:
             hour = slot // SLOTS_PER_HOUR
             peaks[hour] = max(peaks.get(hour, 0.0), load.kv_tokens)
     errors = [

@@ -17,16 +17,27 @@ WhenFull = Literal["queue", "reject", "cap_context"]
 
 
 class Discover(Strict):
-    """Replicas from a DNS name (a headless Kubernetes service): every A/AAAA record."""
+    """Replicas from a DNS name (a headless Kubernetes service: every A/AAAA record) or from a
+    file of URLs (`spillover pool launch` writes it: a replica is listed once it is up and
+    warm, and unlisted before it stops). A replica that leaves is drained: no new request, the
+    ones in flight finish."""
 
-    dns: str = Field(min_length=1)
+    dns: str | None = Field(None, min_length=1)
     """The DNS name to resolve (every A/AAAA record is a replica)."""
+    file: str | None = Field(None, min_length=1)
+    """A JSON file `{"replicas": [URL, ...]}`, read again every `every_s`; missing means none."""
     port: int = Field(8000, ge=1, le=65535)
-    """The replicas' port."""
+    """The replicas' port (with `dns`)."""
     every_s: float = Field(10.0, gt=0)
-    """How often to resolve the name again."""
+    """How often to resolve the name (or read the file) again."""
     scheme: Literal["http", "https"] = "http"
-    """The replicas' scheme."""
+    """The replicas' scheme (with `dns`)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Discover:
+        if (self.dns is None) == (self.file is None):
+            raise ValueError("give 'dns' or 'file', one of them")
+        return self
 
 
 class WarmUp(Strict):
@@ -210,11 +221,58 @@ class VllmPoolProvider(Strict):
             raise ValueError("give 'replicas' (URLs) or 'discover' (a DNS name)")
         if self.replicas and self.discover is not None:
             raise ValueError("give 'replicas' or 'discover', not both")
+        if self.launch is not None:
+            self._launchable(self.launch)
         return self
+
+    def _launchable(self, launch: Launch) -> None:
+        by_file = self.discover is not None and self.discover.file is not None
+        if self.discover is not None and not by_file:
+            raise ValueError("launch: a pool discovered by DNS is not launched locally")
+        if by_file and not launch.replicas:
+            raise ValueError("launch.replicas: the URLs to start (the pool discovers a file)")
+        if self.replicas and launch.replicas:
+            raise ValueError("launch.replicas: the pool lists its replicas already")
+        if launch.scale == "schedule":
+            if not by_file:
+                raise ValueError("launch.scale: schedule needs discover: {file: ...}")
+            if self.capacity is None:
+                raise ValueError("launch.scale: schedule needs the pool's capacity")
+        gpus = self.capacity.gpus if self.capacity is not None else {}
+        if launch.gpu is not None and launch.gpu not in gpus:
+            raise ValueError(f"launch.gpu: {launch.gpu!r} is not one of capacity.gpus")
+        if launch.scale == "schedule" and launch.gpu is None and len(gpus) > 1:
+            raise ValueError("launch.gpu: name the GPU type of these processes")
+
+    @property
+    def launch_urls(self) -> list[str]:
+        """The replicas `spillover pool launch` may start."""
+        return (self.launch.replicas or self.replicas) if self.launch is not None else []
+
+    @property
+    def launch_gpu(self) -> str | None:
+        """The GPU type of the locally launched replicas, if the pool has a capacity."""
+        if self.capacity is None:
+            return None
+        if self.launch is not None and self.launch.gpu is not None:
+            return self.launch.gpu
+        return next(iter(self.capacity.gpus)) if len(self.capacity.gpus) == 1 else None
 
 
 class Launch(Strict):
     """Local `vllm serve` processes for `spillover pool launch`, one per replica URL."""
+
+    replicas: list[str] = Field(default_factory=list, max_length=64)
+    """With `discover: {file: ...}`: the URLs the supervisor may start, in the order it starts
+    them (the pool's own `replicas` otherwise)."""
+    scale: Literal["all", "schedule"] = "all"
+    """`all`: run every replica. `schedule`: run what the forecast needs one lead time ahead
+    (the pool's `capacity`; never fewer than `min_warm_replicas`), starting a replica before
+    the traffic comes and draining one before it stops; needs `discover: {file: ...}`."""
+    gpu: str | None = None
+    """The `capacity.gpus` type these processes are (default: the only one listed)."""
+    drain_timeout_s: float = Field(120.0, gt=0)
+    """Longest wait, once a replica is unlisted, for its requests in flight to finish."""
 
     vllm: str = ".venv-vllm/bin/vllm"
     """The `vllm` executable."""

@@ -21,6 +21,14 @@ class Choice:
 
 
 @dataclass(frozen=True, slots=True)
+class Want:
+    """Replicas to run now, and why (for the log)."""
+
+    replicas: int
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     slots: list[int]
     choices: list[Choice]  # per slot
@@ -55,16 +63,20 @@ def _price(gpu: GpuType, replicas: int) -> Fraction:
     return hourly * 1_000_000 * SLOT_S / 3600
 
 
-def cheapest(capacity: Capacity, load: Load, max_kv_usage: float) -> Choice:
-    """The cheapest type (then the fewest replicas, then the name) that holds `load`."""
+def cheapest(
+    capacity: Capacity, load: Load, max_kv_usage: float, only: str | None = None
+) -> Choice:
+    """The cheapest type (then the fewest replicas, then the name) that holds `load`; `only`:
+    that type or none (the hardware a local supervisor has)."""
     options = [
         (_price(gpu, n), n, name)
         for name, gpu in sorted(capacity.gpus.items())
-        if fits(capacity, gpu)
+        if fits(capacity, gpu) and only in (None, name)
         for n in [replicas_for(load, gpu, max_kv_usage, capacity.headroom)]
     ]
     if not options:
-        raise ValueError("the model fits none of the GPU types (model_memory_gb)")
+        which = "none of the GPU types" if only is None else f"GPU type {only!r}"
+        raise ValueError(f"the model fits {which} (model_memory_gb)")
     _, n, name = min(options)
     return Choice(name, n)
 
@@ -90,7 +102,11 @@ def plan(
 
 
 def desired(
-    capacity: Capacity, forecast_load: Load, max_kv_usage: float, floor_load: Load
+    capacity: Capacity,
+    forecast_load: Load,
+    max_kv_usage: float,
+    floor_load: Load,
+    only: str | None = None,
 ) -> Choice:
     """What to run at a moment, for the load forecast there (call it for now + lead time)."""
-    return cheapest(capacity, forecast_load.peak(floor_load), max_kv_usage)
+    return cheapest(capacity, forecast_load.peak(floor_load), max_kv_usage, only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -71,16 +72,40 @@ def launch(
     run_dir: Annotated[Path, typer.Option(help="Where PID files and vLLM logs go.")] = Path(
         ".spillover"
     ),
+    rehearse_from: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Rehearse the schedule: start its clock at this past UTC time (the ledger "
+            "before it is the history), with --time-scale to run a day in minutes."
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(min=1, max=100_000, help="Schedule seconds per real second.")
+    ] = 1.0,
 ) -> None:
     """Start and watch local `vllm serve` processes for the pools that have a `launch`
-    section: startup timeouts that allow for model load, restarts with backoff, clean stop."""
-    from fallback_engine.supervisor import supervise_pools
+    section: startup timeouts that allow for model load, warm-up before a replica is listed,
+    restarts with backoff, clean stop; with `launch.scale: schedule`, as many as the forecast
+    needs one lead time ahead, draining a replica before it stops."""
+    from fallback_engine.autoscale import Clock, Planner
+    from fallback_engine.launch import launchable, scheduled, supervise_pools
     from gateway.cli.common import load_or_exit
 
     loaded = load_or_exit(config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    start = None
+    if rehearse_from is not None:
+        start = rehearse_from.replace(tzinfo=rehearse_from.tzinfo or UTC).timestamp()
     try:
-        asyncio.run(supervise_pools(loaded, provider, console, run_dir))
+        pools = launchable(loaded, provider)
+        planners: dict[str, Planner] = {}
+        if scheduled(pools):
+            from gateway.accounting.pool_forecast import LedgerPlanner
+
+            for name in scheduled(pools):
+                planners[name] = LedgerPlanner(loaded.ledger.url, name, dict(pools)[name])
+        clock = Clock(start, time_scale)
+        asyncio.run(supervise_pools(pools, console, run_dir, planners, clock))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:

@@ -64,6 +64,22 @@ def test_the_trend_carries_growth_and_is_bounded() -> None:
     assert wild.factor == 2.0
 
 
+def test_an_unchanged_week_has_no_trend_even_when_slots_vary_within_the_hour() -> None:
+    """The trend compares each hour's peak with the profile's peak for it: slots that vary
+    within the hour (every other one at half) are no fall in demand."""
+    observed = {s: v.scaled(1.0 if s % 2 else 0.5) for s, v in weeks(3).items()}
+    now = max(observed) + 1
+    assert fit(observed, now).factor == pytest.approx(1.0)
+    assert fit(observed, now - 5).factor == pytest.approx(1.0)  # mid-hour: whole hours only
+
+
+def test_the_hour_still_running_is_not_held_out() -> None:
+    observed = weeks(3)
+    first_slot_of_next_hour = max(observed) + 1
+    observed[first_slot_of_next_hour] = Load(1.0, 1.0, 1.0)  # five minutes of a quiet hour
+    assert held_out_error(observed) == pytest.approx(0.0)
+
+
 def test_one_spike_does_not_move_the_profile() -> None:
     observed = weeks(3)
     spike = MONDAY // SLOT_S + WEEK_SLOTS + 10 * SLOTS_PER_HOUR  # the second Monday, 10:00
