@@ -93,7 +93,7 @@ class ScheduledPool:
             self.running.append((process, asyncio.create_task(process.watch(client, listed))))
         elif target < len(self.running):
             process, task = self.running.pop()
-            self._say(f"{len(self.running)} replicas to hold ({want.why}): draining {process.url}")
+            self._say(f"hold {len(self.running)} ({want.why}): draining {process.url}")
             task.cancel()
             retire = asyncio.create_task(self._retire(process, task, client, listed))
             self.retiring.add(retire)
