@@ -180,9 +180,12 @@ class ReplicaProcess:
         while True:
             self.start()
             started = time.monotonic()
-            if await self._up(client) and await self._warm(client):
+            # Warmed here only when this supervisor lists it: a pool that names its replicas
+            # in the config has the gateway warm them (once, before routing).
+            if await self._up(client) and (listed.path is None or await self._warm(client)):
                 self.out.print(
-                    f"vllm on {self.url} is up and warm after {time.monotonic() - started:.1f} s",
+                    f"vllm on {self.url} is up{' and warm' if listed.path else ''} "
+                    f"after {time.monotonic() - started:.1f} s",
                     highlight=False,
                 )
                 listed.add(self.url)
