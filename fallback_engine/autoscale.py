@@ -65,8 +65,6 @@ class ScheduledPool:
         self.idle = [ReplicaProcess(pool, url, run_dir, out) for url in pool.launch_urls]
         self.running: list[tuple[ReplicaProcess, asyncio.Task[None]]] = []
         self.retiring: set[asyncio.Task[None]] = set()
-        # The gateways read the list every `every_s`: after that they no longer route there.
-        self.settle_s = pool.discover.every_s + 0.5
 
     async def run(self, client: httpx.AsyncClient, listed: Listed) -> None:
         tick_s = min(5.0, max(0.05, 60.0 / self.clock.scale))
@@ -87,9 +85,7 @@ class ScheduledPool:
         target = min(limit, max(self.pool.min_warm_replicas, want.replicas))
         if target > len(self.running) and self.idle:
             process = self.idle.pop(0)
-            self._say(
-                f"{len(self.running) + 1} replicas to hold ({want.why}): starting {process.url}"
-            )
+            self._say(f"hold {len(self.running) + 1} ({want.why}): starting {process.url}")
             self.running.append((process, asyncio.create_task(process.watch(client, listed))))
         elif target < len(self.running):
             process, task = self.running.pop()
@@ -108,16 +104,18 @@ class ScheduledPool:
     ) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await watching
-        await process.retire(client, listed, self.settle_s)
+        await process.retire(client, listed)
         self.idle.insert(0, process)  # it may be started again, before the others
 
     async def _stop_all(self, client: httpx.AsyncClient, listed: Listed) -> None:
-        for process, task in self.running:
+        """Stopping the supervisor: every replica drained, then stopped."""
+        running, self.running = self.running, []
+        for _, task in running:
             task.cancel()
-            listed.remove(process.url)
-        await asyncio.gather(*(t for _, t in self.running), *self.retiring, return_exceptions=True)
-        await asyncio.gather(*(asyncio.to_thread(p.stop) for p, _ in self.running))
-        self.running.clear()
+        await asyncio.gather(*(t for _, t in running), return_exceptions=True)
+        await asyncio.gather(
+            *(p.retire(client, listed) for p, _ in running), *self.retiring, return_exceptions=True
+        )
 
     def _say(self, what: str) -> None:
         self.out.print(f"[{self.clock.label()}] pool {self.name}: {what}", highlight=False)

@@ -1,6 +1,8 @@
 """`spillover pool launch`: the local replicas of every pool with a `launch` section, until
 SIGINT or SIGTERM — all of them (`launch.scale: all`, one `ReplicaProcess` each, restarted
-when they exit) or as many as the forecast says (`schedule`: `autoscale.ScheduledPool`)."""
+when they exit) or as many as the forecast says (`schedule`: `autoscale.ScheduledPool`). A
+stop drains the replicas a discovery file lists (within `drain_timeout_s`) before stopping
+them; replicas named in the config are stopped at once."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ async def supervise_pools(
     for name in scheduled(pools):
         await planners[name].prime(clock.now())
     clock.restart()  # the history is read: schedule time starts now
-    processes: list[ReplicaProcess] = []
+    processes: list[tuple[ReplicaProcess, Listed]] = []
     async with httpx.AsyncClient() as client:
         tasks = []
         for name, pool in pools:
@@ -61,7 +63,7 @@ async def supervise_pools(
                 continue
             for url in pool.launch_urls:
                 process = ReplicaProcess(pool, url, run_dir, out)
-                processes.append(process)
+                processes.append((process, listed))
                 tasks.append(asyncio.create_task(process.watch(client, listed)))
         waiting = asyncio.create_task(stopping.wait())
         try:
@@ -72,4 +74,4 @@ async def supervise_pools(
             for task in [waiting, *tasks]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
+            await asyncio.gather(*(p.retire(client, listed) for p, listed in processes))

@@ -207,13 +207,18 @@ class ReplicaProcess:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.launch.restart_backoff_max_s)
 
-    async def retire(self, client: httpx.AsyncClient, listed: Listed, settle_s: float) -> None:
-        """Drain, then stop: unlist the replica, give the gateways `settle_s` to read the list
-        (they stop routing to it), wait until what they sent has finished — nothing running
-        or waiting on it, twice in a row — within `drain_timeout_s`, then stop the process."""
+    async def retire(self, client: httpx.AsyncClient, listed: Listed) -> None:
+        """Drain, then stop: unlist the replica, give the gateways one discovery interval to
+        read the list (they stop routing to it), wait until what they sent has finished —
+        nothing running or waiting on it, twice in a row — within `drain_timeout_s`, then
+        stop the process. A replica named in the config cannot be unlisted: stopped now."""
+        if listed.path is None:
+            await asyncio.to_thread(self.stop)
+            return
         listed.remove(self.url)
         started = time.monotonic()
-        await asyncio.sleep(settle_s)
+        assert self.pool.discover is not None  # a listing is a discovery file
+        await asyncio.sleep(self.pool.discover.every_s + 0.5)
         deadline = started + self.launch.drain_timeout_s
         quiet = 0
         while quiet < 2 and time.monotonic() < deadline:

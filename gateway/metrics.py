@@ -276,6 +276,14 @@ class GatewayMetrics:
             ["pool", "what"],
             registry=r,
         )
+        self.pool_forecast_error = Gauge(
+            "spillover_pool_forecast_error_ratio",
+            "The forecast's error on the last day, held out: fitted without it, the mean "
+            "absolute error of each hour's peak KV tokens in flight (0.15 is 15 %). Absent "
+            "until the ledger holds a week and a day.",
+            ["pool"],
+            registry=r,
+        )
         self.answer_cache_bytes = Gauge(
             "spillover_response_cache_bytes",
             "Bytes of answers the response cache holds in this process (memory backend).",

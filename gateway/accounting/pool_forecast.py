@@ -14,7 +14,16 @@ import time
 from dataclasses import dataclass
 
 from gateway.metrics import GatewayMetrics
-from policies.forecast import SLOT_S, SLOTS_PER_HOUR, Forecast, Load, fit, slot_loads, slot_of
+from policies.forecast import (
+    SLOT_S,
+    SLOTS_PER_HOUR,
+    Forecast,
+    Load,
+    fit,
+    held_out_error,
+    slot_loads,
+    slot_of,
+)
 from policies.pool import Capacity, VllmPoolProvider
 from policies.schedule import Choice, Want, desired
 
@@ -40,6 +49,7 @@ class PoolOutlook:
         self._observed: dict[str, dict[int, Load]] = {}
         self._read_until: dict[str, float] = {}
         self._models: dict[str, tuple[Forecast, Load]] = {}  # the fit and its warm floor
+        self.errors: dict[str, float] = {}  # held out: the last day's (absent: too little history)
 
     def configure(self, pools: dict[str, VllmPoolProvider]) -> None:
         self.pools = {n: p for n, p in pools.items() if p.capacity is not None}
@@ -69,6 +79,9 @@ class PoolOutlook:
             day = [model.at(slot_of(now) + i) for i in range(24 * SLOTS_PER_HOUR)]
             off_peak = min(day, key=lambda x: (x.kv_tokens, x.tokens_per_s))
             self._models[name] = (model, off_peak.scaled(1 + capacity.warm_floor_margin))
+            error = held_out_error(observed)
+            if error is not None:
+                self.errors[name] = error
 
     def at(self, name: str, when: float, gpu: str | None = None) -> Outlook:
         """What pool `name` should run at `when` (`gpu`: on that type only)."""
@@ -156,6 +169,8 @@ class PoolForecaster:
         m.pool_forecast.labels(name, "kv_tokens").set(ahead.load.kv_tokens)
         m.pool_forecast.labels(name, "tokens_per_s").set(ahead.load.tokens_per_s)
         m.pool_forecast.labels(name, "concurrency").set(ahead.load.concurrency)
+        if name in self.outlook.errors:
+            m.pool_forecast_error.labels(name).set(self.outlook.errors[name])
 
 
 class LedgerPlanner:

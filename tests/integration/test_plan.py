@@ -193,5 +193,12 @@ def test_the_gateway_exports_what_the_pool_should_run_one_lead_time_ahead(
         assert (slot["gpu"], slot["replicas"]) == (gpu, replicas)
         forecast = httpx.get(proc.url + "/metrics", timeout=5).text
         assert 'spillover_pool_forecast{pool="local",what="kv_tokens"}' in forecast
+        # The same weeks again and again: the last day, held out, is what the forecast said.
+        error = [
+            float(line.rsplit(" ", 1)[1])
+            for line in forecast.splitlines()
+            if line.startswith('spillover_pool_forecast_error_ratio{pool="local"}')
+        ]
+        assert error and error[0] < 0.1, error
     finally:
         proc.stop()
