@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tests.support.processes import (
     Proc,
     start_gateway,
 )
+from tests.support.synthetic_ledger import business_hours_ledger
 
 pytestmark = pytest.mark.e2e
 VIEWER_KEY = "sk-test-console-viewer"
@@ -392,3 +394,57 @@ def test_an_admin_sees_the_response_cache_and_purges_a_team(console_gateway: Pro
         expect(page).to_have_url(re.compile(r"/ui/spend\?purged=1$"))
         assert watch.problems == []
     assert ask() == "miss"
+
+
+def test_the_pool_page_shows_what_the_forecast_asks_for(
+    pool: list[Replica], logs_dir: Path, tmp_path: Path
+) -> None:
+    """A pool with `capacity:` and weeks of ledger: the Pool page says what
+    `spillover_pool_desired_replicas` says, and the forecast's error on the last day."""
+    ledger = tmp_path / "ledger.sqlite"
+    business_hours_ledger(ledger, days=12)
+    config = textwrap.dedent(f"""\
+        ledger: {{url: "sqlite:///{ledger}", flush_ms: 50, spool_path: "{tmp_path}/spool"}}
+        providers:
+          local:
+            kind: vllm_pool
+            model: llama-3.1-8b
+            replicas: ["{pool[0].url}"]
+            health: {{every_s: 0.5}}
+            capacity:
+              model_memory_gb: 16
+              refresh_s: 1
+              history_days: 10
+              gpus:
+                a10: {{usd_per_hour: 1.2, memory_gb: 24, kv_tokens_per_replica: 50000,
+                       tokens_per_s: 100000, lead_time_s: 600}}
+        routes:
+          llama: {{targets: [{{provider: local, model: llama-3.1-8b}}]}}
+        keys:
+          - {{name: admin, key: "${{TEST_ADMIN_KEY}}", admin: true, routes: []}}
+        """)
+    proc = start_gateway(config, logs_dir, name="console-forecast")
+    try:
+        desired = error = None
+        deadline = time.monotonic() + 60
+        while (desired is None or error is None) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            for line in httpx.get(proc.url + "/metrics", timeout=5).text.splitlines():
+                if line.startswith("spillover_pool_desired_replicas{") and not line.endswith(
+                    " 0.0"
+                ):
+                    desired = int(float(line.rsplit(" ", 1)[1]))
+                if line.startswith('spillover_pool_forecast_error_ratio{pool="local"}'):
+                    error = float(line.rsplit(" ", 1)[1])
+        assert desired and error is not None
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            watch = ConsoleWatch(page)
+            _sign_in(page, proc, ADMIN_KEY)
+            page.click("nav >> text=Pool")
+            outlook = page.locator("section.pool p.outlook")
+            expect(outlook).to_contain_text(f"{desired} \u00d7 a10")
+            expect(outlook).to_contain_text(f"its error on the last day {error * 100:.0f}%")
+            assert watch.problems == []
+    finally:
+        proc.stop()

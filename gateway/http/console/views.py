@@ -109,6 +109,17 @@ class ReplicaRow:
 
 
 @dataclass
+class PoolOutlookRow:
+    """What the forecast asks of the pool one lead time ahead (pools with `capacity:`)."""
+
+    replicas: int
+    gpu: str
+    reason: str  # forecast, or warm_floor
+    kv_tokens: float
+    error: float | None  # on the last day, held out; None until a week and a day
+
+
+@dataclass
 class PoolRow:
     name: str
     model: str
@@ -116,9 +127,30 @@ class PoolRow:
     min_warm: int
     replicas: list[ReplicaRow]
     shed: dict[str, int]  # reason → requests shed since start (this process)
+    outlook: PoolOutlookRow | None = None
+
+
+def _outlooks(port: ConsolePort) -> dict[str, PoolOutlookRow]:
+    """The exported forecast per pool, as an autoscaler reads it."""
+    m = port.metrics
+    forecast = {(lb["pool"], lb["what"]): v for _, lb, v in samples(m.pool_forecast)}
+    errors = {lb["pool"]: v for _, lb, v in samples(m.pool_forecast_error)}
+    out = {}
+    for _, labels, value in samples(m.pool_desired_replicas):
+        pool = labels["pool"]
+        if value > 0 or pool not in out:
+            out[pool] = PoolOutlookRow(
+                int(value),
+                labels["gpu"],
+                labels["reason"],
+                forecast.get((pool, "kv_tokens"), 0.0),
+                errors.get(pool),
+            )
+    return {pool: row for pool, row in out.items() if row.replicas > 0}
 
 
 def pools(port: ConsolePort) -> list[PoolRow]:
+    outlooks = _outlooks(port)
     shed: dict[str, dict[str, int]] = {}
     for name, labels, value in samples(port.metrics.pool.shed):
         if name == "spillover_pool_shed_total":
@@ -153,6 +185,7 @@ def pools(port: ConsolePort) -> list[PoolRow]:
                 pool.config.min_warm_replicas,
                 rows,
                 shed.get(name, {}),
+                outlooks.get(name),
             )
         )
     return out
