@@ -7,6 +7,7 @@ writes them into docs/console/)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -129,6 +130,18 @@ def _sign_in(page: Page, gateway: Proc, key: str) -> None:
     page.fill("#key", key)
     page.click("button[type=submit]")
     expect(page).to_have_url(gateway.url + "/ui/overview")
+
+
+@contextlib.contextmanager
+def _signed_in(gateway: Proc, key: str, section: str) -> Iterator[Page]:
+    """A page signed in with `key`, on the console's `section`; no console error on it."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        watch = ConsoleWatch(page)
+        _sign_in(page, gateway, key)
+        page.click(f"nav >> text={section}")
+        yield page
+        assert watch.problems == []
 
 
 def _shot(page: Page, shots: Path, name: str) -> None:
@@ -377,11 +390,7 @@ def test_an_admin_sees_the_response_cache_and_purges_a_team(console_gateway: Pro
         return raw.headers["x-spillover-cache"]
 
     assert [ask(), ask()] == ["miss", "hit"]
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
-        watch = ConsoleWatch(page)
-        _sign_in(page, gateway, ADMIN_KEY)
-        page.click("nav >> text=Spend")
+    with _signed_in(gateway, ADMIN_KEY, "Spend") as page:
         # The pool's idle share for the period: two replicas at $2/h for the 7 days shown.
         pool = page.locator('table.pools-idle tr[data-pool="local"]')
         expect(pool.locator("td").nth(1)).to_have_text("2")
@@ -392,7 +401,6 @@ def test_an_admin_sees_the_response_cache_and_purges_a_team(console_gateway: Pro
         page.fill("input[name=team]", "qa")
         page.click("button[data-action=purge-cache]")
         expect(page).to_have_url(re.compile(r"/ui/spend\?purged=1$"))
-        assert watch.problems == []
     assert ask() == "miss"
 
 
@@ -437,14 +445,9 @@ def test_the_pool_page_shows_what_the_forecast_asks_for(
                 if line.startswith('spillover_pool_forecast_error_ratio{pool="local"}'):
                     error = float(line.rsplit(" ", 1)[1])
         assert desired and error is not None
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1360, "height": 900})
-            watch = ConsoleWatch(page)
-            _sign_in(page, proc, ADMIN_KEY)
-            page.click("nav >> text=Pool")
+        with _signed_in(proc, ADMIN_KEY, "Pool") as page:
             outlook = page.locator("section.pool p.outlook")
             expect(outlook).to_contain_text(f"{desired} \u00d7 a10")
             expect(outlook).to_contain_text(f"its error on the last day {error * 100:.0f}%")
-            assert watch.problems == []
     finally:
         proc.stop()
