@@ -87,7 +87,12 @@ class Membership:
                 del self.replicas[replica.url]
                 self.show(replica)
             return
-        healthy = await prober.healthy(replica)
+        await self._checked(prober, replica, await prober.healthy(replica))
+
+    async def _checked(self, prober: ReplicaProbe, replica: Replica, healthy: bool) -> None:
+        """Act on one health check's answer."""
+        if replica.state == "draining":  # it left discovery while we asked
+            return
         if replica.state == "ready":
             if replica.checked(healthy) >= self.config.health.unhealthy_after:
                 self.set_state(replica, "unhealthy", replica.last_error)

@@ -6,7 +6,8 @@ the probes that move it between states.
         │                                       ▼                           ▼  (a connect timeout
         └──────────────────────────────────── unhealthy ◀─────────────────┘  counts as one) or
                                                                               a request refused
-    draining: out of discovery (or the pool closing); takes no new request, then removed.
+    draining: out of discovery (or the pool closing); takes no new request, then removed;
+              it never goes back (a listed-again replica starts afresh).
 
 A replica that leaves rotation comes back only through warming.
 """
@@ -84,8 +85,10 @@ class Replica:
     # -- the counters change here only --------------------------------------------------------
 
     def move_to(self, state: State) -> bool:
-        """Enter `state`; False when already there."""
-        if self.state == state:
+        """Enter `state`; False when already there, or when draining: a replica that left
+        discovery is only ever removed (a health check that was under way when it left must
+        not bring it back)."""
+        if self.state == state or self.state == "draining":
             return False
         self.state = state
         self.since = time.monotonic()
