@@ -63,15 +63,17 @@ class Membership:
                 replica.take_over(previous)
                 self.show(replica)
 
-    def set_state(self, replica: Replica, state: State, why: str = "") -> None:
+    def set_state(self, replica: Replica, state: State, why: str = "") -> bool:
+        """Move `replica` to `state`; False when it is there already or draining."""
         before = replica.state
         if not replica.move_to(state):
-            return
+            return False
         log.info("pool %s: %s %s -> %s %s", self.name, replica.url, before, state, why)
         self.show(replica)
         if self.metrics is not None:
             self.metrics.transitions.labels(self.name, replica.url, state).inc()
         self._on_change(replica, state)
+        return True
 
     def show(self, replica: Replica) -> None:
         if self.metrics is None:
@@ -87,19 +89,13 @@ class Membership:
                 del self.replicas[replica.url]
                 self.show(replica)
             return
-        await self._checked(prober, replica, await prober.healthy(replica))
-
-    async def _checked(self, prober: ReplicaProbe, replica: Replica, healthy: bool) -> None:
-        """Act on one health check's answer."""
-        if replica.state == "draining":  # it left discovery while we asked
-            return
+        healthy = await prober.healthy(replica)
         if replica.state == "ready":
             if replica.checked(healthy) >= self.config.health.unhealthy_after:
                 self.set_state(replica, "unhealthy", replica.last_error)
             return
-        if not healthy:
-            return
-        self.set_state(replica, "warming")
+        if not healthy or not self.set_state(replica, "warming"):
+            return  # down, or it left discovery while we asked (draining is final)
         if await prober.warm_up(replica):
             replica.checked(True)
             self.set_state(replica, "ready")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -70,12 +71,7 @@ def plan(
     if format not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")
     loaded = load_or_exit(config)
-    pool_config: VllmPoolProvider | None = None
-    if pool is not None:
-        candidate = loaded.providers.get(pool)
-        if not isinstance(candidate, VllmPoolProvider):
-            raise typer.BadParameter(f"{pool!r} is not a vllm_pool provider in {config}")
-        pool_config = candidate
+    pool_config = _pool_config(loaded.providers, pool, config)
     now = time.time()
     if schedule:
         if pool is None or pool_config is None:
@@ -102,14 +98,32 @@ def plan(
             headroom,
             pool_config.gpu_cost_per_hour if pool_config else None,
         )
-    if format == "json":
+    _print(need, sizing, pool_config, as_json=format == "json")
+
+
+def _pool_config(
+    providers: Mapping[str, object], pool: str | None, config: Path
+) -> VllmPoolProvider | None:
+    """The `--pool` provider's config, which must be a vllm_pool (None without --pool)."""
+    if pool is None:
+        return None
+    found = providers.get(pool)
+    if not isinstance(found, VllmPoolProvider):
+        raise typer.BadParameter(f"{pool!r} is not a vllm_pool provider in {config}")
+    return found
+
+
+def _print(
+    need: Demand, sizing: Sizing | None, pool_config: VllmPoolProvider | None, as_json: bool
+) -> None:
+    if as_json:
         out = {
             "demand": {**asdict(need), "kv_tokens_by_averages": need.kv_tokens_by_averages},
             "sizing": sizing.as_dict() if sizing else None,
         }
         print(json.dumps(out, indent=2))
-        return
-    _show(need, sizing, pool_config)
+    else:
+        _show(need, sizing, pool_config)
 
 
 def _schedule(
